@@ -1,0 +1,76 @@
+//! Clients: one WebSocket API session each.
+
+use crate::config::binance_config;
+use crate::engine::Client;
+use crate::error::binance_error;
+use crate::ffi;
+use crate::panic::{guard, guard_value};
+use crate::status::binance_status;
+use std::ffi::c_char;
+
+/// A client: one persistent WebSocket API connection for one API key,
+/// opened on first use and reopened transparently after the server or the
+/// network drops it. Safe to use from several threads at once: concurrent
+/// requests share the connection and each gets its own answer.
+pub struct binance_client {
+    pub(crate) inner: Client,
+}
+
+/// Creates a client from `cfg` (copied: `cfg` may be freed or changed after).
+/// Does not connect; the first request does. BINANCE_INVALID_ARGUMENT if
+/// `cfg` has no API key. On success `*out_client` owns the client; free it
+/// with `binance_client_free`. On failure `*out_client` is NULL.
+#[no_mangle]
+pub extern "C" fn binance_client_new(
+    cfg: *const binance_config,
+    out_client: *mut *mut binance_client,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        let out = ffi::out(out_client, "out_client")?;
+        let cfg = ffi::obj(cfg, "cfg")?;
+        let inner = Client::new(&cfg.inner)?;
+        *out = Box::into_raw(Box::new(binance_client { inner }));
+        Ok(())
+    })
+}
+
+/// The `rateLimits` array of the latest answer that carried one, as JSON
+/// text (e.g. `[{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE",
+/// "intervalNum":1,"limit":2400,"count":2}]`); `[]` before any. Does not
+/// block. Caller owns `*out_json`; free it with `binance_string_free`.
+#[no_mangle]
+pub extern "C" fn binance_client_rate_limits_json(
+    client: *const binance_client,
+    out_json: *mut *mut c_char,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        let out = ffi::out(out_json, "out_json")?;
+        let client = ffi::obj(client, "client")?;
+        let json = client.inner.rate_limits().unwrap_or_else(|| "[]".into());
+        *out = ffi::c_string(json)?;
+        Ok(())
+    })
+}
+
+/// Frees a client: closes its connection and stops its background work. NULL
+/// is accepted. Requests still in flight on other threads fail at once with
+/// BINANCE_CONNECTION_CLOSED, and this call waits until they have returned,
+/// then releases everything: when it returns no socket or task of the client
+/// remains (the shared I/O threads stop with the last client). Starting a
+/// new call on the client once this has begun is undefined behaviour, as is
+/// freeing it twice. User streams opened from the client must be closed
+/// first.
+#[no_mangle]
+pub extern "C" fn binance_client_free(client: *mut binance_client) {
+    if !client.is_null() {
+        // SAFETY: `client` came from `binance_client_new`. Its calls in flight
+        // hold `&binance_client`; `close` waits for them before the drop.
+        guard_value((), || {
+            let c = unsafe { &*client };
+            c.inner.close();
+            drop(unsafe { Box::from_raw(client) });
+        })
+    }
+}

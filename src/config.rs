@@ -1,0 +1,152 @@
+//! Configuration: a builder the client copies from.
+
+use crate::engine::Config;
+use crate::error::binance_error;
+use crate::ffi;
+use crate::panic::{guard, guard_value};
+use crate::status::binance_status;
+use std::ffi::c_char;
+
+/// A client configuration. Create with `binance_config_new`, set what you
+/// need, pass to `binance_client_new` (which copies it), free with
+/// `binance_config_free`. Not safe to modify from two threads at once.
+pub struct binance_config {
+    pub(crate) inner: Config,
+}
+
+/// A new configuration with the defaults: the production USDⓈ-M Futures
+/// WebSocket API (`BINANCE_WS_API_URL_PRODUCTION`) and user data stream
+/// (`BINANCE_STREAM_URL_PRODUCTION`), 10 s connect and request timeouts, the
+/// system's trusted roots, keepalive every 30 minutes, no proxy (HTTPS_PROXY
+/// and NO_PROXY from the environment apply). No API key: set one.
+/// Caller owns the result; free it with `binance_config_free`. NULL only if
+/// memory ran out.
+#[no_mangle]
+pub extern "C" fn binance_config_new() -> *mut binance_config {
+    guard_value(std::ptr::null_mut(), || {
+        Box::into_raw(Box::new(binance_config {
+            inner: Config::default(),
+        }))
+    })
+}
+
+/// Sets the API key (required). It is sent in `params.apiKey` of every
+/// request, never logged or put in an error message, and wiped from memory
+/// when the config is freed. Copied: the caller's buffer may be reused.
+/// BINANCE_INVALID_ARGUMENT for NULL, empty, not printable ASCII, or longer
+/// than 256 bytes.
+#[no_mangle]
+pub extern "C" fn binance_config_set_api_key(
+    cfg: *mut binance_config,
+    api_key: *const c_char,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        let cfg = ffi::obj_mut(cfg, "cfg")?;
+        cfg.inner.set_api_key(ffi::str_arg(api_key, "api_key")?)
+    })
+}
+
+/// Sets the WebSocket API endpoint, a full URL `wss://host[:port]/path`, e.g.
+/// `BINANCE_WS_API_URL_TESTNET`. Plain `ws://` is accepted only to a loopback
+/// host (localhost, 127.0.0.0/8, ::1).
+#[no_mangle]
+pub extern "C" fn binance_config_set_endpoint(
+    cfg: *mut binance_config,
+    url: *const c_char,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        let cfg = ffi::obj_mut(cfg, "cfg")?;
+        cfg.inner.set_endpoint(ffi::str_arg(url, "url")?)
+    })
+}
+
+/// Sets the connect timeout (TCP, proxy, TLS and WebSocket upgrade together)
+/// and the request timeout (from sending a request to its answer), in ms,
+/// each 1 to 3600000. A call that must connect first can take up to both.
+#[no_mangle]
+pub extern "C" fn binance_config_set_timeouts_ms(
+    cfg: *mut binance_config,
+    connect_ms: u32,
+    request_ms: u32,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        ffi::obj_mut(cfg, "cfg")?
+            .inner
+            .set_timeouts_ms(connect_ms, request_ms)
+    })
+}
+
+/// Trusts the certificate(s) in `pem` (one or more PEM blocks) in addition
+/// to the system's roots, e.g. a private CA or the local exchange's. The
+/// server certificate and host name are always verified; there is no way to
+/// turn verification off. BINANCE_INVALID_ARGUMENT if a block does not parse.
+#[no_mangle]
+pub extern "C" fn binance_config_add_root_certificate_pem(
+    cfg: *mut binance_config,
+    pem: *const c_char,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        let cfg = ffi::obj_mut(cfg, "cfg")?;
+        cfg.inner.add_root_certificate_pem(ffi::str_arg(pem, "pem")?)
+    })
+}
+
+/// Sets the user data stream base URL; the stream connects to
+/// `<url>/ws/<listenKey>`. Default `BINANCE_STREAM_URL_PRODUCTION`
+/// (`wss://fstream.binance.com/private`, the route user data moved to in
+/// 2026: the legacy route connects but delivers nothing).
+#[no_mangle]
+pub extern "C" fn binance_config_set_stream_endpoint(
+    cfg: *mut binance_config,
+    url: *const c_char,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        let cfg = ffi::obj_mut(cfg, "cfg")?;
+        cfg.inner.set_stream_endpoint(ffi::str_arg(url, "url")?)
+    })
+}
+
+/// Sets how often a user stream keeps its listenKey alive with
+/// `userDataStream.ping`, in ms: 100 to 3300000 (the key lives 60 minutes).
+/// Default 30 minutes.
+#[no_mangle]
+pub extern "C" fn binance_config_set_keepalive_interval_ms(
+    cfg: *mut binance_config,
+    ms: u32,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        ffi::obj_mut(cfg, "cfg")?.inner.set_keepalive_interval_ms(ms)
+    })
+}
+
+/// Sends every connection (WebSocket API and stream) through an HTTP CONNECT
+/// proxy: `http://[user:pass@]host:port` (credentials percent-encoded). The
+/// credentials are treated like the API key: never logged or shown. When no
+/// proxy is set, HTTPS_PROXY (or ALL_PROXY) and NO_PROXY are honoured.
+#[no_mangle]
+pub extern "C" fn binance_config_set_proxy(
+    cfg: *mut binance_config,
+    url: *const c_char,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        let cfg = ffi::obj_mut(cfg, "cfg")?;
+        cfg.inner.set_proxy(ffi::str_arg(url, "url")?)
+    })
+}
+
+/// Frees a configuration (and wipes the API key it held). NULL is accepted.
+/// Clients created from it are not affected.
+#[no_mangle]
+pub extern "C" fn binance_config_free(cfg: *mut binance_config) {
+    if !cfg.is_null() {
+        // SAFETY: `cfg` came from `binance_config_new`.
+        guard_value((), || drop(unsafe { Box::from_raw(cfg) }))
+    }
+}

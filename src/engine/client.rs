@@ -1,0 +1,197 @@
+//! A client: one WebSocket API session for one API key, and the listenKey
+//! methods on top of it.
+
+use super::config::Config;
+use super::connect::Dialer;
+use super::error::{Error, Result};
+use super::runtime::RuntimeRef;
+use super::session::{Session, SessionConfig};
+use super::tls;
+use serde_json::Value;
+use std::sync::{Arc, Condvar, Mutex};
+
+/// The longest listenKey accepted from a server (Binance's are 64 chars).
+pub const MAX_LISTEN_KEY_LEN: usize = 256;
+
+pub struct Client {
+    pub(crate) session: Arc<Session>,
+    pub(crate) config: Config,
+    pub(crate) runtime: RuntimeRef,
+    gate: Gate,
+}
+
+impl Client {
+    /// Checks the config and prepares the client; nothing is connected yet.
+    pub fn new(config: &Config) -> Result<Client> {
+        let api_key = config
+            .api_key
+            .clone()
+            .ok_or_else(|| Error::invalid("cfg: no API key set (binance_config_set_api_key)"))?;
+        let runtime = RuntimeRef::acquire()?;
+        let session = Session::new(
+            runtime.handle().clone(),
+            SessionConfig {
+                endpoint: config.endpoint.clone(),
+                dialer: dialer(config, &config.endpoint)?,
+                request_timeout: config.request_timeout,
+                api_key,
+            },
+        );
+        Ok(Client {
+            session: Arc::new(session),
+            config: config.clone(),
+            runtime,
+            gate: Gate::default(),
+        })
+    }
+
+    /// `userDataStream.start`: the account's listenKey (an existing valid
+    /// key is returned and extended).
+    pub fn listen_key_start(&self) -> Result<String> {
+        let _in = self.gate.enter()?;
+        self.listen_key_call("userDataStream.start")
+    }
+
+    /// `userDataStream.ping`: extends the key's validity; returns the key.
+    pub fn listen_key_keepalive(&self) -> Result<String> {
+        let _in = self.gate.enter()?;
+        self.listen_key_call("userDataStream.ping")
+    }
+
+    /// `userDataStream.stop`: closes the account's stream and its key.
+    pub fn listen_key_stop(&self) -> Result<()> {
+        let _in = self.gate.enter()?;
+        self.session.request("userDataStream.stop")?;
+        Ok(())
+    }
+
+    fn listen_key_call(&self, method: &str) -> Result<String> {
+        let answer = self.session.request(method)?;
+        listen_key_of(method, &answer.result).inspect_err(|e| self.session.replace_connection(e))
+    }
+
+    pub fn rate_limits(&self) -> Option<String> {
+        self.session.rate_limits()
+    }
+
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    /// Fails calls in flight on other threads (they return
+    /// BINANCE_CONNECTION_CLOSED at once), waits for them to return, and
+    /// closes the connection. Called by drop.
+    pub fn close(&self) {
+        self.gate.close(|| self.session.shutdown());
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The listenKey in a start/ping result, checked: it goes into a URL path.
+pub fn listen_key_of(method: &str, result: &Value) -> Result<String> {
+    let key = result
+        .get("listenKey")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            Error::protocol(format!(
+                "{method}: the answer's result has no string \"listenKey\""
+            ))
+        })?;
+    if key.is_empty()
+        || key.len() > MAX_LISTEN_KEY_LEN
+        || !key.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err(Error::protocol(format!(
+            "{method}: the answer's listenKey is not 1 to {MAX_LISTEN_KEY_LEN} letters and digits"
+        )));
+    }
+    Ok(key.to_owned())
+}
+
+/// The dialer for one endpoint: shared TLS connector, proxy, timeout.
+pub fn dialer(config: &Config, endpoint: &super::url::Endpoint) -> Result<Dialer> {
+    Ok(Dialer {
+        tls: if endpoint.tls {
+            Some(tls::connector(&config.extra_roots)?)
+        } else {
+            None
+        },
+        proxy: config.proxy_for(endpoint)?,
+        connect_timeout: config.connect_timeout,
+    })
+}
+
+/// Counts calls in flight so that closing can wait for them.
+#[derive(Default)]
+pub struct Gate {
+    state: Mutex<(usize, bool)>,
+    idle: Condvar,
+}
+
+pub struct GateGuard<'a>(&'a Gate);
+
+impl Gate {
+    pub fn enter(&self) -> Result<GateGuard<'_>> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.1 {
+            return Err(Error::closed("the client is being freed"));
+        }
+        s.0 += 1;
+        Ok(GateGuard(self))
+    }
+
+    /// Refuses new calls, runs `wake` (which must make calls in flight
+    /// return), then waits until none is left.
+    pub fn close(&self, wake: impl FnOnce()) {
+        {
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if s.1 {
+                return;
+            }
+            s.1 = true;
+        }
+        wake();
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while s.0 > 0 {
+            s = self.idle.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+impl Drop for GateGuard<'_> {
+    fn drop(&mut self) {
+        let mut s = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.0 -= 1;
+        if s.0 == 0 {
+            self.0.idle.notify_all();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn listen_key_must_be_url_safe() {
+        let k = "x".repeat(64);
+        assert_eq!(listen_key_of("m", &json!({ "listenKey": k })).unwrap(), k);
+        for bad in [json!({}), json!({"listenKey": 5}), json!({"listenKey": ""}), json!({"listenKey": "a/b"}), json!({"listenKey": "a b"})] {
+            let e = listen_key_of("m", &bad).unwrap_err();
+            assert_eq!(e.status, super::super::error::Status::ProtocolError);
+        }
+    }
+
+    #[test]
+    fn client_needs_an_api_key() {
+        let e = Client::new(&Config::default()).err().unwrap();
+        assert_eq!(e.status, super::super::error::Status::InvalidArgument);
+        assert!(e.message.contains("API key"));
+    }
+}

@@ -1,0 +1,198 @@
+//! The configuration a client is built from: checked when set, copied when
+//! the client is created.
+
+use super::error::{Error, Result};
+use super::secret::Secret;
+use super::tls;
+use super::url::{Endpoint, Proxy};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const PRODUCTION_WS_API: &str = "wss://ws-fapi.binance.com/ws-fapi/v1";
+pub const TESTNET_WS_API: &str = "wss://testnet.binancefuture.com/ws-fapi/v1";
+pub const PRODUCTION_STREAM: &str = "wss://fstream.binance.com/private";
+pub const TESTNET_STREAM: &str = "wss://fstream.binancefuture.com/private";
+
+/// The longest API key accepted (Binance's are 64 characters).
+pub const MAX_API_KEY_LEN: usize = 256;
+/// The longest timeout accepted, in ms (one hour).
+pub const MAX_TIMEOUT_MS: u32 = 3_600_000;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub api_key: Option<Secret>,
+    pub endpoint: Endpoint,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Extra trusted roots, one PEM certificate each.
+    pub extra_roots: Arc<[String]>,
+    pub stream_endpoint: Endpoint,
+    pub keepalive_interval: Duration,
+    /// The proxy set explicitly; `None` falls back to HTTPS_PROXY.
+    pub proxy: Option<Proxy>,
+    /// Events the user stream queue holds before it drops the oldest.
+    pub queue_capacity: usize,
+    /// A stream silent (no frame at all) this long is replaced.
+    pub silence_timeout: Duration,
+    /// Stream connections are rotated this long after they open, before the
+    /// server's 24 h limit.
+    pub rotate_after: Duration,
+    /// Reconnection backoff: first delay and cap.
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            api_key: None,
+            endpoint: Endpoint::parse(PRODUCTION_WS_API, "endpoint").expect("valid default"),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+            extra_roots: Arc::from(Vec::new()),
+            stream_endpoint: Endpoint::parse(PRODUCTION_STREAM, "url").expect("valid default"),
+            keepalive_interval: Duration::from_secs(30 * 60),
+            proxy: None,
+            queue_capacity: 4096,
+            silence_timeout: Duration::from_secs(5 * 60),
+            rotate_after: Duration::from_secs(23 * 3600),
+            backoff_initial: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Config {
+    pub fn set_api_key(&mut self, key: &str) -> Result<()> {
+        if key.is_empty() {
+            return Err(Error::invalid("api_key: must not be empty"));
+        }
+        if key.len() > MAX_API_KEY_LEN {
+            return Err(Error::invalid(format!(
+                "api_key: longer than {MAX_API_KEY_LEN} bytes"
+            )));
+        }
+        if !key.bytes().all(|b| b.is_ascii_graphic()) {
+            // Say what is wrong without showing the key.
+            return Err(Error::invalid(
+                "api_key: must be printable ASCII without spaces",
+            ));
+        }
+        self.api_key = Some(Secret::new(key));
+        Ok(())
+    }
+
+    pub fn set_endpoint(&mut self, url: &str) -> Result<()> {
+        self.endpoint = Endpoint::parse(url, "url")?;
+        Ok(())
+    }
+
+    pub fn set_stream_endpoint(&mut self, url: &str) -> Result<()> {
+        self.stream_endpoint = Endpoint::parse(url, "url")?;
+        Ok(())
+    }
+
+    pub fn set_timeouts_ms(&mut self, connect_ms: u32, request_ms: u32) -> Result<()> {
+        for (name, v) in [("connect_ms", connect_ms), ("request_ms", request_ms)] {
+            if v == 0 || v > MAX_TIMEOUT_MS {
+                return Err(Error::invalid(format!(
+                    "{name}: {v} is out of range (1 to {MAX_TIMEOUT_MS})"
+                )));
+            }
+        }
+        self.connect_timeout = Duration::from_millis(connect_ms.into());
+        self.request_timeout = Duration::from_millis(request_ms.into());
+        Ok(())
+    }
+
+    pub fn add_root_certificate_pem(&mut self, pem: &str) -> Result<()> {
+        let certs = tls::parse_pem_bundle(pem, "pem")?;
+        let mut all: Vec<String> = self.extra_roots.to_vec();
+        for c in certs {
+            if !all.contains(&c) {
+                all.push(c);
+            }
+        }
+        if all.len() > 256 {
+            return Err(Error::invalid("pem: more than 256 extra root certificates"));
+        }
+        self.extra_roots = Arc::from(all);
+        Ok(())
+    }
+
+    pub fn set_keepalive_interval_ms(&mut self, ms: u32) -> Result<()> {
+        // A key lives 60 minutes; a keepalive must come well before that.
+        if !(100..=55 * 60 * 1000).contains(&ms) {
+            return Err(Error::invalid(format!(
+                "ms: {ms} is out of range (100 to 3300000, the key lives 60 minutes)"
+            )));
+        }
+        self.keepalive_interval = Duration::from_millis(ms.into());
+        Ok(())
+    }
+
+    pub fn set_proxy(&mut self, url: &str) -> Result<()> {
+        self.proxy = Some(Proxy::parse(url, "url")?);
+        Ok(())
+    }
+
+    /// The proxy to use for `endpoint`: the explicit one, else HTTPS_PROXY
+    /// (or https_proxy, ALL_PROXY) unless NO_PROXY names the host.
+    pub fn proxy_for(&self, endpoint: &Endpoint) -> Result<Option<Proxy>> {
+        if self.proxy.is_some() {
+            return Ok(self.proxy.clone());
+        }
+        let env = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
+        };
+        let Some(url) = env(&["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]) else {
+            return Ok(None);
+        };
+        if let Some(no) = env(&["NO_PROXY", "no_proxy"]) {
+            if super::url::no_proxy_matches(&no, &endpoint.host) {
+                return Ok(None);
+            }
+        }
+        Proxy::parse(url.trim(), "HTTPS_PROXY").map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_production() {
+        let c = Config::default();
+        assert_eq!(c.endpoint.url(), PRODUCTION_WS_API);
+        assert_eq!(c.stream_endpoint.url(), PRODUCTION_STREAM);
+        assert_eq!(c.connect_timeout, Duration::from_secs(10));
+        assert_eq!(c.request_timeout, Duration::from_secs(10));
+        assert_eq!(c.keepalive_interval, Duration::from_secs(1800));
+        assert!(c.api_key.is_none());
+    }
+
+    #[test]
+    fn api_key_checks_never_echo_the_key() {
+        let mut c = Config::default();
+        assert!(c.set_api_key("").is_err());
+        let e = c.set_api_key("has space SECRET").unwrap_err();
+        assert!(!e.message.contains("SECRET"));
+        assert!(c.set_api_key(&"k".repeat(300)).is_err());
+        c.set_api_key("vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A")
+            .unwrap();
+        assert!(!format!("{c:?}").contains("vmPUZE6"));
+    }
+
+    #[test]
+    fn timeouts_in_range() {
+        let mut c = Config::default();
+        assert!(c.set_timeouts_ms(0, 10).unwrap_err().message.contains("connect_ms"));
+        assert!(c.set_timeouts_ms(10, 0).unwrap_err().message.contains("request_ms"));
+        assert!(c.set_timeouts_ms(10, MAX_TIMEOUT_MS + 1).is_err());
+        c.set_timeouts_ms(250, 500).unwrap();
+        assert_eq!(c.request_timeout, Duration::from_millis(500));
+    }
+}

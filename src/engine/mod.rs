@@ -1,0 +1,17 @@
+//! The engine: safe Rust, no FFI. The C face in the crate root only
+//! translates to and from it.
+
+pub mod answer;
+pub mod client;
+pub mod config;
+pub mod connect;
+pub mod error;
+pub mod runtime;
+pub mod secret;
+pub mod session;
+pub mod tls;
+pub mod url;
+
+pub use client::Client;
+pub use config::Config;
+pub use error::{Error, Result, Status};

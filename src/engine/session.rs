@@ -1,0 +1,414 @@
+//! One WebSocket API session: a persistent connection, opened on first use,
+//! shared by every caller, each request matched to its answer by id.
+//!
+//! Callers run their request on their own thread (`Handle::block_on`): they
+//! connect if needed, register the id, write the frame and wait. One reader
+//! task per connection routes answers to the waiting callers, answers server
+//! pings (tungstenite echoes the payload), and when the connection dies fails
+//! every pending request at once so nobody waits for a timeout.
+
+use super::answer::{self, Answer, Incoming};
+use super::connect::{Dialer, Ws};
+use super::error::{Error, Result, Status};
+use super::secret::Secret;
+use super::url::Endpoint;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+use tokio::runtime::Handle;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+
+/// What a session needs to know.
+#[derive(Clone)]
+pub struct SessionConfig {
+    pub endpoint: Endpoint,
+    pub dialer: Dialer,
+    pub request_timeout: Duration,
+    pub api_key: Secret,
+}
+
+/// A WebSocket API session. Cheap to share: clone the `Arc`.
+pub struct Session {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    rt: Handle,
+    config: SessionConfig,
+    /// The API key as a JSON string literal, spliced into every request.
+    key_json: Secret,
+    /// The connection in use, if any.
+    current: Mutex<Option<Arc<Conn>>>,
+    /// Serialises connection attempts so concurrent callers share one.
+    connect_lock: tokio::sync::Mutex<()>,
+    next_id: AtomicU64,
+    rate_limits: Mutex<Option<String>>,
+    closing: watch::Sender<bool>,
+    readers: Mutex<Vec<JoinHandle<()>>>,
+    connections_opened: AtomicU64,
+    this: Weak<Shared>,
+}
+
+type Waiter = oneshot::Sender<Result<Answer>>;
+
+struct Conn {
+    sink: tokio::sync::Mutex<SplitSink<Ws, Message>>,
+    pending: Mutex<Pending>,
+    /// Set once any frame arrives after the flag was cleared: tells a timed
+    /// out request whether the connection is still alive.
+    heard: AtomicBool,
+}
+
+#[derive(Default)]
+struct Pending {
+    dead: Option<Error>,
+    waiters: HashMap<u64, Waiter>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere never leaves these maps inconsistent; keep going.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Conn {
+    fn alive(&self) -> bool {
+        lock(&self.pending).dead.is_none()
+    }
+
+    fn register(&self, id: u64, waiter: Waiter) -> std::result::Result<(), Error> {
+        let mut p = lock(&self.pending);
+        if let Some(dead) = &p.dead {
+            return Err(dead.clone());
+        }
+        p.waiters.insert(id, waiter);
+        Ok(())
+    }
+
+    fn forget(&self, id: u64) {
+        lock(&self.pending).waiters.remove(&id);
+    }
+
+    fn complete(&self, id: u64, outcome: Result<Answer>) {
+        let waiter = lock(&self.pending).waiters.remove(&id);
+        if let Some(w) = waiter {
+            let _ = w.send(outcome);
+        }
+    }
+
+    /// Fails every pending request with `err` and refuses new ones.
+    fn kill(&self, err: Error) {
+        let waiters = {
+            let mut p = lock(&self.pending);
+            if p.dead.is_none() {
+                p.dead = Some(err.clone());
+            }
+            std::mem::take(&mut p.waiters)
+        };
+        for (_, w) in waiters {
+            let _ = w.send(Err(err.clone()));
+        }
+    }
+
+    /// Fails every pending request with `err` but keeps the connection.
+    fn fail_pending(&self, err: &Error) {
+        let waiters = std::mem::take(&mut lock(&self.pending).waiters);
+        for (_, w) in waiters {
+            let _ = w.send(Err(err.clone()));
+        }
+    }
+}
+
+impl Session {
+    /// Creates a session; nothing is connected until the first request.
+    pub fn new(rt: Handle, config: SessionConfig) -> Session {
+        let key_json = Secret::new(
+            &serde_json::to_string(config.api_key.expose()).unwrap_or_else(|_| "\"\"".into()),
+        );
+        let (closing, _) = watch::channel(false);
+        let shared = Arc::new_cyclic(|this| Shared {
+            rt,
+            config,
+            key_json,
+            current: Mutex::new(None),
+            connect_lock: tokio::sync::Mutex::new(()),
+            next_id: AtomicU64::new(1),
+            rate_limits: Mutex::new(None),
+            closing,
+            readers: Mutex::new(Vec::new()),
+            connections_opened: AtomicU64::new(0),
+            this: this.clone(),
+        });
+        Session { shared }
+    }
+
+    /// Sends `method` with the API key and waits for its answer. Blocks the
+    /// calling thread, which must not be a runtime thread.
+    pub fn request(&self, method: &str) -> Result<Answer> {
+        if Handle::try_current().is_ok() {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                "blocking calls cannot be made from a library thread (e.g. inside a callback)",
+            ));
+        }
+        self.shared.rt.block_on(self.shared.request(method))
+    }
+
+    /// The same as [`Session::request`], for callers already in async code.
+    pub async fn request_async(&self, method: &str) -> Result<Answer> {
+        self.shared.request(method).await
+    }
+
+    /// The `rateLimits` of the latest answer that carried them, as JSON.
+    pub fn rate_limits(&self) -> Option<String> {
+        lock(&self.shared.rate_limits).clone()
+    }
+
+    /// How many connections this session has opened so far.
+    pub fn connections_opened(&self) -> u64 {
+        self.shared.connections_opened.load(Ordering::Relaxed)
+    }
+
+    /// Whether a connection is open now.
+    pub fn connected(&self) -> bool {
+        lock(&self.shared.current).as_ref().is_some_and(|c| c.alive())
+    }
+
+    /// Drops the current connection because the caller found its answer
+    /// malformed; the next request opens a new one.
+    pub fn replace_connection(&self, why: &Error) {
+        if let Some(conn) = lock(&self.shared.current).take() {
+            conn.kill(Error::new(why.status, format!("connection replaced: {}", why.message)));
+        }
+    }
+
+    /// Fails every request in flight (they return at once), closes the
+    /// connection and waits until its task and socket are gone.
+    pub fn shutdown(&self) {
+        let s = &self.shared;
+        s.closing.send_replace(true);
+        let conn = lock(&s.current).take();
+        if let Some(conn) = &conn {
+            conn.kill(Error::closed("the client was freed"));
+        }
+        let readers = std::mem::take(&mut *lock(&s.readers));
+        let work = async move {
+            if let Some(conn) = conn {
+                // A polite close frame, if the socket takes it at once.
+                let _ = tokio::time::timeout(Duration::from_millis(100), async {
+                    let mut sink = conn.sink.lock().await;
+                    let _ = sink.close().await;
+                })
+                .await;
+            }
+            for r in readers {
+                r.abort();
+                let _ = r.await;
+            }
+        };
+        if Handle::try_current().is_ok() {
+            s.rt.spawn(work);
+        } else {
+            s.rt.block_on(work);
+        }
+    }
+}
+
+impl Shared {
+    async fn request(&self, method: &str) -> Result<Answer> {
+        let mut closing = self.closing.subscribe();
+        if *closing.borrow_and_update() {
+            return Err(Error::closed("the client is being freed"));
+        }
+        tokio::select! {
+            biased;
+            _ = closing.changed() => Err(Error::closed("the client was freed while the request was in flight")),
+            r = self.exchange(method) => r,
+        }
+    }
+
+    async fn exchange(&self, method: &str) -> Result<Answer> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let mut tx = Some(tx);
+        // A connection found dead before our frame was written is safe to
+        // replace: nothing was sent, so retry once on a fresh one.
+        let mut conn = self.connection().await?;
+        if let Err(e) = conn.register(id, tx.take().expect("waiter")) {
+            self.drop_current(&conn);
+            conn = self.connection().await.map_err(|e2| e2.context(&e.message))?;
+            let (tx2, rx2) = oneshot::channel();
+            conn.register(id, tx2)?;
+            return self.send_and_wait(conn, id, method, rx2).await;
+        }
+        self.send_and_wait(conn, id, method, rx).await
+    }
+
+    async fn send_and_wait(
+        &self,
+        conn: Arc<Conn>,
+        id: u64,
+        method: &str,
+        rx: oneshot::Receiver<Result<Answer>>,
+    ) -> Result<Answer> {
+        let text = format!(
+            r#"{{"id":{id},"method":"{method}","params":{{"apiKey":{}}}}}"#,
+            self.key_json.expose()
+        );
+        conn.heard.store(false, Ordering::Relaxed);
+        let sent = {
+            let mut sink = conn.sink.lock().await;
+            sink.send(Message::text(text)).await
+        };
+        if let Err(e) = sent {
+            conn.forget(id);
+            let err = Error::closed(format!("sending {method} failed: {e}"));
+            conn.kill(err.clone());
+            self.drop_current(&conn);
+            return Err(err);
+        }
+        let t = self.config.request_timeout;
+        match tokio::time::timeout(t, rx).await {
+            Ok(Ok(outcome)) => outcome.map_err(|e| e.context(method)),
+            Ok(Err(_)) => Err(Error::closed(format!("{method}: the connection closed"))),
+            Err(_) => {
+                conn.forget(id);
+                if !conn.heard.load(Ordering::Relaxed) {
+                    // Not a single frame in the whole wait: treat the
+                    // connection as dead so the next call gets a new one.
+                    conn.kill(Error::closed("no frame from the server within the request timeout"));
+                    self.drop_current(&conn);
+                }
+                Err(Error::timeout(format!(
+                    "{method}: no answer within {} ms",
+                    t.as_millis()
+                )))
+            }
+        }
+    }
+
+    fn live(&self) -> Option<Arc<Conn>> {
+        lock(&self.current).as_ref().filter(|c| c.alive()).cloned()
+    }
+
+    fn drop_current(&self, conn: &Arc<Conn>) {
+        let mut cur = lock(&self.current);
+        if cur.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
+            *cur = None;
+        }
+    }
+
+    async fn connection(&self) -> Result<Arc<Conn>> {
+        if let Some(c) = self.live() {
+            return Ok(c);
+        }
+        let limit = self.config.dialer.connect_timeout;
+        let deadline = tokio::time::Instant::now() + limit;
+        let timed_out = || {
+            Error::timeout(format!(
+                "connecting to {} did not complete within {} ms",
+                self.config.endpoint.url(),
+                limit.as_millis()
+            ))
+        };
+        let _guard = tokio::time::timeout_at(deadline, self.connect_lock.lock())
+            .await
+            .map_err(|_| timed_out())?;
+        if let Some(c) = self.live() {
+            return Ok(c);
+        }
+        let ws = tokio::time::timeout_at(deadline, self.config.dialer.connect_unbounded(&self.config.endpoint))
+            .await
+            .map_err(|_| timed_out())??;
+        let (sink, stream) = ws.split();
+        let conn = Arc::new(Conn {
+            sink: tokio::sync::Mutex::new(sink),
+            pending: Mutex::new(Pending::default()),
+            heard: AtomicBool::new(true),
+        });
+        self.connections_opened.fetch_add(1, Ordering::Relaxed);
+        let reader = self
+            .rt
+            .spawn(read_loop(conn.clone(), stream, self.this.clone()));
+        {
+            let mut readers = lock(&self.readers);
+            readers.retain(|r| !r.is_finished());
+            readers.push(reader);
+        }
+        *lock(&self.current) = Some(conn.clone());
+        Ok(conn)
+    }
+}
+
+async fn read_loop(conn: Arc<Conn>, mut stream: SplitStream<Ws>, shared: Weak<Shared>) {
+    let err = loop {
+        let msg = match stream.next().await {
+            Some(Ok(msg)) => msg,
+            Some(Err(e)) => break read_error(e),
+            None => break Error::closed("the server closed the connection"),
+        };
+        conn.heard.store(true, Ordering::Relaxed);
+        let text = match msg {
+            Message::Text(t) => t,
+            Message::Close(frame) => {
+                break Error::closed(match frame {
+                    Some(f) => format!(
+                        "the server closed the connection (code {}{}{})",
+                        u16::from(f.code),
+                        if f.reason.is_empty() { "" } else { ": " },
+                        f.reason.chars().filter(|c| !c.is_control()).take(120).collect::<String>()
+                    ),
+                    None => "the server closed the connection".to_owned(),
+                })
+            }
+            // Pings are answered by tungstenite with the same payload.
+            _ => continue,
+        };
+        let Some(sh) = shared.upgrade() else { return };
+        match answer::parse(text.as_str(), &sh.config.api_key) {
+            Ok(Incoming::Answer {
+                id,
+                outcome,
+                rate_limits,
+            }) => {
+                if let Some(rl) = rate_limits {
+                    *lock(&sh.rate_limits) = Some(rl);
+                }
+                let malformed = matches!(&outcome, Err(e) if e.status == Status::ProtocolError)
+                    .then(|| outcome.as_ref().err().cloned())
+                    .flatten();
+                conn.complete(id, outcome);
+                if let Some(e) = malformed {
+                    break Error::protocol(format!("connection replaced: {}", e.message));
+                }
+            }
+            Ok(Incoming::SessionError(e)) => conn.fail_pending(&e),
+            Ok(Incoming::Unrelated) => {}
+            Err(e) => break e,
+        }
+    };
+    conn.kill(err);
+    if let Some(sh) = shared.upgrade() {
+        sh.drop_current(&conn);
+    }
+}
+
+fn read_error(e: tokio_tungstenite::tungstenite::Error) -> Error {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    match e {
+        WsError::Capacity(c) => Error::protocol(format!(
+            "the server sent a message over the {} MiB limit ({c}); connection replaced",
+            super::connect::MAX_MESSAGE >> 20
+        )),
+        WsError::Protocol(p) => Error::protocol(format!("WebSocket protocol violation: {p}")),
+        WsError::Utf8(_) => Error::protocol("the server sent a text frame that is not UTF-8"),
+        WsError::ConnectionClosed | WsError::AlreadyClosed => {
+            Error::closed("the connection closed")
+        }
+        other => Error::closed(format!("the connection failed: {other}")),
+    }
+}

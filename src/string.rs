@@ -1,0 +1,17 @@
+//! Strings handed to the caller.
+
+use std::ffi::{c_char, CString};
+
+/// Frees a string this library returned as `char *` (listenKeys, JSON,
+/// values). NULL is accepted and ignored. Never pass it memory from
+/// elsewhere, and never free these strings with `free()`: the allocator may
+/// differ.
+#[no_mangle]
+pub extern "C" fn binance_string_free(s: *mut c_char) {
+    if !s.is_null() {
+        crate::panic::guard_value((), || {
+            // SAFETY: `s` came from `CString::into_raw` in this library.
+            drop(unsafe { CString::from_raw(s) })
+        })
+    }
+}
