@@ -56,10 +56,87 @@ typedef struct binance_config binance_config;
 typedef struct binance_error binance_error;
 
 /*
+ One event: a user data event exactly as Binance sent it
+ (ORDER_TRADE_UPDATE, ACCOUNT_UPDATE, ..., listenKeyExpired, or a type
+ this version does not know), or a library event whose type starts with
+ "binance." (`binance.stream_gap`, `binance.listen_key_renewed`,
+ `binance.stream_disconnected`). Immutable: may be read from any thread.
+ */
+typedef struct binance_event binance_event;
+
+/*
+ An open user data stream: the account's events, in order, with the
+ listenKey kept alive, renewed and the connection replaced for you.
+ `binance_user_stream_next` may be called from any thread;
+ `binance_user_stream_health` too.
+ */
+typedef struct binance_user_stream binance_user_stream;
+
+/*
  The result of every fallible call: `BINANCE_OK` (0) or an error status.
  A fixed-width integer, not a C enum: values are append-only ABI.
  */
 typedef int32_t binance_status;
+
+/*
+ Called with each event, in order, for a stream opened with
+ `binance_user_stream_open_callback`. `ev` is borrowed: valid only during
+ the call (copy what you need; do not free it).
+ */
+typedef void (*binance_event_callback)(const binance_event *ev, void *user_data);
+
+/*
+ A stream's health, filled in by `binance_user_stream_health`.
+ */
+typedef struct {
+    /*
+     1 while the stream connection is up, 0 while reconnecting.
+     */
+    int32_t connected;
+    /*
+     The latest keepalive's status (BINANCE_OK, or the error it got); -1
+     before the first keepalive.
+     */
+    int32_t last_keepalive_status;
+    /*
+     Connections opened after the first (reconnects and rotations).
+     */
+    uint64_t reconnects;
+    /*
+     Events handed to the application (stream and library events).
+     */
+    uint64_t events_delivered;
+    /*
+     Stream events dropped because the queue was full.
+     */
+    uint64_t events_dropped;
+    /*
+     Events waiting in the queue now.
+     */
+    uint64_t events_queued;
+    /*
+     `binance.stream_gap` events caused by lost connections or keys.
+     */
+    uint64_t gaps;
+    /*
+     Times the listenKey changed.
+     */
+    uint64_t key_renewals;
+    /*
+     When the last stream event arrived, ms since the Unix epoch; 0 if
+     none yet.
+     */
+    int64_t last_event_ms;
+    /*
+     How long the current listenKey has been in use, in ms.
+     */
+    int64_t key_age_ms;
+    /*
+     When the latest keepalive finished, ms since the Unix epoch; 0 if
+     none yet.
+     */
+    int64_t last_keepalive_ms;
+} binance_stream_health;
 
 /*
  Success.
@@ -218,6 +295,40 @@ binance_status binance_config_set_keepalive_interval_ms(binance_config *cfg, uin
 binance_status binance_config_set_proxy(binance_config *cfg, const char *url, binance_error **out_err);
 
 /*
+ Sets how many stream events a user stream queues for the application
+ (1 to 1000000; default 4096). When the application does not drain the
+ queue and it is full, newer events are dropped and counted (the queued
+ ones stay), and one `binance.stream_gap` event with reason
+ "queue_overflow" and the dropped count is delivered where they were
+ lost. Library events are never dropped. Memory stays bounded; the stream
+ never stops.
+ */
+binance_status binance_config_set_event_queue_capacity(binance_config *cfg, uint32_t capacity, binance_error **out_err);
+
+/*
+ Sets how long a stream connection may stay silent (no frame at all, not
+ even the server's ping every 3 minutes) before it is treated as dead and
+ replaced, in ms: 100 to 3600000. Default 5 minutes.
+ */
+binance_status binance_config_set_silence_timeout_ms(binance_config *cfg, uint32_t ms, binance_error **out_err);
+
+/*
+ Sets how long a stream connection is used before it is rotated (a new
+ connection opened, then the old one closed, with no event lost or
+ duplicated), in ms: 500 to 86340000. Default 23 hours, before Binance's
+ 24 h limit.
+ */
+binance_status binance_config_set_stream_rotation_ms(binance_config *cfg, uint32_t ms, binance_error **out_err);
+
+/*
+ Sets the stream's reconnection backoff: the first retry waits about
+ `initial_ms`, each further one twice as long up to `max_ms`, each drawn
+ at random between half and all of it. A retry time sent with a 429/418
+ answer is honoured. Defaults 250 ms and 30 s.
+ */
+binance_status binance_config_set_reconnect_backoff_ms(binance_config *cfg, uint32_t initial_ms, uint32_t max_ms, binance_error **out_err);
+
+/*
  Frees a configuration (and wipes the API key it held). NULL is accepted.
  Clients created from it are not affected.
  */
@@ -258,6 +369,41 @@ const char *binance_error_message(const binance_error *err);
  Frees an error. NULL is accepted and ignored.
  */
 void binance_error_free(binance_error *err);
+
+/*
+ The event's type: its "e" field (e.g. "ORDER_TRADE_UPDATE"), a library
+ event's type (e.g. "binance.stream_gap"), "binance.unparsed" for a
+ message that is not a JSON object, or "" when it has no "e". Borrowed:
+ valid until `ev` is freed. A static "" for NULL.
+ */
+const char *binance_event_type(const binance_event *ev);
+
+/*
+ The event time "E" in ms since the Unix epoch (Binance sends it as a
+ number or a string: both are read); 0 when absent, or for NULL.
+ */
+int64_t binance_event_time_ms(const binance_event *ev);
+
+/*
+ The event's JSON exactly as received (for library events, as made by
+ the library). Borrowed: valid until `ev` is freed. A static "" for NULL.
+ */
+const char *binance_event_json(const binance_event *ev);
+
+/*
+ The value at an RFC 6901 JSON pointer in the event, e.g. "/o/X" (order
+ status) or "/a/B/0/wb". Strings come unquoted, numbers, booleans and
+ null as their JSON text, objects and arrays as JSON. "" is the whole
+ event. BINANCE_INVALID_ARGUMENT if the pointer is malformed (it must be
+ empty or start with '/') or the event has no such value. Caller owns
+ `*out_value`; free it with `binance_string_free`.
+ */
+binance_status binance_event_get(const binance_event *ev, const char *json_pointer, char **out_value, binance_error **out_err);
+
+/*
+ Frees an event. NULL is accepted and ignored.
+ */
+void binance_event_free(binance_event *ev);
 
 /*
  `userDataStream.start`: obtains the account's listenKey. If the account
@@ -307,6 +453,63 @@ const char *binance_version(void);
  differ.
  */
 void binance_string_free(char *s);
+
+/*
+ Opens the account's user data stream: obtains the listenKey over the
+ client's WebSocket API connection (`userDataStream.start`), connects to
+ `<stream endpoint>/ws/<listenKey>` and starts queueing events. Blocks
+ until connected: up to the connect and request timeouts. Events are then
+ read with `binance_user_stream_next`. The stream keeps the key alive on
+ the configured interval, and on a lost or silent connection, an expired
+ or unknown (-1125) key, or a key that changed, obtains a valid key and
+ reconnects with backoff, delivering `binance.stream_gap` so you know to
+ resynchronise over REST. On success the caller owns `*out_stream`; close
+ it with `binance_user_stream_close` before freeing the client.
+ */
+binance_status binance_user_stream_open(binance_client *client, binance_user_stream **out_stream, binance_error **out_err);
+
+/*
+ Opens a stream like `binance_user_stream_open`, but delivers each event
+ to `callback` instead of `binance_user_stream_next`. The callback runs on
+ one thread the stream owns, never concurrently with itself, in order. It
+ should return promptly (events queue meanwhile, within the queue
+ capacity). Inside it you may read the event and call non-blocking
+ functions (`binance_user_stream_health`, getters, `_free` of your own
+ objects) and `binance_user_stream_close` on this stream; do not make
+ blocking calls on a client (they fail with BINANCE_INVALID_ARGUMENT)
+ and do not throw C++ exceptions out of it. `user_data` is passed through.
+ */
+binance_status binance_user_stream_open_callback(binance_client *client, binance_event_callback callback, void *user_data, binance_user_stream **out_stream, binance_error **out_err);
+
+/*
+ Waits up to `timeout_ms` for the next event. BINANCE_OK with
+ `*out_event` set (caller owns it; free with `binance_event_free`);
+ BINANCE_TIMEOUT when nothing arrived in time (0 polls); 
+ BINANCE_STREAM_CLOSED once the stream is closed (a thread blocked here
+ when another closes the stream wakes with it) or ended because its client
+ was freed. Thread-safe.
+ */
+binance_status binance_user_stream_next(binance_user_stream *stream, uint32_t timeout_ms, binance_event **out_event, binance_error **out_err);
+
+/*
+ Fills `*out_health` with a snapshot of the stream's health. Does not
+ block. Thread-safe.
+ */
+binance_status binance_user_stream_health(const binance_user_stream *stream, binance_stream_health *out_health, binance_error **out_err);
+
+/*
+ Closes the stream and frees it. NULL is accepted. Returns promptly:
+ threads blocked in `binance_user_stream_next` wake with
+ BINANCE_STREAM_CLOSED and this waits for them to leave; the stream's
+ connection, timers and callback thread are gone when it returns (if
+ called from the stream's own callback, its thread ends as the callback
+ returns). Events still queued are discarded. The listenKey is not
+ stopped: it belongs to the account and other streams or processes may
+ use it; call `binance_listen_key_stop` for that. Using the stream after
+ this has begun, other than threads already blocked in next, is
+ undefined behaviour.
+ */
+void binance_user_stream_close(binance_user_stream *stream);
 
 #ifdef __cplusplus
 }  // extern "C"

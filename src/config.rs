@@ -91,7 +91,8 @@ pub extern "C" fn binance_config_add_root_certificate_pem(
 ) -> binance_status {
     guard(out_err, || {
         let cfg = ffi::obj_mut(cfg, "cfg")?;
-        cfg.inner.add_root_certificate_pem(ffi::str_arg(pem, "pem")?)
+        cfg.inner
+            .add_root_certificate_pem(ffi::str_arg(pem, "pem")?)
     })
 }
 
@@ -121,7 +122,9 @@ pub extern "C" fn binance_config_set_keepalive_interval_ms(
     out_err: *mut *mut binance_error,
 ) -> binance_status {
     guard(out_err, || {
-        ffi::obj_mut(cfg, "cfg")?.inner.set_keepalive_interval_ms(ms)
+        ffi::obj_mut(cfg, "cfg")?
+            .inner
+            .set_keepalive_interval_ms(ms)
     })
 }
 
@@ -138,6 +141,73 @@ pub extern "C" fn binance_config_set_proxy(
     guard(out_err, || {
         let cfg = ffi::obj_mut(cfg, "cfg")?;
         cfg.inner.set_proxy(ffi::str_arg(url, "url")?)
+    })
+}
+
+/// Sets how many stream events a user stream queues for the application
+/// (1 to 1000000; default 4096). When the application does not drain the
+/// queue and it is full, newer events are dropped and counted (the queued
+/// ones stay), and one `binance.stream_gap` event with reason
+/// "queue_overflow" and the dropped count is delivered where they were
+/// lost. Library events are never dropped. Memory stays bounded; the stream
+/// never stops.
+#[no_mangle]
+pub extern "C" fn binance_config_set_event_queue_capacity(
+    cfg: *mut binance_config,
+    capacity: u32,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        ffi::obj_mut(cfg, "cfg")?
+            .inner
+            .set_event_queue_capacity(capacity)
+    })
+}
+
+/// Sets how long a stream connection may stay silent (no frame at all, not
+/// even the server's ping every 3 minutes) before it is treated as dead and
+/// replaced, in ms: 100 to 3600000. Default 5 minutes.
+#[no_mangle]
+pub extern "C" fn binance_config_set_silence_timeout_ms(
+    cfg: *mut binance_config,
+    ms: u32,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        ffi::obj_mut(cfg, "cfg")?.inner.set_silence_timeout_ms(ms)
+    })
+}
+
+/// Sets how long a stream connection is used before it is rotated (a new
+/// connection opened, then the old one closed, with no event lost or
+/// duplicated), in ms: 500 to 86340000. Default 23 hours, before Binance's
+/// 24 h limit.
+#[no_mangle]
+pub extern "C" fn binance_config_set_stream_rotation_ms(
+    cfg: *mut binance_config,
+    ms: u32,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        ffi::obj_mut(cfg, "cfg")?.inner.set_stream_rotation_ms(ms)
+    })
+}
+
+/// Sets the stream's reconnection backoff: the first retry waits about
+/// `initial_ms`, each further one twice as long up to `max_ms`, each drawn
+/// at random between half and all of it. A retry time sent with a 429/418
+/// answer is honoured. Defaults 250 ms and 30 s.
+#[no_mangle]
+pub extern "C" fn binance_config_set_reconnect_backoff_ms(
+    cfg: *mut binance_config,
+    initial_ms: u32,
+    max_ms: u32,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        ffi::obj_mut(cfg, "cfg")?
+            .inner
+            .set_reconnect_backoff_ms(initial_ms, max_ms)
     })
 }
 

@@ -31,8 +31,8 @@ pub(crate) fn obj_mut<'a, T>(p: *mut T, name: &str) -> Result<&'a mut T, Error> 
 /// blindly whatever happens next.
 pub(crate) fn out<'a, T>(p: *mut *mut T, name: &str) -> Result<&'a mut *mut T, Error> {
     // SAFETY: a non-NULL out pointer points to writable storage (contract).
-    let slot = unsafe { p.as_mut() }
-        .ok_or_else(|| Error::invalid(format!("{name}: must not be NULL")))?;
+    let slot =
+        unsafe { p.as_mut() }.ok_or_else(|| Error::invalid(format!("{name}: must not be NULL")))?;
     *slot = std::ptr::null_mut();
     Ok(slot)
 }

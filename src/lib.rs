@@ -21,6 +21,8 @@ mod panic;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod event;
 pub mod listen_key;
 pub mod status;
 pub mod string;
+pub mod user_stream;

@@ -21,7 +21,9 @@ where
             .map(|s| s.to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown".into());
-        Err(Error::internal(format!("internal error (caught panic: {what})")))
+        Err(Error::internal(format!(
+            "internal error (caught panic: {what})"
+        )))
     });
     match result {
         Ok(()) => Status::Ok as binance_status,

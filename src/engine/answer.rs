@@ -56,8 +56,7 @@ pub fn parse(text: &str, secret: &Secret) -> Result<Incoming, Error> {
         if obj.get("error").is_some_and(Value::is_object) {
             let status = obj.get("status").and_then(Value::as_i64).unwrap_or(0);
             return Ok(Incoming::SessionError(
-                api_error(status, obj.get("error"), secret)
-                    .context("the server ended the session"),
+                api_error(status, obj.get("error"), secret).context("the server ended the session"),
             ));
         }
         return Ok(Incoming::Unrelated);
@@ -90,7 +89,9 @@ pub fn parse(text: &str, secret: &Secret) -> Result<Incoming, Error> {
 /// Maps an error object (`{"code":-1125,"msg":"..."}`) to an error.
 fn api_error(status: i64, err: Option<&Value>, secret: &Secret) -> Error {
     let Some(obj) = err.and_then(Value::as_object) else {
-        return Error::protocol(format!("answer with status {status} has a malformed \"error\""));
+        return Error::protocol(format!(
+            "answer with status {status} has a malformed \"error\""
+        ));
     };
     let (Some(code), Some(msg)) = (
         obj.get("code").and_then(Value::as_i64),
@@ -187,7 +188,12 @@ mod tests {
         );
         assert_eq!(id, 7);
         assert_eq!(r.unwrap().result["listenKey"], "abc");
-        match parse(r#"{"id":7,"status":200,"result":{},"rateLimits":[1]}"#, &s()).unwrap() {
+        match parse(
+            r#"{"id":7,"status":200,"result":{},"rateLimits":[1]}"#,
+            &s(),
+        )
+        .unwrap()
+        {
             Incoming::Answer { rate_limits, .. } => assert_eq!(rate_limits.as_deref(), Some("[1]")),
             _ => panic!(),
         }
@@ -212,8 +218,12 @@ mod tests {
         );
         let e = r.unwrap_err();
         assert_eq!(e.status, Status::RateLimited);
-        assert_eq!((e.api_code, e.http_status, e.retry_after_ms), (-1003, 418, 1659146400000));
-        let (_, r) = answer(r#"{"id":1,"status":429,"error":{"code":-1003,"msg":"Too many requests"}}"#);
+        assert_eq!(
+            (e.api_code, e.http_status, e.retry_after_ms),
+            (-1003, 418, 1659146400000)
+        );
+        let (_, r) =
+            answer(r#"{"id":1,"status":429,"error":{"code":-1003,"msg":"Too many requests"}}"#);
         let e = r.unwrap_err();
         assert_eq!((e.status, e.retry_after_ms), (Status::RateLimited, 0));
         let (_, r) = answer(r#"{"id":1,"status":429}"#);
@@ -248,7 +258,10 @@ mod tests {
             r#"{"id":-5,"status":200,"result":{}}"#,
             r#"{"id":null,"status":200,"result":{}}"#,
         ] {
-            assert!(matches!(parse(text, &s()).unwrap(), Incoming::Unrelated), "{text}");
+            assert!(
+                matches!(parse(text, &s()).unwrap(), Incoming::Unrelated),
+                "{text}"
+            );
         }
     }
 
@@ -259,19 +272,29 @@ mod tests {
             &s(),
         )
         .unwrap();
-        let Incoming::SessionError(e) = r else { panic!() };
-        assert_eq!((e.status, e.api_code, e.http_status), (Status::ApiError, -2015, 401));
+        let Incoming::SessionError(e) = r else {
+            panic!()
+        };
+        assert_eq!(
+            (e.status, e.api_code, e.http_status),
+            (Status::ApiError, -2015, 401)
+        );
     }
 
     #[test]
     fn secret_and_control_characters_never_kept() {
-        let (_, r) = answer(r#"{"id":1,"status":400,"error":{"code":-2014,"msg":"bad key SECRETKEY\u0007"}}"#);
+        let (_, r) = answer(
+            r#"{"id":1,"status":400,"error":{"code":-2014,"msg":"bad key SECRETKEY\u0007"}}"#,
+        );
         let e = r.unwrap_err();
         assert!(!e.message.contains("SECRETKEY"));
         assert!(!e.message.contains('\u{7}'));
         let e = parse("SECRETKEY not json", &s()).unwrap_err();
         assert!(!e.message.contains("SECRETKEY"));
-        let long = format!(r#"{{"id":1,"status":400,"error":{{"code":-1,"msg":"{}"}}}}"#, "x".repeat(5000));
+        let long = format!(
+            r#"{{"id":1,"status":400,"error":{{"code":-1,"msg":"{}"}}}}"#,
+            "x".repeat(5000)
+        );
         let (_, r) = answer(&long);
         assert!(r.unwrap_err().message.len() < 700);
     }

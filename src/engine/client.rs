@@ -70,6 +70,13 @@ impl Client {
         listen_key_of(method, &answer.result).inspect_err(|e| self.session.replace_connection(e))
     }
 
+    /// Runs `f` as a call on this client: refused once the client is being
+    /// freed, and waited for by `close`.
+    pub fn call<T>(&self, f: impl FnOnce(&Client) -> Result<T>) -> Result<T> {
+        let _in = self.gate.enter()?;
+        f(self)
+    }
+
     pub fn rate_limits(&self) -> Option<String> {
         self.session.rate_limits()
     }
@@ -182,7 +189,13 @@ mod tests {
     fn listen_key_must_be_url_safe() {
         let k = "x".repeat(64);
         assert_eq!(listen_key_of("m", &json!({ "listenKey": k })).unwrap(), k);
-        for bad in [json!({}), json!({"listenKey": 5}), json!({"listenKey": ""}), json!({"listenKey": "a/b"}), json!({"listenKey": "a b"})] {
+        for bad in [
+            json!({}),
+            json!({"listenKey": 5}),
+            json!({"listenKey": ""}),
+            json!({"listenKey": "a/b"}),
+            json!({"listenKey": "a b"}),
+        ] {
             let e = listen_key_of("m", &bad).unwrap_err();
             assert_eq!(e.status, super::super::error::Status::ProtocolError);
         }

@@ -17,6 +17,10 @@ pub const TESTNET_STREAM: &str = "wss://fstream.binancefuture.com/private";
 pub const MAX_API_KEY_LEN: usize = 256;
 /// The longest timeout accepted, in ms (one hour).
 pub const MAX_TIMEOUT_MS: u32 = 3_600_000;
+/// The largest event queue accepted.
+pub const MAX_QUEUE_CAPACITY: u32 = 1_000_000;
+/// Stream connections must be rotated before Binance's 24 h limit.
+pub const MAX_ROTATION_MS: u32 = 23 * 3600 * 1000 + 59 * 60 * 1000;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -131,6 +135,53 @@ impl Config {
         Ok(())
     }
 
+    pub fn set_event_queue_capacity(&mut self, capacity: u32) -> Result<()> {
+        if !(1..=MAX_QUEUE_CAPACITY).contains(&capacity) {
+            return Err(Error::invalid(format!(
+                "capacity: {capacity} is out of range (1 to {MAX_QUEUE_CAPACITY})"
+            )));
+        }
+        self.queue_capacity = capacity as usize;
+        Ok(())
+    }
+
+    pub fn set_silence_timeout_ms(&mut self, ms: u32) -> Result<()> {
+        if !(100..=MAX_TIMEOUT_MS).contains(&ms) {
+            return Err(Error::invalid(format!(
+                "ms: {ms} is out of range (100 to {MAX_TIMEOUT_MS})"
+            )));
+        }
+        self.silence_timeout = Duration::from_millis(ms.into());
+        Ok(())
+    }
+
+    pub fn set_stream_rotation_ms(&mut self, ms: u32) -> Result<()> {
+        // Binance closes stream connections at 24 h; rotate before that.
+        if !(500..=MAX_ROTATION_MS).contains(&ms) {
+            return Err(Error::invalid(format!(
+                "ms: {ms} is out of range (500 to {MAX_ROTATION_MS}, under the server's 24 h limit)"
+            )));
+        }
+        self.rotate_after = Duration::from_millis(ms.into());
+        Ok(())
+    }
+
+    pub fn set_reconnect_backoff_ms(&mut self, initial_ms: u32, max_ms: u32) -> Result<()> {
+        if !(1..=MAX_TIMEOUT_MS).contains(&initial_ms) {
+            return Err(Error::invalid(format!(
+                "initial_ms: {initial_ms} is out of range (1 to {MAX_TIMEOUT_MS})"
+            )));
+        }
+        if !(initial_ms..=MAX_TIMEOUT_MS).contains(&max_ms) {
+            return Err(Error::invalid(format!(
+                "max_ms: {max_ms} is out of range (initial_ms to {MAX_TIMEOUT_MS})"
+            )));
+        }
+        self.backoff_initial = Duration::from_millis(initial_ms.into());
+        self.backoff_max = Duration::from_millis(max_ms.into());
+        Ok(())
+    }
+
     pub fn set_proxy(&mut self, url: &str) -> Result<()> {
         self.proxy = Some(Proxy::parse(url, "url")?);
         Ok(())
@@ -189,8 +240,16 @@ mod tests {
     #[test]
     fn timeouts_in_range() {
         let mut c = Config::default();
-        assert!(c.set_timeouts_ms(0, 10).unwrap_err().message.contains("connect_ms"));
-        assert!(c.set_timeouts_ms(10, 0).unwrap_err().message.contains("request_ms"));
+        assert!(c
+            .set_timeouts_ms(0, 10)
+            .unwrap_err()
+            .message
+            .contains("connect_ms"));
+        assert!(c
+            .set_timeouts_ms(10, 0)
+            .unwrap_err()
+            .message
+            .contains("request_ms"));
         assert!(c.set_timeouts_ms(10, MAX_TIMEOUT_MS + 1).is_err());
         c.set_timeouts_ms(250, 500).unwrap();
         assert_eq!(c.request_timeout, Duration::from_millis(500));

@@ -64,7 +64,10 @@ impl Dialer {
             Transport::Plain(tcp)
         };
         let request = endpoint.url().into_client_request().map_err(|e| {
-            Error::invalid(format!("endpoint {} is not a valid request: {e}", endpoint.url()))
+            Error::invalid(format!(
+                "endpoint {} is not a valid request: {e}",
+                endpoint.url()
+            ))
         })?;
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_MESSAGE))
@@ -120,7 +123,12 @@ async fn tunnel(proxy: &Proxy, target: &Endpoint) -> Result<TcpStream> {
     request.push_str("\r\n");
     let written = tcp.write_all(request.as_bytes()).await;
     super::secret::wipe(request.into_bytes());
-    written.map_err(|e| Error::new(Status::ConnectFailed, format!("proxy: sending CONNECT failed: {e}")))?;
+    written.map_err(|e| {
+        Error::new(
+            Status::ConnectFailed,
+            format!("proxy: sending CONNECT failed: {e}"),
+        )
+    })?;
 
     // Read the proxy's answer up to the blank line, byte by byte so nothing of
     // the tunnelled stream is consumed. It is short and read once.
@@ -144,7 +152,11 @@ async fn tunnel(proxy: &Proxy, target: &Endpoint) -> Result<TcpStream> {
     let status_line = status_line.lines().next().unwrap_or("");
     let code = status_line.split_whitespace().nth(1).unwrap_or("");
     if !code.starts_with('2') {
-        let shown: String = status_line.chars().filter(|c| !c.is_control()).take(120).collect();
+        let shown: String = status_line
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(120)
+            .collect();
         return Err(Error::new(
             Status::ConnectFailed,
             format!("proxy refused CONNECT to {authority}: {shown}"),
@@ -157,7 +169,11 @@ fn base64(input: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -177,7 +193,11 @@ pub enum Transport {
 }
 
 impl AsyncRead for Transport {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -186,7 +206,11 @@ impl AsyncRead for Transport {
 }
 
 impl AsyncWrite for Transport {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),

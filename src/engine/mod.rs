@@ -6,9 +6,12 @@ pub mod client;
 pub mod config;
 pub mod connect;
 pub mod error;
+pub mod event;
+pub mod queue;
 pub mod runtime;
 pub mod secret;
 pub mod session;
+pub mod stream;
 pub mod tls;
 pub mod url;
 

@@ -173,16 +173,26 @@ impl Session {
         self.shared.connections_opened.load(Ordering::Relaxed)
     }
 
+    /// Whether the client owning this session is being freed.
+    pub fn is_closing(&self) -> bool {
+        *self.shared.closing.borrow()
+    }
+
     /// Whether a connection is open now.
     pub fn connected(&self) -> bool {
-        lock(&self.shared.current).as_ref().is_some_and(|c| c.alive())
+        lock(&self.shared.current)
+            .as_ref()
+            .is_some_and(|c| c.alive())
     }
 
     /// Drops the current connection because the caller found its answer
     /// malformed; the next request opens a new one.
     pub fn replace_connection(&self, why: &Error) {
         if let Some(conn) = lock(&self.shared.current).take() {
-            conn.kill(Error::new(why.status, format!("connection replaced: {}", why.message)));
+            conn.kill(Error::new(
+                why.status,
+                format!("connection replaced: {}", why.message),
+            ));
         }
     }
 
@@ -240,7 +250,10 @@ impl Shared {
         let mut conn = self.connection().await?;
         if let Err(e) = conn.register(id, tx.take().expect("waiter")) {
             self.drop_current(&conn);
-            conn = self.connection().await.map_err(|e2| e2.context(&e.message))?;
+            conn = self
+                .connection()
+                .await
+                .map_err(|e2| e2.context(&e.message))?;
             let (tx2, rx2) = oneshot::channel();
             conn.register(id, tx2)?;
             return self.send_and_wait(conn, id, method, rx2).await;
@@ -280,7 +293,9 @@ impl Shared {
                 if !conn.heard.load(Ordering::Relaxed) {
                     // Not a single frame in the whole wait: treat the
                     // connection as dead so the next call gets a new one.
-                    conn.kill(Error::closed("no frame from the server within the request timeout"));
+                    conn.kill(Error::closed(
+                        "no frame from the server within the request timeout",
+                    ));
                     self.drop_current(&conn);
                 }
                 Err(Error::timeout(format!(
@@ -321,9 +336,12 @@ impl Shared {
         if let Some(c) = self.live() {
             return Ok(c);
         }
-        let ws = tokio::time::timeout_at(deadline, self.config.dialer.connect_unbounded(&self.config.endpoint))
-            .await
-            .map_err(|_| timed_out())??;
+        let ws = tokio::time::timeout_at(
+            deadline,
+            self.config.dialer.connect_unbounded(&self.config.endpoint),
+        )
+        .await
+        .map_err(|_| timed_out())??;
         let (sink, stream) = ws.split();
         let conn = Arc::new(Conn {
             sink: tokio::sync::Mutex::new(sink),
@@ -360,7 +378,11 @@ async fn read_loop(conn: Arc<Conn>, mut stream: SplitStream<Ws>, shared: Weak<Sh
                         "the server closed the connection (code {}{}{})",
                         u16::from(f.code),
                         if f.reason.is_empty() { "" } else { ": " },
-                        f.reason.chars().filter(|c| !c.is_control()).take(120).collect::<String>()
+                        f.reason
+                            .chars()
+                            .filter(|c| !c.is_control())
+                            .take(120)
+                            .collect::<String>()
                     ),
                     None => "the server closed the connection".to_owned(),
                 })
@@ -398,8 +420,12 @@ async fn read_loop(conn: Arc<Conn>, mut stream: SplitStream<Ws>, shared: Weak<Sh
 }
 
 fn read_error(e: tokio_tungstenite::tungstenite::Error) -> Error {
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
     use tokio_tungstenite::tungstenite::Error as WsError;
     match e {
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            Error::closed("the server closed the connection without a close frame")
+        }
         WsError::Capacity(c) => Error::protocol(format!(
             "the server sent a message over the {} MiB limit ({c}); connection replaced",
             super::connect::MAX_MESSAGE >> 20

@@ -69,9 +69,12 @@ pub fn connector(extra_roots: &Arc<[String]>) -> Result<tokio_native_tls::TlsCon
             .map_err(|e| Error::invalid(format!("root certificate does not parse: {e}")))?;
         builder.add_root_certificate(cert);
     }
-    let connector = builder
-        .build()
-        .map_err(|e| Error::new(super::error::Status::TlsFailed, format!("building the TLS context failed: {e}")))?;
+    let connector = builder.build().map_err(|e| {
+        Error::new(
+            super::error::Status::TlsFailed,
+            format!("building the TLS context failed: {e}"),
+        )
+    })?;
     let connector = tokio_native_tls::TlsConnector::from(connector);
     if cache.len() >= CACHE_SLOTS {
         cache.remove(0);
@@ -86,7 +89,10 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_certificate() {
-        assert!(parse_pem_bundle("", "pem").unwrap_err().message.starts_with("pem:"));
+        assert!(parse_pem_bundle("", "pem")
+            .unwrap_err()
+            .message
+            .starts_with("pem:"));
         assert!(parse_pem_bundle("hello", "pem").is_err());
         let e = parse_pem_bundle(
             "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",

@@ -111,10 +111,16 @@ impl Endpoint {
     }
 
     pub fn url(&self) -> String {
+        let default_port = if self.tls { 443 } else { 80 };
+        let authority = if self.port == default_port {
+            host_port(&self.host, 0).trim_end_matches(":0").to_owned()
+        } else {
+            self.authority()
+        };
         format!(
             "{}://{}{}",
             if self.tls { "wss" } else { "ws" },
-            self.authority(),
+            authority,
             self.path
         )
     }
@@ -133,7 +139,9 @@ pub fn is_loopback(host: &str) -> bool {
     if host.eq_ignore_ascii_case("localhost") {
         return true;
     }
-    host.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+    host.parse::<IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
 }
 
 /// An HTTP CONNECT proxy: `http://[user:pass@]host:port`.
@@ -153,9 +161,9 @@ impl Proxy {
             )));
         }
         // Never echo the URL itself: it may carry credentials.
-        let rest = url.strip_prefix("http://").ok_or_else(|| {
-            Error::invalid(format!("{what}: proxy URL must start with http://"))
-        })?;
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| Error::invalid(format!("{what}: proxy URL must start with http://")))?;
         let rest = rest.trim_end_matches('/');
         if rest.contains('/') || rest.contains('?') || rest.contains('#') {
             return Err(Error::invalid(format!(
@@ -174,7 +182,9 @@ impl Proxy {
         let credentials = match userinfo {
             Some(u) => {
                 let decoded = percent_decode(u).ok_or_else(|| {
-                    Error::invalid(format!("{what}: proxy credentials are badly percent-encoded"))
+                    Error::invalid(format!(
+                        "{what}: proxy credentials are badly percent-encoded"
+                    ))
                 })?;
                 if !decoded.contains(':') {
                     return Err(Error::invalid(format!(
@@ -255,7 +265,11 @@ mod tests {
         assert_eq!(e.host, "ws-fapi.binance.com");
         assert_eq!(e.port, 443);
         assert_eq!(e.path, "/ws-fapi/v1");
-        let e = Endpoint::parse("wss://testnet.binancefuture.com:8443/ws-fapi/v1?returnRateLimits=false", "url").unwrap();
+        let e = Endpoint::parse(
+            "wss://testnet.binancefuture.com:8443/ws-fapi/v1?returnRateLimits=false",
+            "url",
+        )
+        .unwrap();
         assert_eq!(e.port, 8443);
         assert_eq!(e.path, "/ws-fapi/v1?returnRateLimits=false");
         assert_eq!(
@@ -307,7 +321,13 @@ mod tests {
         assert_eq!(p.credentials.unwrap().expose(), "us@r:p:ss");
         let p = Proxy::parse("http://[::1]:8080", "proxy").unwrap();
         assert_eq!(p.host, "::1");
-        for bad in ["https://p:1", "http://p", "http://p:0", "http://u:s@p:1/x", "socks5://p:1"] {
+        for bad in [
+            "https://p:1",
+            "http://p",
+            "http://p:0",
+            "http://u:s@p:1/x",
+            "socks5://p:1",
+        ] {
             let e = Proxy::parse(bad, "proxy").unwrap_err();
             assert!(!e.message.contains("u:s"), "{}", e.message);
         }
@@ -315,7 +335,10 @@ mod tests {
 
     #[test]
     fn no_proxy() {
-        assert!(no_proxy_matches("localhost,.binance.com", "fstream.binance.com"));
+        assert!(no_proxy_matches(
+            "localhost,.binance.com",
+            "fstream.binance.com"
+        ));
         assert!(no_proxy_matches("binance.com", "binance.com"));
         assert!(!no_proxy_matches("binance.com", "notbinance.com"));
         assert!(no_proxy_matches("*", "anything"));

@@ -1,0 +1,217 @@
+//! User data events: the raw JSON exactly as received, with its type and
+//! time read once, and library events made by the stream itself.
+
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::Value;
+use std::fmt;
+use std::sync::OnceLock;
+
+/// Library event: events may have been lost (see its `reason`).
+pub const STREAM_GAP: &str = "binance.stream_gap";
+/// Library event: the listenKey changed.
+pub const LISTEN_KEY_RENEWED: &str = "binance.listen_key_renewed";
+/// Library event: the stream connection was lost; reconnecting.
+pub const STREAM_DISCONNECTED: &str = "binance.stream_disconnected";
+/// Type given to a message that is not a JSON object.
+pub const UNPARSED: &str = "binance.unparsed";
+
+/// One event.
+pub struct Event {
+    kind: Box<str>,
+    time_ms: i64,
+    json: Box<str>,
+    parsed: OnceLock<Option<Value>>,
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("type", &self.kind)
+            .field("time_ms", &self.time_ms)
+            .finish()
+    }
+}
+
+impl Event {
+    /// An event from the stream. Never fails: text that is not a JSON
+    /// object is kept with type `binance.unparsed`; an object without a
+    /// string "e" gets an empty type.
+    pub fn from_wire(text: &str) -> Event {
+        let (kind, time_ms) = match head(text) {
+            Some(h) => (h.0.unwrap_or_default(), h.1),
+            None => (UNPARSED.to_owned(), 0),
+        };
+        Event {
+            kind: kind.into_boxed_str(),
+            time_ms,
+            json: text.into(),
+            parsed: OnceLock::new(),
+        }
+    }
+
+    /// A library event of type `kind` with the given fields (plus "e", "E").
+    pub fn library(kind: &str, time_ms: i64, fields: Value) -> Event {
+        let mut obj = serde_json::Map::new();
+        obj.insert("e".into(), Value::from(kind));
+        obj.insert("E".into(), Value::from(time_ms));
+        if let Value::Object(f) = fields {
+            obj.extend(f);
+        }
+        Event {
+            kind: kind.into(),
+            time_ms,
+            json: Value::Object(obj).to_string().into_boxed_str(),
+            parsed: OnceLock::new(),
+        }
+    }
+
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    pub fn time_ms(&self) -> i64 {
+        self.time_ms
+    }
+
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+
+    pub fn is_library(&self) -> bool {
+        self.kind.starts_with("binance.")
+    }
+
+    /// The value at an RFC 6901 JSON pointer: strings unquoted, other
+    /// scalars as JSON text, objects and arrays as JSON. `None` when the
+    /// event has no such value (or is not JSON).
+    pub fn get(&self, pointer: &str) -> Option<String> {
+        if pointer.is_empty() {
+            return Some(self.json.to_string());
+        }
+        let doc = self
+            .parsed
+            .get_or_init(|| serde_json::from_str(&self.json).ok())
+            .as_ref()?;
+        match doc.pointer(pointer)? {
+            Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    }
+}
+
+/// Reads "e" and "E" (a number or a numeric string) of a JSON object without
+/// building the whole document. `None` if the text is not a JSON object.
+fn head(text: &str) -> Option<(Option<String>, i64)> {
+    struct Head(Option<String>, i64);
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Head;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Head, A::Error> {
+            let mut h = Head(None, 0);
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                match key.as_ref() {
+                    "e" => {
+                        h.0 = match map.next_value::<Value>()? {
+                            Value::String(s) => Some(s),
+                            _ => None,
+                        }
+                    }
+                    "E" => h.1 = time_of(&map.next_value::<Value>()?),
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(h)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let h = (&mut de).deserialize_map(V).ok()?;
+    de.end().ok()?;
+    Some((h.0, h.1))
+}
+
+fn time_of(v: &Value) -> i64 {
+    match v {
+        Value::Number(n) => n.as_i64().unwrap_or(0),
+        Value::String(s) => s.trim().parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_events_keep_type_time_and_text() {
+        let text = r#"{"e":"ORDER_TRADE_UPDATE","E":1568879465651,"T":1568879465650,"o":{"s":"BTCUSDT","X":"NEW","i":8886774,"m":false}}"#;
+        let ev = Event::from_wire(text);
+        assert_eq!(ev.kind(), "ORDER_TRADE_UPDATE");
+        assert_eq!(ev.time_ms(), 1568879465651);
+        assert_eq!(ev.json(), text);
+        assert_eq!(ev.get("/o/X").as_deref(), Some("NEW"));
+        assert_eq!(ev.get("/o/i").as_deref(), Some("8886774"));
+        assert_eq!(ev.get("/o/m").as_deref(), Some("false"));
+        assert_eq!(ev.get("/o/missing"), None);
+        assert!(ev.get("/o").unwrap().starts_with('{'));
+    }
+
+    #[test]
+    fn time_as_string_or_number() {
+        let ev =
+            Event::from_wire(r#"{"e":"listenKeyExpired","E":"1736996475556","listenKey":"k"}"#);
+        assert_eq!(
+            (ev.kind(), ev.time_ms()),
+            ("listenKeyExpired", 1736996475556)
+        );
+        let ev = Event::from_wire(r#"{"E":"x","e":"X"}"#);
+        assert_eq!((ev.kind(), ev.time_ms()), ("X", 0));
+    }
+
+    #[test]
+    fn nothing_is_dropped_for_failing_to_parse() {
+        for text in ["not json", "[1,2]", "{\"e\":", "{} trailing"] {
+            let ev = Event::from_wire(text);
+            assert_eq!(ev.kind(), UNPARSED, "{text}");
+            assert_eq!(ev.json(), text);
+            assert_eq!(ev.time_ms(), 0);
+        }
+        let ev = Event::from_wire(r#"{"E":5,"data":1}"#);
+        assert_eq!((ev.kind(), ev.time_ms()), ("", 5));
+        let ev = Event::from_wire(r#"{"e":7}"#);
+        assert_eq!(ev.kind(), "");
+    }
+
+    #[test]
+    fn pointer_escapes() {
+        let ev = Event::from_wire(r#"{"e":"X","a/b":{"c~d":[10,"s"]}}"#);
+        assert_eq!(ev.get("/a~1b/c~0d/1").as_deref(), Some("s"));
+        assert_eq!(ev.get("/a~1b/c~0d/0").as_deref(), Some("10"));
+        assert_eq!(ev.get("").unwrap(), ev.json());
+    }
+
+    #[test]
+    fn library_events_are_json() {
+        let ev = Event::library(
+            STREAM_GAP,
+            42,
+            serde_json::json!({"reason":"disconnected","from_ms":1,"to_ms":2}),
+        );
+        assert!(ev.is_library());
+        assert_eq!(ev.get("/reason").as_deref(), Some("disconnected"));
+        assert_eq!(ev.get("/e").as_deref(), Some(STREAM_GAP));
+        assert_eq!(ev.time_ms(), 42);
+    }
+}

@@ -1,0 +1,259 @@
+//! The bounded event queue between a stream's connection and its reader.
+//!
+//! Capacity counts stream events. When the application does not drain the
+//! queue and it is full, new events are dropped (the ones already queued
+//! stay, in order) and counted; the next event that fits is preceded by one
+//! `binance.stream_gap` event (reason "queue_overflow") saying how many were
+//! dropped and over what time. Library events are never dropped, so the
+//! application always learns what it lost; the stream itself never stops.
+
+use super::event::{now_ms, Event, STREAM_GAP};
+use serde_json::json;
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pub struct Queue {
+    state: Mutex<State>,
+    ready: Condvar,
+}
+
+struct State {
+    items: VecDeque<Event>,
+    stream_events: usize,
+    capacity: usize,
+    overflow: Option<Overflow>,
+    closed: bool,
+    delivered: u64,
+    dropped: u64,
+}
+
+struct Overflow {
+    count: u64,
+    first_ms: i64,
+    last_ms: i64,
+}
+
+/// What `pop` found.
+#[derive(Debug)]
+pub enum Popped {
+    Event(Event),
+    TimedOut,
+    Closed,
+}
+
+impl Queue {
+    pub fn new(capacity: usize) -> Queue {
+        Queue {
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                stream_events: 0,
+                capacity: capacity.max(1),
+                overflow: None,
+                closed: false,
+                delivered: 0,
+                dropped: 0,
+            }),
+            ready: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues an event from the stream, or counts it as dropped when full.
+    pub fn push(&self, ev: Event) {
+        let mut s = self.lock();
+        if s.closed {
+            return;
+        }
+        if s.stream_events >= s.capacity {
+            let t = if ev.time_ms() > 0 {
+                ev.time_ms()
+            } else {
+                now_ms()
+            };
+            s.dropped += 1;
+            match &mut s.overflow {
+                Some(o) => {
+                    o.count += 1;
+                    o.last_ms = t;
+                }
+                None => {
+                    s.overflow = Some(Overflow {
+                        count: 1,
+                        first_ms: t,
+                        last_ms: t,
+                    })
+                }
+            }
+            return;
+        }
+        s.flush_overflow();
+        s.stream_events += 1;
+        s.items.push_back(ev);
+        drop(s);
+        self.ready.notify_one();
+    }
+
+    /// Queues a library event; never dropped.
+    pub fn push_library(&self, ev: Event) {
+        let mut s = self.lock();
+        if s.closed {
+            return;
+        }
+        s.flush_overflow();
+        s.items.push_back(ev);
+        drop(s);
+        self.ready.notify_one();
+    }
+
+    /// Waits up to `timeout` for the next event.
+    pub fn pop(&self, timeout: Duration) -> Popped {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut s = self.lock();
+        loop {
+            if s.closed {
+                return Popped::Closed;
+            }
+            if s.items.is_empty() {
+                s.flush_overflow();
+            }
+            if let Some(ev) = s.items.pop_front() {
+                if !ev.is_library() {
+                    s.stream_events -= 1;
+                }
+                s.delivered += 1;
+                return Popped::Event(ev);
+            }
+            let now = Instant::now();
+            let left = match deadline {
+                Some(d) if d <= now => return Popped::TimedOut,
+                Some(d) => d - now,
+                None => Duration::from_secs(3600),
+            };
+            s = self
+                .ready
+                .wait_timeout(s, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Wakes every waiter with `Closed` and drops what is queued.
+    pub fn close(&self) {
+        let mut s = self.lock();
+        s.closed = true;
+        s.items.clear();
+        drop(s);
+        self.ready.notify_all();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// (delivered to the application, dropped on overflow, queued now)
+    pub fn counts(&self) -> (u64, u64, usize) {
+        let s = self.lock();
+        (s.delivered, s.dropped, s.items.len())
+    }
+}
+
+impl State {
+    /// Turns a pending overflow into its gap event, placed where the
+    /// dropped events would have been.
+    fn flush_overflow(&mut self) {
+        if let Some(o) = self.overflow.take() {
+            self.items.push_back(Event::library(
+                STREAM_GAP,
+                now_ms(),
+                json!({
+                    "reason": "queue_overflow",
+                    "from_ms": o.first_ms,
+                    "to_ms": o.last_ms,
+                    "dropped": o.count,
+                }),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn ev(i: i64) -> Event {
+        Event::from_wire(&format!(r#"{{"e":"ORDER_TRADE_UPDATE","E":{i}}}"#))
+    }
+
+    fn take(q: &Queue) -> Event {
+        match q.pop(Duration::from_millis(10)) {
+            Popped::Event(e) => e,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn in_order_and_times_out_when_empty() {
+        let q = Queue::new(10);
+        for i in 1..=3 {
+            q.push(ev(i));
+        }
+        for i in 1..=3 {
+            assert_eq!(take(&q).time_ms(), i);
+        }
+        assert!(matches!(q.pop(Duration::from_millis(5)), Popped::TimedOut));
+    }
+
+    #[test]
+    fn overflow_keeps_old_events_and_reports_the_gap_in_place() {
+        let q = Queue::new(3);
+        for i in 1..=10 {
+            q.push(ev(i));
+        }
+        assert_eq!(q.counts(), (0, 7, 3));
+        for i in 1..=3 {
+            assert_eq!(take(&q).time_ms(), i);
+        }
+        q.push(ev(11));
+        let gap = take(&q);
+        assert_eq!(gap.kind(), STREAM_GAP);
+        assert_eq!(gap.get("/reason").as_deref(), Some("queue_overflow"));
+        assert_eq!(gap.get("/dropped").as_deref(), Some("7"));
+        assert_eq!(gap.get("/from_ms").as_deref(), Some("4"));
+        assert_eq!(gap.get("/to_ms").as_deref(), Some("10"));
+        assert_eq!(take(&q).time_ms(), 11);
+    }
+
+    #[test]
+    fn a_drained_queue_reports_the_overflow_without_waiting_for_more() {
+        let q = Queue::new(1);
+        q.push(ev(1));
+        q.push(ev(2));
+        take(&q);
+        assert_eq!(take(&q).kind(), STREAM_GAP);
+    }
+
+    #[test]
+    fn library_events_are_never_dropped() {
+        let q = Queue::new(1);
+        q.push(ev(1));
+        q.push_library(Event::library("binance.x", 1, json!({})));
+        assert_eq!(q.counts().2, 2);
+    }
+
+    #[test]
+    fn close_wakes_a_blocked_reader() {
+        let q = Arc::new(Queue::new(4));
+        let q2 = q.clone();
+        let t = std::thread::spawn(move || q2.pop(Duration::from_secs(30)));
+        std::thread::sleep(Duration::from_millis(50));
+        let t0 = Instant::now();
+        q.close();
+        assert!(matches!(t.join().unwrap(), Popped::Closed));
+        assert!(t0.elapsed() < Duration::from_secs(5));
+    }
+}

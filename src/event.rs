@@ -1,0 +1,97 @@
+//! Events from a user data stream.
+
+use crate::engine::event::Event;
+use crate::engine::Error;
+use crate::error::binance_error;
+use crate::ffi;
+use crate::panic::{guard, guard_value};
+use crate::status::binance_status;
+use std::ffi::{c_char, CString};
+
+/// One event: a user data event exactly as Binance sent it
+/// (ORDER_TRADE_UPDATE, ACCOUNT_UPDATE, ..., listenKeyExpired, or a type
+/// this version does not know), or a library event whose type starts with
+/// "binance." (`binance.stream_gap`, `binance.listen_key_renewed`,
+/// `binance.stream_disconnected`). Immutable: may be read from any thread.
+pub struct binance_event {
+    inner: Event,
+    kind: CString,
+    json: CString,
+}
+
+impl binance_event {
+    pub(crate) fn new(inner: Event) -> binance_event {
+        // Neither can hold a NUL: JSON escapes it, and types come from JSON.
+        let kind = CString::new(inner.kind()).unwrap_or_default();
+        let json = CString::new(inner.json()).unwrap_or_else(|_| {
+            CString::new(inner.json().replace('\0', "\u{fffd}")).unwrap_or_default()
+        });
+        binance_event { inner, kind, json }
+    }
+}
+
+/// The event's type: its "e" field (e.g. "ORDER_TRADE_UPDATE"), a library
+/// event's type (e.g. "binance.stream_gap"), "binance.unparsed" for a
+/// message that is not a JSON object, or "" when it has no "e". Borrowed:
+/// valid until `ev` is freed. A static "" for NULL.
+#[no_mangle]
+pub extern "C" fn binance_event_type(ev: *const binance_event) -> *const c_char {
+    // SAFETY: NULL or an event from this library (contract).
+    unsafe { ev.as_ref() }.map_or(c"".as_ptr(), |e| e.kind.as_ptr())
+}
+
+/// The event time "E" in ms since the Unix epoch (Binance sends it as a
+/// number or a string: both are read); 0 when absent, or for NULL.
+#[no_mangle]
+pub extern "C" fn binance_event_time_ms(ev: *const binance_event) -> i64 {
+    // SAFETY: as above.
+    unsafe { ev.as_ref() }.map_or(0, |e| e.inner.time_ms())
+}
+
+/// The event's JSON exactly as received (for library events, as made by
+/// the library). Borrowed: valid until `ev` is freed. A static "" for NULL.
+#[no_mangle]
+pub extern "C" fn binance_event_json(ev: *const binance_event) -> *const c_char {
+    // SAFETY: as above.
+    unsafe { ev.as_ref() }.map_or(c"".as_ptr(), |e| e.json.as_ptr())
+}
+
+/// The value at an RFC 6901 JSON pointer in the event, e.g. "/o/X" (order
+/// status) or "/a/B/0/wb". Strings come unquoted, numbers, booleans and
+/// null as their JSON text, objects and arrays as JSON. "" is the whole
+/// event. BINANCE_INVALID_ARGUMENT if the pointer is malformed (it must be
+/// empty or start with '/') or the event has no such value. Caller owns
+/// `*out_value`; free it with `binance_string_free`.
+#[no_mangle]
+pub extern "C" fn binance_event_get(
+    ev: *const binance_event,
+    json_pointer: *const c_char,
+    out_value: *mut *mut c_char,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        let out = ffi::out(out_value, "out_value")?;
+        let ev = ffi::obj(ev, "ev")?;
+        let pointer = ffi::str_arg(json_pointer, "json_pointer")?;
+        if !pointer.is_empty() && !pointer.starts_with('/') {
+            return Err(Error::invalid(
+                "json_pointer: must be empty or start with '/' (RFC 6901), e.g. \"/o/X\"",
+            ));
+        }
+        let value = ev.inner.get(pointer).ok_or_else(|| {
+            let shown: String = pointer.chars().take(200).collect();
+            Error::invalid(format!("json_pointer: the event has no value at {shown:?}"))
+        })?;
+        *out = ffi::c_string(value)?;
+        Ok(())
+    })
+}
+
+/// Frees an event. NULL is accepted and ignored.
+#[no_mangle]
+pub extern "C" fn binance_event_free(ev: *mut binance_event) {
+    if !ev.is_null() {
+        // SAFETY: `ev` came from `Box::into_raw` in this library.
+        guard_value((), || drop(unsafe { Box::from_raw(ev) }))
+    }
+}
