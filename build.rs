@@ -11,10 +11,13 @@ fn main() {
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-env-changed=BINANCE_UDS_UPDATE_HEADER");
-    println!("cargo:rustc-env=BINANCE_UDS_GENERATED_HEADER={}", out.display());
+    println!(
+        "cargo:rustc-env=BINANCE_UDS_GENERATED_HEADER={}",
+        out.display()
+    );
 
-    let mut config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
-        .expect("cbindgen.toml parses");
+    let mut config =
+        cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml parses");
     let v = |k: &str| env::var(k).unwrap();
     config.after_includes = Some(format!(
         "\n#define BINANCE_VERSION_MAJOR {}\n#define BINANCE_VERSION_MINOR {}\n#define BINANCE_VERSION_PATCH {}\n\

@@ -1,0 +1,311 @@
+//! One task per WebSocket connection, API or stream: it owns the socket, reads
+//! requests and pongs, sends what other tasks queue for it (events, delayed
+//! answers, close frames), pings on a timer and closes at the end of its life.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, Notify};
+use tokio::time::{interval_at, sleep, Instant, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::api::{self, Action, ApiConn};
+use crate::state::{now_ms, Conn, Kind, Out, Reply, Shared};
+use crate::Route;
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+pub type Ws = WebSocketStream<Box<dyn Io>>;
+
+/// After a close frame (ours or the peer's), how long to wait for the end.
+const CLOSE_GRACE: Duration = Duration::from_secs(3);
+/// Unanswered ping payloads remembered per connection.
+const MAX_PENDING_PINGS: usize = 64;
+const REVOKED: &str = r#"{"id":null,"status":401,"error":{"code":-2015,"msg":"Invalid API-key, IP, or permissions for action."}}"#;
+
+/// Removes the connection from the registry however its task ends.
+struct Registered(Arc<Shared>, u64);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.0.lock().unregister(self.1);
+    }
+}
+
+struct Link {
+    shared: Arc<Shared>,
+    ws: Ws,
+    reg: Registration,
+    /// Payloads of pings sent and not yet answered, oldest first.
+    pending: VecDeque<String>,
+    seq: u64,
+    closing: bool,
+}
+
+/// A connection registered during the upgrade, before the 101 answer goes
+/// out: events emitted once a client sees its upgrade succeed reach it.
+pub struct Registration {
+    /// Unregisters the connection when the task ends.
+    _registered: Registered,
+    id: u64,
+    kind: Kind,
+    rate_limits: bool,
+    tx: mpsc::UnboundedSender<Out>,
+    rx: mpsc::UnboundedReceiver<Out>,
+    kill: Arc<Notify>,
+}
+
+pub fn register(shared: &Arc<Shared>, route: Route) -> Registration {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let kill = Arc::new(Notify::new());
+    let (kind, listen_key, rate_limits) = match route {
+        Route::Api { rate_limits } => (Kind::Api, None, rate_limits),
+        Route::Stream { listen_key } => (Kind::Stream, listen_key, false),
+    };
+    let (tx2, kill2, api_keys) = (tx.clone(), kill.clone(), Default::default());
+    let conn = Conn {
+        kind,
+        tx: tx2,
+        kill: kill2,
+        listen_key,
+        api_keys,
+    };
+    let id = shared.lock().register(conn);
+    let _registered = Registered(shared.clone(), id);
+    Registration {
+        _registered,
+        id,
+        kind,
+        rate_limits,
+        tx,
+        rx,
+        kill,
+    }
+}
+
+pub async fn run(shared: Arc<Shared>, ws: Ws, reg: Registration) {
+    let (id, kind) = (reg.id, reg.kind);
+    let (timings, ping_first) = {
+        let st = shared.lock();
+        (st.timings, st.sw.ping_first)
+    };
+    vlog!(
+        "connection {id} opened ({})",
+        if kind == Kind::Api { "api" } else { "stream" }
+    );
+    let life = match kind {
+        Kind::Api => timings.api_lifetime_ms,
+        Kind::Stream => timings.stream_lifetime_ms,
+    };
+    let end = sleep(Duration::from_millis(life));
+    tokio::pin!(end);
+    let every = Duration::from_millis(timings.ping_interval_ms.max(1));
+    let mut pings = interval_at(Instant::now() + every, every);
+    pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut api = ApiConn::new(id, reg.rate_limits);
+    let (pending, seq, closing) = (VecDeque::new(), 0, false);
+    let mut link = Link {
+        shared,
+        ws,
+        reg,
+        pending,
+        seq,
+        closing,
+    };
+    if kind == Kind::Api && ping_first && !link.ping().await {
+        return;
+    }
+
+    loop {
+        let closing = link.closing;
+        let keep = tokio::select! {
+            _ = link.reg.kill.notified() => false,
+            msg = link.ws.next() => match msg {
+                Some(Ok(Message::Text(t))) if kind == Kind::Api => link.request(&mut api, t.as_str()).await,
+                Some(Ok(Message::Binary(b))) if kind == Kind::Api => {
+                    link.request(&mut api, &String::from_utf8_lossy(&b)).await
+                }
+                Some(Ok(Message::Pong(p))) => {
+                    link.pong(&p);
+                    true
+                }
+                // tungstenite answers the close; keep reading until the stream ends.
+                Some(Ok(Message::Close(_))) => {
+                    link.closing = true;
+                    true
+                }
+                Some(Ok(_)) => true,
+                Some(Err(_)) | None => false,
+            },
+            Some(out) = link.reg.rx.recv() => link.out(out).await,
+            _ = pings.tick(), if !closing => {
+                let silent = kind == Kind::Stream && link.shared.lock().sw.silent;
+                silent || link.ping().await
+            }
+            () = &mut end => {
+                // End of life: close frame 1000, then give the peer a moment to answer.
+                !closing && link.close(1000, String::new()).await
+            }
+        };
+        if !keep {
+            break;
+        }
+        if link.closing && !closing {
+            end.as_mut().reset(Instant::now() + CLOSE_GRACE);
+        }
+    }
+    vlog!("connection {id} ended");
+}
+
+impl Link {
+    /// Sends one message; false when the connection is gone or dropped by command.
+    async fn send(&mut self, msg: Message) -> bool {
+        tokio::select! {
+            r = self.ws.send(msg) => r.is_ok(),
+            _ = self.reg.kill.notified() => false,
+        }
+    }
+
+    async fn request(&mut self, api: &mut ApiConn, text: &str) -> bool {
+        if self.closing {
+            return true;
+        }
+        match api::handle(&self.shared, api, text) {
+            Action::Nothing => true,
+            Action::Reset => false,
+            Action::Send(reply, delay) if delay.is_zero() => self.reply(reply).await,
+            Action::Send(reply, delay) => {
+                // Delayed answers come back through the queue; later ones are not held up.
+                let tx = self.reg.tx.clone();
+                tokio::spawn(async move {
+                    sleep(delay).await;
+                    let _ = tx.send(Out::Reply(reply));
+                });
+                true
+            }
+        }
+    }
+
+    async fn reply(&mut self, r: Reply) -> bool {
+        if self.closing {
+            return true;
+        }
+        for s in r.spam {
+            if !self.send(Message::text(s)).await {
+                return false;
+            }
+        }
+        if r.cut {
+            let _ = self.cut(&r.text).await;
+            self.linger().await;
+            return false;
+        }
+        for _ in 0..if r.duplicate { 2 } else { 1 } {
+            if !self.send(Message::text(r.text.clone())).await {
+                return false;
+            }
+            self.shared.lock().stats.answers_sent += 1;
+        }
+        true
+    }
+
+    async fn out(&mut self, out: Out) -> bool {
+        match out {
+            Out::Text(t) => self.closing || self.send(Message::text(t)).await,
+            Out::Reply(r) => self.reply(r).await,
+            Out::Pings(n) => {
+                for _ in 0..n {
+                    if !self.ping().await {
+                        return false;
+                    }
+                }
+                true
+            }
+            Out::Close(code, reason) => self.close(code, reason).await,
+            Out::Revoke => {
+                self.closing
+                    || (self.send(Message::text(REVOKED)).await
+                        && self.close(1000, String::new()).await)
+            }
+        }
+    }
+
+    async fn close(&mut self, code: u16, reason: String) -> bool {
+        if self.closing {
+            return true;
+        }
+        self.closing = true;
+        self.send(Message::Close(Some(CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        })))
+        .await
+    }
+
+    /// A ping frame whose payload (ms time and a sequence number) the pong must echo.
+    async fn ping(&mut self) -> bool {
+        self.seq += 1;
+        let payload = format!("{}.{}", now_ms(), self.seq);
+        if self.pending.len() == MAX_PENDING_PINGS {
+            self.pending.pop_front();
+        }
+        self.pending.push_back(payload.clone());
+        self.shared.lock().stats.pings_sent += 1;
+        self.send(Message::Ping(payload.into_bytes().into())).await
+    }
+
+    /// A pong is good when it echoes an outstanding ping (a peer may answer
+    /// only the latest of several); the earlier ones are then settled too.
+    fn pong(&mut self, payload: &[u8]) {
+        let hit = self.pending.iter().position(|p| p.as_bytes() == payload);
+        if let Some(i) = hit {
+            self.pending.drain(..=i);
+        }
+        let mut st = self.shared.lock();
+        match hit {
+            Some(_) => st.stats.pongs_ok += 1,
+            None => st.stats.pongs_bad += 1,
+        }
+    }
+
+    /// Writes the first half of the answer's frame (unmasked text frame:
+    /// 0x81, length, payload) straight onto the TLS/TCP stream.
+    async fn cut(&mut self, text: &str) -> std::io::Result<()> {
+        let _ = self.ws.flush().await;
+        let len = text.len();
+        let mut frame = vec![0x81u8];
+        match len {
+            0..=125 => frame.push(len as u8),
+            126..=65535 => {
+                frame.push(126);
+                frame.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            _ => {
+                frame.push(127);
+                frame.extend_from_slice(&(len as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(text.as_bytes());
+        let io = self.ws.get_mut();
+        io.write_all(&frame[..frame.len() / 2]).await?;
+        io.flush().await
+    }
+
+    /// After a cut: say nothing more (not even pongs) and keep the socket
+    /// open until the peer leaves or a `drop` command comes.
+    async fn linger(&mut self) {
+        let mut buf = [0u8; 4096];
+        loop {
+            tokio::select! {
+                r = self.ws.get_mut().read(&mut buf) => if matches!(r, Ok(0) | Err(_)) { return },
+                _ = self.reg.kill.notified() => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! The control port: one JSON command per line in, one JSON line out.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::events;
+use crate::state::{key_hash, short, Fault, FaultKind, Kind, Out, Shared, Switches, Target};
+
+/// A longer line is cut there (and then fails to parse).
+const MAX_LINE: u64 = 1 << 20;
+
+pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, _)) => {
+                tokio::spawn(client(shared.clone(), tcp));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+async fn client(shared: Arc<Shared>, tcp: TcpStream) {
+    let (r, mut w) = tcp.into_split();
+    let mut r = BufReader::new(r);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut r).take(MAX_LINE).read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) if line.trim_ascii().is_empty() => continue,
+            Ok(_) => {}
+        }
+        let answer = match serde_json::from_slice::<Value>(&line) {
+            Ok(cmd) => command(&shared, &cmd).await,
+            Err(e) => json!({"ok": false, "error": format!("not JSON: {e}")}),
+        };
+        if w.write_all(format!("{answer}\n").as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs one command; the answer always has `ok`.
+pub async fn command(shared: &Arc<Shared>, cmd: &Value) -> Value {
+    match run(shared, cmd).await {
+        Ok(Value::Object(mut m)) => {
+            m.insert("ok".into(), true.into());
+            Value::Object(m)
+        }
+        Ok(_) => json!({"ok": true}),
+        Err(e) => json!({"ok": false, "error": e}),
+    }
+}
+
+fn opt_u64(cmd: &Value, name: &str) -> Result<Option<u64>, String> {
+    match cmd.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or(format!("'{name}' must be a non-negative integer")),
+    }
+}
+
+fn need_u64(cmd: &Value, name: &str) -> Result<u64, String> {
+    opt_u64(cmd, name)?.ok_or(format!("'{name}' is required"))
+}
+
+fn opt_str<'a>(cmd: &'a Value, name: &str) -> Result<Option<&'a str>, String> {
+    match cmd.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_str()
+            .map(Some)
+            .ok_or(format!("'{name}' must be a string")),
+    }
+}
+
+fn enabled(cmd: &Value) -> Result<bool, String> {
+    match cmd.get("enabled") {
+        None | Some(Value::Null) => Ok(true),
+        Some(v) => v.as_bool().ok_or("'enabled' must be a boolean".into()),
+    }
+}
+
+async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
+    let name = opt_str(cmd, "cmd")?.ok_or("missing string field 'cmd'")?;
+    let count = match cmd.get("count") {
+        None | Some(Value::Null) => 1,
+        Some(v) => v.as_i64().ok_or("'count' must be an integer")?,
+    };
+    let method = opt_str(cmd, "method")?.map(String::from);
+    let target = Target::parse(opt_str(cmd, "target")?)?;
+    let fault = |kind| {
+        shared.lock().faults.push(Fault {
+            kind,
+            left: count,
+            method: method.clone(),
+        });
+        Ok(json!({}))
+    };
+    let switch = |f: &dyn Fn(&mut Switches)| {
+        f(&mut shared.lock().sw);
+        Ok(json!({}))
+    };
+    match name {
+        "stats" => Ok(shared.lock().stats.to_json()),
+        "fail" => {
+            let status = opt_u64(cmd, "status")?.unwrap_or(400);
+            let status = u16::try_from(status).map_err(|_| "'status' out of range")?;
+            let code = match cmd.get("code") {
+                None | Some(Value::Null) => -1000,
+                Some(v) => v.as_i64().ok_or("'code' must be an integer")?,
+            };
+            let msg = opt_str(cmd, "msg")?
+                .unwrap_or("An unknown error occured while processing the request.");
+            let retry_after_ms = opt_u64(cmd, "retry_after_ms")?;
+            fault(FaultKind::Fail {
+                status,
+                code,
+                msg: msg.into(),
+                retry_after_ms,
+            })
+        }
+        "delay" => fault(FaultKind::Delay(need_u64(cmd, "ms")?)),
+        "no_answer" => fault(FaultKind::NoAnswer),
+        "raw" => fault(FaultKind::Raw(
+            opt_str(cmd, "text")?.ok_or("'text' is required")?.into(),
+        )),
+        "oversize" => fault(FaultKind::Oversize(need_u64(cmd, "bytes")? as usize)),
+        "duplicate" => fault(FaultKind::Duplicate),
+        "cut" => fault(FaultKind::Cut),
+        "reset_mid_request" => fault(FaultKind::Reset),
+        "shuffle" => {
+            let us = need_u64(cmd, "max_delay_us")?;
+            switch(&|sw| sw.shuffle_max_us = us)
+        }
+        "spam" => {
+            let n = u64::try_from(count).map_err(|_| "'count' must be >= 0")?;
+            switch(&|sw| sw.spam = n)
+        }
+        "ping_first" => {
+            let on = enabled(cmd)?;
+            switch(&|sw| sw.ping_first = on)
+        }
+        "silent" => {
+            let on = enabled(cmd)?;
+            switch(&|sw| sw.silent = on)
+        }
+        "refuse" => {
+            let on = enabled(cmd)?;
+            let (api, stream) = (target.has(Kind::Api), target.has(Kind::Stream));
+            switch(&|sw| {
+                sw.refuse_api = if api { on } else { sw.refuse_api };
+                sw.refuse_stream = if stream { on } else { sw.refuse_stream };
+            })
+        }
+        "ping_flood" => {
+            let n = u64::try_from(count).map_err(|_| "'count' must be >= 0")?;
+            Ok(
+                json!({"connections": each(shared, Target::Api, |c| c.tx.send(Out::Pings(n)).is_ok())}),
+            )
+        }
+        "revoke" => {
+            let key = opt_str(cmd, "api_key")?;
+            let hit = |c: &crate::state::Conn| key.map_or(true, |k| c.api_keys.contains(k));
+            Ok(
+                json!({"connections": each(shared, Target::Api, |c| hit(c) && c.tx.send(Out::Revoke).is_ok())}),
+            )
+        }
+        "drop" => Ok(json!({"connections": each(shared, target, |c| {
+            c.kill.notify_one();
+            true
+        })})),
+        "close" => {
+            let code = opt_u64(cmd, "code")?.unwrap_or(1001);
+            // Codes a peer may legally receive (RFC 6455 §7.4).
+            if !(1000..=4999).contains(&code) || [1004, 1005, 1006, 1015].contains(&code) {
+                return Err(format!("close code {code} cannot be sent"));
+            }
+            let reason = opt_str(cmd, "reason")?.unwrap_or("going away");
+            if reason.len() > 123 {
+                return Err("'reason' is longer than 123 bytes".into());
+            }
+            let out =
+                |c: &crate::state::Conn| c.tx.send(Out::Close(code as u16, reason.into())).is_ok();
+            Ok(json!({"connections": each(shared, target, out)}))
+        }
+        "emit" => emit(shared, cmd, count).await,
+        "expire" => {
+            let key = opt_str(cmd, "api_key")?.ok_or("'api_key' is required")?;
+            match shared.lock().expire(key) {
+                true => Ok(json!({})),
+                false => Err(format!("account {} has no active listenKey", short(key))),
+            }
+        }
+        "keys" => {
+            let mut st = shared.lock();
+            st.sweep(Instant::now());
+            let now = Instant::now();
+            let keys: Vec<Value> = (st.accounts.iter())
+                .filter_map(|(k, a)| {
+                    let lk = a.listen_key.as_ref()?;
+                    Some(json!({"api_key_hash": key_hash(k), "listen_key": lk,
+                        "expires_in_ms": a.expires.saturating_duration_since(now).as_millis() as u64,
+                        "last_E": a.last_e}))
+                })
+                .collect();
+            Ok(json!({ "keys": keys }))
+        }
+        "set" => {
+            let mut st = shared.lock();
+            let t = &mut st.timings;
+            for (field, slot) in [
+                ("key_lifetime_ms", &mut t.key_lifetime_ms),
+                ("ping_interval_ms", &mut t.ping_interval_ms),
+                ("api_lifetime_ms", &mut t.api_lifetime_ms),
+                ("stream_lifetime_ms", &mut t.stream_lifetime_ms),
+            ] {
+                if let Some(v) = opt_u64(cmd, field)? {
+                    *slot = v;
+                }
+            }
+            Ok(json!({}))
+        }
+        "reset" => {
+            let mut st = shared.lock();
+            st.faults.clear();
+            st.sw = Switches::default();
+            Ok(json!({}))
+        }
+        other => Err(format!("unknown cmd {other}")),
+    }
+}
+
+/// Applies `f` to every open connection of the target; returns how many it took.
+fn each(shared: &Shared, target: Target, mut f: impl FnMut(&crate::state::Conn) -> bool) -> u64 {
+    let st = shared.lock();
+    st.conns
+        .values()
+        .filter(|c| target.has(c.kind))
+        .map(|c| f(c) as u64)
+        .sum()
+}
+
+/// Paces to `at` more finely than the timer wheel's 1 ms: sleep most of the
+/// way, then yield until the instant.
+async fn pace(at: Instant) {
+    loop {
+        let now = Instant::now();
+        if now >= at {
+            return;
+        }
+        match at - now {
+            left if left > Duration::from_millis(2) => {
+                tokio::time::sleep(left - Duration::from_millis(1)).await
+            }
+            _ => tokio::task::yield_now().await,
+        }
+    }
+}
+
+async fn emit(shared: &Shared, cmd: &Value, count: i64) -> Result<Value, String> {
+    let n = u64::try_from(count).map_err(|_| "'count' must be >= 0")?;
+    let typ = opt_str(cmd, "type")?
+        .unwrap_or("ORDER_TRADE_UPDATE")
+        .to_string();
+    let interval_us = opt_u64(cmd, "interval_us")?.unwrap_or(0);
+    let api_key = opt_str(cmd, "api_key")?;
+    // `raw`: a string is sent as is, other JSON as serialized; `{E}` becomes the event time.
+    let raw = match cmd.get("raw") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(v) => Some(v.to_string()),
+    };
+    let make = |e: u64| match &raw {
+        Some(r) => r.replace("{E}", &e.to_string()),
+        None => events::render(&typ, e),
+    };
+    let (mut first, mut last, mut emitted, mut delivered) = (None::<u64>, None::<u64>, 0u64, 0u64);
+    let start = Instant::now();
+    for i in 0..n {
+        if interval_us > 0 && i > 0 {
+            pace(start + Duration::from_micros(interval_us.saturating_mul(i))).await;
+        }
+        let mut st = shared.lock();
+        let accounts: Vec<String> = match api_key {
+            Some(k) => vec![k.to_string()],
+            None => {
+                let now = Instant::now();
+                let active = st
+                    .accounts
+                    .iter()
+                    .filter(|(_, a)| a.listen_key.is_some() && a.expires > now);
+                active.map(|(k, _)| k.clone()).collect()
+            }
+        };
+        for k in accounts {
+            let (e, d) = st.emit_one(&k, &make);
+            first = Some(first.map_or(e, |f| f.min(e)));
+            last = Some(last.map_or(e, |l| l.max(e)));
+            emitted += 1;
+            delivered += d;
+        }
+    }
+    Ok(json!({"emitted": emitted, "delivered": delivered, "first_E": first, "last_E": last}))
+}

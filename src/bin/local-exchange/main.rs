@@ -1,0 +1,277 @@
+//! `local-exchange`: a Binance-compatible loopback server for the USDⓈ-M
+//! Futures WebSocket API listenKey methods and the user data stream, with a
+//! control port to inject faults. Specification: docs/local-exchange.md.
+
+/// Log to stderr when `--verbose` was given (connections, keys).
+macro_rules! vlog {
+    ($($t:tt)*) => {
+        if $crate::state::VERBOSE.load(std::sync::atomic::Ordering::Relaxed) {
+            eprintln!("local-exchange: {}", format_args!($($t)*));
+        }
+    };
+}
+
+mod api;
+mod conn;
+mod control;
+mod events;
+mod state;
+mod tls;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+use tokio_native_tls::TlsAcceptor;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{StatusCode, Uri};
+
+use conn::Io;
+use state::{Shared, Timings};
+
+const USAGE: &str =
+    "usage: local-exchange [--listen ADDR] [--ca-out PATH] [--ca-key PATH] [--plain] \
+[--key-lifetime-ms N] [--ping-interval-ms N] [--api-lifetime-ms N] [--stream-lifetime-ms N] \
+[--control JSON]... [--die-with-stdin] [--verbose]";
+
+/// A TLS handshake or WebSocket upgrade that takes longer than this is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct Opts {
+    listen: String,
+    ca_out: Option<PathBuf>,
+    ca_key: Option<PathBuf>,
+    plain: bool,
+    timings: Timings,
+    controls: Vec<String>,
+    die_with_stdin: bool,
+}
+
+/// Where an accepted WebSocket upgrade goes.
+pub enum Route {
+    /// `/ws-fapi/v1`; `rate_limits` is false with `?returnRateLimits=false`.
+    Api { rate_limits: bool },
+    /// `/private/ws/<listenKey>`, or the legacy `/ws/<listenKey>` (`None`: silent).
+    Stream { listen_key: Option<String> },
+}
+
+fn parse_args() -> Result<Opts, String> {
+    let mut o = Opts {
+        listen: "127.0.0.1:0".into(),
+        ca_out: None,
+        ca_key: None,
+        plain: false,
+        timings: Timings::default(),
+        controls: Vec::new(),
+        die_with_stdin: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--plain" => o.plain = true,
+            "--die-with-stdin" => o.die_with_stdin = true,
+            "--verbose" => state::VERBOSE.store(true, std::sync::atomic::Ordering::Relaxed),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => {
+                let v = args.next().ok_or(format!("{a} needs a value"))?;
+                let ms = || {
+                    v.parse::<u64>()
+                        .map_err(|_| format!("{a}: not a number: {v}"))
+                };
+                match a.as_str() {
+                    "--listen" => o.listen = v.clone(),
+                    "--ca-out" => o.ca_out = Some(v.clone().into()),
+                    "--ca-key" => o.ca_key = Some(v.clone().into()),
+                    "--key-lifetime-ms" => o.timings.key_lifetime_ms = ms()?,
+                    "--ping-interval-ms" => o.timings.ping_interval_ms = ms()?,
+                    "--api-lifetime-ms" => o.timings.api_lifetime_ms = ms()?,
+                    "--stream-lifetime-ms" => o.timings.stream_lifetime_ms = ms()?,
+                    "--control" => o.controls.push(v.clone()),
+                    _ => return Err(format!("unknown option {a}")),
+                }
+            }
+        }
+    }
+    Ok(o)
+}
+
+fn die(msg: impl std::fmt::Display) -> ! {
+    eprintln!("local-exchange: {msg}");
+    std::process::exit(2)
+}
+
+#[tokio::main]
+async fn main() {
+    let opts = parse_args().unwrap_or_else(|e| die(format!("{e}\n{USAGE}")));
+    if opts.die_with_stdin {
+        // Tests pipe stdin; when they end (even by a crash) the pipe closes.
+        std::thread::spawn(|| {
+            let (mut stdin, mut buf) = (std::io::stdin(), [0u8; 256]);
+            loop {
+                match stdin.read(&mut buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Ok(0) | Err(_) => std::process::exit(0),
+                    Ok(_) => {}
+                }
+            }
+        });
+    }
+    let listener = TcpListener::bind(&opts.listen)
+        .await
+        .unwrap_or_else(|e| die(format!("cannot listen on {}: {e}", opts.listen)));
+    let control = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| die(format!("cannot bind the control port: {e}")));
+    let (addr, caddr) = match (listener.local_addr(), control.local_addr()) {
+        (Ok(a), Ok(c)) => (a, c),
+        _ => die("cannot read the bound addresses"),
+    };
+    let tls = if opts.plain {
+        None
+    } else {
+        let ca_out = opts.ca_out.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("local-exchange-{}-ca.pem", std::process::id()))
+        });
+        let acceptor = tls::acceptor(&ca_out, opts.ca_key.as_deref())
+            .unwrap_or_else(|e| die(format!("TLS setup failed: {e}")));
+        Some((acceptor, std::fs::canonicalize(&ca_out).unwrap_or(ca_out)))
+    };
+
+    let shared = Arc::new(Shared::new(opts.timings));
+    for c in &opts.controls {
+        let cmd = serde_json::from_str(c).unwrap_or_else(|e| die(format!("--control {c}: {e}")));
+        let answer = control::command(&shared, &cmd).await;
+        if answer["ok"] != true {
+            die(format!("--control {c}: {}", answer["error"]));
+        }
+    }
+    tokio::spawn(sweeper(shared.clone()));
+    tokio::spawn(control::serve(shared.clone(), control));
+
+    let (scheme, host) = (if tls.is_some() { "wss" } else { "ws" }, printable(addr));
+    let mut ready = vec![
+        format!("ws_api={scheme}://{host}/ws-fapi/v1"),
+        format!("stream={scheme}://{host}/private"),
+        format!("control={caddr}"),
+    ];
+    if let Some((_, ca)) = &tls {
+        ready.push(format!("ca_file={}", ca.display()));
+    }
+    let mut out = std::io::stdout();
+    for line in ready {
+        // A closed stdout is not a reason to stop serving.
+        let _ = writeln!(out, "{line}").and_then(|_| out.flush());
+    }
+
+    let acceptor = tls.map(|(a, _)| a);
+    loop {
+        match listener.accept().await {
+            Ok((tcp, _)) => {
+                tokio::spawn(accept(shared.clone(), tcp, acceptor.clone()));
+            }
+            // Out of descriptors and the like: back off briefly, keep serving.
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// The address as clients should dial it (an unspecified bind becomes loopback).
+fn printable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
+        _ => addr,
+    }
+}
+
+/// Expire lapsed listenKeys at their deadline; woken early when keys change.
+async fn sweeper(shared: Arc<Shared>) {
+    loop {
+        let next = shared.lock().sweep(Instant::now());
+        let wait = next.map_or(Duration::from_secs(3600), |t| {
+            t.saturating_duration_since(Instant::now())
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shared.sweep.notified() => {}
+        }
+    }
+}
+
+fn classify(uri: &Uri) -> Option<Route> {
+    let path = uri.path();
+    if path == "/ws-fapi/v1" {
+        let query = uri.query().unwrap_or("");
+        let off = query
+            .split('&')
+            .any(|kv| kv.eq_ignore_ascii_case("returnRateLimits=false"));
+        return Some(Route::Api { rate_limits: !off });
+    }
+    let valid = |k: &str| !k.is_empty() && !k.contains('/');
+    if let Some(k) = path.strip_prefix("/private/ws/").filter(|k| valid(k)) {
+        return Some(Route::Stream {
+            listen_key: Some(k.to_string()),
+        });
+    }
+    if path.strip_prefix("/ws/").is_some_and(valid) {
+        return Some(Route::Stream { listen_key: None });
+    }
+    None
+}
+
+fn http_error(status: StatusCode) -> ErrorResponse {
+    let mut r = ErrorResponse::new(Some(
+        status.canonical_reason().unwrap_or("error").to_string(),
+    ));
+    *r.status_mut() = status;
+    r
+}
+
+/// TLS (unless plain), then the WebSocket upgrade with routing, then serve.
+// The upgrade callback's error type is tungstenite's, not ours to shrink.
+#[allow(clippy::result_large_err)]
+async fn accept(shared: Arc<Shared>, tcp: TcpStream, tls: Option<TlsAcceptor>) {
+    let _ = tcp.set_nodelay(true);
+    let io: Box<dyn Io> = match tls {
+        None => Box::new(tcp),
+        Some(acceptor) => match timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            Ok(Ok(s)) => Box::new(s),
+            _ => return,
+        },
+    };
+    let mut registration = None;
+    let check = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        let r = classify(req.uri()).ok_or_else(|| http_error(StatusCode::NOT_FOUND))?;
+        let mut st = shared.lock();
+        let refused = match r {
+            Route::Api { .. } => st.sw.refuse_api,
+            Route::Stream { .. } => st.sw.refuse_stream,
+        };
+        if refused {
+            st.stats.refused_total += 1;
+            return Err(http_error(StatusCode::SERVICE_UNAVAILABLE));
+        }
+        drop(st);
+        registration = Some(conn::register(&shared, r));
+        Ok(resp)
+    };
+    let upgrade = tokio_tungstenite::accept_hdr_async_with_config(io, check, None);
+    let ws = match timeout(HANDSHAKE_TIMEOUT, upgrade).await {
+        Ok(Ok(ws)) => ws,
+        _ => return,
+    };
+    if let Some(reg) = registration {
+        conn::run(shared, ws, reg).await;
+    }
+}

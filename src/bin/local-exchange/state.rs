@@ -1,0 +1,435 @@
+//! Shared state: accounts (API key -> listenKey), open connections, faults,
+//! switches and counters. One mutex guards it all; it is never held across an
+//! `.await`, so every operation on it is short and atomic.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::mem::discriminant;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Notify};
+
+use crate::events;
+
+pub static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// API keys are never logged in full: the first 4 characters only.
+pub fn short(api_key: &str) -> String {
+    format!("{}…", api_key.chars().take(4).collect::<String>())
+}
+
+/// FNV-1a, to name an account in `keys` without revealing its API key.
+pub fn key_hash(api_key: &str) -> String {
+    let h = api_key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{h:016x}")
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Timings {
+    pub key_lifetime_ms: u64,
+    pub ping_interval_ms: u64,
+    pub api_lifetime_ms: u64,
+    pub stream_lifetime_ms: u64,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings {
+            key_lifetime_ms: 3_600_000,
+            ping_interval_ms: 180_000,
+            api_lifetime_ms: 86_400_000,
+            stream_lifetime_ms: 86_400_000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Api,
+    Stream,
+}
+
+#[derive(Clone, Copy)]
+pub enum Target {
+    Api,
+    Stream,
+    All,
+}
+
+impl Target {
+    pub fn parse(s: Option<&str>) -> Result<Target, String> {
+        match s {
+            None | Some("all") => Ok(Target::All),
+            Some("api") => Ok(Target::Api),
+            Some("stream") => Ok(Target::Stream),
+            Some(o) => Err(format!("target must be api, stream or all, not {o}")),
+        }
+    }
+    pub fn has(self, k: Kind) -> bool {
+        matches!(
+            (self, k),
+            (Target::All, _) | (Target::Api, Kind::Api) | (Target::Stream, Kind::Stream)
+        )
+    }
+}
+
+/// An API answer ready to go, with the faults that shape how it is sent.
+pub struct Reply {
+    pub text: String,
+    /// Unrelated messages sent before the answer.
+    pub spam: Vec<String>,
+    pub duplicate: bool,
+    /// Send only the first half of the frame's bytes, then go silent.
+    pub cut: bool,
+}
+
+/// What other tasks ask a connection task to do.
+pub enum Out {
+    Text(String),
+    Reply(Reply),
+    Pings(u64),
+    Close(u16, String),
+    Revoke,
+}
+
+pub struct Conn {
+    pub kind: Kind,
+    pub tx: mpsc::UnboundedSender<Out>,
+    /// Notified to drop the TCP connection without a close frame.
+    pub kill: Arc<Notify>,
+    /// Stream connections: the listenKey in the path (`None` on the legacy route).
+    pub listen_key: Option<String>,
+    /// API connections: the API keys used on it (for `revoke`).
+    pub api_keys: HashSet<String>,
+}
+
+pub struct Account {
+    pub listen_key: Option<String>,
+    pub expires: Instant,
+    /// The last event time handed out: `E` is strictly increasing per account.
+    pub last_e: u64,
+}
+
+/// The counters of `stats`, listed once for the struct and its JSON.
+macro_rules! counters {
+    ($($name:ident),*) => {
+        #[derive(Default)]
+        pub struct Stats {
+            $(pub $name: u64,)*
+            /// Requests per method (only requests that named one).
+            pub requests: BTreeMap<String, u64>,
+        }
+        impl Stats {
+            pub fn to_json(&self) -> Value {
+                let mut m = serde_json::Map::new();
+                $(m.insert(stringify!($name).into(), self.$name.into());)*
+                m.insert("requests".into(), json!(self.requests));
+                Value::Object(m)
+            }
+        }
+    };
+}
+
+counters!(
+    api_connections_total,
+    api_connections_open,
+    stream_connections_total,
+    stream_connections_open,
+    answers_sent,
+    pings_sent,
+    pongs_ok,
+    pongs_bad,
+    events_emitted,
+    events_delivered,
+    refused_total
+);
+
+/// Switches set by control commands; `reset` restores the default.
+#[derive(Default)]
+pub struct Switches {
+    pub shuffle_max_us: u64,
+    pub ping_first: bool,
+    pub refuse_api: bool,
+    pub refuse_stream: bool,
+    pub silent: bool,
+    /// Unrelated messages sent before every answer.
+    pub spam: u64,
+}
+
+#[derive(Clone)]
+pub enum FaultKind {
+    Fail {
+        status: u16,
+        code: i64,
+        msg: String,
+        retry_after_ms: Option<u64>,
+    },
+    Delay(u64),
+    NoAnswer,
+    Raw(String),
+    Oversize(usize),
+    Duplicate,
+    Cut,
+    Reset,
+}
+
+pub struct Fault {
+    pub kind: FaultKind,
+    /// Requests left; negative: until `reset`.
+    pub left: i64,
+    pub method: Option<String>,
+}
+
+pub struct State {
+    pub timings: Timings,
+    pub accounts: HashMap<String, Account>,
+    pub conns: HashMap<u64, Conn>,
+    next_id: u64,
+    pub faults: Vec<Fault>,
+    pub sw: Switches,
+    pub stats: Stats,
+    rng: u64,
+}
+
+pub struct Shared {
+    state: Mutex<State>,
+    /// Wakes the sweeper when a key's deadline may have moved earlier.
+    pub sweep: Notify,
+}
+
+impl Shared {
+    pub fn new(timings: Timings) -> Self {
+        Shared {
+            state: Mutex::new(State::new(timings)),
+            sweep: Notify::new(),
+        }
+    }
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere must not take the whole server down with it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+impl State {
+    fn new(timings: Timings) -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let rng = (nanos ^ ((std::process::id() as u64) << 32) ^ 0x9e37_79b9_7f4a_7c15) | 1;
+        State {
+            timings,
+            accounts: HashMap::new(),
+            conns: HashMap::new(),
+            next_id: 1,
+            faults: Vec::new(),
+            sw: Switches::default(),
+            stats: Stats::default(),
+            rng,
+        }
+    }
+
+    /// xorshift64*: plenty for listenKeys and jitter on a test server.
+    pub fn rand(&mut self) -> u64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn new_listen_key(&mut self) -> String {
+        (0..64)
+            .map(|_| ALNUM[(self.rand() % ALNUM.len() as u64) as usize] as char)
+            .collect()
+    }
+
+    pub fn register(&mut self, conn: Conn) -> u64 {
+        let (total, open) = match conn.kind {
+            Kind::Api => (
+                &mut self.stats.api_connections_total,
+                &mut self.stats.api_connections_open,
+            ),
+            Kind::Stream => (
+                &mut self.stats.stream_connections_total,
+                &mut self.stats.stream_connections_open,
+            ),
+        };
+        *total += 1;
+        *open += 1;
+        let id = self.next_id;
+        self.next_id += 1;
+        self.conns.insert(id, conn);
+        id
+    }
+
+    pub fn unregister(&mut self, id: u64) {
+        match self.conns.remove(&id).map(|c| c.kind) {
+            Some(Kind::Api) => self.stats.api_connections_open -= 1,
+            Some(Kind::Stream) => self.stats.stream_connections_open -= 1,
+            None => {}
+        }
+    }
+
+    /// Takes at most one fault of each kind that applies to a request of `method`.
+    pub fn take_faults(&mut self, method: Option<&str>) -> Vec<FaultKind> {
+        let mut taken: Vec<FaultKind> = Vec::new();
+        for f in &mut self.faults {
+            let applies = f.method.as_deref().map_or(true, |m| Some(m) == method);
+            if f.left == 0
+                || !applies
+                || taken
+                    .iter()
+                    .any(|t| discriminant(t) == discriminant(&f.kind))
+            {
+                continue;
+            }
+            if f.left > 0 {
+                f.left -= 1;
+            }
+            taken.push(f.kind.clone());
+        }
+        self.faults.retain(|f| f.left != 0);
+        taken
+    }
+
+    fn account(&mut self, api_key: &str) -> &mut Account {
+        (self.accounts.entry(api_key.to_string())).or_insert_with(|| Account {
+            listen_key: None,
+            expires: Instant::now(),
+            last_e: 0,
+        })
+    }
+
+    fn next_e(&mut self, api_key: &str) -> u64 {
+        let acct = self.account(api_key);
+        acct.last_e = now_ms().max(acct.last_e + 1);
+        acct.last_e
+    }
+
+    /// The account's listenKey if still valid; a key past its deadline is
+    /// expired first (listenKeyExpired sent), whether or not the sweeper ran.
+    pub fn active_key(&mut self, api_key: &str) -> Option<String> {
+        let acct = self.accounts.get(api_key)?;
+        let key = acct.listen_key.clone()?;
+        if acct.expires <= Instant::now() {
+            self.expire(api_key);
+            return None;
+        }
+        Some(key)
+    }
+
+    fn extend(&mut self, api_key: &str) {
+        let life = Duration::from_millis(self.timings.key_lifetime_ms);
+        if let Some(a) = self.accounts.get_mut(api_key) {
+            a.expires = Instant::now() + life;
+        }
+    }
+
+    /// `userDataStream.start`: the active key extended, or a new one.
+    pub fn start_key(&mut self, api_key: &str) -> String {
+        if let Some(k) = self.ping_key(api_key) {
+            return k;
+        }
+        let key = self.new_listen_key();
+        self.account(api_key).listen_key = Some(key.clone());
+        self.extend(api_key);
+        vlog!("listenKey {}… issued for {}", &key[..8], short(api_key));
+        key
+    }
+
+    /// `userDataStream.ping`: the active key extended, if any.
+    pub fn ping_key(&mut self, api_key: &str) -> Option<String> {
+        let k = self.active_key(api_key)?;
+        self.extend(api_key);
+        Some(k)
+    }
+
+    /// `userDataStream.stop`: invalidate and close the key's stream connections.
+    pub fn stop_key(&mut self, api_key: &str) -> bool {
+        let Some(key) = self.active_key(api_key) else {
+            return false;
+        };
+        if let Some(a) = self.accounts.get_mut(api_key) {
+            a.listen_key = None;
+        }
+        for c in self
+            .conns
+            .values()
+            .filter(|c| c.listen_key.as_deref() == Some(&key))
+        {
+            let _ = c.tx.send(Out::Close(1000, String::new()));
+        }
+        vlog!("listenKey {}… stopped for {}", &key[..8], short(api_key));
+        true
+    }
+
+    /// Expire the account's key now: listenKeyExpired to its connections.
+    pub fn expire(&mut self, api_key: &str) -> bool {
+        let Some(key) = self
+            .accounts
+            .get_mut(api_key)
+            .and_then(|a| a.listen_key.take())
+        else {
+            return false;
+        };
+        let e = self.next_e(api_key);
+        self.send_to_key(&key, events::expired(e, &key));
+        vlog!("listenKey {}… expired for {}", &key[..8], short(api_key));
+        true
+    }
+
+    /// Expire every lapsed key; returns the next deadline.
+    pub fn sweep(&mut self, now: Instant) -> Option<Instant> {
+        let due: Vec<String> = (self.accounts.iter())
+            .filter(|(_, a)| a.listen_key.is_some() && a.expires <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in due {
+            self.expire(&k);
+        }
+        self.accounts
+            .values()
+            .filter(|a| a.listen_key.is_some())
+            .map(|a| a.expires)
+            .min()
+    }
+
+    /// One event for the account: allocates `E`, queues the text on the
+    /// connections of its valid key. Returns (E, connections reached).
+    pub fn emit_one(&mut self, api_key: &str, make: &dyn Fn(u64) -> String) -> (u64, u64) {
+        let key = self.active_key(api_key);
+        let e = self.next_e(api_key);
+        self.stats.events_emitted += 1;
+        let delivered = key.map_or(0, |k| self.send_to_key(&k, make(e)));
+        (e, delivered)
+    }
+
+    fn send_to_key(&mut self, key: &str, text: String) -> u64 {
+        if self.sw.silent {
+            return 0;
+        }
+        let mut n = 0;
+        for c in self
+            .conns
+            .values()
+            .filter(|c| c.kind == Kind::Stream && c.listen_key.as_deref() == Some(key))
+        {
+            if c.tx.send(Out::Text(text.clone())).is_ok() {
+                n += 1;
+            }
+        }
+        self.stats.events_delivered += n;
+        n
+    }
+}

@@ -1,0 +1,394 @@
+//! The user data stream against the local exchange: events in order and
+//! intact, renewal, reconnection with gap events, rotation without loss or
+//! duplicate, keepalive, silence, overflow, close, proxy.
+
+mod common;
+
+use binance_uds::engine::event::{Event, LISTEN_KEY_RENEWED, STREAM_DISCONNECTED, STREAM_GAP};
+use binance_uds::engine::stream::UserStream;
+use binance_uds::engine::{Client, Config, Status};
+use common::proxy::Proxy;
+use common::Exchange;
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const KEY: &str = "TESTKEYstreamABCDEF0123456789";
+
+fn config(ex: &Exchange) -> Config {
+    let mut c = Config::default();
+    c.set_api_key(KEY).unwrap();
+    c.set_endpoint(&ex.ws_api).unwrap();
+    c.set_stream_endpoint(&ex.stream).unwrap();
+    if let Some(pem) = &ex.ca_pem {
+        c.add_root_certificate_pem(pem).unwrap();
+    }
+    c.set_timeouts_ms(5000, 5000).unwrap();
+    c.set_reconnect_backoff_ms(50, 500).unwrap();
+    c
+}
+
+fn open(cfg: &Config) -> (Client, UserStream) {
+    let client = Client::new(cfg).unwrap();
+    let stream = UserStream::open(&client, None).unwrap();
+    (client, stream)
+}
+
+fn next(s: &UserStream) -> Event {
+    match s.next(Duration::from_secs(10)) {
+        Ok(Some(ev)) => ev,
+        other => panic!("expected an event, got {other:?}"),
+    }
+}
+
+/// Reads until an event of `kind` arrives; returns it and what came before.
+fn until(s: &UserStream, kind: &str) -> (Event, Vec<Event>) {
+    let mut before = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Some(ev) = s.next(Duration::from_millis(200)).unwrap() {
+            if ev.kind() == kind {
+                return (ev, before);
+            }
+            before.push(ev);
+        }
+    }
+    panic!(
+        "no {kind} event; got {:?}",
+        before
+            .iter()
+            .map(|e| e.kind().to_owned())
+            .collect::<Vec<_>>()
+    );
+}
+
+fn emit(ex: &Exchange, kind: &str, count: u64) -> serde_json::Value {
+    ex.control(json!({"cmd": "emit", "api_key": KEY, "type": kind, "count": count}))
+}
+
+fn read_n(s: &UserStream, n: usize) -> Vec<Event> {
+    (0..n).map(|_| next(s)).collect()
+}
+
+fn assert_increasing(events: &[Event]) {
+    for w in events.windows(2) {
+        assert!(
+            w[0].time_ms() < w[1].time_ms(),
+            "out of order or duplicated: {} then {}",
+            w[0].json(),
+            w[1].json()
+        );
+    }
+}
+
+#[test]
+fn every_documented_event_arrives_in_order_and_intact() {
+    let ex = Exchange::start(&[]);
+    let (_c, s) = open(&config(&ex));
+    let types = [
+        "ACCOUNT_UPDATE",
+        "ORDER_TRADE_UPDATE",
+        "TRADE_LITE",
+        "MARGIN_CALL",
+        "ACCOUNT_CONFIG_UPDATE",
+        "STRATEGY_UPDATE",
+        "GRID_UPDATE",
+        "ALGO_UPDATE",
+        "CONDITIONAL_ORDER_TRIGGER_REJECT",
+        "SOMETHING_NEW_2027",
+    ];
+    for t in types {
+        emit(&ex, t, 1);
+    }
+    let events = read_n(&s, types.len());
+    for (ev, t) in events.iter().zip(types) {
+        assert_eq!(ev.kind(), t);
+        assert!(ev.time_ms() > 1_600_000_000_000, "{}", ev.json());
+        let parsed: serde_json::Value = serde_json::from_str(ev.json()).unwrap();
+        assert_eq!(parsed["e"], t);
+    }
+    assert_increasing(&events);
+    emit(&ex, "ORDER_TRADE_UPDATE", 200);
+    let events = read_n(&s, 200);
+    assert_increasing(&events);
+    assert!(events[0].get("/o/X").is_some(), "{}", events[0].json());
+    assert!(
+        s.next(Duration::from_millis(200)).unwrap().is_none(),
+        "no extra event"
+    );
+    let h = s.health();
+    assert!(h.connected);
+    assert_eq!(h.events_delivered, 210);
+    assert_eq!((h.events_dropped, h.reconnects, h.gaps), (0, 0, 0));
+}
+
+#[test]
+fn renews_the_key_after_listen_key_expired() {
+    let ex = Exchange::start(&[]);
+    let (c, s) = open(&config(&ex));
+    let old = c.listen_key_start().unwrap();
+    ex.control(json!({"cmd": "expire", "api_key": KEY}));
+    let ev = next(&s);
+    assert_eq!(ev.kind(), "listenKeyExpired");
+    assert!(ev.time_ms() > 0, "E as a string is read: {}", ev.json());
+    let (gap, _) = until(&s, STREAM_GAP);
+    assert_eq!(gap.get("/reason").as_deref(), Some("listen_key_expired"));
+    let (renewed, _) = until(&s, LISTEN_KEY_RENEWED);
+    assert!(
+        !renewed.json().contains(&old),
+        "full key not exposed in events"
+    );
+    assert_ne!(c.listen_key_start().unwrap(), old);
+    emit(&ex, "ORDER_TRADE_UPDATE", 3);
+    let events = read_n(&s, 3);
+    assert!(events.iter().all(|e| e.kind() == "ORDER_TRADE_UPDATE"));
+    assert_eq!(s.health().key_renewals, 1);
+}
+
+#[test]
+fn renews_after_minus_1125_and_after_a_changed_key() {
+    let ex = Exchange::start(&[]);
+    let mut cfg = config(&ex);
+    cfg.set_keepalive_interval_ms(200).unwrap();
+    let (_c, s) = open(&cfg);
+    ex.control(json!({"cmd": "fail", "method": "userDataStream.ping", "status": 400, "code": -1125, "msg": "This listenKey does not exist."}));
+    let (gap, _) = until(&s, STREAM_GAP);
+    assert_eq!(gap.get("/reason").as_deref(), Some("listen_key_invalid"));
+    emit(&ex, "ORDER_TRADE_UPDATE", 2);
+    assert_eq!(next(&s).kind(), "ORDER_TRADE_UPDATE");
+    assert_eq!(next(&s).kind(), "ORDER_TRADE_UPDATE");
+    let other = "Z".repeat(64);
+    ex.control(json!({"cmd": "raw", "method": "userDataStream.ping", "text": format!("{{\"id\":{{id}},\"status\":200,\"result\":{{\"listenKey\":\"{other}\"}}}}")}));
+    let (gap, _) = until(&s, STREAM_GAP);
+    assert_eq!(gap.get("/reason").as_deref(), Some("listen_key_changed"));
+    emit(&ex, "TRADE_LITE", 1);
+    assert_eq!(until(&s, "TRADE_LITE").0.kind(), "TRADE_LITE");
+}
+
+#[test]
+fn reconnects_after_a_drop_and_reports_the_gap() {
+    let ex = Exchange::start(&[]);
+    let (_c, s) = open(&config(&ex));
+    emit(&ex, "ORDER_TRADE_UPDATE", 1);
+    let before = next(&s);
+    ex.control(json!({"cmd": "drop", "target": "stream"}));
+    let disc = next(&s);
+    assert_eq!(disc.kind(), STREAM_DISCONNECTED);
+    assert_eq!(disc.get("/reason").as_deref(), Some("disconnected"));
+    let gap = next(&s);
+    assert_eq!(gap.kind(), STREAM_GAP);
+    let from: i64 = gap.get("/from_ms").unwrap().parse().unwrap();
+    let to: i64 = gap.get("/to_ms").unwrap().parse().unwrap();
+    assert!(
+        from >= before.time_ms() - 1000 && from <= to,
+        "{}",
+        gap.json()
+    );
+    emit(&ex, "ORDER_TRADE_UPDATE", 5);
+    let after = read_n(&s, 5);
+    assert!(after.iter().all(|e| e.kind() == "ORDER_TRADE_UPDATE"));
+    let h = s.health();
+    assert!(h.connected);
+    assert_eq!((h.reconnects, h.gaps), (1, 1));
+    assert_eq!(ex.stats()["stream_connections_open"], 1);
+}
+
+#[test]
+fn rotation_loses_nothing_and_duplicates_nothing() {
+    let ex = Exchange::start(&[]);
+    let mut cfg = config(&ex);
+    cfg.set_stream_rotation_ms(700).unwrap();
+    let (_c, s) = open(&cfg);
+    let total = 300u64;
+    let emitter = {
+        let control = ex.control;
+        std::thread::spawn(move || {
+            let cmd = json!({"cmd": "emit", "api_key": KEY, "type": "ORDER_TRADE_UPDATE", "count": total, "interval_us": 10_000});
+            common::control_at(control, cmd)
+        })
+    };
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (got.len() as u64) < total && Instant::now() < deadline {
+        if let Some(ev) = s.next(Duration::from_millis(500)).unwrap() {
+            assert!(
+                !ev.is_library(),
+                "rotation must not look like a gap: {}",
+                ev.json()
+            );
+            got.push(ev);
+        }
+    }
+    emitter.join().unwrap();
+    assert_eq!(got.len() as u64, total, "lost events across rotations");
+    assert_increasing(&got);
+    assert!(
+        s.next(Duration::from_millis(500)).unwrap().is_none(),
+        "duplicate after the last"
+    );
+    let h = s.health();
+    assert!(h.reconnects >= 2, "rotated {} times", h.reconnects);
+    assert_eq!(h.gaps, 0);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(ex.stats()["stream_connections_open"].as_u64().unwrap() <= 2);
+}
+
+#[test]
+fn keepalive_runs_on_schedule() {
+    let ex = Exchange::start(&[]);
+    let mut cfg = config(&ex);
+    cfg.set_keepalive_interval_ms(200).unwrap();
+    let (_c, s) = open(&cfg);
+    std::thread::sleep(Duration::from_millis(1100));
+    let pings = ex.stats()["requests"]["userDataStream.ping"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        (3..=7).contains(&pings),
+        "{pings} keepalives in 1.1 s at 200 ms"
+    );
+    let h = s.health();
+    assert_eq!(h.last_keepalive_status, 0);
+    assert!(h.last_keepalive_ms > 0);
+}
+
+#[test]
+fn a_silent_stream_is_replaced() {
+    let ex = Exchange::start(&[]);
+    let mut cfg = config(&ex);
+    cfg.set_silence_timeout_ms(400).unwrap();
+    let (_c, s) = open(&cfg);
+    ex.control(json!({"cmd": "silent", "enabled": true}));
+    let (disc, _) = until(&s, STREAM_DISCONNECTED);
+    assert_eq!(disc.get("/reason").as_deref(), Some("silent"));
+    ex.control(json!({"cmd": "silent", "enabled": false}));
+    let (gap, _) = until(&s, STREAM_GAP);
+    assert_eq!(gap.get("/reason").as_deref(), Some("silent"));
+    emit(&ex, "ORDER_TRADE_UPDATE", 1);
+    until(&s, "ORDER_TRADE_UPDATE");
+}
+
+#[test]
+fn queue_overflow_is_reported_and_the_stream_lives_on() {
+    let ex = Exchange::start(&[]);
+    let mut cfg = config(&ex);
+    cfg.set_event_queue_capacity(10).unwrap();
+    let (_c, s) = open(&cfg);
+    emit(&ex, "ORDER_TRADE_UPDATE", 100);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.health().events_dropped < 90 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(s.health().events_dropped, 90);
+    let kept = read_n(&s, 10);
+    assert!(kept.iter().all(|e| e.kind() == "ORDER_TRADE_UPDATE"));
+    let gap = next(&s);
+    assert_eq!(gap.kind(), STREAM_GAP);
+    assert_eq!(gap.get("/reason").as_deref(), Some("queue_overflow"));
+    assert_eq!(gap.get("/dropped").as_deref(), Some("90"));
+    emit(&ex, "TRADE_LITE", 1);
+    assert_eq!(next(&s).kind(), "TRADE_LITE");
+}
+
+#[test]
+fn close_wakes_a_blocked_next_and_leaves_nothing_behind() {
+    let ex = Exchange::start(&[]);
+    let (c, s) = open(&config(&ex));
+    let s = Arc::new(s);
+    let s2 = s.clone();
+    let t0 = Instant::now();
+    let blocked = std::thread::spawn(move || s2.next(Duration::from_secs(30)));
+    std::thread::sleep(Duration::from_millis(200));
+    s.close();
+    let r = blocked.join().unwrap();
+    assert_eq!(r.unwrap_err().status, Status::StreamClosed);
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        s.next(Duration::ZERO).unwrap_err().status,
+        Status::StreamClosed
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(ex.stats()["stream_connections_open"], 0);
+    // The key was not stopped: it belongs to the account.
+    c.listen_key_keepalive().unwrap();
+}
+
+#[test]
+fn closing_one_stream_leaves_the_shared_key_to_the_others() {
+    let ex = Exchange::start(&[]);
+    let cfg = config(&ex);
+    let (_c1, s1) = open(&cfg);
+    let (_c2, s2) = open(&cfg);
+    s1.close();
+    emit(&ex, "ORDER_TRADE_UPDATE", 2);
+    assert_eq!(read_n(&s2, 2).len(), 2);
+}
+
+#[test]
+fn callback_receives_events_in_order() {
+    let ex = Exchange::start(&[]);
+    let client = Client::new(&config(&ex)).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    let s = UserStream::open(
+        &client,
+        Some(Box::new(move |ev: Event| {
+            seen2.lock().unwrap().push(ev.time_ms())
+        })),
+    )
+    .unwrap();
+    emit(&ex, "ORDER_TRADE_UPDATE", 20);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().len() < 20 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 20);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(
+        s.next(Duration::ZERO).unwrap_err().status,
+        Status::InvalidArgument
+    );
+    s.close();
+}
+
+#[test]
+fn both_connections_go_through_the_proxy_with_credentials() {
+    let ex = Exchange::start(&[]);
+    // "user:p@ss" percent-encoded in the URL, Basic-encoded on the wire.
+    let proxy = Proxy::start(Some("Basic dXNlcjpwQHNz"));
+    let mut cfg = config(&ex);
+    cfg.set_proxy(&format!("http://user:p%40ss@{}", proxy.addr))
+        .unwrap();
+    let (_c, s) = open(&cfg);
+    emit(&ex, "ORDER_TRADE_UPDATE", 1);
+    assert_eq!(next(&s).kind(), "ORDER_TRADE_UPDATE");
+    let tunnels = proxy.tunnels();
+    assert_eq!(
+        tunnels,
+        vec![ex.addr(), ex.addr()],
+        "API and stream connections tunnelled"
+    );
+    // Wrong credentials: a clear error without the credentials in it.
+    let mut bad = config(&ex);
+    bad.set_proxy(&format!("http://user:WRONGPASS@{}", proxy.addr))
+        .unwrap();
+    let e = Client::new(&bad).unwrap().listen_key_start().unwrap_err();
+    assert_eq!(e.status, Status::ConnectFailed);
+    assert!(e.message.contains("407"), "{}", e.message);
+    assert!(!e.message.contains("WRONGPASS"), "{}", e.message);
+}
+
+#[test]
+fn freeing_the_client_ends_its_streams() {
+    let ex = Exchange::start(&[]);
+    let (c, s) = open(&config(&ex));
+    drop(c);
+    // The stream learns at its next keepalive or reconnect at the latest;
+    // closing it is always clean.
+    s.close();
+    assert_eq!(
+        s.next(Duration::ZERO).unwrap_err().status,
+        Status::StreamClosed
+    );
+}
