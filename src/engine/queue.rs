@@ -24,6 +24,8 @@ struct State {
     capacity: usize,
     overflow: Option<Overflow>,
     closed: bool,
+    /// Readers blocked in `pop`: a push wakes one only if there is one.
+    waiting: usize,
     delivered: u64,
     dropped: u64,
 }
@@ -51,6 +53,7 @@ impl Queue {
                 capacity: capacity.max(1),
                 overflow: None,
                 closed: false,
+                waiting: 0,
                 delivered: 0,
                 dropped: 0,
             }),
@@ -93,8 +96,11 @@ impl Queue {
         s.flush_overflow();
         s.stream_events += 1;
         s.items.push_back(ev);
+        let wake = s.waiting > 0;
         drop(s);
-        self.ready.notify_one();
+        if wake {
+            self.ready.notify_one();
+        }
     }
 
     /// Queues a library event; never dropped.
@@ -105,8 +111,11 @@ impl Queue {
         }
         s.flush_overflow();
         s.items.push_back(ev);
+        let wake = s.waiting > 0;
         drop(s);
-        self.ready.notify_one();
+        if wake {
+            self.ready.notify_one();
+        }
     }
 
     /// Waits up to `timeout` for the next event.
@@ -133,11 +142,13 @@ impl Queue {
                 Some(d) => d - now,
                 None => Duration::from_secs(3600),
             };
+            s.waiting += 1;
             s = self
                 .ready
                 .wait_timeout(s, left)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+            s.waiting -= 1;
         }
     }
 

@@ -70,6 +70,15 @@ struct Pending {
     waiters: HashMap<u64, Waiter>,
 }
 
+/// Unregisters a request's waiter when its future ends, however it ends.
+struct Forget<'a>(&'a Conn, u64);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.forget(self.1);
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere never leaves these maps inconsistent; keep going.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -109,14 +118,6 @@ impl Conn {
             }
             std::mem::take(&mut p.waiters)
         };
-        for (_, w) in waiters {
-            let _ = w.send(Err(err.clone()));
-        }
-    }
-
-    /// Fails every pending request with `err` but keeps the connection.
-    fn fail_pending(&self, err: &Error) {
-        let waiters = std::mem::take(&mut lock(&self.pending).waiters);
         for (_, w) in waiters {
             let _ = w.send(Err(err.clone()));
         }
@@ -176,6 +177,11 @@ impl Session {
     /// Whether the client owning this session is being freed.
     pub fn is_closing(&self) -> bool {
         *self.shared.closing.borrow()
+    }
+
+    /// Becomes `true` when the client owning this session is being freed.
+    pub fn closing_signal(&self) -> watch::Receiver<bool> {
+        self.shared.closing.subscribe()
     }
 
     /// Whether a connection is open now.
@@ -272,13 +278,15 @@ impl Shared {
             r#"{{"id":{id},"method":"{method}","params":{{"apiKey":{}}}}}"#,
             self.key_json.expose()
         );
+        // If this future is dropped (a cancelled keepalive, a freed client),
+        // the waiter must not stay registered until the connection dies.
+        let _forget = Forget(&conn, id);
         conn.heard.store(false, Ordering::Relaxed);
         let sent = {
             let mut sink = conn.sink.lock().await;
             sink.send(Message::text(text)).await
         };
         if let Err(e) = sent {
-            conn.forget(id);
             let err = Error::closed(format!("sending {method} failed: {e}"));
             conn.kill(err.clone());
             self.drop_current(&conn);
@@ -289,7 +297,6 @@ impl Shared {
             Ok(Ok(outcome)) => outcome.map_err(|e| e.context(method)),
             Ok(Err(_)) => Err(Error::closed(format!("{method}: the connection closed"))),
             Err(_) => {
-                conn.forget(id);
                 if !conn.heard.load(Ordering::Relaxed) {
                     // Not a single frame in the whole wait: treat the
                     // connection as dead so the next call gets a new one.
@@ -408,7 +415,10 @@ async fn read_loop(conn: Arc<Conn>, mut stream: SplitStream<Ws>, shared: Weak<Sh
                     break Error::protocol(format!("connection replaced: {}", e.message));
                 }
             }
-            Ok(Incoming::SessionError(e)) => conn.fail_pending(&e),
+            // Binance revokes the whole session this way and then closes:
+            // fail what is pending with its error, and let the next call
+            // open a new connection rather than race the close.
+            Ok(Incoming::SessionError(e)) => break e,
             Ok(Incoming::Unrelated) => {}
             Err(e) => break e,
         }

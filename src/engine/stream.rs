@@ -312,6 +312,8 @@ enum Replace {
     KeyInvalid(String),
     KeyChanged,
     Rotate,
+    /// The client was freed.
+    End,
 }
 
 type Pending = Pin<Box<dyn Future<Output = Result<Answer>> + Send>>;
@@ -336,6 +338,7 @@ impl Runner {
         loop {
             let replace = self.serve().await;
             let outcome = match replace {
+                Replace::End => Err(Error::closed("the client was freed")),
                 Replace::Rotate => {
                     self.rotate().await;
                     Ok(())
@@ -376,14 +379,28 @@ impl Runner {
         if let Some(r) = self.pending_replace.take() {
             return r;
         }
+        let mut closing = self.session.closing_signal();
+        let silence = self.settings.silence;
+        // Timers live across reads and are reset only when their deadline
+        // moves: re-arming three timers per event would cost more than the
+        // event. The silence timer is checked lazily when it fires.
+        let (silence_at, rotate_at) = match self.link.as_mut() {
+            Some(link) => (
+                link.last_frame + silence,
+                *link
+                    .rotate_at
+                    .get_or_insert(link.opened + self.settings.rotate_after),
+            ),
+            None => return Replace::Lost("no connection".into()),
+        };
+        let silence_timer = sleep_until(silence_at);
+        let rotate_timer = sleep_until(rotate_at);
+        let keepalive_timer = sleep_until(self.next_keepalive);
+        tokio::pin!(silence_timer, rotate_timer, keepalive_timer);
         loop {
             let Some(link) = self.link.as_mut() else {
                 return Replace::Lost("no connection".into());
             };
-            let silence_at = link.last_frame + self.settings.silence;
-            let rotate_at = *link
-                .rotate_at
-                .get_or_insert(link.opened + self.settings.rotate_after);
             let keepalive_due = self.keepalive.is_none();
             tokio::select! {
                 msg = link.ws.next() => {
@@ -397,15 +414,23 @@ impl Runner {
                     if let Some(r) = self.on_keepalive(r) {
                         return r;
                     }
+                    keepalive_timer.as_mut().reset(self.next_keepalive);
                 }
-                _ = sleep_until(self.next_keepalive), if keepalive_due => {
+                _ = &mut keepalive_timer, if keepalive_due => {
                     let session = self.session.clone();
                     self.keepalive = Some(Box::pin(async move {
                         session.request_async("userDataStream.ping").await
                     }));
                 }
-                _ = sleep_until(silence_at) => return Replace::Silent,
-                _ = sleep_until(rotate_at) => return Replace::Rotate,
+                _ = &mut silence_timer => {
+                    let deadline = self.link.as_ref().map_or(Instant::now(), |l| l.last_frame + silence);
+                    if deadline <= Instant::now() {
+                        return Replace::Silent;
+                    }
+                    silence_timer.as_mut().reset(deadline);
+                }
+                _ = &mut rotate_timer => return Replace::Rotate,
+                _ = closing.wait_for(|c| *c) => return Replace::End,
             }
         }
     }
@@ -499,7 +524,11 @@ impl Runner {
         }
         let (key, ws) = loop {
             if let Some(delay) = self.backoff.delay() {
-                tokio::time::sleep(delay).await;
+                let mut closing = self.session.closing_signal();
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = closing.wait_for(|c| *c) => {}
+                }
             }
             if self.session.is_closing() {
                 return Err(Error::closed("the client was freed"));
