@@ -1,0 +1,375 @@
+/*
+ * user_stream.c: the user data stream API from C, against the local
+ * exchange: every stream and event function through its statuses, NULL and
+ * bad inputs included, library events, the callback form, overflow, and
+ * close waking a blocked reader.
+ */
+#include "harness.h"
+
+#include <pthread.h>
+
+static const char *stream_url(void)
+{
+    return test_env("BINANCE_STREAM_URL");
+}
+
+static binance_config *stream_config(void)
+{
+    binance_error *err = NULL;
+    binance_config *cfg = test_config();
+    CHECK_OK(binance_config_set_stream_endpoint(cfg, stream_url(), &err), err);
+    CHECK_OK(binance_config_set_reconnect_backoff_ms(cfg, 50, 500, &err), err);
+    return cfg;
+}
+
+static void emit(const char *type, int count)
+{
+    char line[512];
+    snprintf(line, sizeof line, "{\"cmd\":\"emit\",\"api_key\":\"%s\",\"type\":\"%s\",\"count\":%d}",
+             test_api_key(), type, count);
+    CHECK(control(line) == 0);
+}
+
+/* The next event within 10 s (NULL, with a failed check, if none). */
+static binance_event *next_event(binance_user_stream *s)
+{
+    binance_event *ev = DUMMY(binance_event);
+    binance_error *err = NULL;
+    CHECK_STATUS(binance_user_stream_next(s, 10000, &ev, &err), BINANCE_OK, err);
+    binance_error_free(err);
+    if (ev == DUMMY(binance_event))
+        return NULL;
+    return ev;
+}
+
+/* Reads until an event of `type` (freed), within 15 s; 1 if found. */
+static int wait_for(binance_user_stream *s, const char *type, char **out_reason)
+{
+    int64_t deadline = now_ms() + 15000;
+    while (now_ms() < deadline) {
+        binance_event *ev = NULL;
+        binance_error *err = NULL;
+        binance_status st = binance_user_stream_next(s, 200, &ev, &err);
+        binance_error_free(err);
+        if (st == BINANCE_OK) {
+            int hit = strcmp(binance_event_type(ev), type) == 0;
+            if (hit && out_reason != NULL)
+                CHECK_OK(binance_event_get(ev, "/reason", out_reason, &err), err);
+            binance_event_free(ev);
+            if (hit)
+                return 1;
+        }
+    }
+    fprintf(stderr, "no %s event within 15 s\n", type);
+    harness_failures++;
+    return 0;
+}
+
+static void config_setters(void)
+{
+    binance_error *err = NULL;
+    binance_config *cfg = binance_config_new();
+
+    CHECK_OK(binance_config_set_stream_endpoint(cfg, stream_url(), &err), err);
+    CHECK_OK(binance_config_set_stream_endpoint(cfg, BINANCE_STREAM_URL_TESTNET, &err), err);
+    CHECK_FAIL(binance_config_set_stream_endpoint(cfg, "https://fstream.binance.com/private", &err),
+               BINANCE_INVALID_ARGUMENT, err, "url");
+    CHECK_FAIL(binance_config_set_stream_endpoint(cfg, "ws://fstream.binance.com/private", &err),
+               BINANCE_INVALID_ARGUMENT, err, "loopback");
+    CHECK_FAIL(binance_config_set_stream_endpoint(cfg, NULL, &err), BINANCE_INVALID_ARGUMENT, err, "url");
+    CHECK_FAIL(binance_config_set_stream_endpoint(NULL, stream_url(), &err), BINANCE_INVALID_ARGUMENT, err,
+               "cfg");
+    CHECK_FAIL(binance_config_set_stream_endpoint(cfg, "wss://\xff\xfe/x", &err), BINANCE_INVALID_ARGUMENT,
+               err, "UTF-8");
+
+    CHECK_OK(binance_config_set_keepalive_interval_ms(cfg, 1800000, &err), err);
+    CHECK_FAIL(binance_config_set_keepalive_interval_ms(cfg, 0, &err), BINANCE_INVALID_ARGUMENT, err, "ms");
+    CHECK_FAIL(binance_config_set_keepalive_interval_ms(cfg, 3600000, &err), BINANCE_INVALID_ARGUMENT, err,
+               "60 minutes");
+
+    CHECK_OK(binance_config_set_proxy(cfg, "http://user:pass@127.0.0.1:3128", &err), err);
+    CHECK_FAIL(binance_config_set_proxy(cfg, "socks5://127.0.0.1:1080", &err), BINANCE_INVALID_ARGUMENT, err,
+               "http://");
+    CHECK_FAIL(binance_config_set_proxy(cfg, "http://user:SECRETPASS@host", &err), BINANCE_INVALID_ARGUMENT,
+               err, "host:port");
+    CHECK_FAIL(binance_config_set_proxy(cfg, NULL, &err), BINANCE_INVALID_ARGUMENT, err, "url");
+
+    CHECK_OK(binance_config_set_event_queue_capacity(cfg, 100, &err), err);
+    CHECK_FAIL(binance_config_set_event_queue_capacity(cfg, 0, &err), BINANCE_INVALID_ARGUMENT, err,
+               "capacity");
+    CHECK_OK(binance_config_set_silence_timeout_ms(cfg, 300000, &err), err);
+    CHECK_FAIL(binance_config_set_silence_timeout_ms(cfg, 0, &err), BINANCE_INVALID_ARGUMENT, err, "ms");
+    CHECK_OK(binance_config_set_stream_rotation_ms(cfg, 82800000, &err), err);
+    CHECK_FAIL(binance_config_set_stream_rotation_ms(cfg, 86400000, &err), BINANCE_INVALID_ARGUMENT, err,
+               "24 h");
+    CHECK_OK(binance_config_set_reconnect_backoff_ms(cfg, 250, 30000, &err), err);
+    CHECK_FAIL(binance_config_set_reconnect_backoff_ms(cfg, 0, 100, &err), BINANCE_INVALID_ARGUMENT, err,
+               "initial_ms");
+    CHECK_FAIL(binance_config_set_reconnect_backoff_ms(cfg, 500, 100, &err), BINANCE_INVALID_ARGUMENT, err,
+               "max_ms");
+    /* out_err may be NULL */
+    CHECK(binance_config_set_event_queue_capacity(cfg, 0, NULL) == BINANCE_INVALID_ARGUMENT);
+    binance_config_free(cfg);
+}
+
+static void open_failures(void)
+{
+    binance_error *err = NULL;
+    binance_user_stream *s = DUMMY(binance_user_stream);
+    binance_client *client = test_client();
+    binance_config *cfg;
+    binance_client *refused;
+
+    CHECK_FAIL(binance_user_stream_open(NULL, &s, &err), BINANCE_INVALID_ARGUMENT, err, "client");
+    CHECK(s == NULL);
+    CHECK_FAIL(binance_user_stream_open(client, NULL, &err), BINANCE_INVALID_ARGUMENT, err, "out_stream");
+    s = DUMMY(binance_user_stream);
+    CHECK_FAIL(binance_user_stream_open_callback(client, NULL, NULL, &s, &err), BINANCE_INVALID_ARGUMENT, err,
+               "callback");
+    CHECK(s == NULL);
+    binance_client_free(client);
+
+    /* A stream endpoint nobody listens on: the key is obtained, the
+     * connection refused. */
+    cfg = test_config();
+    CHECK_OK(binance_config_set_stream_endpoint(cfg, "wss://127.0.0.1:1/private", &err), err);
+    refused = test_client_from(cfg);
+    s = DUMMY(binance_user_stream);
+    CHECK_FAIL(binance_user_stream_open(refused, &s, &err), BINANCE_CONNECT_FAILED, err, "127.0.0.1:1");
+    CHECK(s == NULL);
+    binance_client_free(refused);
+}
+
+static void events_and_getters(void)
+{
+    binance_error *err = NULL;
+    binance_client *client = test_client_from(stream_config());
+    binance_user_stream *s = NULL;
+    binance_event *ev = DUMMY(binance_event);
+    binance_stream_health h;
+    char *value = DUMMY(char);
+    int i;
+    int64_t last_time = 0;
+
+    CHECK_OK(binance_user_stream_open(client, &s, &err), err);
+    if (s == NULL) {
+        binance_client_free(client);
+        return;
+    }
+    CHECK_FAIL(binance_user_stream_next(s, 50, &ev, &err), BINANCE_TIMEOUT, err, "50 ms");
+    CHECK(ev == NULL);
+    CHECK_FAIL(binance_user_stream_next(NULL, 0, &ev, &err), BINANCE_INVALID_ARGUMENT, err, "stream");
+    CHECK_FAIL(binance_user_stream_next(s, 0, NULL, &err), BINANCE_INVALID_ARGUMENT, err, "out_event");
+
+    emit("ORDER_TRADE_UPDATE", 3);
+    for (i = 0; i < 3; i++) {
+        ev = next_event(s);
+        if (ev == NULL)
+            break;
+        CHECK_STR_EQ(binance_event_type(ev), "ORDER_TRADE_UPDATE");
+        CHECK(binance_event_time_ms(ev) > last_time);
+        last_time = binance_event_time_ms(ev);
+        CHECK(strncmp(binance_event_json(ev), "{\"e\":\"ORDER_TRADE_UPDATE\"", 24) == 0);
+        CHECK_OK(binance_event_get(ev, "/o/s", &value, &err), err);
+        CHECK_STR_EQ(value, "BTCUSDT");
+        binance_string_free(value);
+        CHECK_OK(binance_event_get(ev, "/o/i", &value, &err), err); /* a number, as text */
+        CHECK(value != NULL && strtoll(value, NULL, 10) > 0);
+        binance_string_free(value);
+        CHECK_OK(binance_event_get(ev, "", &value, &err), err); /* the whole event */
+        CHECK_STR_EQ(value, binance_event_json(ev));
+        binance_string_free(value);
+        value = DUMMY(char);
+        CHECK_FAIL(binance_event_get(ev, "/o/nope", &value, &err), BINANCE_INVALID_ARGUMENT, err,
+                   "json_pointer");
+        CHECK(value == NULL);
+        CHECK_FAIL(binance_event_get(ev, "o/X", &value, &err), BINANCE_INVALID_ARGUMENT, err, "RFC 6901");
+        CHECK_FAIL(binance_event_get(ev, NULL, &value, &err), BINANCE_INVALID_ARGUMENT, err, "json_pointer");
+        CHECK_FAIL(binance_event_get(ev, "\xff", &value, &err), BINANCE_INVALID_ARGUMENT, err, "UTF-8");
+        CHECK_FAIL(binance_event_get(NULL, "/e", &value, &err), BINANCE_INVALID_ARGUMENT, err, "ev");
+        CHECK_FAIL(binance_event_get(ev, "/e", NULL, &err), BINANCE_INVALID_ARGUMENT, err, "out_value");
+        binance_event_free(ev);
+    }
+    /* Getters on NULL are neutral. */
+    CHECK_STR_EQ(binance_event_type(NULL), "");
+    CHECK_STR_EQ(binance_event_json(NULL), "");
+    CHECK(binance_event_time_ms(NULL) == 0);
+    binance_event_free(NULL);
+
+    CHECK_OK(binance_user_stream_health(s, &h, &err), err);
+    CHECK(h.connected == 1);
+    CHECK(h.events_delivered == 3);
+    CHECK(h.events_dropped == 0);
+    CHECK(h.last_event_ms > 0);
+    CHECK(h.key_age_ms >= 0);
+    CHECK(h.last_keepalive_status == -1);
+    CHECK_FAIL(binance_user_stream_health(NULL, &h, &err), BINANCE_INVALID_ARGUMENT, err, "stream");
+    CHECK_FAIL(binance_user_stream_health(s, NULL, &err), BINANCE_INVALID_ARGUMENT, err, "out_health");
+
+    /* A drop: the library reconnects and says events may have been lost. */
+    CHECK(control("{\"cmd\":\"drop\",\"target\":\"stream\"}") == 0);
+    value = NULL;
+    if (wait_for(s, "binance.stream_gap", &value))
+        CHECK_STR_EQ(value, "disconnected");
+    binance_string_free(value);
+    emit("TRADE_LITE", 1);
+    CHECK(wait_for(s, "TRADE_LITE", NULL));
+
+    /* An expired key: listenKeyExpired is delivered, then the renewal. */
+    {
+        char line[256];
+        snprintf(line, sizeof line, "{\"cmd\":\"expire\",\"api_key\":\"%s\"}", test_api_key());
+        CHECK(control(line) == 0);
+    }
+    CHECK(wait_for(s, "listenKeyExpired", NULL));
+    CHECK(wait_for(s, "binance.listen_key_renewed", NULL));
+    CHECK_OK(binance_user_stream_health(s, &h, &err), err);
+    CHECK(h.key_renewals == 1);
+    CHECK(h.reconnects == 2);
+
+    binance_user_stream_close(s);
+    binance_user_stream_close(NULL);
+    binance_client_free(client);
+}
+
+static void overflow(void)
+{
+    binance_error *err = NULL;
+    binance_config *cfg = stream_config();
+    binance_client *client;
+    binance_user_stream *s = NULL;
+    binance_stream_health h;
+    char *dropped = NULL;
+    int i, tries;
+
+    CHECK_OK(binance_config_set_event_queue_capacity(cfg, 5, &err), err);
+    client = test_client_from(cfg);
+    CHECK_OK(binance_user_stream_open(client, &s, &err), err);
+    if (s == NULL) {
+        binance_client_free(client);
+        return;
+    }
+    emit("ORDER_TRADE_UPDATE", 20);
+    for (tries = 0; tries < 500; tries++) {
+        CHECK_OK(binance_user_stream_health(s, &h, &err), err);
+        if (h.events_dropped >= 15)
+            break;
+        sleep_ms(10);
+    }
+    CHECK(h.events_dropped == 15);
+    CHECK(h.events_queued == 5);
+    for (i = 0; i < 5; i++) {
+        binance_event *ev = next_event(s);
+        CHECK(ev != NULL && strcmp(binance_event_type(ev), "ORDER_TRADE_UPDATE") == 0);
+        binance_event_free(ev);
+    }
+    {
+        binance_event *gap = next_event(s);
+        CHECK(gap != NULL && strcmp(binance_event_type(gap), "binance.stream_gap") == 0);
+        if (gap != NULL) {
+            CHECK_OK(binance_event_get(gap, "/dropped", &dropped, &err), err);
+            CHECK_STR_EQ(dropped, "15");
+        }
+        binance_event_free(gap);
+    }
+    binance_string_free(dropped);
+    binance_user_stream_close(s);
+    binance_client_free(client);
+}
+
+struct counter {
+    pthread_mutex_t lock;
+    int events;
+    int64_t last_time;
+    int in_order;
+};
+
+static void on_event(const binance_event *ev, void *user_data)
+{
+    struct counter *c = (struct counter *)user_data;
+    pthread_mutex_lock(&c->lock);
+    if (strcmp(binance_event_type(ev), "ORDER_TRADE_UPDATE") == 0) {
+        if (binance_event_time_ms(ev) <= c->last_time)
+            c->in_order = 0;
+        c->last_time = binance_event_time_ms(ev);
+        c->events++;
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void callback_form(void)
+{
+    binance_error *err = NULL;
+    binance_client *client = test_client_from(stream_config());
+    binance_user_stream *s = NULL;
+    binance_event *ev = NULL;
+    struct counter c;
+    int tries, seen = 0;
+
+    pthread_mutex_init(&c.lock, NULL);
+    c.events = 0;
+    c.last_time = 0;
+    c.in_order = 1;
+    CHECK_OK(binance_user_stream_open_callback(client, on_event, &c, &s, &err), err);
+    if (s != NULL) {
+        CHECK_FAIL(binance_user_stream_next(s, 0, &ev, &err), BINANCE_INVALID_ARGUMENT, err, "callback");
+        emit("ORDER_TRADE_UPDATE", 10);
+        for (tries = 0; tries < 500 && seen < 10; tries++) {
+            pthread_mutex_lock(&c.lock);
+            seen = c.events;
+            pthread_mutex_unlock(&c.lock);
+            sleep_ms(10);
+        }
+        CHECK(seen == 10);
+        CHECK(c.in_order);
+    }
+    binance_user_stream_close(s);
+    pthread_mutex_destroy(&c.lock);
+    binance_client_free(client);
+}
+
+static void *blocked_next(void *arg)
+{
+    binance_user_stream *s = (binance_user_stream *)arg;
+    binance_event *ev = DUMMY(binance_event);
+    binance_error *err = NULL;
+    binance_status st = binance_user_stream_next(s, 30000, &ev, &err);
+    CHECK(st == BINANCE_STREAM_CLOSED);
+    CHECK(ev == NULL);
+    CHECK(binance_error_status(err) == BINANCE_STREAM_CLOSED);
+    binance_error_free(err);
+    return NULL;
+}
+
+static void close_wakes_a_blocked_reader(void)
+{
+    binance_error *err = NULL;
+    binance_client *client = test_client_from(stream_config());
+    binance_user_stream *s = NULL;
+    pthread_t t;
+    int64_t t0;
+
+    CHECK_OK(binance_user_stream_open(client, &s, &err), err);
+    if (s != NULL) {
+        CHECK(pthread_create(&t, NULL, blocked_next, s) == 0);
+        sleep_ms(200);
+        t0 = now_ms();
+        binance_user_stream_close(s);
+        pthread_join(t, NULL);
+        CHECK(now_ms() - t0 < 5000);
+    }
+    /* The key is the account's: closing the stream did not stop it. */
+    CHECK_OK(binance_listen_key_keepalive(client, NULL, &err), err);
+    binance_client_free(client);
+}
+
+int main(void)
+{
+    config_setters();
+    open_failures();
+    events_and_getters();
+    overflow();
+    callback_form();
+    close_wakes_a_blocked_reader();
+    return harness_finish("user_stream");
+}
