@@ -1,11 +1,17 @@
 //! Generates the C header with cbindgen into OUT_DIR. The committed
 //! include/binance_uds.h must equal it (a test checks); set
 //! BINANCE_UDS_UPDATE_HEADER=1 to refresh the committed copy.
+//!
+//! On Linux it also gives the shared library its soname (see `soname`).
 
 use std::env;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// The library's file name stem, as in `lib<LIB_NAME>.so` (Cargo.toml [lib] name).
+const LIB_NAME: &str = "binance_uds";
 
 fn main() {
+    shared_library_soname();
     let crate_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("binance_uds.h");
     println!("cargo:rerun-if-changed=src");
@@ -51,3 +57,69 @@ fn main() {
         bindings.write_to_file(crate_dir.join("include/binance_uds.h"));
     }
 }
+
+/// The soname: `lib<name>.so.<major>`, so `libbinance_uds.so.0` for every
+/// 0.y.z. Issue 4 asks for exactly this (`libbinance_uds.so.0 ->
+/// libbinance_uds.so.0.y.z`). Note that cargo-c's default differs for 0.x:
+/// it uses `.so.0.y` (and `.so.0.0.z` for 0.0.z), treating each 0.y as a
+/// new ABI. With `.so.0`, a 0.y release must keep the ABI of the previous
+/// ones (add functions, never change or remove one); docs/install.md says so.
+/// scripts/install.sh reads the soname back from the built library, so this
+/// is the one place that decides it.
+fn soname() -> String {
+    let major = env::var("CARGO_PKG_VERSION_MAJOR").unwrap();
+    format!("lib{LIB_NAME}.so.{major}")
+}
+
+/// Sets the soname on Linux, and makes the in-tree library loadable under it.
+///
+/// Other targets are left as Cargo builds them: macOS would want an
+/// install_name and compatibility version, Windows an import library; issue 4
+/// covers Linux only.
+///
+/// No linker version script is added: rustc already links every cdylib with
+/// its own (`global:` exactly the `#[no_mangle]` exports, `local: *`), which
+/// is what keeps the export list to the `binance_*` functions, and a second
+/// one either changes nothing (lld, the default linker on x86_64 Linux,
+/// merges them) or fails the link (GNU ld: "anonymous version tag cannot be
+/// combined with other version tags"). tests/packaging.sh checks that the
+/// exports are exactly the functions of include/binance_uds.h.
+fn shared_library_soname() {
+    if env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
+        return;
+    }
+    let soname = soname();
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{soname}");
+
+    // A program linked against target/<profile>/libbinance_uds.so (the C
+    // tests, the examples) records the soname as the library it needs, so
+    // the loader looks for that name next to it: provide it as a symlink in
+    // the directory rustc writes the library to (deps/) and the one Cargo
+    // copies it to. They dangle until the library is linked.
+    let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
+    // OUT_DIR is <target>/<profile>/build/<package>-<hash>/out.
+    let Some(profile_dir) = out_dir.ancestors().nth(3) else {
+        return;
+    };
+    let file = format!("lib{LIB_NAME}.so");
+    for dir in [profile_dir.join("deps"), profile_dir.to_path_buf()] {
+        if dir.is_dir() {
+            link_soname(&dir, &soname, &file);
+        }
+    }
+}
+
+#[cfg(unix)]
+fn link_soname(dir: &Path, soname: &str, file: &str) {
+    let link = dir.join(soname);
+    if std::fs::read_link(&link).is_ok_and(|target| target == Path::new(file)) {
+        return;
+    }
+    let _ = std::fs::remove_file(&link);
+    if let Err(e) = std::os::unix::fs::symlink(file, &link) {
+        println!("cargo:warning=could not create {}: {e}", link.display());
+    }
+}
+
+#[cfg(not(unix))]
+fn link_soname(_dir: &Path, _soname: &str, _file: &str) {}

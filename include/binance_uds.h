@@ -484,7 +484,7 @@ binance_status binance_user_stream_open_callback(binance_client *client, binance
 /*
  Waits up to `timeout_ms` for the next event. BINANCE_OK with
  `*out_event` set (caller owns it; free with `binance_event_free`);
- BINANCE_TIMEOUT when nothing arrived in time (0 polls); 
+ BINANCE_TIMEOUT when nothing arrived in time (0 polls);
  BINANCE_STREAM_CLOSED once the stream is closed (a thread blocked here
  when another closes the stream wakes with it) or ended because its client
  was freed. Thread-safe.

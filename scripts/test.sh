@@ -22,3 +22,7 @@ if [ -z "${BINANCE_UDS_QUICK:-}" ]; then
 fi
 
 # --- packaging and bindings (issue 4) go below this line ---
+
+step "packaging: install, pkg-config, CMake, exports (tests/packaging.sh)"
+cargo build --release
+tests/packaging.sh
