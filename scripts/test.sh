@@ -15,10 +15,10 @@ step "Rust and C tests (cargo test)"
 cargo test --all-targets
 
 if [ -z "${BINANCE_UDS_QUICK:-}" ]; then
-    step "C tests under valgrind"
-    BINANCE_UDS_VALGRIND=1 cargo test --test c_api
-    step "C tests under AddressSanitizer and UndefinedBehaviorSanitizer"
-    BINANCE_UDS_SANITIZE=1 cargo test --test c_api
+    step "C and C++ tests under valgrind"
+    BINANCE_UDS_VALGRIND=1 cargo test --test c_api --test cpp_api
+    step "C and C++ tests under AddressSanitizer and UndefinedBehaviorSanitizer"
+    BINANCE_UDS_SANITIZE=1 cargo test --test c_api --test cpp_api
 fi
 
 # --- packaging and bindings (issue 4) go below this line ---
@@ -26,3 +26,6 @@ fi
 step "packaging: install, pkg-config, CMake, exports (tests/packaging.sh)"
 cargo build --release
 tests/packaging.sh
+
+step "Python bindings (pytest)"
+python3 -m pytest bindings/python/tests -q

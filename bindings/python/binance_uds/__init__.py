@@ -1,0 +1,835 @@
+"""Binance USD-M Futures listenKeys and the user data stream, from Python.
+
+A thin ctypes layer over the ``binance-uds`` C library (``libbinance_uds``):
+no dependencies, no compiled extension. Every blocking call releases the
+GIL while it waits.
+
+The shared library is found, in order: the path in the environment variable
+``BINANCE_UDS_LIBRARY``; ``libbinance_uds.so`` (``.dylib``, ``.dll``) next
+to this file; the system loader (``ctypes.util.find_library``).
+
+Example::
+
+    import binance_uds
+
+    config = binance_uds.Config(api_key="...", endpoint=binance_uds.WS_API_URL_TESTNET,
+                                stream_endpoint=binance_uds.STREAM_URL_TESTNET)
+    with binance_uds.Client(config) as client, client.user_stream() as stream:
+        for event in stream:          # dicts, in order, until the stream is closed
+            print(event["e"], event["E"])
+
+Threads: a :class:`Client` may be used from several threads at once. A
+:class:`UserStream` may be read from several threads, and :meth:`UserStream.close`
+from any thread ends the readers' waits (within 0.1 s). Close a client only
+when no other thread is using it.
+
+The API key is never put in an exception, a log or a ``repr``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json as _json
+import os
+import sys
+import threading
+import time
+import weakref
+from ctypes import POINTER, Structure, byref, c_char, c_char_p, c_int32, c_int64, c_uint32, c_uint64, c_void_p
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ApiError",
+    "BinanceError",
+    "Client",
+    "Config",
+    "ConnectFailed",
+    "ConnectionClosed",
+    "Event",
+    "InternalError",
+    "InvalidArgument",
+    "ProtocolError",
+    "RateLimited",
+    "StreamClosed",
+    "StreamHealth",
+    "Timeout",
+    "TlsFailed",
+    "UserStream",
+    "status_str",
+    "version",
+]
+
+# Endpoints (binance_uds.h).
+WS_API_URL_PRODUCTION = "wss://ws-fapi.binance.com/ws-fapi/v1"
+WS_API_URL_TESTNET = "wss://testnet.binancefuture.com/ws-fapi/v1"
+STREAM_URL_PRODUCTION = "wss://fstream.binance.com/private"
+STREAM_URL_TESTNET = "wss://fstream.binancefuture.com/private"
+
+# Status values (fixed ABI: binance_uds.h).
+OK = 0
+INVALID_ARGUMENT = 1
+CONNECT_FAILED = 2
+TLS_FAILED = 3
+TIMEOUT = 4
+CONNECTION_CLOSED = 5
+PROTOCOL_ERROR = 6
+API_ERROR = 7
+RATE_LIMITED = 8
+INTERNAL_ERROR = 9
+STREAM_CLOSED = 10
+
+# The type the library gives a stream message that is not a JSON object.
+UNPARSED = "binance.unparsed"
+
+# ---------------------------------------------------------------------------
+# The shared library
+
+
+def _library_file_name() -> str:
+    if sys.platform == "darwin":
+        return "libbinance_uds.dylib"
+    if sys.platform == "win32":
+        return "binance_uds.dll"
+    return "libbinance_uds.so"
+
+
+def _library_path() -> str:
+    """Where the shared library is: see the module documentation."""
+    from_env = os.environ.get("BINANCE_UDS_LIBRARY")
+    if from_env:
+        return from_env
+    bundled = os.path.join(os.path.dirname(os.path.abspath(__file__)), _library_file_name())
+    if os.path.exists(bundled):
+        return bundled
+    found = ctypes.util.find_library("binance_uds")
+    if found:
+        return found
+    raise OSError(
+        "the binance-uds shared library was not found: set BINANCE_UDS_LIBRARY to its path "
+        f"(e.g. target/release/{_library_file_name()}), put it next to {__file__}, "
+        "or install it where the system loader looks"
+    )
+
+
+class _Health(Structure):
+    """binance_stream_health, fields in the header's order."""
+
+    _fields_ = [
+        ("connected", c_int32),
+        ("last_keepalive_status", c_int32),
+        ("reconnects", c_uint64),
+        ("events_delivered", c_uint64),
+        ("events_dropped", c_uint64),
+        ("events_queued", c_uint64),
+        ("gaps", c_uint64),
+        ("key_renewals", c_uint64),
+        ("last_event_ms", c_int64),
+        ("key_age_ms", c_int64),
+        ("last_keepalive_ms", c_int64),
+    ]
+
+
+_status = c_int32
+_handle = c_void_p  # every library object is opaque
+_out_handle = POINTER(c_void_p)
+_owned_str = POINTER(c_char)  # a char * the caller frees with binance_string_free
+_out_str = POINTER(_owned_str)
+_out_err = POINTER(c_void_p)
+
+# name: (restype, argtypes), for every function of binance_uds.h but
+# binance_user_stream_open_callback (a callback on the library's thread
+# would need the GIL; iterate the stream instead).
+_SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
+    "binance_version": (c_char_p, []),
+    "binance_status_str": (c_char_p, [_status]),
+    "binance_string_free": (None, [_owned_str]),
+    "binance_config_new": (_handle, []),
+    "binance_config_free": (None, [_handle]),
+    "binance_config_set_api_key": (_status, [_handle, c_char_p, _out_err]),
+    "binance_config_set_endpoint": (_status, [_handle, c_char_p, _out_err]),
+    "binance_config_set_stream_endpoint": (_status, [_handle, c_char_p, _out_err]),
+    "binance_config_set_timeouts_ms": (_status, [_handle, c_uint32, c_uint32, _out_err]),
+    "binance_config_add_root_certificate_pem": (_status, [_handle, c_char_p, _out_err]),
+    "binance_config_set_keepalive_interval_ms": (_status, [_handle, c_uint32, _out_err]),
+    "binance_config_set_proxy": (_status, [_handle, c_char_p, _out_err]),
+    "binance_config_set_event_queue_capacity": (_status, [_handle, c_uint32, _out_err]),
+    "binance_config_set_silence_timeout_ms": (_status, [_handle, c_uint32, _out_err]),
+    "binance_config_set_stream_rotation_ms": (_status, [_handle, c_uint32, _out_err]),
+    "binance_config_set_reconnect_backoff_ms": (_status, [_handle, c_uint32, c_uint32, _out_err]),
+    "binance_client_new": (_status, [_handle, _out_handle, _out_err]),
+    "binance_client_free": (None, [_handle]),
+    "binance_client_rate_limits_json": (_status, [_handle, _out_str, _out_err]),
+    "binance_listen_key_start": (_status, [_handle, _out_str, _out_err]),
+    "binance_listen_key_keepalive": (_status, [_handle, _out_str, _out_err]),
+    "binance_listen_key_stop": (_status, [_handle, _out_err]),
+    "binance_error_status": (_status, [_handle]),
+    "binance_error_api_code": (c_int64, [_handle]),
+    "binance_error_http_status": (c_int32, [_handle]),
+    "binance_error_retry_after_ms": (c_int64, [_handle]),
+    "binance_error_message": (c_char_p, [_handle]),
+    "binance_error_free": (None, [_handle]),
+    "binance_event_type": (c_char_p, [_handle]),
+    "binance_event_time_ms": (c_int64, [_handle]),
+    "binance_event_json": (c_char_p, [_handle]),
+    "binance_event_get": (_status, [_handle, c_char_p, _out_str, _out_err]),
+    "binance_event_free": (None, [_handle]),
+    "binance_user_stream_open": (_status, [_handle, _out_handle, _out_err]),
+    "binance_user_stream_next": (_status, [_handle, c_uint32, _out_handle, _out_err]),
+    "binance_user_stream_health": (_status, [_handle, POINTER(_Health), _out_err]),
+    "binance_user_stream_close": (None, [_handle]),
+}
+
+_lib_lock = threading.Lock()
+_lib_loaded: Optional[ctypes.CDLL] = None
+
+
+def _lib() -> ctypes.CDLL:
+    """The shared library, loaded on first use (importing never fails)."""
+    global _lib_loaded
+    lib = _lib_loaded
+    if lib is not None:
+        return lib
+    with _lib_lock:
+        if _lib_loaded is None:
+            loaded = ctypes.CDLL(_library_path())
+            for name, (restype, argtypes) in _SIGNATURES.items():
+                fn = getattr(loaded, name)
+                fn.restype = restype
+                fn.argtypes = argtypes
+            _lib_loaded = loaded
+        return _lib_loaded
+
+
+def _text(b: Optional[bytes]) -> str:
+    return b.decode("utf-8", "replace") if b else ""
+
+
+def version() -> str:
+    """The library's version, e.g. ``"0.1.0"``."""
+    return _text(_lib().binance_version())
+
+
+def status_str(status: int) -> str:
+    """The name of a status, e.g. ``"BINANCE_TIMEOUT"``."""
+    return _text(_lib().binance_status_str(status))
+
+
+# ---------------------------------------------------------------------------
+# Errors
+
+
+class BinanceError(Exception):
+    """A failed call. Raised as the subclass for its status.
+
+    Attributes: ``status`` (the ``binance_status`` value), ``status_name``
+    (e.g. ``"BINANCE_API_ERROR"``), ``code`` (Binance's error code, e.g.
+    -1125; 0 when none), ``http_status`` (e.g. 400; 0 when there was no
+    answer), ``retry_after_ms`` (for :class:`RateLimited`: when to retry, ms
+    since the Unix epoch; 0 when the server did not say) and ``message``.
+    """
+
+    def __init__(self, status: int, message: str, code: int = 0, http_status: int = 0, retry_after_ms: int = 0):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.http_status = http_status
+        self.retry_after_ms = retry_after_ms
+
+    @property
+    def status_name(self) -> str:
+        return status_str(self.status)
+
+    def __str__(self) -> str:
+        details = f" (code {self.code}, HTTP status {self.http_status})" if self.code or self.http_status else ""
+        return f"{self.status_name}{details}: {self.message}"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status={self.status}, message={self.message!r}, code={self.code}, "
+            f"http_status={self.http_status}, retry_after_ms={self.retry_after_ms})"
+        )
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (type(self), (self.status, self.message, self.code, self.http_status, self.retry_after_ms))
+
+
+class InvalidArgument(BinanceError):
+    """An argument was invalid (bad URL, empty API key, out of range, ...); the message names it."""
+
+
+class ConnectFailed(BinanceError):
+    """DNS, TCP, the proxy, or the WebSocket upgrade failed or was refused."""
+
+
+class TlsFailed(BinanceError):
+    """The TLS handshake or certificate verification failed."""
+
+
+class Timeout(BinanceError):
+    """No answer (or no connection) within the configured time."""
+
+
+class ConnectionClosed(BinanceError):
+    """The connection closed while the request waited, or the client is closed."""
+
+
+class ProtocolError(BinanceError):
+    """The server's message was not what the API documents."""
+
+
+class ApiError(BinanceError):
+    """The server answered with an error: see ``code`` and ``http_status``."""
+
+
+class RateLimited(BinanceError):
+    """The server answered 429 or 418: see ``retry_after_ms``."""
+
+
+class InternalError(BinanceError):
+    """A bug in the library. Please report it."""
+
+
+class StreamClosed(BinanceError):
+    """The user data stream is closed."""
+
+
+_ERRORS: Dict[int, Type[BinanceError]] = {
+    INVALID_ARGUMENT: InvalidArgument,
+    CONNECT_FAILED: ConnectFailed,
+    TLS_FAILED: TlsFailed,
+    TIMEOUT: Timeout,
+    CONNECTION_CLOSED: ConnectionClosed,
+    PROTOCOL_ERROR: ProtocolError,
+    API_ERROR: ApiError,
+    RATE_LIMITED: RateLimited,
+    INTERNAL_ERROR: InternalError,
+    STREAM_CLOSED: StreamClosed,
+}
+
+
+def _error(status: int, message: str, code: int = 0, http_status: int = 0, retry_after_ms: int = 0) -> BinanceError:
+    return _ERRORS.get(status, BinanceError)(status, message, code, http_status, retry_after_ms)
+
+
+def _take_error(status: int, err: c_void_p) -> BinanceError:
+    """The exception for a failed call; frees the library's error."""
+    lib = _lib()
+    try:
+        return _error(
+            status,
+            _text(lib.binance_error_message(err)),
+            lib.binance_error_api_code(err),
+            lib.binance_error_http_status(err),
+            lib.binance_error_retry_after_ms(err),
+        )
+    finally:
+        lib.binance_error_free(err)
+
+
+def _call(fn: Callable[..., int], *args: Any) -> int:
+    """Calls a fallible library function (the error out-argument added);
+    raises the exception for its status."""
+    err = c_void_p()
+    status = fn(*args, byref(err))
+    if status != OK:
+        raise _take_error(status, err)
+    return status
+
+
+def _take_string(s: Any) -> str:
+    """Copies out a string the library handed over, and frees it."""
+    if not s:
+        return ""
+    try:
+        return _text(ctypes.string_at(s))
+    finally:
+        _lib().binance_string_free(s)
+
+
+def _c_string(value: str, name: str) -> bytes:
+    """A str argument as NUL-terminated UTF-8. Never shows the value."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    if "\0" in value:
+        raise _error(INVALID_ARGUMENT, f"{name}: contains a NUL character")
+    return value.encode("utf-8")
+
+
+def _c_uint32(value: int, name: str) -> int:
+    """An int argument for a uint32_t; the library checks the documented range."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise _error(INVALID_ARGUMENT, f"{name}: {value} is out of range")
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Configuration
+
+
+class Config:
+    """A client configuration: keyword arguments, or a builder.
+
+    ``Config(api_key=..., endpoint=...)`` and
+    ``Config().api_key(...).endpoint(...)`` are the same. Each setting is
+    checked at once: a bad value raises :class:`InvalidArgument` naming it.
+    Durations are in milliseconds, as in the C API. Unset settings keep the
+    library's defaults: the production endpoints, 10 s timeouts, keepalive
+    every 30 minutes, the system's trusted roots.
+
+    Keyword arguments (each is also a method of the same name):
+    ``api_key`` (required before creating a client), ``endpoint`` (the
+    WebSocket API URL), ``stream_endpoint`` (the user data stream base
+    URL), ``timeouts_ms`` (a ``(connect_ms, request_ms)`` pair),
+    ``root_certificate_pem`` (PEM text of extra CAs to trust),
+    ``keepalive_interval_ms``, ``proxy`` (``http://[user:pass@]host:port``),
+    ``event_queue_capacity``, ``silence_timeout_ms``, ``stream_rotation_ms``,
+    ``reconnect_backoff_ms`` (an ``(initial_ms, max_ms)`` pair).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: Optional[str] = None,
+        endpoint: Optional[str] = None,
+        stream_endpoint: Optional[str] = None,
+        timeouts_ms: Optional[Tuple[int, int]] = None,
+        root_certificate_pem: Optional[str] = None,
+        keepalive_interval_ms: Optional[int] = None,
+        proxy: Optional[str] = None,
+        event_queue_capacity: Optional[int] = None,
+        silence_timeout_ms: Optional[int] = None,
+        stream_rotation_ms: Optional[int] = None,
+        reconnect_backoff_ms: Optional[Tuple[int, int]] = None,
+    ) -> None:
+        self._handle: Optional[int] = None
+        handle = _lib().binance_config_new()
+        if not handle:
+            raise MemoryError("binance_config_new")
+        self._handle = handle
+        if api_key is not None:
+            self.api_key(api_key)
+        if endpoint is not None:
+            self.endpoint(endpoint)
+        if stream_endpoint is not None:
+            self.stream_endpoint(stream_endpoint)
+        if timeouts_ms is not None:
+            self.timeouts_ms(*timeouts_ms)
+        if root_certificate_pem is not None:
+            self.root_certificate_pem(root_certificate_pem)
+        if keepalive_interval_ms is not None:
+            self.keepalive_interval_ms(keepalive_interval_ms)
+        if proxy is not None:
+            self.proxy(proxy)
+        if event_queue_capacity is not None:
+            self.event_queue_capacity(event_queue_capacity)
+        if silence_timeout_ms is not None:
+            self.silence_timeout_ms(silence_timeout_ms)
+        if stream_rotation_ms is not None:
+            self.stream_rotation_ms(stream_rotation_ms)
+        if reconnect_backoff_ms is not None:
+            self.reconnect_backoff_ms(*reconnect_backoff_ms)
+
+    def api_key(self, key: str) -> "Config":
+        """Sets the API key (sent with each request; never logged or shown)."""
+        _call(_lib().binance_config_set_api_key, self._handle, _c_string(key, "api_key"))
+        return self
+
+    def endpoint(self, url: str) -> "Config":
+        """Sets the WebSocket API URL, ``wss://host[:port]/path``."""
+        _call(_lib().binance_config_set_endpoint, self._handle, _c_string(url, "url"))
+        return self
+
+    def stream_endpoint(self, url: str) -> "Config":
+        """Sets the user data stream base URL; streams connect to ``<url>/ws/<listenKey>``."""
+        _call(_lib().binance_config_set_stream_endpoint, self._handle, _c_string(url, "url"))
+        return self
+
+    def timeouts_ms(self, connect_ms: int, request_ms: int) -> "Config":
+        """Sets the connect and request timeouts, each 1 to 3600000 ms."""
+        _call(
+            _lib().binance_config_set_timeouts_ms,
+            self._handle,
+            _c_uint32(connect_ms, "connect_ms"),
+            _c_uint32(request_ms, "request_ms"),
+        )
+        return self
+
+    def root_certificate_pem(self, pem: str) -> "Config":
+        """Trusts the PEM certificate(s) in addition to the system's roots."""
+        _call(_lib().binance_config_add_root_certificate_pem, self._handle, _c_string(pem, "pem"))
+        return self
+
+    def keepalive_interval_ms(self, ms: int) -> "Config":
+        """Sets how often a stream keeps its listenKey alive: 100 to 3300000 ms."""
+        _call(_lib().binance_config_set_keepalive_interval_ms, self._handle, _c_uint32(ms, "ms"))
+        return self
+
+    def proxy(self, url: str) -> "Config":
+        """Sends every connection through an HTTP CONNECT proxy."""
+        _call(_lib().binance_config_set_proxy, self._handle, _c_string(url, "url"))
+        return self
+
+    def event_queue_capacity(self, capacity: int) -> "Config":
+        """Sets how many stream events a stream queues: 1 to 1000000."""
+        _call(_lib().binance_config_set_event_queue_capacity, self._handle, _c_uint32(capacity, "capacity"))
+        return self
+
+    def silence_timeout_ms(self, ms: int) -> "Config":
+        """Sets how long a stream connection may stay silent before it is replaced."""
+        _call(_lib().binance_config_set_silence_timeout_ms, self._handle, _c_uint32(ms, "ms"))
+        return self
+
+    def stream_rotation_ms(self, ms: int) -> "Config":
+        """Sets how long a stream connection is used before it is rotated."""
+        _call(_lib().binance_config_set_stream_rotation_ms, self._handle, _c_uint32(ms, "ms"))
+        return self
+
+    def reconnect_backoff_ms(self, initial_ms: int, max_ms: int) -> "Config":
+        """Sets the stream's reconnection backoff."""
+        _call(
+            _lib().binance_config_set_reconnect_backoff_ms,
+            self._handle,
+            _c_uint32(initial_ms, "initial_ms"),
+            _c_uint32(max_ms, "max_ms"),
+        )
+        return self
+
+    def close(self) -> None:
+        """Frees the configuration now (clients made from it are not affected)."""
+        handle, self._handle = self._handle, None
+        if handle:
+            _lib().binance_config_free(handle)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
+
+
+# ---------------------------------------------------------------------------
+# Client
+
+
+class Client:
+    """One WebSocket API connection for one API key, opened on first use and
+    reopened when dropped. A context manager: closed on exit.
+
+    ``Client(config)``, or ``Client(api_key=..., ...)`` with :class:`Config`'s
+    keyword arguments. Safe to use from several threads at once. Calls block
+    (up to the connect plus the request timeout) with the GIL released.
+    """
+
+    def __init__(self, config: Optional[Config] = None, **settings: Any) -> None:
+        self._handle: Optional[int] = None
+        self._streams: "weakref.WeakSet[UserStream]" = weakref.WeakSet()
+        if config is None:
+            config = Config(**settings)
+        elif settings:
+            raise TypeError("pass a Config or keyword settings, not both")
+        out = c_void_p()
+        _call(_lib().binance_client_new, config._handle, byref(out))
+        self._handle = out.value
+
+    def _live(self) -> int:
+        handle = self._handle
+        if not handle:
+            raise _error(CONNECTION_CLOSED, "the client is closed")
+        return handle
+
+    def listen_key_start(self) -> str:
+        """``userDataStream.start``: the account's listenKey (an existing valid
+        key is returned and extended)."""
+        out = _owned_str()
+        _call(_lib().binance_listen_key_start, self._live(), byref(out))
+        return _take_string(out)
+
+    def listen_key_keepalive(self) -> str:
+        """``userDataStream.ping``: extends the key for 60 minutes and returns
+        the key the server extended (use it if it differs from yours). Raises
+        :class:`ApiError` with ``code`` -1125 when the account has no valid key."""
+        out = _owned_str()
+        _call(_lib().binance_listen_key_keepalive, self._live(), byref(out))
+        return _take_string(out)
+
+    def listen_key_stop(self) -> None:
+        """``userDataStream.stop``: invalidates the account's key, for every
+        connection and process using this API key."""
+        _call(_lib().binance_listen_key_stop, self._live())
+
+    def rate_limits(self) -> List[Dict[str, Any]]:
+        """The ``rateLimits`` of the latest answer that carried them; ``[]`` before any."""
+        out = _owned_str()
+        _call(_lib().binance_client_rate_limits_json, self._live(), byref(out))
+        limits: List[Dict[str, Any]] = _json.loads(_take_string(out))
+        return limits
+
+    def user_stream(self) -> "UserStream":
+        """Opens the account's user data stream (see :class:`UserStream`)."""
+        return UserStream(self)
+
+    def close(self) -> None:
+        """Closes the streams opened from this client, then the client.
+        Another thread's request in flight fails with :class:`ConnectionClosed`;
+        do not start new calls on other threads meanwhile."""
+        for stream in list(self._streams):
+            stream.close()
+        handle, self._handle = self._handle, None
+        if handle:
+            _lib().binance_client_free(handle)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
+
+    def __repr__(self) -> str:
+        return f"<binance_uds.Client {'open' if self._handle else 'closed'}>"
+
+
+# ---------------------------------------------------------------------------
+# Events and streams
+
+
+class Event:
+    """One event: a user data event as Binance sent it, or a library event
+    whose type starts with ``"binance."`` (``binance.stream_gap``: events
+    may have been lost, resynchronise over REST; ``binance.listen_key_renewed``;
+    ``binance.stream_disconnected``).
+
+    ``type`` (its ``"e"``), ``time_ms`` (its ``"E"``, ms since the Unix epoch;
+    0 when absent), ``json`` (the text as received), ``data`` (parsed), and
+    :meth:`get` for one value by JSON pointer.
+    """
+
+    __slots__ = ("_handle", "type", "time_ms", "json", "_data")
+
+    def __init__(self, handle: int) -> None:
+        """Takes ownership of a ``binance_event *``."""
+        lib = _lib()
+        self._handle: Optional[int] = handle
+        self.type: str = _text(lib.binance_event_type(handle))
+        self.time_ms: int = lib.binance_event_time_ms(handle)
+        self.json: str = _text(lib.binance_event_json(handle))
+        self._data: Optional[Dict[str, Any]] = None
+
+    @property
+    def data(self) -> Dict[str, Any]:
+        """The event parsed. A message that is not a JSON object (type
+        ``binance.unparsed``) gives ``{"e": "binance.unparsed", "E": 0, "text": <the text>}``."""
+        if self._data is None:
+            parsed: Any = None
+            if self.type != UNPARSED:
+                parsed = _json.loads(self.json)
+            self._data = parsed if isinstance(parsed, dict) else {"e": UNPARSED, "E": 0, "text": self.json}
+        return self._data
+
+    @property
+    def is_library(self) -> bool:
+        """Whether the library made it (``binance.*``)."""
+        return self.type.startswith("binance.")
+
+    def get(self, pointer: str) -> str:
+        """The value at an RFC 6901 JSON pointer, e.g. ``"/o/X"``: strings
+        unquoted, other values as JSON text. Raises :class:`InvalidArgument`
+        when the pointer is malformed or there is no such value."""
+        out = _owned_str()
+        _call(_lib().binance_event_get, self._handle, _c_string(pointer, "json_pointer"), byref(out))
+        return _take_string(out)
+
+    def close(self) -> None:
+        """Frees the library's event now (``type``, ``json``, ``data`` stay)."""
+        handle, self._handle = self._handle, None
+        if handle:
+            _lib().binance_event_free(handle)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
+
+    def __repr__(self) -> str:
+        return f"<binance_uds.Event {self.type} E={self.time_ms}>"
+
+
+@dataclass(frozen=True)
+class StreamHealth:
+    """A snapshot of a stream's health (binance_stream_health)."""
+
+    connected: bool
+    """True while the stream connection is up, False while reconnecting."""
+    last_keepalive_status: int
+    """The latest keepalive's status (0, or the error it got); -1 before the first."""
+    reconnects: int
+    """Connections opened after the first (reconnects and rotations)."""
+    events_delivered: int
+    """Events handed to the application (stream and library events)."""
+    events_dropped: int
+    """Stream events dropped because the queue was full."""
+    events_queued: int
+    """Events waiting in the queue now."""
+    gaps: int
+    """``binance.stream_gap`` events caused by lost connections or keys."""
+    key_renewals: int
+    """Times the listenKey changed."""
+    last_event_ms: int
+    """When the last stream event arrived, ms since the Unix epoch; 0 if none yet."""
+    key_age_ms: int
+    """How long the current listenKey has been in use, in ms."""
+    last_keepalive_ms: int
+    """When the latest keepalive finished, ms since the Unix epoch; 0 if none yet."""
+
+
+class UserStream:
+    """An open user data stream: the account's events, in order, with the
+    listenKey kept alive, renewed and the connection replaced for you.
+
+    Open it with :meth:`Client.user_stream`. A context manager: closed on
+    exit (the listenKey is not stopped). Iterating yields each event as a
+    dict (parsed JSON, library events included) and ends when the stream is
+    closed; :meth:`next_event` gives :class:`Event` objects with a timeout.
+    """
+
+    # Readers wait in slices: binance_user_stream_close may not begin while
+    # a thread is about to enter binance_user_stream_next, so close() marks
+    # the stream closed, waits for readers to leave their slice, then closes
+    # it. Short slices also let Ctrl-C through.
+    _SLICE_MS = 100
+
+    def __init__(self, client: Client) -> None:
+        self._handle: Optional[int] = None
+        self._cond = threading.Condition()
+        self._readers = 0
+        out = c_void_p()
+        _call(_lib().binance_user_stream_open, client._live(), byref(out))
+        self._handle = out.value
+        self._client: Optional[Client] = client  # the client outlives the stream
+        client._streams.add(self)
+
+    def _enter(self) -> int:
+        with self._cond:
+            if not self._handle:
+                raise _error(STREAM_CLOSED, "the stream is closed")
+            self._readers += 1
+            return self._handle
+
+    def _leave(self) -> None:
+        with self._cond:
+            self._readers -= 1
+            self._cond.notify_all()
+
+    def next_event(self, timeout: Optional[float] = None) -> Optional[Event]:
+        """The next event, waiting up to ``timeout`` seconds (``None``: until
+        one comes; 0: just look). ``None`` when nothing came in time. Raises
+        :class:`StreamClosed` once the stream is closed."""
+        if timeout is not None and timeout < 0:
+            raise ValueError("timeout must not be negative")
+        lib = _lib()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left_ms = self._SLICE_MS
+            if deadline is not None:
+                left_ms = min(left_ms, max(0, int((deadline - time.monotonic()) * 1000)))
+            handle = self._enter()
+            out = c_void_p()
+            err = c_void_p()
+            try:
+                status = lib.binance_user_stream_next(handle, left_ms, byref(out), byref(err))
+            finally:
+                self._leave()
+            if status == OK and out.value is not None:
+                return Event(out.value)
+            if status != TIMEOUT:
+                raise _take_error(status, err)
+            lib.binance_error_free(err)
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+
+    def events(self, idle_timeout: Optional[float] = None) -> Iterator[Event]:
+        """Yields :class:`Event` objects until the stream is closed or, with
+        ``idle_timeout`` (seconds), until none comes in that time."""
+        while True:
+            try:
+                event = self.next_event(idle_timeout)
+            except StreamClosed:
+                return
+            if event is None:
+                return
+            yield event
+
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        """Yields each event as a dict (see :attr:`Event.data`) until the
+        stream is closed."""
+        for event in self.events():
+            data = event.data
+            event.close()
+            yield data
+
+    def health(self) -> StreamHealth:
+        """A snapshot of the stream's health. Does not block."""
+        handle = self._enter()
+        try:
+            h = _Health()
+            _call(_lib().binance_user_stream_health, handle, byref(h))
+        finally:
+            self._leave()
+        return StreamHealth(
+            connected=bool(h.connected),
+            last_keepalive_status=h.last_keepalive_status,
+            reconnects=h.reconnects,
+            events_delivered=h.events_delivered,
+            events_dropped=h.events_dropped,
+            events_queued=h.events_queued,
+            gaps=h.gaps,
+            key_renewals=h.key_renewals,
+            last_event_ms=h.last_event_ms,
+            key_age_ms=h.key_age_ms,
+            last_keepalive_ms=h.last_keepalive_ms,
+        )
+
+    @property
+    def closed(self) -> bool:
+        return not self._handle
+
+    def close(self) -> None:
+        """Closes the stream: its connection and timers are gone when this
+        returns; queued events are discarded. Any thread may call it:
+        threads waiting for events stop within 0.1 s (their iteration ends,
+        :meth:`next_event` raises :class:`StreamClosed`). The listenKey is
+        not stopped (see :meth:`Client.listen_key_stop`)."""
+        with self._cond:
+            handle, self._handle = self._handle, None
+            self._cond.wait_for(lambda: self._readers == 0)
+            if handle:
+                _lib().binance_user_stream_close(handle)
+            self._client = None
+
+    def __enter__(self) -> "UserStream":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
+
+    def __repr__(self) -> str:
+        return f"<binance_uds.UserStream {'closed' if self.closed else 'open'}>"

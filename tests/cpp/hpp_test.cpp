@@ -1,0 +1,431 @@
+// hpp_test.cpp: the C++ layer (include/binance_uds.hpp) against the local
+// exchange. Run by tests/cpp_api.rs; exits 0 when every check passed.
+//
+// Environment: BINANCE_WS_API_URL, BINANCE_STREAM_URL, BINANCE_CA_FILE,
+// BINANCE_TEST_CONTROL ("127.0.0.1:PORT"), BINANCE_API_KEY.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "binance_uds.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+int failures = 0;
+
+#define CHECK(cond)                                                                            \
+    do {                                                                                       \
+        if (!(cond)) {                                                                         \
+            std::cerr << __FILE__ << ':' << __LINE__ << ": CHECK failed: " << #cond << '\n';   \
+            ++failures;                                                                        \
+        }                                                                                      \
+    } while (0)
+
+#define CHECK_EQ(a, b)                                                                         \
+    do {                                                                                       \
+        const auto &check_a_ = (a);                                                            \
+        const auto &check_b_ = (b);                                                            \
+        if (!(check_a_ == check_b_)) {                                                         \
+            std::cerr << __FILE__ << ':' << __LINE__ << ": CHECK_EQ failed: " << #a << " == " \
+                      << #b << " (" << check_a_ << " vs " << check_b_ << ")\n";                \
+            ++failures;                                                                        \
+        }                                                                                      \
+    } while (0)
+
+std::string env(const char *name)
+{
+    const char *v = std::getenv(name);
+    if (v == nullptr || *v == '\0') {
+        std::cerr << "environment variable " << name << " is not set (run through `cargo test --test cpp_api`)\n";
+        std::exit(2);
+    }
+    return v;
+}
+
+std::string read_file(const std::string &path)
+{
+    std::ifstream f(path, std::ios::binary);
+    std::ostringstream s;
+    s << f.rdbuf();
+    return s.str();
+}
+
+bool contains(std::string_view haystack, std::string_view needle)
+{
+    return haystack.find(needle) != std::string_view::npos;
+}
+
+// One command to the exchange's control port; returns its answer line.
+std::string control(const std::string &command)
+{
+    const std::string addr = env("BINANCE_TEST_CONTROL");
+    const auto colon = addr.rfind(':');
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<uint16_t>(std::stoi(addr.substr(colon + 1))));
+    if (inet_pton(AF_INET, addr.substr(0, colon).c_str(), &sa.sin_addr) != 1) {
+        std::cerr << "bad BINANCE_TEST_CONTROL " << addr << '\n';
+        std::exit(2);
+    }
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    std::string answer;
+    if (fd >= 0 && connect(fd, reinterpret_cast<const sockaddr *>(&sa), sizeof sa) == 0) {
+        const std::string line = command + "\n";
+        if (write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size())) {
+            char c = 0;
+            while (read(fd, &c, 1) == 1 && c != '\n')
+                answer += c;
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    if (!contains(answer, "\"ok\":true")) {
+        std::cerr << "control " << command << " failed: " << answer << '\n';
+        ++failures;
+    }
+    return answer;
+}
+
+// A config for the local exchange.
+binance::config exchange_config()
+{
+    binance::config cfg;
+    cfg.api_key(env("BINANCE_API_KEY"))
+        .endpoint(env("BINANCE_WS_API_URL"))
+        .stream_endpoint(env("BINANCE_STREAM_URL"))
+        .add_root_certificate_pem(read_file(env("BINANCE_CA_FILE")))
+        .timeouts(5s, 5s)
+        .reconnect_backoff(50ms, 500ms);
+    return cfg;
+}
+
+// Runs `f`, which must throw binance::error with `status` and a message
+// containing `needle`; returns the error for more checks.
+std::optional<binance::error> expect_error(const char *what, binance_status status, std::string_view needle,
+                                           const std::function<void()> &f)
+{
+    try {
+        f();
+    } catch (const binance::error &e) {
+        if (e.status() != status || !contains(e.message(), needle)) {
+            std::cerr << what << ": expected " << binance::status_str(status) << " naming \"" << needle
+                      << "\", got: " << e.what() << '\n';
+            ++failures;
+        }
+        if (contains(e.what(), env("BINANCE_API_KEY"))) {
+            std::cerr << what << ": the API key is in the error: " << e.what() << '\n';
+            ++failures;
+        }
+        return e;
+    }
+    std::cerr << what << ": no exception, expected " << binance::status_str(status) << '\n';
+    ++failures;
+    return std::nullopt;
+}
+
+void versions_and_status_names()
+{
+    CHECK_EQ(binance::version(), std::string_view(BINANCE_VERSION_STRING));
+    CHECK_EQ(binance::status_str(BINANCE_TIMEOUT), std::string_view("BINANCE_TIMEOUT"));
+    CHECK_EQ(binance::status_str(BINANCE_STREAM_CLOSED), std::string_view("BINANCE_STREAM_CLOSED"));
+    CHECK_EQ(binance::status_str(12345), std::string_view("BINANCE_UNKNOWN_STATUS"));
+}
+
+void config_errors_name_the_argument()
+{
+    binance::config cfg;
+    expect_error("empty api_key", BINANCE_INVALID_ARGUMENT, "api_key", [&] { cfg.api_key(""); });
+    expect_error("api_key with NUL", BINANCE_INVALID_ARGUMENT, "api_key",
+                 [&] { cfg.api_key(std::string("ab\0cd", 5)); });
+    expect_error("http endpoint", BINANCE_INVALID_ARGUMENT, "url", [&] { cfg.endpoint("http://example.com/ws"); });
+    expect_error("garbage stream endpoint", BINANCE_INVALID_ARGUMENT, "url",
+                 [&] { cfg.stream_endpoint("not a url"); });
+    expect_error("zero connect timeout", BINANCE_INVALID_ARGUMENT, "connect_ms", [&] { cfg.timeouts(0ms, 1s); });
+    expect_error("negative request timeout", BINANCE_INVALID_ARGUMENT, "request_ms",
+                 [&] { cfg.timeouts(1s, -1ms); });
+    expect_error("huge timeout", BINANCE_INVALID_ARGUMENT, "connect_ms", [&] { cfg.timeouts(std::chrono::hours(2000000), 1s); });
+    expect_error("bad pem", BINANCE_INVALID_ARGUMENT, "pem", [&] { cfg.add_root_certificate_pem("not a certificate"); });
+    expect_error("short keepalive", BINANCE_INVALID_ARGUMENT, "ms", [&] { cfg.keepalive_interval(1ms); });
+    expect_error("socks proxy", BINANCE_INVALID_ARGUMENT, "url", [&] { cfg.proxy("socks5://127.0.0.1:1080"); });
+    expect_error("zero queue", BINANCE_INVALID_ARGUMENT, "capacity", [&] { cfg.event_queue_capacity(0); });
+    expect_error("short silence", BINANCE_INVALID_ARGUMENT, "ms", [&] { cfg.silence_timeout(1ms); });
+    expect_error("short rotation", BINANCE_INVALID_ARGUMENT, "ms", [&] { cfg.stream_rotation(1ms); });
+    expect_error("backoff max below initial", BINANCE_INVALID_ARGUMENT, "max_ms",
+                 [&] { cfg.reconnect_backoff(100ms, 10ms); });
+
+    // what() says which call failed and how.
+    const auto e = expect_error("what()", BINANCE_INVALID_ARGUMENT, "url", [&] { cfg.endpoint("ftp://x"); });
+    if (e) {
+        CHECK(contains(e->what(), "binance_config_set_endpoint"));
+        CHECK(contains(e->what(), "BINANCE_INVALID_ARGUMENT"));
+        CHECK_EQ(e->status_name(), std::string_view("BINANCE_INVALID_ARGUMENT"));
+        CHECK_EQ(e->api_code(), 0);
+        CHECK_EQ(e->http_status(), 0);
+    }
+
+    // The valid values of each setter are taken, and chain.
+    cfg.api_key("GOODKEY123")
+        .endpoint(BINANCE_WS_API_URL_TESTNET)
+        .stream_endpoint(BINANCE_STREAM_URL_TESTNET)
+        .timeouts(2s, 3s)
+        .keepalive_interval(std::chrono::minutes(20))
+        .proxy("http://127.0.0.1:3128")
+        .event_queue_capacity(16)
+        .silence_timeout(1min)
+        .stream_rotation(std::chrono::hours(1))
+        .reconnect_backoff(100ms, 5s);
+
+    // A client needs an API key.
+    const binance::config no_key;
+    expect_error("client without key", BINANCE_INVALID_ARGUMENT, "API key", [&] { binance::client c(no_key); });
+}
+
+void listen_key_start_keepalive_stop()
+{
+    binance::client client(exchange_config());
+    CHECK_EQ(client.rate_limits_json(), std::string("[]"));
+    const std::string key = client.listen_key_start();
+    CHECK_EQ(key.size(), 64u);
+    CHECK_EQ(client.listen_key_keepalive(), key);
+    CHECK(contains(client.rate_limits_json(), "REQUEST_WEIGHT"));
+    client.listen_key_stop();
+
+    // After stop there is no key to keep alive.
+    const auto gone = expect_error("keepalive after stop", BINANCE_API_ERROR, "",
+                                   [&] { client.listen_key_keepalive(); });
+    if (gone) {
+        CHECK_EQ(gone->api_code(), -1125);
+        CHECK_EQ(gone->http_status(), 400);
+    }
+}
+
+void api_errors_carry_code_and_status()
+{
+    binance::client client(exchange_config());
+    control(R"({"cmd":"fail","status":400,"code":-1125,"msg":"x"})");
+    const auto e = expect_error("injected -1125", BINANCE_API_ERROR, "x", [&] { client.listen_key_start(); });
+    if (e) {
+        CHECK_EQ(e->api_code(), -1125);
+        CHECK_EQ(e->http_status(), 400);
+        CHECK(contains(e->what(), "binance_listen_key_start"));
+    }
+
+    control(R"({"cmd":"fail","status":429,"code":-1003,"msg":"Too many requests","retry_after_ms":60000})");
+    const auto start = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+    const auto limited = expect_error("429", BINANCE_RATE_LIMITED, "", [&] { client.listen_key_start(); });
+    if (limited) {
+        CHECK_EQ(limited->http_status(), 429);
+        CHECK_EQ(limited->api_code(), -1003);
+        CHECK(limited->retry_after_ms() >= start + 50000);
+    }
+
+    // The fault was used up: the next call works.
+    CHECK_EQ(client.listen_key_start().size(), 64u);
+}
+
+void user_stream_events_through_the_range()
+{
+    binance::client client(exchange_config());
+    binance::user_stream stream(client);
+    CHECK(stream.is_open());
+    CHECK(!stream.next(0ms).has_value());
+
+    const std::string key = env("BINANCE_API_KEY");
+    control(R"({"cmd":"emit","api_key":")" + key + R"(","type":"ORDER_TRADE_UPDATE","count":3})");
+    control(R"({"cmd":"emit","api_key":")" + key + R"(","type":"ACCOUNT_UPDATE","count":1})");
+
+    std::vector<std::string> types;
+    std::int64_t last_time = 0;
+    for (const binance::event &ev : stream.events(10s)) {
+        types.emplace_back(ev.type());
+        CHECK(ev.time_ms() > last_time);
+        last_time = ev.time_ms();
+        CHECK(contains(ev.json(), std::string("\"e\":\"") + std::string(ev.type()) + "\""));
+        CHECK(!ev.is_library());
+        if (ev.type() == "ORDER_TRADE_UPDATE") {
+            CHECK_EQ(ev.get("/o/s"), std::string("BTCUSDT"));
+            CHECK_EQ(ev.get("/o/X"), std::string("NEW"));
+            CHECK_EQ(ev.get("/e"), std::string("ORDER_TRADE_UPDATE"));
+            expect_error("missing field", BINANCE_INVALID_ARGUMENT, "", [&] { ev.get("/no/such/field"); });
+            expect_error("malformed pointer", BINANCE_INVALID_ARGUMENT, "json_pointer", [&] { ev.get("o/X"); });
+        }
+        if (types.size() == 4)
+            break;
+    }
+    const std::vector<std::string> want{"ORDER_TRADE_UPDATE", "ORDER_TRADE_UPDATE", "ORDER_TRADE_UPDATE",
+                                        "ACCOUNT_UPDATE"};
+    CHECK(types == want);
+
+    const binance::stream_health h = stream.health();
+    CHECK_EQ(h.connected, 1);
+    CHECK_EQ(h.events_delivered, 4u);
+    CHECK_EQ(h.events_dropped, 0u);
+
+    // With an idle timeout the range ends when nothing more comes.
+    int more = 0;
+    for (const binance::event &ev : stream.events(200ms)) {
+        (void)ev;
+        ++more;
+    }
+    CHECK_EQ(more, 0);
+
+    // next() gives the same events.
+    control(R"({"cmd":"emit","api_key":")" + key + R"(","type":"TRADE_LITE","count":1})");
+    const std::optional<binance::event> one = stream.next(10s);
+    CHECK(one.has_value());
+    if (one)
+        CHECK_EQ(one->type(), std::string_view("TRADE_LITE"));
+
+    // Closing the stream inside the loop ends it; the event in hand stays valid.
+    control(R"({"cmd":"emit","api_key":")" + key + R"(","type":"GRID_UPDATE","count":2})");
+    int in_loop = 0;
+    for (const binance::event &ev : stream.events(10s)) {
+        ++in_loop;
+        stream.close();
+        CHECK_EQ(ev.type(), std::string_view("GRID_UPDATE"));
+    }
+    CHECK_EQ(in_loop, 1);
+    CHECK(!stream.is_open());
+    expect_error("next after close", BINANCE_STREAM_CLOSED, "", [&] { stream.next(0ms); });
+    expect_error("health after close", BINANCE_STREAM_CLOSED, "", [&] { stream.health(); });
+    int after_close = 0;
+    for (const binance::event &ev : stream.events()) {
+        (void)ev;
+        ++after_close;
+    }
+    CHECK_EQ(after_close, 0);
+    stream.close();  // twice is fine
+}
+
+void close_from_another_thread_ends_the_range()
+{
+    binance::client client(exchange_config());
+    binance::user_stream stream(client);
+    std::atomic<bool> ended{false};
+    std::thread reader([&] {
+        for (const binance::event &ev : stream.events()) {
+            (void)ev;
+        }
+        ended = true;
+    });
+    std::this_thread::sleep_for(300ms);
+    CHECK(!ended);
+    const auto before = std::chrono::steady_clock::now();
+    stream.close();
+    reader.join();
+    CHECK(ended);
+    CHECK(std::chrono::steady_clock::now() - before < 5s);
+}
+
+void moves_leave_empty_handles()
+{
+    static_assert(!std::is_copy_constructible_v<binance::config>);
+    static_assert(!std::is_copy_constructible_v<binance::client>);
+    static_assert(!std::is_copy_constructible_v<binance::user_stream>);
+    static_assert(!std::is_copy_constructible_v<binance::event>);
+    static_assert(std::is_nothrow_move_constructible_v<binance::config>);
+    static_assert(std::is_nothrow_move_constructible_v<binance::client>);
+    static_assert(std::is_nothrow_move_constructible_v<binance::user_stream>);
+    static_assert(std::is_nothrow_move_constructible_v<binance::event>);
+    static_assert(std::is_nothrow_move_assignable_v<binance::user_stream>);
+    static_assert(std::is_nothrow_copy_constructible_v<binance::error>);
+
+    binance::config cfg = exchange_config();
+    binance::config cfg2(std::move(cfg));
+    CHECK(!cfg);
+    CHECK(cfg2);
+    expect_error("moved-from config", BINANCE_INVALID_ARGUMENT, "cfg", [&] { cfg.api_key("KEY"); });
+
+    binance::client c1(cfg2);
+    binance::client c2(std::move(c1));
+    CHECK(!c1);
+    CHECK(c2);
+    expect_error("moved-from client", BINANCE_INVALID_ARGUMENT, "client", [&] { c1.listen_key_start(); });
+    expect_error("stream from moved-from client", BINANCE_INVALID_ARGUMENT, "client",
+                 [&] { binance::user_stream s(c1); });
+    c1 = std::move(c2);
+    CHECK(c1);
+    CHECK(!c2);
+    CHECK_EQ(c1.listen_key_start().size(), 64u);
+
+    // A stream keeps its client alive: the client may go first.
+    std::optional<binance::user_stream> kept;
+    {
+        binance::client scoped(cfg2);
+        kept.emplace(scoped);
+    }
+    binance::user_stream s1(std::move(*kept));
+    CHECK(!kept->is_open());
+    expect_error("moved-from stream", BINANCE_INVALID_ARGUMENT, "stream", [&] { kept->next(0ms); });
+    kept.reset();
+    control(R"({"cmd":"emit","api_key":")" + env("BINANCE_API_KEY") + R"(","type":"MARGIN_CALL","count":1})");
+    std::optional<binance::event> ev = s1.next(10s);
+    CHECK(ev.has_value());
+    if (ev) {
+        binance::event moved(std::move(*ev));
+        CHECK(!*ev);
+        CHECK(moved);
+        CHECK_EQ(ev->type(), std::string_view(""));
+        CHECK_EQ(moved.type(), std::string_view("MARGIN_CALL"));
+        expect_error("moved-from event", BINANCE_INVALID_ARGUMENT, "ev", [&] { ev->get("/e"); });
+    }
+
+    // Move-assigning over an open stream closes it.
+    binance::user_stream s2(c1);
+    s2 = std::move(s1);
+    CHECK(s2.is_open());
+    CHECK(!s1.is_open());
+    s2.close();
+}
+
+}  // namespace
+
+int main()
+{
+    const std::pair<const char *, void (*)()> tests[] = {
+        {"versions_and_status_names", versions_and_status_names},
+        {"config_errors_name_the_argument", config_errors_name_the_argument},
+        {"listen_key_start_keepalive_stop", listen_key_start_keepalive_stop},
+        {"api_errors_carry_code_and_status", api_errors_carry_code_and_status},
+        {"user_stream_events_through_the_range", user_stream_events_through_the_range},
+        {"close_from_another_thread_ends_the_range", close_from_another_thread_ends_the_range},
+        {"moves_leave_empty_handles", moves_leave_empty_handles},
+    };
+    for (const auto &[name, test] : tests) {
+        const int before = failures;
+        try {
+            test();
+        } catch (const std::exception &e) {
+            std::cerr << name << ": unexpected exception: " << e.what() << '\n';
+            ++failures;
+        }
+        std::cout << (failures == before ? "ok   " : "FAIL ") << name << std::endl;
+    }
+    if (failures != 0) {
+        std::cerr << failures << " check(s) failed\n";
+        return EXIT_FAILURE;
+    }
+    std::cout << "all passed\n";
+    return EXIT_SUCCESS;
+}
