@@ -222,10 +222,11 @@ binance_status binance_client_rate_limits_json(const binance_client *client, cha
  is accepted. Requests still in flight on other threads fail at once with
  BINANCE_CONNECTION_CLOSED, and this call waits until they have returned,
  then releases everything: when it returns no socket or task of the client
- remains (the shared I/O threads stop with the last client). Starting a
- new call on the client once this has begun is undefined behaviour, as is
- freeing it twice. User streams opened from the client must be closed
- first.
+ remains (the shared I/O threads stop with the last client and stream).
+ Streams opened from the client end with it: their readers get
+ BINANCE_STREAM_CLOSED; close them as usual. Starting a new call on the
+ client once this has begun is undefined behaviour, as is freeing it
+ twice.
  */
 void binance_client_free(binance_client *client);
 
@@ -464,7 +465,9 @@ void binance_string_free(char *s);
  or unknown (-1125) key, or a key that changed, obtains a valid key and
  reconnects with backoff, delivering `binance.stream_gap` so you know to
  resynchronise over REST. On success the caller owns `*out_stream`; close
- it with `binance_user_stream_close` before freeing the client.
+ it with `binance_user_stream_close` (before or after freeing the client:
+ a stream whose client is freed ends, and its reads return
+ BINANCE_STREAM_CLOSED).
  */
 binance_status binance_user_stream_open(binance_client *client, binance_user_stream **out_stream, binance_error **out_err);
 

@@ -58,10 +58,11 @@ pub extern "C" fn binance_client_rate_limits_json(
 /// is accepted. Requests still in flight on other threads fail at once with
 /// BINANCE_CONNECTION_CLOSED, and this call waits until they have returned,
 /// then releases everything: when it returns no socket or task of the client
-/// remains (the shared I/O threads stop with the last client). Starting a
-/// new call on the client once this has begun is undefined behaviour, as is
-/// freeing it twice. User streams opened from the client must be closed
-/// first.
+/// remains (the shared I/O threads stop with the last client and stream).
+/// Streams opened from the client end with it: their readers get
+/// BINANCE_STREAM_CLOSED; close them as usual. Starting a new call on the
+/// client once this has begun is undefined behaviour, as is freeing it
+/// twice.
 #[no_mangle]
 pub extern "C" fn binance_client_free(client: *mut binance_client) {
     if !client.is_null() {

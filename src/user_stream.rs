@@ -64,7 +64,9 @@ pub type binance_event_callback =
 /// or unknown (-1125) key, or a key that changed, obtains a valid key and
 /// reconnects with backoff, delivering `binance.stream_gap` so you know to
 /// resynchronise over REST. On success the caller owns `*out_stream`; close
-/// it with `binance_user_stream_close` before freeing the client.
+/// it with `binance_user_stream_close` (before or after freeing the client:
+/// a stream whose client is freed ends, and its reads return
+/// BINANCE_STREAM_CLOSED).
 #[no_mangle]
 pub extern "C" fn binance_user_stream_open(
     client: *mut binance_client,

@@ -383,9 +383,18 @@ fn both_connections_go_through_the_proxy_with_credentials() {
 fn freeing_the_client_ends_its_streams() {
     let ex = Exchange::start(&[]);
     let (c, s) = open(&config(&ex));
+    let t0 = Instant::now();
     drop(c);
-    // The stream learns at its next keepalive or reconnect at the latest;
-    // closing it is always clean.
+    // The stream ends at once: a reader learns it from next().
+    let e = s.next(Duration::from_secs(10)).unwrap_err();
+    assert_eq!(e.status, Status::StreamClosed);
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        ex.stats()["stream_connections_open"],
+        0,
+        "its socket is closed"
+    );
     s.close();
     assert_eq!(
         s.next(Duration::ZERO).unwrap_err().status,

@@ -100,7 +100,7 @@ impl Config {
         for (name, v) in [("connect_ms", connect_ms), ("request_ms", request_ms)] {
             if v == 0 || v > MAX_TIMEOUT_MS {
                 return Err(Error::invalid(format!(
-                    "{name}: {v} is out of range (1 to {MAX_TIMEOUT_MS})"
+                    "{name}: timeout {v} is out of range (1 to {MAX_TIMEOUT_MS})"
                 )));
             }
         }
@@ -128,7 +128,7 @@ impl Config {
         // A key lives 60 minutes; a keepalive must come well before that.
         if !(100..=55 * 60 * 1000).contains(&ms) {
             return Err(Error::invalid(format!(
-                "ms: {ms} is out of range (100 to 3300000, the key lives 60 minutes)"
+                "ms: keepalive interval {ms} is out of range (100 to 3300000; the key lives 60 minutes)"
             )));
         }
         self.keepalive_interval = Duration::from_millis(ms.into());
@@ -138,7 +138,7 @@ impl Config {
     pub fn set_event_queue_capacity(&mut self, capacity: u32) -> Result<()> {
         if !(1..=MAX_QUEUE_CAPACITY).contains(&capacity) {
             return Err(Error::invalid(format!(
-                "capacity: {capacity} is out of range (1 to {MAX_QUEUE_CAPACITY})"
+                "capacity: event queue capacity {capacity} is out of range (1 to {MAX_QUEUE_CAPACITY})"
             )));
         }
         self.queue_capacity = capacity as usize;
@@ -148,7 +148,7 @@ impl Config {
     pub fn set_silence_timeout_ms(&mut self, ms: u32) -> Result<()> {
         if !(100..=MAX_TIMEOUT_MS).contains(&ms) {
             return Err(Error::invalid(format!(
-                "ms: {ms} is out of range (100 to {MAX_TIMEOUT_MS})"
+                "ms: silence timeout {ms} is out of range (100 to {MAX_TIMEOUT_MS})"
             )));
         }
         self.silence_timeout = Duration::from_millis(ms.into());
@@ -159,7 +159,7 @@ impl Config {
         // Binance closes stream connections at 24 h; rotate before that.
         if !(500..=MAX_ROTATION_MS).contains(&ms) {
             return Err(Error::invalid(format!(
-                "ms: {ms} is out of range (500 to {MAX_ROTATION_MS}, under the server's 24 h limit)"
+                "ms: stream rotation {ms} is out of range (500 to {MAX_ROTATION_MS}, under the server's 24 h limit)"
             )));
         }
         self.rotate_after = Duration::from_millis(ms.into());
@@ -169,12 +169,12 @@ impl Config {
     pub fn set_reconnect_backoff_ms(&mut self, initial_ms: u32, max_ms: u32) -> Result<()> {
         if !(1..=MAX_TIMEOUT_MS).contains(&initial_ms) {
             return Err(Error::invalid(format!(
-                "initial_ms: {initial_ms} is out of range (1 to {MAX_TIMEOUT_MS})"
+                "initial_ms: reconnect backoff {initial_ms} is out of range (1 to {MAX_TIMEOUT_MS})"
             )));
         }
         if !(initial_ms..=MAX_TIMEOUT_MS).contains(&max_ms) {
             return Err(Error::invalid(format!(
-                "max_ms: {max_ms} is out of range (initial_ms to {MAX_TIMEOUT_MS})"
+                "max_ms: reconnect backoff cap {max_ms} is out of range (initial_ms to {MAX_TIMEOUT_MS})"
             )));
         }
         self.backoff_initial = Duration::from_millis(initial_ms.into());
