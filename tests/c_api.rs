@@ -1,290 +1,40 @@
 //! The C API from C. Each program in `tests/c/` is compiled with the system C
 //! compiler against `include/binance_uds.h` and the cdylib this build made,
-//! and run against a fresh local exchange; it must exit 0. The examples in
-//! `examples/c` and `examples/cpp` are built and run the same way, end to end.
-//!
-//! `BINANCE_UDS_VALGRIND=1` runs every program under valgrind's memcheck
-//! (suppressions: `tests/valgrind.supp`); `BINANCE_UDS_SANITIZE=1` builds them
-//! with AddressSanitizer and UndefinedBehaviorSanitizer (the Rust library is
-//! not instrumented; its allocations are still checked for leaks).
+//! and run against a fresh local exchange; it must exit 0. The C examples are
+//! built and run the same way, end to end. `BINANCE_UDS_VALGRIND=1` and
+//! `BINANCE_UDS_SANITIZE=1` run them all under valgrind or the sanitizers
+//! (see tests/common/native.rs).
 
 mod common;
 
+use common::native::{self, Build, Mode, Run, CXX_FLAGS, C_AS_CXX_FLAGS, C_FLAGS};
 use common::Exchange;
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// The API key the programs use: recognisable, so they can assert it never
 /// appears in an error message (and this file, in their output).
 const API_KEY: &str = "TESTKEYabcdef0123456789";
 
-const C_FLAGS: &[&str] = &["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror"];
-/// One C test is also compiled as C++: the header must work there as is.
-const C_AS_CXX_FLAGS: &[&str] = &["-x", "c++", "-std=c++17", "-Wall", "-Wextra", "-Werror"];
-const CXX_FLAGS: &[&str] = &["-std=c++17", "-Wall", "-Wextra", "-Wpedantic", "-Werror"];
-const SANITIZE_FLAGS: &[&str] = &["-fsanitize=address,undefined", "-fno-omit-frame-pointer"];
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Mode {
-    Plain,
-    Valgrind,
-    Sanitize,
-}
-
-impl Mode {
-    fn from_env() -> Mode {
-        let on = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
-        match (on("BINANCE_UDS_VALGRIND"), on("BINANCE_UDS_SANITIZE")) {
-            (true, true) => panic!("set BINANCE_UDS_VALGRIND or BINANCE_UDS_SANITIZE, not both"),
-            (true, false) => Mode::Valgrind,
-            (false, true) => Mode::Sanitize,
-            (false, false) => Mode::Plain,
-        }
-    }
-
-    /// How long one program may run.
-    fn time_limit(self) -> Duration {
-        match self {
-            Mode::Valgrind => Duration::from_secs(900),
-            _ => Duration::from_secs(120),
-        }
-    }
-
-    fn dir_name(self) -> &'static str {
-        match self {
-            Mode::Plain => "plain",
-            Mode::Valgrind => "valgrind",
-            Mode::Sanitize => "sanitize",
-        }
-    }
-}
-
-fn manifest_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The directory of the cdylib this test run was built with. This test runs
-/// from `target/<profile>/deps/`, where `cargo test` (re)builds the library
-/// with all its crate types; the copy in `target/<profile>/` is only
-/// refreshed by `cargo build`, so it may be stale and is the fallback.
-fn library_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let deps = exe.parent().expect("the test executable's directory");
-    let file = format!(
-        "{}binance_uds{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    );
-    let found = [Some(deps), deps.parent()]
-        .into_iter()
-        .flatten()
-        .find(|dir| dir.join(&file).exists())
-        .map(Path::to_path_buf);
-    found.unwrap_or_else(|| {
-        panic!(
-            "{file} not found in {} or its parent: build the library first (`cargo build`)",
-            deps.display()
-        )
-    })
-}
-
-/// A directory under the target dir for this mode's executables.
-fn work_dir(mode: Mode) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test executable is in target/<profile>/deps");
-    let dir = profile_dir.join("c_api").join(mode.dir_name());
-    std::fs::create_dir_all(&dir).expect("create the build dir under target/");
-    dir
-}
-
-/// Whether `program` runs at all.
-fn have(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
 /// Compiles one source file (relative to the package root) into an
 /// executable linked to the cdylib, and returns its path.
 fn compile(source: &str, compiler: &str, flags: &[&str], out_name: &str, mode: Mode) -> PathBuf {
-    assert!(
-        have(compiler),
-        "the compiler `{compiler}` was not found: the C API tests need a C and C++ compiler \
-         (on Debian/Ubuntu: apt-get install gcc g++)"
-    );
-    let lib_dir = library_dir();
-    let exe = work_dir(mode).join(out_name);
-    let mut cmd = Command::new(compiler);
-    cmd.args(flags).arg("-g");
-    if mode == Mode::Sanitize {
-        cmd.args(SANITIZE_FLAGS);
+    Build {
+        suite: "c_api",
+        compiler,
+        flags,
+        includes: &["tests/c"],
+        link: true,
     }
-    cmd.arg("-I")
-        .arg(manifest_dir().join("include"))
-        .arg("-I")
-        .arg(manifest_dir().join("tests/c"))
-        .arg("-o")
-        .arg(&exe)
-        .arg(manifest_dir().join(source))
-        .arg(format!("-L{}", lib_dir.display()))
-        .arg("-lbinance_uds")
-        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
-        .arg("-lpthread");
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "compiling {source} failed: {cmd:?}\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    exe
+    .compile(Path::new(source), out_name, mode)
 }
 
-/// What a program did.
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    command: String,
-}
-
-impl Run {
-    fn output(&self) -> String {
-        format!(
-            "$ {}\n{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.command, self.status, self.stdout, self.stderr
-        )
-    }
-
-    fn assert_success(&self) {
-        assert!(
-            self.status.success(),
-            "the program failed:\n{}",
-            self.output()
-        );
-        assert!(
-            !self.stdout.contains(API_KEY) && !self.stderr.contains(API_KEY),
-            "the API key was printed:\n{}",
-            self.output()
-        );
-    }
-}
-
-/// The environment the programs read: the exchange, its CA, its control port
-/// and the API key.
 fn exchange_env(ex: &Exchange) -> Vec<(&'static str, String)> {
-    let ca_file = ex.ca_file.as_ref().expect("a TLS exchange has a CA file");
-    vec![
-        ("BINANCE_WS_API_URL", ex.ws_api.clone()),
-        ("BINANCE_STREAM_URL", ex.stream.clone()),
-        ("BINANCE_CA_FILE", ca_file.display().to_string()),
-        ("BINANCE_TEST_CONTROL", ex.control.to_string()),
-        ("BINANCE_API_KEY", API_KEY.to_owned()),
-    ]
+    native::exchange_env(ex, API_KEY)
 }
 
-/// Runs `exe` with exactly `env` on top of ours (under valgrind in that
-/// mode), within the mode's time limit.
 fn run(exe: &Path, env: &[(&str, String)], mode: Mode) -> Run {
-    let mut cmd = match mode {
-        Mode::Valgrind => {
-            assert!(
-                have("valgrind"),
-                "BINANCE_UDS_VALGRIND=1 but valgrind was not found (apt-get install valgrind)"
-            );
-            let mut c = Command::new("valgrind");
-            c.args([
-                "--error-exitcode=99",
-                "--leak-check=full",
-                "--errors-for-leak-kinds=definite,indirect",
-                "--show-leak-kinds=definite,indirect",
-                "--num-callers=40",
-            ])
-            .arg(format!(
-                "--suppressions={}",
-                manifest_dir().join("tests/valgrind.supp").display()
-            ))
-            .arg(exe);
-            // Fewer iterations: valgrind runs everything tens of times slower.
-            c.env("BINANCE_TEST_SCALE", "0.1");
-            c
-        }
-        Mode::Sanitize => {
-            let mut c = Command::new(exe);
-            c.env("ASAN_OPTIONS", "detect_leaks=1")
-                .env("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1");
-            c
-        }
-        Mode::Plain => Command::new(exe),
-    };
-    // Hermetic: no proxy from the caller's environment on loopback.
-    for name in [
-        "HTTPS_PROXY",
-        "https_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-        "NO_PROXY",
-        "no_proxy",
-        "BINANCE_WS_API_URL",
-        "BINANCE_CA_FILE",
-        "BINANCE_TEST_CONTROL",
-        "BINANCE_API_KEY",
-    ] {
-        cmd.env_remove(name);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let command = format!("{cmd:?}");
-
-    // Output goes to files: no pipe to drain while waiting.
-    let name = exe
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("program");
-    let out_path = exe.with_file_name(format!("{name}.stdout"));
-    let err_path = exe.with_file_name(format!("{name}.stderr"));
-    cmd.stdin(Stdio::null())
-        .stdout(File::create(&out_path).expect("stdout file"))
-        .stderr(File::create(&err_path).expect("stderr file"));
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {command}: {e}"));
-    let deadline = Instant::now() + mode.time_limit();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for the program") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{command} still ran after {:?}: killed\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                mode.time_limit(),
-                std::fs::read_to_string(&out_path).unwrap_or_default(),
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let read =
-        |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
-    Run {
-        status,
-        stdout: read(&out_path),
-        stderr: read(&err_path),
-        command,
-    }
+    native::run(exe, env, mode)
 }
 
 /// Compiles a test program, runs it against a fresh exchange, and asserts
@@ -294,7 +44,7 @@ fn c_test(source: &str, compiler: &str, flags: &[&str], out_name: &str) {
     let exe = compile(source, compiler, flags, out_name, mode);
     let ex = Exchange::start(&[]);
     let run = run(&exe, &exchange_env(&ex), mode);
-    run.assert_success();
+    run.assert_exit(0, API_KEY);
     println!("{}", run.output());
 }
 
@@ -343,7 +93,7 @@ fn example(source: &str, compiler: &str, flags: &[&str], out_name: &str) {
     let env = exchange_env(&ex);
 
     let ok = run(&exe, &env, mode);
-    ok.assert_success();
+    ok.assert_exit(0, API_KEY);
     for step in ["start: listenKey ", "keepalive: listenKey ", "stop: "] {
         assert!(
             ok.stdout.contains(step),
@@ -488,7 +238,7 @@ fn c_user_stream_example_end_to_end() {
     });
     let out = run(&exe, &env, mode);
     emitter.join().unwrap();
-    out.assert_success();
+    out.assert_exit(0, API_KEY);
     let lines: Vec<&str> = out.stdout.lines().skip(1).collect();
     assert_eq!(lines.len(), 4, "{}", out.output());
     assert!(

@@ -147,23 +147,28 @@ fn rate_limited(status: i64, msg: Option<&str>, code: i64, retry_after: i64) -> 
     }
 }
 
-/// Server text made safe to keep: secret removed, control characters
-/// dropped, length bounded.
+/// Server text made safe to keep: control characters dropped, secret
+/// removed, length bounded. Control characters go first: removing them
+/// must not join the pieces of a secret they split.
 pub fn clean(text: &str, secret: &Secret) -> String {
-    let text = secret.redact(text);
-    let mut out: String = text.chars().filter(|c| !c.is_control()).take(512).collect();
-    if text.chars().count() > 512 {
+    let text: String = text.chars().filter(|c| !c.is_control()).collect();
+    let text = secret.redact(&text);
+    let mut out: String = text.chars().take(512).collect();
+    if out.len() < text.len() {
         out.push('…');
     }
     out
 }
 
+/// The start of a message, cleaned. Cleaned before it is cut, so that no
+/// piece of a secret straddling the cut remains.
 fn excerpt(text: &str, secret: &Secret) -> String {
-    let mut short: String = text.chars().take(64).collect();
-    if short.len() < text.len() {
+    let clean = clean(text, secret);
+    let mut short: String = clean.chars().take(64).collect();
+    if short.len() < clean.len() {
         short.push('…');
     }
-    format!("{:?}", clean(&short, secret))
+    format!("{short:?}")
 }
 
 #[cfg(test)]

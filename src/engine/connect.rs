@@ -2,6 +2,7 @@
 //! TLS with certificate and host name verification, then the upgrade.
 
 use super::error::{Error, Result, Status};
+use super::secret::Secret;
 use super::url::{host_port, Endpoint, Proxy};
 use std::io;
 use std::pin::Pin;
@@ -152,9 +153,9 @@ async fn tunnel(proxy: &Proxy, target: &Endpoint) -> Result<TcpStream> {
     let status_line = status_line.lines().next().unwrap_or("");
     let code = status_line.split_whitespace().nth(1).unwrap_or("");
     if !code.starts_with('2') {
-        let shown: String = status_line
+        let shown: String = status_line.chars().filter(|c| !c.is_control()).collect();
+        let shown: String = redact_credentials(&shown, proxy)
             .chars()
-            .filter(|c| !c.is_control())
             .take(120)
             .collect();
         return Err(Error::new(
@@ -163,6 +164,19 @@ async fn tunnel(proxy: &Proxy, target: &Endpoint) -> Result<TcpStream> {
         ));
     }
     Ok(tcp)
+}
+
+/// The proxy's words without its credentials: a hostile proxy may echo
+/// them, whole, as the password alone, or Base64-encoded as they were sent.
+fn redact_credentials(text: &str, proxy: &Proxy) -> String {
+    let Some(creds) = &proxy.credentials else {
+        return text.to_owned();
+    };
+    let mut out = creds.redact(text);
+    if let Some((_, password)) = creds.expose().split_once(':') {
+        out = Secret::new(password).redact(&out);
+    }
+    Secret::new(&base64(creds.expose().as_bytes())).redact(&out)
 }
 
 fn base64(input: &[u8]) -> String {

@@ -5,7 +5,9 @@
 //! connect if needed, register the id, write the frame and wait. One reader
 //! task per connection routes answers to the waiting callers, answers server
 //! pings (tungstenite echoes the payload), and when the connection dies fails
-//! every pending request at once so nobody waits for a timeout.
+//! every pending request at once so nobody waits for a timeout. A request
+//! that times out retires its connection: the next call opens a new one, and
+//! the old one closes once the requests already on it are done.
 
 use super::answer::{self, Answer, Incoming};
 use super::connect::{Dialer, Ws};
@@ -15,11 +17,11 @@ use super::url::Endpoint;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 use tokio::runtime::Handle;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -59,14 +61,18 @@ type Waiter = oneshot::Sender<Result<Answer>>;
 struct Conn {
     sink: tokio::sync::Mutex<SplitSink<Ws, Message>>,
     pending: Mutex<Pending>,
-    /// Set once any frame arrives after the flag was cleared: tells a timed
-    /// out request whether the connection is still alive.
-    heard: AtomicBool,
+    /// Wakes the reader when the connection is killed from outside (a
+    /// timeout, a malformed answer, the client freed), so that its socket
+    /// closes instead of lingering until the server ends it.
+    killed: Notify,
 }
 
 #[derive(Default)]
 struct Pending {
     dead: Option<Error>,
+    /// A request timed out on this connection: nothing new is sent on it,
+    /// and it is closed once the requests already sent have finished.
+    retired: bool,
     waiters: HashMap<u64, Waiter>,
 }
 
@@ -86,7 +92,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Conn {
     fn alive(&self) -> bool {
-        lock(&self.pending).dead.is_none()
+        let p = lock(&self.pending);
+        p.dead.is_none() && !p.retired
     }
 
     fn register(&self, id: u64, waiter: Waiter) -> std::result::Result<(), Error> {
@@ -94,18 +101,44 @@ impl Conn {
         if let Some(dead) = &p.dead {
             return Err(dead.clone());
         }
+        if p.retired {
+            return Err(Error::closed(
+                "the connection was retired after a request timed out",
+            ));
+        }
         p.waiters.insert(id, waiter);
         Ok(())
     }
 
     fn forget(&self, id: u64) {
         lock(&self.pending).waiters.remove(&id);
+        self.close_if_retired_and_idle();
     }
 
     fn complete(&self, id: u64, outcome: Result<Answer>) {
         let waiter = lock(&self.pending).waiters.remove(&id);
         if let Some(w) = waiter {
             let _ = w.send(outcome);
+        }
+        self.close_if_retired_and_idle();
+    }
+
+    /// Stops sending new requests on this connection; it closes when the
+    /// requests already on it have their answers or their timeouts.
+    fn retire(&self) {
+        lock(&self.pending).retired = true;
+        self.close_if_retired_and_idle();
+    }
+
+    fn close_if_retired_and_idle(&self) {
+        let idle = {
+            let p = lock(&self.pending);
+            p.retired && p.dead.is_none() && p.waiters.is_empty()
+        };
+        if idle {
+            self.kill(Error::closed(
+                "the connection was retired after a request timed out",
+            ));
         }
     }
 
@@ -121,6 +154,8 @@ impl Conn {
         for (_, w) in waiters {
             let _ = w.send(Err(err.clone()));
         }
+        // Stored as a permit if the reader is not waiting right now.
+        self.killed.notify_one();
     }
 }
 
@@ -251,13 +286,16 @@ impl Shared {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         let mut tx = Some(tx);
+        // One connect deadline for the whole call, retry included: a call
+        // that must connect takes at most the connect timeout to do so.
+        let deadline = tokio::time::Instant::now() + self.config.dialer.connect_timeout;
         // A connection found dead before our frame was written is safe to
         // replace: nothing was sent, so retry once on a fresh one.
-        let mut conn = self.connection().await?;
+        let mut conn = self.connection(deadline).await?;
         if let Err(e) = conn.register(id, tx.take().expect("waiter")) {
             self.drop_current(&conn);
             conn = self
-                .connection()
+                .connection(deadline)
                 .await
                 .map_err(|e2| e2.context(&e.message))?;
             let (tx2, rx2) = oneshot::channel();
@@ -281,7 +319,6 @@ impl Shared {
         // If this future is dropped (a cancelled keepalive, a freed client),
         // the waiter must not stay registered until the connection dies.
         let _forget = Forget(&conn, id);
-        conn.heard.store(false, Ordering::Relaxed);
         let sent = {
             let mut sink = conn.sink.lock().await;
             sink.send(Message::text(text)).await
@@ -297,14 +334,14 @@ impl Shared {
             Ok(Ok(outcome)) => outcome.map_err(|e| e.context(method)),
             Ok(Err(_)) => Err(Error::closed(format!("{method}: the connection closed"))),
             Err(_) => {
-                if !conn.heard.load(Ordering::Relaxed) {
-                    // Not a single frame in the whole wait: treat the
-                    // connection as dead so the next call gets a new one.
-                    conn.kill(Error::closed(
-                        "no frame from the server within the request timeout",
-                    ));
-                    self.drop_current(&conn);
-                }
+                // No answer in time: the connection cannot be trusted, even
+                // if frames still arrive on it (a server may keep pinging
+                // while stuck in the middle of a frame, or while it never
+                // answers). The next call opens a new one; requests already
+                // waiting on this one keep their chance until their own
+                // timeouts.
+                conn.retire();
+                self.drop_current(&conn);
                 Err(Error::timeout(format!(
                     "{method}: no answer within {} ms",
                     t.as_millis()
@@ -324,12 +361,11 @@ impl Shared {
         }
     }
 
-    async fn connection(&self) -> Result<Arc<Conn>> {
+    async fn connection(&self, deadline: tokio::time::Instant) -> Result<Arc<Conn>> {
         if let Some(c) = self.live() {
             return Ok(c);
         }
         let limit = self.config.dialer.connect_timeout;
-        let deadline = tokio::time::Instant::now() + limit;
         let timed_out = || {
             Error::timeout(format!(
                 "connecting to {} did not complete within {} ms",
@@ -353,7 +389,7 @@ impl Shared {
         let conn = Arc::new(Conn {
             sink: tokio::sync::Mutex::new(sink),
             pending: Mutex::new(Pending::default()),
-            heard: AtomicBool::new(true),
+            killed: Notify::new(),
         });
         self.connections_opened.fetch_add(1, Ordering::Relaxed);
         let reader = self
@@ -371,28 +407,36 @@ impl Shared {
 
 async fn read_loop(conn: Arc<Conn>, mut stream: SplitStream<Ws>, shared: Weak<Shared>) {
     let err = loop {
-        let msg = match stream.next().await {
+        let next = tokio::select! {
+            next = stream.next() => next,
+            // Killed elsewhere: its requests were failed; close the socket.
+            _ = conn.killed.notified() => return,
+        };
+        let msg = match next {
             Some(Ok(msg)) => msg,
             Some(Err(e)) => break read_error(e),
             None => break Error::closed("the server closed the connection"),
         };
-        conn.heard.store(true, Ordering::Relaxed);
         let text = match msg {
             Message::Text(t) => t,
             Message::Close(frame) => {
                 break Error::closed(match frame {
-                    Some(f) => format!(
-                        "the server closed the connection (code {}{}{})",
-                        u16::from(f.code),
-                        if f.reason.is_empty() { "" } else { ": " },
-                        f.reason
-                            .chars()
-                            .filter(|c| !c.is_control())
-                            .take(120)
-                            .collect::<String>()
-                    ),
+                    Some(f) => {
+                        // The server's words, cleaned like any server text:
+                        // a hostile server may echo the API key.
+                        let reason = match shared.upgrade() {
+                            Some(sh) => answer::clean(&f.reason, &sh.config.api_key),
+                            None => String::new(),
+                        };
+                        format!(
+                            "the server closed the connection (code {}{}{})",
+                            u16::from(f.code),
+                            if reason.is_empty() { "" } else { ": " },
+                            reason.chars().take(120).collect::<String>()
+                        )
+                    }
                     None => "the server closed the connection".to_owned(),
-                })
+                });
             }
             // Pings are answered by tungstenite with the same payload.
             _ => continue,

@@ -270,11 +270,11 @@ async fn establish(session: &Session, settings: &StreamSettings) -> Result<(Stri
     let key = listen_key_of("userDataStream.start", &answer.result)
         .inspect_err(|e| session.replace_connection(e))?;
     let url = settings.base.join(&format!("ws/{key}"));
-    let ws = settings
-        .dialer
-        .connect(&url)
-        .await
-        .map_err(|e| e.context("user data stream"))?;
+    let ws = settings.dialer.connect(&url).await.map_err(|mut e| {
+        // The URL carries the listenKey: show only its start, as events do.
+        e.message = e.message.replace(&key, &mask(&key));
+        e.context("user data stream")
+    })?;
     Ok((key, ws))
 }
 

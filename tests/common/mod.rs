@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod native;
 pub mod proxy;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
