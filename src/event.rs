@@ -16,17 +16,13 @@ use std::ffi::{c_char, CString};
 pub struct binance_event {
     inner: Event,
     kind: CString,
-    json: CString,
 }
 
 impl binance_event {
     pub(crate) fn new(inner: Event) -> binance_event {
-        // Neither can hold a NUL: JSON escapes it, and types come from JSON.
+        // A type comes from a JSON string, where a NUL is escaped.
         let kind = CString::new(inner.kind()).unwrap_or_default();
-        let json = CString::new(inner.json()).unwrap_or_else(|_| {
-            CString::new(inner.json().replace('\0', "\u{fffd}")).unwrap_or_default()
-        });
-        binance_event { inner, kind, json }
+        binance_event { inner, kind }
     }
 }
 
@@ -53,7 +49,7 @@ pub extern "C" fn binance_event_time_ms(ev: *const binance_event) -> i64 {
 #[no_mangle]
 pub extern "C" fn binance_event_json(ev: *const binance_event) -> *const c_char {
     // SAFETY: as above.
-    unsafe { ev.as_ref() }.map_or(c"".as_ptr(), |e| e.json.as_ptr())
+    unsafe { ev.as_ref() }.map_or(c"".as_ptr(), |e| e.inner.c_json().as_ptr())
 }
 
 /// The value at an RFC 6901 JSON pointer in the event, e.g. "/o/X" (order

@@ -481,3 +481,28 @@ async fn connection_commands() {
     assert!(s["pongs_ok"].as_u64().unwrap() >= 1, "{s}");
     assert_eq!(s["pongs_bad"], 0);
 }
+
+#[tokio::test]
+async fn emit_raw_stamps_the_send_time() {
+    let ex = Exchange::start(&[]);
+    let mut ws = connect(&ex, &ex.ws_api).await;
+    let key = listen_key(&call(&mut ws, req(json!(1), "userDataStream.start", "stamp")).await);
+    let mut stream = connect(&ex, &format!("{}/ws/{key}", ex.stream)).await;
+    let now_ns = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    };
+    let before = now_ns();
+    ex.control(json!({"cmd": "emit", "api_key": "stamp", "count": 2,
+        "raw": r#"{"e":"X","E":{E},"send_ns":{send_ns}}"#}));
+    let (a, b) = (next_json(&mut stream).await, next_json(&mut stream).await);
+    let after = now_ns();
+    let (sa, sb) = (
+        a["send_ns"].as_u64().unwrap(),
+        b["send_ns"].as_u64().unwrap(),
+    );
+    assert!(before <= sa && sa <= sb && sb <= after, "{a} {b}");
+    assert!(a["E"].as_u64().unwrap() < b["E"].as_u64().unwrap());
+}

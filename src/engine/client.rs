@@ -32,7 +32,10 @@ impl Client {
             runtime.handle().clone(),
             SessionConfig {
                 endpoint: config.endpoint.clone(),
-                dialer: dialer(config, &config.endpoint)?,
+                dialer: Dialer {
+                    read_buffer: super::connect::API_READ_BUFFER,
+                    ..dialer(config, &config.endpoint)?
+                },
                 request_timeout: config.request_timeout,
                 api_key,
             },
@@ -130,6 +133,7 @@ pub fn dialer(config: &Config, endpoint: &super::url::Endpoint) -> Result<Dialer
         },
         proxy: config.proxy_for(endpoint)?,
         connect_timeout: config.connect_timeout,
+        read_buffer: super::connect::STREAM_READ_BUFFER,
     })
 }
 

@@ -26,7 +26,16 @@ pub struct Dialer {
     pub tls: Option<tokio_native_tls::TlsConnector>,
     pub proxy: Option<Proxy>,
     pub connect_timeout: Duration,
+    /// tungstenite's read buffer: small for the WebSocket API (answers are
+    /// under 1 KiB, and the buffer is cleared before every read), larger for
+    /// streams, which read bursts of events.
+    pub read_buffer: usize,
 }
+
+/// Read buffer for WebSocket API connections.
+pub const API_READ_BUFFER: usize = 4 << 10;
+/// Read buffer for stream connections.
+pub const STREAM_READ_BUFFER: usize = 16 << 10;
 
 impl Dialer {
     /// Connects to `endpoint` within the connect timeout.
@@ -73,7 +82,7 @@ impl Dialer {
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_MESSAGE))
             .max_frame_size(Some(MAX_MESSAGE))
-            .read_buffer_size(16 << 10);
+            .read_buffer_size(self.read_buffer);
         let (ws, _response) =
             tokio_tungstenite::client_async_with_config(request, transport, Some(config))
                 .await

@@ -3,6 +3,7 @@
 
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
+use std::ffi::{CStr, CString};
 use std::fmt;
 use std::sync::OnceLock;
 
@@ -19,7 +20,11 @@ pub const UNPARSED: &str = "binance.unparsed";
 pub struct Event {
     kind: Box<str>,
     time_ms: i64,
+    /// The text as received, followed by a NUL so that C can borrow it
+    /// without a copy.
     json: Box<str>,
+    /// For the rare text with a NUL of its own: a copy C can read whole.
+    c_json: OnceLock<CString>,
     parsed: OnceLock<Option<Value>>,
 }
 
@@ -44,7 +49,8 @@ impl Event {
         Event {
             kind: kind.into_boxed_str(),
             time_ms,
-            json: text.into(),
+            json: with_nul(text),
+            c_json: OnceLock::new(),
             parsed: OnceLock::new(),
         }
     }
@@ -60,7 +66,8 @@ impl Event {
         Event {
             kind: kind.into(),
             time_ms,
-            json: Value::Object(obj).to_string().into_boxed_str(),
+            json: with_nul(&Value::Object(obj).to_string()),
+            c_json: OnceLock::new(),
             parsed: OnceLock::new(),
         }
     }
@@ -74,7 +81,19 @@ impl Event {
     }
 
     pub fn json(&self) -> &str {
-        &self.json
+        &self.json[..self.json.len() - 1]
+    }
+
+    /// The JSON as a C string, borrowed from the event: no copy unless the
+    /// text holds a NUL of its own (then a copy with U+FFFD in its place).
+    pub fn c_json(&self) -> &CStr {
+        let bytes = self.json.as_bytes();
+        match CStr::from_bytes_with_nul(bytes) {
+            Ok(c) => c,
+            Err(_) => self.c_json.get_or_init(|| {
+                CString::new(self.json().replace('\0', "\u{fffd}")).unwrap_or_default()
+            }),
+        }
     }
 
     pub fn is_library(&self) -> bool {
@@ -86,17 +105,24 @@ impl Event {
     /// event has no such value (or is not JSON).
     pub fn get(&self, pointer: &str) -> Option<String> {
         if pointer.is_empty() {
-            return Some(self.json.to_string());
+            return Some(self.json().to_owned());
         }
         let doc = self
             .parsed
-            .get_or_init(|| serde_json::from_str(&self.json).ok())
+            .get_or_init(|| serde_json::from_str(self.json()).ok())
             .as_ref()?;
         match doc.pointer(pointer)? {
             Value::String(s) => Some(s.clone()),
             other => Some(other.to_string()),
         }
     }
+}
+
+fn with_nul(text: &str) -> Box<str> {
+    let mut s = String::with_capacity(text.len() + 1);
+    s.push_str(text);
+    s.push('\0');
+    s.into_boxed_str()
 }
 
 /// Reads "e" and "E" (a number or a numeric string) of a JSON object without
@@ -192,6 +218,16 @@ mod tests {
         assert_eq!((ev.kind(), ev.time_ms()), ("", 5));
         let ev = Event::from_wire(r#"{"e":7}"#);
         assert_eq!(ev.kind(), "");
+    }
+
+    #[test]
+    fn c_json_borrows_the_text_and_survives_a_nul() {
+        let ev = Event::from_wire(r#"{"e":"X"}"#);
+        assert_eq!(ev.c_json().to_str().unwrap(), ev.json());
+        assert_eq!(ev.c_json().as_ptr(), ev.json().as_ptr().cast(), "no copy");
+        let ev = Event::from_wire("bad\0text");
+        assert_eq!(ev.json(), "bad\0text");
+        assert_eq!(ev.c_json().to_str().unwrap(), "bad\u{fffd}text");
     }
 
     #[test]

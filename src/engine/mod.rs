@@ -2,6 +2,7 @@
 //! translates to and from it.
 
 pub mod answer;
+pub mod block;
 pub mod client;
 pub mod config;
 pub mod connect;

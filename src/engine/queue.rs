@@ -67,9 +67,27 @@ impl Queue {
 
     /// Queues an event from the stream, or counts it as dropped when full.
     pub fn push(&self, ev: Event) {
+        if self.push_deferred(ev) {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Wakes a waiting reader if anything is queued (after `push_deferred`).
+    pub fn wake(&self) {
+        let s = self.lock();
+        let wake = s.waiting > 0 && !s.items.is_empty();
+        drop(s);
+        if wake {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Like `push` but wakes nobody; says whether a reader waits. The caller
+    /// must `wake` before it waits for anything.
+    pub fn push_deferred(&self, ev: Event) -> bool {
         let mut s = self.lock();
         if s.closed {
-            return;
+            return false;
         }
         if s.stream_events >= s.capacity {
             let t = if ev.time_ms() > 0 {
@@ -91,16 +109,12 @@ impl Queue {
                     })
                 }
             }
-            return;
+            return false;
         }
         s.flush_overflow();
         s.stream_events += 1;
         s.items.push_back(ev);
-        let wake = s.waiting > 0;
-        drop(s);
-        if wake {
-            self.ready.notify_one();
-        }
+        s.waiting > 0
     }
 
     /// Queues a library event; never dropped.

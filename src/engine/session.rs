@@ -53,6 +53,7 @@ struct Shared {
     closing: watch::Sender<bool>,
     readers: Mutex<Vec<JoinHandle<()>>>,
     connections_opened: AtomicU64,
+    spin: super::block::SpinPolicy,
     this: Weak<Shared>,
 }
 
@@ -177,6 +178,7 @@ impl Session {
             closing,
             readers: Mutex::new(Vec::new()),
             connections_opened: AtomicU64::new(0),
+            spin: Default::default(),
             this: this.clone(),
         });
         Session { shared }
@@ -191,7 +193,8 @@ impl Session {
                 "blocking calls cannot be made from a library thread (e.g. inside a callback)",
             ));
         }
-        self.shared.rt.block_on(self.shared.request(method))
+        let s = &self.shared;
+        super::block::block_on(&s.rt, &s.spin, s.request(method))
     }
 
     /// The same as [`Session::request`], for callers already in async code.

@@ -19,7 +19,7 @@ use super::queue::{Popped, Queue};
 use super::runtime::RuntimeRef;
 use super::session::Session;
 use super::url::Endpoint;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use serde_json::json;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -163,6 +163,7 @@ impl UserStream {
             ring: VecDeque::new(),
             dedup_until: None,
             pending_replace: None,
+            batching: false,
         };
         let task = runtime.handle().spawn(runner.run());
         let callback_mode = callback.is_some();
@@ -331,6 +332,8 @@ struct Runner {
     ring: VecDeque<u64>,
     dedup_until: Option<Instant>,
     pending_replace: Option<Replace>,
+    /// Events are queued without waking the reader (serve wakes it once).
+    batching: bool,
 }
 
 impl Runner {
@@ -405,7 +408,22 @@ impl Runner {
             tokio::select! {
                 msg = link.ws.next() => {
                     link.heard();
-                    if let Some(r) = self.on_message(msg) {
+                    // The first event wakes the reader at once; what else
+                    // is already buffered follows without a wake each, and
+                    // one wake at the end covers the batch.
+                    let mut r = self.on_message(msg);
+                    self.batching = true;
+                    let mut n = 0;
+                    while r.is_none() && n < 64 {
+                        let Some(link) = self.link.as_mut() else { break };
+                        let Some(msg) = link.ws.next().now_or_never() else { break };
+                        link.heard();
+                        r = self.on_message(msg);
+                        n += 1;
+                    }
+                    self.batching = false;
+                    self.shared.queue.wake();
+                    if let Some(r) = r {
                         return r;
                     }
                 }
@@ -500,7 +518,11 @@ impl Runner {
         }
         let expired = ev.kind() == "listenKeyExpired";
         self.shared.info().last_event_ms = now_ms();
-        self.shared.queue.push(ev);
+        if self.batching {
+            self.shared.queue.push_deferred(ev);
+        } else {
+            self.shared.queue.push(ev);
+        }
         expired.then_some(Replace::KeyExpired)
     }
 

@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::api::{self, Action, ApiConn};
-use crate::state::{now_ms, Conn, Kind, Out, Reply, Shared};
+use crate::state::{now_ms, now_ns, Conn, Kind, Out, Reply, Shared};
 use crate::Route;
 
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -163,6 +163,20 @@ pub async fn run(shared: Arc<Shared>, ws: Ws, reg: Registration) {
     vlog!("connection {id} ended");
 }
 
+/// The placeholder an emitted `raw` text may carry for the send time.
+const SEND_NS: &str = "{send_ns}";
+
+/// Replaces `{send_ns}` in an event's text with the wall clock
+/// (CLOCK_REALTIME) in ns, taken as the frame is handed to the WebSocket
+/// writer: consumers measure delivery latency from it.
+fn stamp(text: String) -> String {
+    if text.contains(SEND_NS) {
+        text.replace(SEND_NS, &now_ns().to_string())
+    } else {
+        text
+    }
+}
+
 impl Link {
     /// Sends one message; false when the connection is gone or dropped by command.
     async fn send(&mut self, msg: Message) -> bool {
@@ -217,7 +231,7 @@ impl Link {
 
     async fn out(&mut self, out: Out) -> bool {
         match out {
-            Out::Text(t) => self.closing || self.send(Message::text(t)).await,
+            Out::Text(t) => self.closing || self.send(Message::text(stamp(t))).await,
             Out::Reply(r) => self.reply(r).await,
             Out::Pings(n) => {
                 for _ in 0..n {

@@ -168,7 +168,7 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
         }
         "revoke" => {
             let key = opt_str(cmd, "api_key")?;
-            let hit = |c: &crate::state::Conn| key.map_or(true, |k| c.api_keys.contains(k));
+            let hit = |c: &crate::state::Conn| key.is_none_or(|k| c.api_keys.contains(k));
             Ok(
                 json!({"connections": each(shared, Target::Api, |c| hit(c) && c.tx.send(Out::Revoke).is_ok())}),
             )

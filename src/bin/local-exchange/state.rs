@@ -21,6 +21,13 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The wall clock (CLOCK_REALTIME) in ns since the Unix epoch.
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// API keys are never logged in full: the first 4 characters only.
 pub fn short(api_key: &str) -> String {
     format!("{}…", api_key.chars().take(4).collect::<String>())
@@ -285,7 +292,7 @@ impl State {
     pub fn take_faults(&mut self, method: Option<&str>) -> Vec<FaultKind> {
         let mut taken: Vec<FaultKind> = Vec::new();
         for f in &mut self.faults {
-            let applies = f.method.as_deref().map_or(true, |m| Some(m) == method);
+            let applies = f.method.as_deref().is_none_or(|m| Some(m) == method);
             if f.left == 0
                 || !applies
                 || taken
