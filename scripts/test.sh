@@ -28,4 +28,20 @@ cargo build --release
 tests/packaging.sh
 
 step "Python bindings (pytest)"
+# The tests load target/debug/libbinance_uds.so, which only `cargo build`
+# refreshes (cargo test builds the library under target/debug/deps).
+cargo build --lib --bin local-exchange
 python3 -m pytest bindings/python/tests -q
+
+step "Python package: pip install from the repository into a fresh venv"
+venv=$(mktemp -d)
+trap 'rm -rf "$venv"' EXIT
+python3 -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check ./bindings/python
+rm -rf bindings/python/build bindings/python/*.egg-info
+want=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+lib="$PWD/target/debug/libbinance_uds.so"
+# Run from / so that the installed package, not the source tree, is imported.
+got=$(cd / && BINANCE_UDS_LIBRARY="$lib" "$venv/bin/python" -c 'import binance_uds; print(binance_uds.version())')
+[ "$got" = "$want" ] || { echo "installed module reports $got, Cargo.toml says $want"; exit 1; }
+echo "binance_uds $got installed with pip and loaded"

@@ -87,8 +87,8 @@ pub fn block_on<F: Future>(handle: &Handle, policy: &SpinPolicy, fut: F) -> F::O
     let mut fut = pin!(fut);
     let started = Instant::now();
     let budget = policy.budget();
-    let spinning =
-        !budget.is_zero() && policy.spinners.fetch_add(1, Ordering::Relaxed) < max_spinners();
+    let counted = (!budget.is_zero()).then(|| Spinner::enter(policy));
+    let spinning = counted.as_ref().is_some_and(|s| s.allowed);
     let out = loop {
         flag.woken.store(false, Ordering::Release);
         if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
@@ -104,11 +104,32 @@ pub fn block_on<F: Future>(handle: &Handle, policy: &SpinPolicy, fut: F) -> F::O
             }
         }
     };
-    if !budget.is_zero() {
-        policy.spinners.fetch_sub(1, Ordering::Relaxed);
-    }
+    drop(counted);
     policy.record(started.elapsed());
     out
+}
+
+/// One caller counted among a session's spinners until it is dropped (also
+/// if the future panics).
+struct Spinner<'a> {
+    policy: &'a SpinPolicy,
+    allowed: bool,
+}
+
+impl<'a> Spinner<'a> {
+    fn enter(policy: &'a SpinPolicy) -> Spinner<'a> {
+        let before = policy.spinners.fetch_add(1, Ordering::Relaxed);
+        Spinner {
+            policy,
+            allowed: before < max_spinners(),
+        }
+    }
+}
+
+impl Drop for Spinner<'_> {
+    fn drop(&mut self) {
+        self.policy.spinners.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]
