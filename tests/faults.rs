@@ -18,16 +18,7 @@ use std::time::{Duration, Instant};
 const KEY: &str = "TESTKEYfaultsABCDEF0123456789";
 
 fn config(ex: &Exchange) -> Config {
-    let mut c = Config::default();
-    c.set_api_key(KEY).unwrap();
-    c.set_endpoint(&ex.ws_api).unwrap();
-    c.set_stream_endpoint(&ex.stream).unwrap();
-    if let Some(pem) = &ex.ca_pem {
-        c.add_root_certificate_pem(pem).unwrap();
-    }
-    c.set_timeouts_ms(2000, 2000).unwrap();
-    c.set_reconnect_backoff_ms(50, 500).unwrap();
-    c
+    common::config(ex, KEY, 2000, 500)
 }
 
 fn client(cfg: &Config) -> Arc<Client> {

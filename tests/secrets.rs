@@ -30,16 +30,7 @@ fn leaks(text: &str) -> Option<&'static str> {
 }
 
 fn config(ex: &Exchange) -> Config {
-    let mut c = Config::default();
-    c.set_api_key(KEY).unwrap();
-    c.set_endpoint(&ex.ws_api).unwrap();
-    c.set_stream_endpoint(&ex.stream).unwrap();
-    if let Some(pem) = &ex.ca_pem {
-        c.add_root_certificate_pem(pem).unwrap();
-    }
-    c.set_timeouts_ms(2000, 2000).unwrap();
-    c.set_reconnect_backoff_ms(50, 200).unwrap();
-    c
+    common::config(ex, KEY, 2000, 200)
 }
 
 /// Collects every text the library produced on the error paths.
