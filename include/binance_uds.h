@@ -475,12 +475,12 @@ binance_status binance_user_stream_open(binance_client *client, binance_user_str
  Opens a stream like `binance_user_stream_open`, but delivers each event
  to `callback` instead of `binance_user_stream_next`. The callback runs on
  one thread the stream owns, never concurrently with itself, in order. It
- should return promptly (events queue meanwhile, within the queue
- capacity). Inside it you may read the event and call non-blocking
- functions (`binance_user_stream_health`, getters, `_free` of your own
- objects) and `binance_user_stream_close` on this stream; do not make
- blocking calls on a client (they fail with BINANCE_INVALID_ARGUMENT)
- and do not throw C++ exceptions out of it. `user_data` is passed through.
+ should return promptly: events queue meanwhile, within the queue
+ capacity. It may call any function of the library, blocking ones
+ included (a keepalive, another client's requests) and
+ `binance_user_stream_close` on this very stream (its thread then ends as
+ the callback returns). It must not throw C++ exceptions or longjmp out.
+ `user_data` is passed through untouched.
  */
 binance_status binance_user_stream_open_callback(binance_client *client, binance_event_callback callback, void *user_data, binance_user_stream **out_stream, binance_error **out_err);
 

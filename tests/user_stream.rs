@@ -344,6 +344,33 @@ fn callback_receives_events_in_order() {
 }
 
 #[test]
+fn a_callback_may_make_blocking_calls() {
+    let ex = Exchange::start(&[]);
+    let client = Arc::new(Client::new(&config(&ex)).unwrap());
+    let key = client.listen_key_start().unwrap();
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let (c2, r2) = (client.clone(), results.clone());
+    let s = UserStream::open(
+        &client,
+        Some(Box::new(move |_ev: Event| {
+            r2.lock().unwrap().push(c2.listen_key_keepalive());
+        })),
+    )
+    .unwrap();
+    emit(&ex, "ORDER_TRADE_UPDATE", 3);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while results.lock().unwrap().len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    s.close();
+    let results = results.lock().unwrap();
+    assert_eq!(results.len(), 3);
+    for r in results.iter() {
+        assert_eq!(r.as_deref().unwrap(), key);
+    }
+}
+
+#[test]
 fn both_connections_go_through_the_proxy_with_credentials() {
     let ex = Exchange::start(&[]);
     // "user:p@ss" percent-encoded in the URL, Basic-encoded on the wire.

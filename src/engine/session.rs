@@ -190,7 +190,7 @@ impl Session {
         if Handle::try_current().is_ok() {
             return Err(Error::new(
                 Status::InvalidArgument,
-                "blocking calls cannot be made from a library thread (e.g. inside a callback)",
+                "blocking calls cannot be made on a thread that runs async tasks (a library callback, or a Tokio runtime's thread)",
             ));
         }
         let s = &self.shared;

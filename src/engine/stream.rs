@@ -131,7 +131,7 @@ impl UserStream {
     pub fn open(client: &Client, callback: Option<Callback>) -> Result<UserStream> {
         if Handle::try_current().is_ok() {
             return Err(Error::invalid(
-                "a stream cannot be opened from a library thread (e.g. inside a callback)",
+                "a stream cannot be opened on a thread that runs async tasks (a library callback, or a Tokio runtime's thread)",
             ));
         }
         let settings = StreamSettings::from_config(&client.config)?;
