@@ -333,3 +333,23 @@ fn freeing_the_client_fails_requests_in_flight_at_once() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(ex.stats()["api_connections_open"], 0, "socket left open");
 }
+
+#[test]
+fn an_old_connection_is_replaced_before_the_server_closes_it() {
+    let ex = Exchange::start(&[]);
+    let mut cfg = config(&ex);
+    // Binance closes at 24 h and the library replaces at 23 h; scaled down.
+    cfg.api_rotate_after = Duration::from_millis(300);
+    let c = client_from(&cfg);
+    let key = c.listen_key_start().unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(c.listen_key_keepalive().unwrap(), key);
+    assert_eq!(c.session().connections_opened(), 2);
+    std::thread::sleep(Duration::from_millis(200));
+    let s = ex.stats();
+    assert_eq!(s["api_connections_total"], 2, "{s}");
+    assert_eq!(
+        s["api_connections_open"], 1,
+        "the old one closed once idle: {s}"
+    );
+}

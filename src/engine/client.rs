@@ -38,6 +38,7 @@ impl Client {
                 },
                 request_timeout: config.request_timeout,
                 api_key,
+                max_connection_age: config.api_rotate_after,
             },
         );
         Ok(Client {

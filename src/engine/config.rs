@@ -41,6 +41,9 @@ pub struct Config {
     /// Stream connections are rotated this long after they open, before the
     /// server's 24 h limit.
     pub rotate_after: Duration,
+    /// WebSocket API connections are replaced after this, before the
+    /// server's 24 h limit.
+    pub api_rotate_after: Duration,
     /// Reconnection backoff: first delay and cap.
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
@@ -60,6 +63,7 @@ impl Default for Config {
             queue_capacity: 4096,
             silence_timeout: Duration::from_secs(5 * 60),
             rotate_after: Duration::from_secs(23 * 3600),
+            api_rotate_after: Duration::from_secs(23 * 3600),
             backoff_initial: Duration::from_millis(250),
             backoff_max: Duration::from_secs(30),
         }

@@ -32,6 +32,10 @@ pub struct SessionConfig {
     pub dialer: Dialer,
     pub request_timeout: Duration,
     pub api_key: Secret,
+    /// Connections older than this take no new request: the next call opens
+    /// a new one and the old one closes when idle. Binance closes them at
+    /// 24 h; replacing them before means no request is caught in that close.
+    pub max_connection_age: Duration,
 }
 
 /// A WebSocket API session. Cheap to share: clone the `Arc`.
@@ -66,6 +70,7 @@ struct Conn {
     /// timeout, a malformed answer, the client freed), so that its socket
     /// closes instead of lingering until the server ends it.
     killed: Notify,
+    opened: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -354,7 +359,16 @@ impl Shared {
     }
 
     fn live(&self) -> Option<Arc<Conn>> {
-        lock(&self.current).as_ref().filter(|c| c.alive()).cloned()
+        let mut cur = lock(&self.current);
+        let conn = cur.as_ref().filter(|c| c.alive())?;
+        if conn.opened.elapsed() >= self.config.max_connection_age {
+            // Retire it like a timed-out one: requests on it finish, then it
+            // closes; the caller opens the next connection.
+            conn.retire();
+            *cur = None;
+            return None;
+        }
+        Some(conn.clone())
     }
 
     fn drop_current(&self, conn: &Arc<Conn>) {
@@ -393,6 +407,7 @@ impl Shared {
             sink: tokio::sync::Mutex::new(sink),
             pending: Mutex::new(Pending::default()),
             killed: Notify::new(),
+            opened: std::time::Instant::now(),
         });
         self.connections_opened.fetch_add(1, Ordering::Relaxed);
         let reader = self
