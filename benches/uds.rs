@@ -111,6 +111,12 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("child") => child(&args[1..]),
         Some("profile") => profile(&args[1..]),
+        // `cargo test --all-targets` runs benches as tests, without
+        // `--bench`: building is the test; the measurements need an idle
+        // machine and are made by `scripts/bench.sh`.
+        _ if !std::env::args().any(|a| a == "--bench") => {
+            println!("benchmarks build; run them with scripts/bench.sh (cargo bench --bench uds)")
+        }
         _ => run(),
     }
 }

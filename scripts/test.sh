@@ -12,7 +12,10 @@ cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 
 step "Rust and C tests (cargo test)"
-cargo test --all-targets
+cargo test --all-targets -- --skip soak_under_random_faults
+
+step "soak: threads, a stream and random faults (BINANCE_UDS_SOAK_SECS, default 60)"
+cargo test --test soak -- --nocapture
 
 if [ -z "${BINANCE_UDS_QUICK:-}" ]; then
     step "C and C++ tests under valgrind"
