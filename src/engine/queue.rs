@@ -175,10 +175,6 @@ impl Queue {
         self.ready.notify_all();
     }
 
-    pub fn is_closed(&self) -> bool {
-        self.lock().closed
-    }
-
     /// (delivered to the application, dropped on overflow, queued now)
     pub fn counts(&self) -> (u64, u64, usize) {
         let s = self.lock();

@@ -227,13 +227,6 @@ impl Session {
         self.shared.closing.subscribe()
     }
 
-    /// Whether a connection is open now.
-    pub fn connected(&self) -> bool {
-        lock(&self.shared.current)
-            .as_ref()
-            .is_some_and(|c| c.alive())
-    }
-
     /// Drops the current connection because the caller found its answer
     /// malformed; the next request opens a new one.
     pub fn replace_connection(&self, why: &Error) {
