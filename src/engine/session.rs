@@ -285,24 +285,26 @@ impl Shared {
 
     async fn exchange(&self, method: &str) -> Result<Answer> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        let mut tx = Some(tx);
         // One connect deadline for the whole call, retry included: a call
         // that must connect takes at most the connect timeout to do so.
         let deadline = tokio::time::Instant::now() + self.config.dialer.connect_timeout;
-        // A connection found dead before our frame was written is safe to
-        // replace: nothing was sent, so retry once on a fresh one.
-        let mut conn = self.connection(deadline).await?;
-        if let Err(e) = conn.register(id, tx.take().expect("waiter")) {
-            self.drop_current(&conn);
-            conn = self
-                .connection(deadline)
-                .await
-                .map_err(|e2| e2.context(&e.message))?;
-            let (tx2, rx2) = oneshot::channel();
-            conn.register(id, tx2)?;
-            return self.send_and_wait(conn, id, method, rx2).await;
-        }
+        let conn = self.connection(deadline).await?;
+        let (tx, rx) = oneshot::channel();
+        let (conn, rx) = match conn.register(id, tx) {
+            Ok(()) => (conn, rx),
+            // A connection found dead before our frame was written is safe
+            // to replace: nothing was sent, so retry once on a fresh one.
+            Err(e) => {
+                self.drop_current(&conn);
+                let fresh = self
+                    .connection(deadline)
+                    .await
+                    .map_err(|e2| e2.context(&e.message))?;
+                let (tx, rx) = oneshot::channel();
+                fresh.register(id, tx)?;
+                (fresh, rx)
+            }
+        };
         self.send_and_wait(conn, id, method, rx).await
     }
 

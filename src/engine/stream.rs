@@ -331,6 +331,8 @@ struct Runner {
     /// Hashes of recently delivered events, kept around rotations.
     ring: VecDeque<u64>,
     dedup_until: Option<Instant>,
+    /// Why a rotation gave up (a key expiry, a lost connection): the next
+    /// `serve` round acts on it.
     pending_replace: Option<Replace>,
     /// Events are queued without waking the reader (serve wakes it once).
     batching: bool,
@@ -619,7 +621,7 @@ impl Runner {
                 msg = old.ws.next() => {
                     old.heard();
                     if let Some(r) = self.on_message(msg) {
-                        self.after_failed_rotation(r);
+                        self.pending_replace = Some(r);
                         return;
                     }
                 }
@@ -642,7 +644,7 @@ impl Runner {
                     match self.on_message(msg) {
                         None => {}
                         Some(Replace::KeyExpired) => {
-                            self.after_failed_rotation(Replace::KeyExpired);
+                            self.pending_replace = Some(Replace::KeyExpired);
                             return;
                         }
                         Some(_) => break, // the old one died: switch now
@@ -671,17 +673,11 @@ impl Runner {
         self.dedup_until = Some(Instant::now() + DEDUP_WINDOW);
         for ev in held {
             if let Some(Replace::KeyExpired) = self.deliver(ev) {
-                self.after_failed_rotation(Replace::KeyExpired);
+                self.pending_replace = Some(Replace::KeyExpired);
                 return;
             }
         }
         self.shared.info().reconnects += 1;
-    }
-
-    /// A rotation interrupted by a key expiry or a lost connection: the
-    /// next `serve` round acts on the reason.
-    fn after_failed_rotation(&mut self, r: Replace) {
-        self.pending_replace = Some(r);
     }
 }
 

@@ -436,70 +436,62 @@ class Config:
         if reconnect_backoff_ms is not None:
             self.reconnect_backoff_ms(*reconnect_backoff_ms)
 
+    def _set(self, setter: Callable[..., int], *args: Any) -> "Config":
+        """Calls one ``binance_config_set_*`` function on this config."""
+        _call(setter, self._handle, *args)
+        return self
+
     def api_key(self, key: str) -> "Config":
         """Sets the API key (sent with each request; never logged or shown)."""
-        _call(_lib().binance_config_set_api_key, self._handle, _c_string(key, "api_key"))
-        return self
+        return self._set(_lib().binance_config_set_api_key, _c_string(key, "api_key"))
 
     def endpoint(self, url: str) -> "Config":
         """Sets the WebSocket API URL, ``wss://host[:port]/path``."""
-        _call(_lib().binance_config_set_endpoint, self._handle, _c_string(url, "url"))
-        return self
+        return self._set(_lib().binance_config_set_endpoint, _c_string(url, "url"))
 
     def stream_endpoint(self, url: str) -> "Config":
         """Sets the user data stream base URL; streams connect to ``<url>/ws/<listenKey>``."""
-        _call(_lib().binance_config_set_stream_endpoint, self._handle, _c_string(url, "url"))
-        return self
+        return self._set(_lib().binance_config_set_stream_endpoint, _c_string(url, "url"))
 
     def timeouts_ms(self, connect_ms: int, request_ms: int) -> "Config":
         """Sets the connect and request timeouts, each 1 to 3600000 ms."""
-        _call(
+        return self._set(
             _lib().binance_config_set_timeouts_ms,
-            self._handle,
             _c_uint32(connect_ms, "connect_ms"),
             _c_uint32(request_ms, "request_ms"),
         )
-        return self
 
     def root_certificate_pem(self, pem: str) -> "Config":
         """Trusts the PEM certificate(s) in addition to the system's roots."""
-        _call(_lib().binance_config_add_root_certificate_pem, self._handle, _c_string(pem, "pem"))
-        return self
+        return self._set(_lib().binance_config_add_root_certificate_pem, _c_string(pem, "pem"))
 
     def keepalive_interval_ms(self, ms: int) -> "Config":
         """Sets how often a stream keeps its listenKey alive: 100 to 3300000 ms."""
-        _call(_lib().binance_config_set_keepalive_interval_ms, self._handle, _c_uint32(ms, "ms"))
-        return self
+        return self._set(_lib().binance_config_set_keepalive_interval_ms, _c_uint32(ms, "ms"))
 
     def proxy(self, url: str) -> "Config":
         """Sends every connection through an HTTP CONNECT proxy."""
-        _call(_lib().binance_config_set_proxy, self._handle, _c_string(url, "url"))
-        return self
+        return self._set(_lib().binance_config_set_proxy, _c_string(url, "url"))
 
     def event_queue_capacity(self, capacity: int) -> "Config":
         """Sets how many stream events a stream queues: 1 to 1000000."""
-        _call(_lib().binance_config_set_event_queue_capacity, self._handle, _c_uint32(capacity, "capacity"))
-        return self
+        return self._set(_lib().binance_config_set_event_queue_capacity, _c_uint32(capacity, "capacity"))
 
     def silence_timeout_ms(self, ms: int) -> "Config":
         """Sets how long a stream connection may stay silent before it is replaced."""
-        _call(_lib().binance_config_set_silence_timeout_ms, self._handle, _c_uint32(ms, "ms"))
-        return self
+        return self._set(_lib().binance_config_set_silence_timeout_ms, _c_uint32(ms, "ms"))
 
     def stream_rotation_ms(self, ms: int) -> "Config":
         """Sets how long a stream connection is used before it is rotated."""
-        _call(_lib().binance_config_set_stream_rotation_ms, self._handle, _c_uint32(ms, "ms"))
-        return self
+        return self._set(_lib().binance_config_set_stream_rotation_ms, _c_uint32(ms, "ms"))
 
     def reconnect_backoff_ms(self, initial_ms: int, max_ms: int) -> "Config":
         """Sets the stream's reconnection backoff."""
-        _call(
+        return self._set(
             _lib().binance_config_set_reconnect_backoff_ms,
-            self._handle,
             _c_uint32(initial_ms, "initial_ms"),
             _c_uint32(max_ms, "max_ms"),
         )
-        return self
 
     def close(self) -> None:
         """Frees the configuration now (clients made from it are not affected)."""
