@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== building (release): the library, the local exchange, the benchmark"
-cargo build --release --lib --bin local-exchange
+cargo build --release -p binance-uds -p local-exchange
 cargo bench --bench uds --no-run
 
 # Row 7 compares with Python's `websockets` package; install it if missing.

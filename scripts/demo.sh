@@ -10,7 +10,7 @@ src=examples/c/$example.c
 [ -f "$src" ] || { echo "no example $src" >&2; exit 2; }
 
 echo "== building the library and the local exchange (release)"
-cargo build --release --lib --bin local-exchange
+cargo build --release -p binance-uds -p local-exchange
 
 work=$(mktemp -d)
 exchange_pid=

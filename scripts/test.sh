@@ -9,10 +9,10 @@ step() { printf '\n=== %s\n' "$*"; }
 
 step "format and lint"
 cargo fmt --all -- --check
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 
 step "Rust and C tests (cargo test)"
-cargo test --all-targets -- --skip soak_under_random_faults
+cargo test --workspace --all-targets -- --skip soak_under_random_faults
 
 step "soak: threads, a stream and random faults (BINANCE_UDS_SOAK_SECS, default 60)"
 cargo test --test soak -- --nocapture
@@ -27,13 +27,13 @@ fi
 # --- packaging and bindings (issue 4) go below this line ---
 
 step "packaging: install, pkg-config, CMake, exports (tests/packaging.sh)"
-cargo build --release
+cargo build --release -p binance-uds -p local-exchange
 tests/packaging.sh
 
 step "Python bindings (pytest)"
 # The tests load target/debug/libbinance_uds.so, which only `cargo build`
 # refreshes (cargo test builds the library under target/debug/deps).
-cargo build --lib --bin local-exchange
+cargo build -p binance-uds -p local-exchange
 python3 -m pytest bindings/python/tests -q
 
 step "Python package: pip install from the repository into a fresh venv"

@@ -1,6 +1,9 @@
 //! The local exchange as a child process, and its control port.
 
 use serde_json::Value;
+
+#[path = "../../tests/common/exchange_bin.rs"]
+mod exchange_bin;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -22,7 +25,7 @@ impl Exchange {
     pub fn start() -> Exchange {
         let dir = std::env::temp_dir().join(format!("uds-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_local-exchange"))
+        let mut child = Command::new(exchange_bin::exchange_binary())
             .arg("--die-with-stdin")
             .arg("--ca-out")
             .arg(dir.join("ca.pem"))

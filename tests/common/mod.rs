@@ -12,8 +12,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod exchange_bin;
 pub mod native;
 pub mod proxy;
+
+pub use exchange_bin::exchange_binary;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -64,7 +67,7 @@ impl Exchange {
             std::env::temp_dir().join(format!("local-exchange-test-{}-{n}", std::process::id()))
         });
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_local-exchange"));
+        let mut cmd = Command::new(exchange_binary());
         cmd.arg("--die-with-stdin");
         if plain {
             cmd.arg("--plain");
