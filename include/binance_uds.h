@@ -87,8 +87,22 @@ typedef void (*binance_event_callback)(const binance_event *ev, void *user_data)
 
 /*
  A stream's health, filled in by `binance_user_stream_health`.
+
+ Extensible: later versions append fields, never reorder or remove them.
+ Zero it and set `size` to `sizeof(binance_stream_health)` before the
+ call (`binance_stream_health h; memset(&h, 0, sizeof h); h.size =
+ sizeof h;`); the library fills only the
+ fields that fit in `size` bytes and that it knows, and leaves the rest
+ as the caller set them, so a program built against a newer header than
+ the library it runs with sees its newer fields untouched (zero-initialise
+ the struct to read them as 0).
  */
 typedef struct {
+    /*
+     Set by the caller: `sizeof(binance_stream_health)` as it compiled
+     it. The library does not change it.
+     */
+    uint32_t size;
     /*
      1 while the stream connection is up, 0 while reconnecting.
      */
@@ -380,6 +394,15 @@ void binance_error_free(binance_error *err);
 const char *binance_event_type(const binance_event *ev);
 
 /*
+ 1 if the library made this event (`binance.stream_gap`,
+ `binance.listen_key_renewed`, ...), 0 if it came from the server (every
+ Binance event, and `binance.unparsed`: a server message that was not a
+ JSON object). Decide with this, never from the type's "binance."
+ prefix: a server can send any "e". 0 for NULL.
+ */
+int32_t binance_event_is_library(const binance_event *ev);
+
+/*
  The event time "E" in ms since the Unix epoch (Binance sends it as a
  number or a string: both are read); 0 when absent, or for NULL.
  */
@@ -495,13 +518,29 @@ binance_status binance_user_stream_open_callback(binance_client *client, binance
 binance_status binance_user_stream_next(binance_user_stream *stream, uint32_t timeout_ms, binance_event **out_event, binance_error **out_err);
 
 /*
- Fills `*out_health` with a snapshot of the stream's health. Does not
- block. Thread-safe.
+ Fills `*out_health` with a snapshot of the stream's health: the fields
+ that fit in `out_health->size` bytes, which the caller sets first (see
+ `binance_stream_health`). BINANCE_INVALID_ARGUMENT if `out_health` is
+ NULL or its `size` is smaller than the first two fields; on failure
+ `*out_health` is left untouched. Does not block. Thread-safe.
  */
 binance_status binance_user_stream_health(const binance_user_stream *stream, binance_stream_health *out_health, binance_error **out_err);
 
 /*
- Closes the stream and frees it. NULL is accepted. Returns promptly:
+ Ends the stream without freeing it: every thread blocked in
+ `binance_user_stream_next` wakes with BINANCE_STREAM_CLOSED, every later
+ `next` returns BINANCE_STREAM_CLOSED at once, a callback stream makes no
+ further callbacks once the one in progress (if any) returns, and the
+ stream's connection is closed. Events still queued are discarded. Does
+ not block, and is safe to call from any thread at any time before
+ `binance_user_stream_close`, concurrently with `next`, from a callback,
+ and more than once. NULL is accepted and ignored. This is how a program
+ stops its reader threads: shut down, join them, then close.
+ */
+void binance_user_stream_shutdown(const binance_user_stream *stream);
+
+/*
+ Closes the stream and frees it: the stream's destructor. NULL is accepted. Returns promptly:
  threads blocked in `binance_user_stream_next` wake with
  BINANCE_STREAM_CLOSED and this waits for them to leave; the stream's
  connection, timers and callback thread are gone when it returns (if
@@ -510,7 +549,9 @@ binance_status binance_user_stream_health(const binance_user_stream *stream, bin
  stopped: it belongs to the account and other streams or processes may
  use it; call `binance_listen_key_stop` for that. Using the stream after
  this has begun, other than threads already blocked in next, is
- undefined behaviour.
+ undefined behaviour: a program with reader threads calls
+ `binance_user_stream_shutdown`, joins them, then closes. Must not be
+ called twice.
  */
 void binance_user_stream_close(binance_user_stream *stream);
 

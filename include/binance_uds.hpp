@@ -486,6 +486,7 @@ public:
         if (closing_)
             throw error("binance_user_stream_health", BINANCE_STREAM_CLOSED, "the stream is closed");
         stream_health h{};
+        h.size = sizeof h;
         check("binance_user_stream_health",
               [&](binance_error **e) { return binance_user_stream_health(raw_, &h, e); });
         return h;

@@ -36,6 +36,17 @@ pub extern "C" fn binance_event_type(ev: *const binance_event) -> *const c_char 
     unsafe { ev.as_ref() }.map_or(c"".as_ptr(), |e| e.kind.as_ptr())
 }
 
+/// 1 if the library made this event (`binance.stream_gap`,
+/// `binance.listen_key_renewed`, ...), 0 if it came from the server (every
+/// Binance event, and `binance.unparsed`: a server message that was not a
+/// JSON object). Decide with this, never from the type's "binance."
+/// prefix: a server can send any "e". 0 for NULL.
+#[no_mangle]
+pub extern "C" fn binance_event_is_library(ev: *const binance_event) -> i32 {
+    // SAFETY: NULL or an event from this library (contract).
+    unsafe { ev.as_ref() }.map_or(0, |e| i32::from(e.inner.is_library()))
+}
+
 /// The event time "E" in ms since the Unix epoch (Binance sends it as a
 /// number or a string: both are read); 0 when absent, or for NULL.
 #[no_mangle]

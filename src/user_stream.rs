@@ -1,7 +1,7 @@
 //! User data streams.
 
 use crate::client::binance_client;
-use crate::engine::stream::{Callback, UserStream};
+use crate::engine::stream::{Callback, Health, UserStream};
 use crate::engine::Error;
 use crate::error::binance_error;
 use crate::event::binance_event;
@@ -20,8 +20,20 @@ pub struct binance_user_stream {
 }
 
 /// A stream's health, filled in by `binance_user_stream_health`.
+///
+/// Extensible: later versions append fields, never reorder or remove them.
+/// Zero it and set `size` to `sizeof(binance_stream_health)` before the
+/// call (`binance_stream_health h; memset(&h, 0, sizeof h); h.size =
+/// sizeof h;`); the library fills only the
+/// fields that fit in `size` bytes and that it knows, and leaves the rest
+/// as the caller set them, so a program built against a newer header than
+/// the library it runs with sees its newer fields untouched (zero-initialise
+/// the struct to read them as 0).
 #[repr(C)]
 pub struct binance_stream_health {
+    /// Set by the caller: `sizeof(binance_stream_health)` as it compiled
+    /// it. The library does not change it.
+    pub size: u32,
     /// 1 while the stream connection is up, 0 while reconnecting.
     pub connected: i32,
     /// The latest keepalive's status (BINANCE_OK, or the error it got); -1
@@ -150,8 +162,11 @@ pub extern "C" fn binance_user_stream_next(
     })
 }
 
-/// Fills `*out_health` with a snapshot of the stream's health. Does not
-/// block. Thread-safe.
+/// Fills `*out_health` with a snapshot of the stream's health: the fields
+/// that fit in `out_health->size` bytes, which the caller sets first (see
+/// `binance_stream_health`). BINANCE_INVALID_ARGUMENT if `out_health` is
+/// NULL or its `size` is smaller than the first two fields; on failure
+/// `*out_health` is left untouched. Does not block. Thread-safe.
 #[no_mangle]
 pub extern "C" fn binance_user_stream_health(
     stream: *const binance_user_stream,
@@ -159,11 +174,37 @@ pub extern "C" fn binance_user_stream_health(
     out_err: *mut *mut binance_error,
 ) -> binance_status {
     guard(out_err, || {
-        // SAFETY: a non-NULL out pointer points to writable storage.
-        let out = unsafe { out_health.as_mut() }
-            .ok_or_else(|| Error::invalid("out_health: must not be NULL"))?;
-        let h = ffi::obj(stream, "stream")?.inner.health();
-        *out = binance_stream_health {
+        let out = ffi::obj_mut(out_health, "out_health")?;
+        let size = out.size as usize;
+        if size < MIN_HEALTH_SIZE {
+            return Err(Error::invalid(format!(
+                "out_health->size: {size} is too small; set it to sizeof(binance_stream_health) ({})",
+                std::mem::size_of::<binance_stream_health>()
+            )));
+        }
+        let mut h = binance_stream_health::from(ffi::obj(stream, "stream")?.inner.health());
+        h.size = out.size;
+        let n = size.min(std::mem::size_of::<binance_stream_health>());
+        // SAFETY: `out` has at least `size` writable bytes (the caller says
+        // so), `h` has at least `n`, and they do not overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (&h as *const binance_stream_health).cast::<u8>(),
+                (out as *mut binance_stream_health).cast::<u8>(),
+                n,
+            )
+        };
+        Ok(())
+    })
+}
+
+/// `size` and `connected`: a caller that knows less than this knows nothing.
+const MIN_HEALTH_SIZE: usize = 8;
+
+impl From<Health> for binance_stream_health {
+    fn from(h: Health) -> Self {
+        binance_stream_health {
+            size: std::mem::size_of::<binance_stream_health>() as u32,
             connected: i32::from(h.connected),
             last_keepalive_status: h.last_keepalive_status,
             reconnects: h.reconnects,
@@ -175,12 +216,28 @@ pub extern "C" fn binance_user_stream_health(
             last_event_ms: h.last_event_ms,
             key_age_ms: h.key_age_ms,
             last_keepalive_ms: h.last_keepalive_ms,
-        };
-        Ok(())
-    })
+        }
+    }
 }
 
-/// Closes the stream and frees it. NULL is accepted. Returns promptly:
+/// Ends the stream without freeing it: every thread blocked in
+/// `binance_user_stream_next` wakes with BINANCE_STREAM_CLOSED, every later
+/// `next` returns BINANCE_STREAM_CLOSED at once, a callback stream makes no
+/// further callbacks once the one in progress (if any) returns, and the
+/// stream's connection is closed. Events still queued are discarded. Does
+/// not block, and is safe to call from any thread at any time before
+/// `binance_user_stream_close`, concurrently with `next`, from a callback,
+/// and more than once. NULL is accepted and ignored. This is how a program
+/// stops its reader threads: shut down, join them, then close.
+#[no_mangle]
+pub extern "C" fn binance_user_stream_shutdown(stream: *const binance_user_stream) {
+    // SAFETY: NULL or a stream from this library that is not yet closed.
+    if let Some(s) = unsafe { stream.as_ref() } {
+        guard_value((), || s.inner.shutdown())
+    }
+}
+
+/// Closes the stream and frees it: the stream's destructor. NULL is accepted. Returns promptly:
 /// threads blocked in `binance_user_stream_next` wake with
 /// BINANCE_STREAM_CLOSED and this waits for them to leave; the stream's
 /// connection, timers and callback thread are gone when it returns (if
@@ -189,7 +246,9 @@ pub extern "C" fn binance_user_stream_health(
 /// stopped: it belongs to the account and other streams or processes may
 /// use it; call `binance_listen_key_stop` for that. Using the stream after
 /// this has begun, other than threads already blocked in next, is
-/// undefined behaviour.
+/// undefined behaviour: a program with reader threads calls
+/// `binance_user_stream_shutdown`, joins them, then closes. Must not be
+/// called twice.
 #[no_mangle]
 pub extern "C" fn binance_user_stream_close(stream: *mut binance_user_stream) {
     if !stream.is_null() {

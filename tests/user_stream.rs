@@ -305,6 +305,38 @@ fn close_wakes_a_blocked_next_and_leaves_nothing_behind() {
 }
 
 #[test]
+fn shutdown_wakes_every_reader_and_refuses_new_reads_without_freeing() {
+    let ex = Exchange::start(&[]);
+    let (_c, s) = open(&config(&ex));
+    let s = Arc::new(s);
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let s = s.clone();
+            std::thread::spawn(move || s.next(Duration::from_secs(30)))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    s.shutdown();
+    for r in readers {
+        assert_eq!(r.join().unwrap().unwrap_err().status, Status::StreamClosed);
+    }
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    // Refused from now on, and again after a second shutdown; still valid.
+    assert_eq!(
+        s.next(Duration::ZERO).unwrap_err().status,
+        Status::StreamClosed
+    );
+    s.shutdown();
+    assert_eq!(
+        s.next(Duration::from_secs(5)).unwrap_err().status,
+        Status::StreamClosed
+    );
+    let _ = s.health();
+    s.close();
+}
+
+#[test]
 fn closing_one_stream_leaves_the_shared_key_to_the_others() {
     let ex = Exchange::start(&[]);
     let cfg = config(&ex);

@@ -157,17 +157,21 @@ impl Gate {
         Ok(GateGuard(self))
     }
 
-    /// Refuses new calls, runs `wake` (which must make calls in flight
-    /// return), then waits until none is left.
-    pub fn close(&self, wake: impl FnOnce()) {
-        {
+    /// Refuses new calls and, the first time, runs `wake` (which must make
+    /// calls in flight return).
+    pub fn shut(&self, wake: impl FnOnce()) {
+        let first = {
             let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            if s.1 {
-                return;
-            }
-            s.1 = true;
+            !std::mem::replace(&mut s.1, true)
+        };
+        if first {
+            wake();
         }
-        wake();
+    }
+
+    /// `shut`, then waits until no call is left in flight.
+    pub fn close(&self, wake: impl FnOnce()) {
+        self.shut(wake);
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         while s.0 > 0 {
             s = self.idle.wait(s).unwrap_or_else(|p| p.into_inner());

@@ -19,6 +19,9 @@ pub const UNPARSED: &str = "binance.unparsed";
 /// One event.
 pub struct Event {
     kind: Box<str>,
+    /// Made by the library (`Event::library`), not read from the server.
+    /// Stored, never derived from the type: a server may send any "e".
+    library: bool,
     time_ms: i64,
     /// The text as received, followed by a NUL so that C can borrow it
     /// without a copy.
@@ -48,6 +51,7 @@ impl Event {
         };
         Event {
             kind: kind.into_boxed_str(),
+            library: false,
             time_ms,
             json: with_nul(text),
             c_json: OnceLock::new(),
@@ -65,6 +69,7 @@ impl Event {
         }
         Event {
             kind: kind.into(),
+            library: true,
             time_ms,
             json: with_nul(&Value::Object(obj).to_string()),
             c_json: OnceLock::new(),
@@ -96,8 +101,10 @@ impl Event {
         }
     }
 
+    /// Whether the library made this event (a gap, a renewal, ...). A
+    /// server event is never one, whatever its "e" says.
     pub fn is_library(&self) -> bool {
-        self.kind.starts_with("binance.")
+        self.library
     }
 
     /// The value at an RFC 6901 JSON pointer: strings unquoted, other
@@ -236,6 +243,17 @@ mod tests {
         assert_eq!(ev.get("/a~1b/c~0d/1").as_deref(), Some("s"));
         assert_eq!(ev.get("/a~1b/c~0d/0").as_deref(), Some("10"));
         assert_eq!(ev.get("").unwrap(), ev.json());
+    }
+
+    #[test]
+    fn a_server_event_named_like_a_library_event_is_still_a_server_event() {
+        let ev = Event::from_wire(r#"{"e":"binance.stream_gap","E":1}"#);
+        assert_eq!(ev.kind(), "binance.stream_gap");
+        assert!(
+            !ev.is_library(),
+            "origin is stored, not derived from the name"
+        );
+        assert!(!Event::from_wire("not json").is_library());
     }
 
     #[test]

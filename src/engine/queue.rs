@@ -218,6 +218,21 @@ mod tests {
     }
 
     #[test]
+    fn a_server_event_named_binance_does_not_leak_a_slot() {
+        // Regression: origin was derived from the "binance." prefix, so
+        // this event was counted in as a stream event and never out; at
+        // capacity every later real event was dropped from an empty queue.
+        let q = Queue::new(1);
+        q.push(Event::from_wire(r#"{"e":"binance.x","E":1}"#));
+        assert_eq!(take(&q).kind(), "binance.x");
+        q.push(ev(2));
+        let got = take(&q);
+        assert_eq!(got.kind(), "ORDER_TRADE_UPDATE");
+        assert_eq!(got.time_ms(), 2);
+        assert_eq!(q.counts().1, 0, "nothing dropped");
+    }
+
+    #[test]
     fn in_order_and_times_out_when_empty() {
         let q = Queue::new(10);
         for i in 1..=3 {

@@ -218,14 +218,25 @@ impl UserStream {
         }
     }
 
-    /// Stops everything: wakes blocked readers with STREAM_CLOSED, waits for
-    /// them, stops the task (its socket closes) and the callback thread.
+    /// Ends the stream without freeing anything: blocked readers wake with
+    /// STREAM_CLOSED, later reads are refused, the callback thread ends
+    /// after the callback in progress, and the connection task is told to
+    /// stop. Never blocks; safe to race with `next` from any thread.
+    pub fn shutdown(&self) {
+        self.gate.shut(|| self.shared.queue.close());
+        if let Some(task) = self.task.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            task.abort();
+        }
+    }
+
+    /// Stops everything: `shutdown`, then waits for readers to leave, for
+    /// the task to end (its socket closes) and for the callback thread.
     /// The listenKey is left alone: other streams and processes share it.
     pub fn close(&self) {
-        self.gate.close(|| self.shared.queue.close());
+        self.shutdown();
+        self.gate.close(|| {});
         let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(task) = task {
-            task.abort();
             if Handle::try_current().is_err() {
                 let _ = self.runtime.handle().block_on(task);
             }

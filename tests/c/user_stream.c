@@ -147,10 +147,13 @@ static void events_and_getters(void)
     binance_user_stream *s = NULL;
     binance_event *ev = DUMMY(binance_event);
     binance_stream_health h;
+    binance_stream_health small;
     char *value = DUMMY(char);
     int i;
     int64_t last_time = 0;
 
+    memset(&h, 0, sizeof h);
+    h.size = sizeof h;
     CHECK_OK(binance_user_stream_open(client, &s, &err), err);
     if (s == NULL) {
         binance_client_free(client);
@@ -167,6 +170,7 @@ static void events_and_getters(void)
         if (ev == NULL)
             break;
         CHECK_STR_EQ(binance_event_type(ev), "ORDER_TRADE_UPDATE");
+        CHECK(binance_event_is_library(ev) == 0);
         CHECK(binance_event_time_ms(ev) > last_time);
         last_time = binance_event_time_ms(ev);
         CHECK(strncmp(binance_event_json(ev), "{\"e\":\"ORDER_TRADE_UPDATE\"", 24) == 0);
@@ -194,6 +198,7 @@ static void events_and_getters(void)
     CHECK_STR_EQ(binance_event_type(NULL), "");
     CHECK_STR_EQ(binance_event_json(NULL), "");
     CHECK(binance_event_time_ms(NULL) == 0);
+    CHECK(binance_event_is_library(NULL) == 0);
     binance_event_free(NULL);
 
     CHECK_OK(binance_user_stream_health(s, &h, &err), err);
@@ -205,6 +210,16 @@ static void events_and_getters(void)
     CHECK(h.last_keepalive_status == -1);
     CHECK_FAIL(binance_user_stream_health(NULL, &h, &err), BINANCE_INVALID_ARGUMENT, err, "stream");
     CHECK_FAIL(binance_user_stream_health(s, NULL, &err), BINANCE_INVALID_ARGUMENT, err, "out_health");
+    /* The library fills what fits in the caller's size and no more: an
+       older caller's shorter struct is never written past. */
+    memset(&small, 0x5a, sizeof small);
+    small.size = 0;
+    CHECK_FAIL(binance_user_stream_health(s, &small, &err), BINANCE_INVALID_ARGUMENT, err, "size");
+    small.size = (uint32_t)offsetof(binance_stream_health, reconnects);
+    CHECK_OK(binance_user_stream_health(s, &small, &err), err);
+    CHECK(small.connected == 1 && small.last_keepalive_status == -1);
+    CHECK(small.size == (uint32_t)offsetof(binance_stream_health, reconnects));
+    CHECK(small.events_delivered == 0x5a5a5a5a5a5a5a5aULL);
 
     /* A drop: the library reconnects and says events may have been lost. */
     CHECK(control("{\"cmd\":\"drop\",\"target\":\"stream\"}") == 0);
@@ -242,6 +257,8 @@ static void overflow(void)
     char *dropped = NULL;
     int i, tries;
 
+    memset(&h, 0, sizeof h);
+    h.size = sizeof h;
     CHECK_OK(binance_config_set_event_queue_capacity(cfg, 5, &err), err);
     client = test_client_from(cfg);
     CHECK_OK(binance_user_stream_open(client, &s, &err), err);
@@ -266,6 +283,7 @@ static void overflow(void)
     {
         binance_event *gap = next_event(s);
         CHECK(gap != NULL && strcmp(binance_event_type(gap), "binance.stream_gap") == 0);
+        CHECK(binance_event_is_library(gap) == 1);
         if (gap != NULL) {
             CHECK_OK(binance_event_get(gap, "/dropped", &dropped, &err), err);
             CHECK_STR_EQ(dropped, "15");
@@ -363,6 +381,37 @@ static void close_wakes_a_blocked_reader(void)
     binance_client_free(client);
 }
 
+/* The documented way to stop reader threads: shutdown wakes them all,
+   they are joined, then close frees the stream. */
+static void shutdown_then_join_then_close(void)
+{
+    binance_error *err = NULL;
+    binance_client *client = test_client_from(stream_config());
+    binance_user_stream *s = NULL;
+    binance_event *ev = DUMMY(binance_event);
+    pthread_t t[3];
+    int i;
+    int64_t t0;
+
+    CHECK_OK(binance_user_stream_open(client, &s, &err), err);
+    if (s != NULL) {
+        for (i = 0; i < 3; i++)
+            CHECK(pthread_create(&t[i], NULL, blocked_next, s) == 0);
+        sleep_ms(200);
+        t0 = now_ms();
+        binance_user_stream_shutdown(s);
+        for (i = 0; i < 3; i++)
+            pthread_join(t[i], NULL);
+        CHECK(now_ms() - t0 < 2000);
+        binance_user_stream_shutdown(s); /* twice is fine */
+        CHECK_FAIL(binance_user_stream_next(s, 1000, &ev, &err), BINANCE_STREAM_CLOSED, err, "closed");
+        CHECK(ev == NULL);
+        binance_user_stream_close(s);
+    }
+    binance_user_stream_shutdown(NULL);
+    binance_client_free(client);
+}
+
 int main(void)
 {
     config_setters();
@@ -371,5 +420,6 @@ int main(void)
     overflow();
     callback_form();
     close_wakes_a_blocked_reader();
+    shutdown_then_join_then_close();
     return harness_finish("user_stream");
 }

@@ -119,6 +119,7 @@ class _Health(Structure):
     """binance_stream_health, fields in the header's order."""
 
     _fields_ = [
+        ("size", c_uint32),
         ("connected", c_int32),
         ("last_keepalive_status", c_int32),
         ("reconnects", c_uint64),
@@ -776,7 +777,7 @@ class UserStream:
         """A snapshot of the stream's health. Does not block."""
         handle = self._enter()
         try:
-            h = _Health()
+            h = _Health(size=ctypes.sizeof(_Health))
             _call(_lib().binance_user_stream_health, handle, byref(h))
         finally:
             self._leave()

@@ -164,12 +164,12 @@ def test_health_structure_matches_the_header() -> None:
     header = (REPO / "include" / "binance_uds.h").read_text()
     body = re.search(r"typedef struct \{(.*?)\} binance_stream_health;", header, re.DOTALL)
     assert body is not None
-    fields = re.findall(r"^\s*(int32_t|int64_t|uint64_t) (\w+);", body.group(1), re.MULTILINE)
-    c_types = {"int32_t": 4, "int64_t": 8, "uint64_t": 8}
+    fields = re.findall(r"^\s*(u?int32_t|int64_t|uint64_t) (\w+);", body.group(1), re.MULTILINE)
+    c_types = {"int32_t": 4, "uint32_t": 4, "int64_t": 8, "uint64_t": 8}
     structure = binance_uds._Health._fields_
     assert [name for _, name in fields] == [f[0] for f in structure]
     assert [c_types[t] for t, _ in fields] == [ctypes.sizeof(f[1]) for f in structure]
-    assert [f.name for f in dataclasses.fields(binance_uds.StreamHealth)] == [name for _, name in fields]
+    assert [f.name for f in dataclasses.fields(binance_uds.StreamHealth)] == [name for _, name in fields][1:]
 
 
 def test_listen_key_start_keepalive_stop(exchange: Exchange) -> None:
