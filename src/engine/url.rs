@@ -10,7 +10,7 @@ pub const MAX_URL_LEN: usize = 2048;
 
 /// A WebSocket endpoint: `wss://host[:port]/path[?query]` (or `ws://` on
 /// loopback).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Endpoint {
     pub tls: bool,
     /// Host name or IP literal, without IPv6 brackets.
