@@ -122,13 +122,14 @@ async fn start_ping_stop_and_key_reuse() {
     let k1 = listen_key(&r);
     assert_eq!(r["id"], 1);
     let rl = &r["rateLimits"][0];
+    // Per IP: two handshakes (5 each) and this request (1).
     assert_eq!(
         (
             rl["rateLimitType"].as_str(),
             rl["limit"].as_u64(),
             rl["count"].as_u64()
         ),
-        (Some("REQUEST_WEIGHT"), Some(2400), Some(1))
+        (Some("REQUEST_WEIGHT"), Some(2400), Some(11))
     );
 
     // Same account on another connection: same key. Another account: another key.
@@ -211,7 +212,8 @@ async fn malformed_requests_and_routes() {
     let r = call(&mut quiet, req(json!(1), "userDataStream.start", "k")).await;
     assert!(r.get("rateLimits").is_none(), "{r}");
     let r = call(&mut quiet, json!({"id": 2, "method": "userDataStream.ping", "params": {"apiKey": "k", "returnRateLimits": true}})).await;
-    assert_eq!(r["rateLimits"][0]["count"], 2);
+    // Weight per IP: 2 handshakes (5 each) and 11 requests so far.
+    assert_eq!(r["rateLimits"][0]["count"], 21, "{r}");
 
     // Routes: 404 elsewhere, the legacy route accepted.
     let base = ex.ws_api.trim_end_matches("/ws-fapi/v1").to_string();
@@ -243,7 +245,7 @@ async fn fail_then_emit_with_increasing_e() {
     );
     let key = listen_key(&call(&mut ws, req(json!(3), "userDataStream.start", "acct")).await);
 
-    let mut stream = connect(&ex, &format!("{}/ws/{key}", ex.stream)).await;
+    let mut stream = connect(&ex, &format!("{}/ws?listenKey={key}", ex.stream)).await;
     let a = ex.control(json!({"cmd": "emit", "api_key": "acct", "count": 5}));
     assert_eq!(
         (a["emitted"].as_u64(), a["delivered"].as_u64()),
@@ -288,7 +290,7 @@ async fn listen_key_expired_on_lapse() {
     let mut ws = connect(&ex, &ex.ws_api).await;
     let t0 = Instant::now();
     let key = listen_key(&call(&mut ws, req(json!(1), "userDataStream.start", "lapse")).await);
-    let mut stream = connect(&ex, &format!("{}/ws/{key}", ex.stream)).await;
+    let mut stream = connect(&ex, &format!("{}/ws?listenKey={key}", ex.stream)).await;
     let ev = next_json(&mut stream).await;
     let waited = t0.elapsed();
     assert!(
@@ -419,7 +421,7 @@ async fn connection_commands() {
         Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 503),
         other => panic!("expected 503, got {:?}", other.map(|_| ())),
     }
-    let mut stream = connect(&ex, &format!("{}/ws/{key}", ex.stream)).await;
+    let mut stream = connect(&ex, &format!("{}/ws?listenKey={key}", ex.stream)).await;
     ex.control(json!({"cmd": "refuse", "enabled": false}));
     assert_eq!(ex.stats()["refused_total"], 1);
 
@@ -487,7 +489,7 @@ async fn emit_raw_stamps_the_send_time() {
     let ex = Exchange::start(&[]);
     let mut ws = connect(&ex, &ex.ws_api).await;
     let key = listen_key(&call(&mut ws, req(json!(1), "userDataStream.start", "stamp")).await);
-    let mut stream = connect(&ex, &format!("{}/ws/{key}", ex.stream)).await;
+    let mut stream = connect(&ex, &format!("{}/ws?listenKey={key}", ex.stream)).await;
     let now_ns = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -505,4 +507,458 @@ async fn emit_raw_stamps_the_send_time() {
     );
     assert!(before <= sa && sa <= sb && sb <= after, "{a} {b}");
     assert!(a["E"].as_u64().unwrap() < b["E"].as_u64().unwrap());
+}
+
+/// The next text message, as the exact text.
+async fn next_text(ws: &mut Ws) -> String {
+    loop {
+        match timeout(WAIT, ws.next()).await.expect("no message in time") {
+            Some(Ok(Message::Text(t))) => return t.to_string(),
+            Some(Ok(_)) => {}
+            other => panic!("connection ended: {other:?}"),
+        }
+    }
+}
+
+/// `scheme://host:port` of the exchange.
+fn base(ex: &Exchange) -> String {
+    ex.ws_api.trim_end_matches("/ws-fapi/v1").to_string()
+}
+
+/// Starts a listenKey for `api_key` on a fresh API connection.
+async fn start_key(ex: &Exchange, api_key: &str) -> String {
+    let mut ws = connect(ex, &ex.ws_api).await;
+    listen_key(&call(&mut ws, req(json!(1), "userDataStream.start", api_key)).await)
+}
+
+fn emit_raw(ex: &Exchange, api_key: &str, raw: &str) -> Value {
+    ex.control(json!({"cmd": "emit", "api_key": api_key, "raw": raw}))
+}
+
+fn stream_conns(ex: &Exchange) -> Value {
+    ex.control(json!({"cmd": "stream_connections"}))
+}
+
+#[tokio::test]
+async fn subscribe_form_wraps_and_routes_by_key() {
+    let ex = Exchange::start(&[]);
+    let (k1, k2) = (start_key(&ex, "sub1").await, start_key(&ex, "sub2").await);
+    let mut a = connect(&ex, &format!("{}/stream?streams=", ex.stream)).await;
+    let mut b = connect(&ex, &format!("{}/stream", ex.stream)).await;
+    let ack = call(
+        &mut a,
+        json!({"method": "SUBSCRIBE", "params": [k1, k2], "id": 1}),
+    )
+    .await;
+    assert_eq!(ack, json!({"result": null, "id": 1}));
+    let ack = call(
+        &mut b,
+        json!({"method": "SUBSCRIBE", "params": [k2, "notakey"], "id": 7}),
+    )
+    .await;
+    assert_eq!(ack, json!({"result": null, "id": 7}));
+    let list = call(&mut a, json!({"method": "LIST_SUBSCRIPTIONS", "id": 2})).await;
+    assert_eq!(list, json!({"result": [k1, k2], "id": 2}));
+
+    // The event is inside the wrapper byte for byte; each key to its subscribers.
+    let ev = r#"{"e":"ORDER_TRADE_UPDATE","E":{E},"o":{"s":"BTCUSDT","q":"0.0010"}}"#;
+    let r = emit_raw(&ex, "sub1", ev);
+    let e1 = r["first_E"].as_u64().unwrap();
+    assert_eq!(r["delivered"], 1);
+    assert_eq!(
+        next_text(&mut a).await,
+        format!(
+            r#"{{"stream":"{k1}","data":{}}}"#,
+            ev.replace("{E}", &e1.to_string())
+        )
+    );
+    assert_eq!(emit_raw(&ex, "sub2", ev)["delivered"], 2);
+    for ws in [&mut a, &mut b] {
+        let w = next_json(ws).await;
+        assert_eq!(
+            (&w["stream"], &w["data"]["e"]),
+            (&json!(k2), &json!("ORDER_TRADE_UPDATE"))
+        );
+    }
+
+    // UNSUBSCRIBE: nothing more for that key on this connection.
+    let ack = call(
+        &mut a,
+        json!({"method": "UNSUBSCRIBE", "params": [k1], "id": 3}),
+    )
+    .await;
+    assert_eq!(ack, json!({"result": null, "id": 3}));
+    assert_eq!(emit_raw(&ex, "sub1", ev)["delivered"], 0);
+    quiet_for(&mut a, Duration::from_millis(100)).await;
+
+    // SET_PROPERTY combined=false: bare events.
+    let r = call(
+        &mut b,
+        json!({"method": "SET_PROPERTY", "params": ["combined", false], "id": 4}),
+    )
+    .await;
+    assert_eq!(r, json!({"result": null, "id": 4}));
+    let r = call(
+        &mut b,
+        json!({"method": "GET_PROPERTY", "params": ["combined"], "id": 5}),
+    )
+    .await;
+    assert_eq!(r, json!({"result": false, "id": 5}));
+    emit_raw(&ex, "sub2", ev);
+    assert_eq!(next_json(&mut b).await["e"], "ORDER_TRADE_UPDATE");
+    assert_eq!(next_json(&mut a).await["stream"], json!(k2));
+
+    let c = stream_conns(&ex);
+    let conns = c["connections"].as_array().unwrap();
+    assert_eq!(conns.len(), 2, "{c}");
+    assert_eq!(
+        (&conns[0]["path"], &conns[0]["form"], &conns[0]["keys"]),
+        (&json!("/private/stream"), &json!("subscribe"), &json!([k2]))
+    );
+    assert_eq!(conns[1]["keys"], json!([k2, "notakey"]));
+    assert_eq!(c["path_form_connects"], 0);
+}
+
+#[tokio::test]
+async fn stream_request_errors() {
+    let ex = Exchange::start_plain(&[]);
+    let mut ws = connect(&ex, &format!("{}/stream", ex.stream)).await;
+    let cases = [
+        ("{nope", json!(3), None),
+        (
+            r#"{"method":"SUBSCRIBE","params":["k"],"id":"abc"}"#,
+            json!(2),
+            None,
+        ),
+        (
+            r#"{"method":"SUBSCRIBE","params":["k"],"id":-1}"#,
+            json!(2),
+            None,
+        ),
+        (r#"{"method":"SUBSCRIBE","params":["k"]}"#, json!(2), None),
+        (r#"{"params":["k"],"id":9}"#, json!(2), Some(9)),
+        (r#"{"method":"PING","id":10}"#, json!(2), Some(10)),
+        (
+            r#"{"method":"SUBSCRIBE","params":"k","id":11}"#,
+            json!(2),
+            Some(11),
+        ),
+        (
+            r#"{"method":"SUBSCRIBE","params":[5],"id":12}"#,
+            json!(2),
+            Some(12),
+        ),
+        (
+            r#"{"method":"GET_PROPERTY","params":["nope"],"id":13}"#,
+            json!(0),
+            Some(13),
+        ),
+        (
+            r#"{"method":"SET_PROPERTY","params":["combined",1],"id":14}"#,
+            json!(1),
+            Some(14),
+        ),
+    ];
+    for (text, code, id) in cases {
+        send(&mut ws, text).await;
+        let r = next_json(&mut ws).await;
+        assert_eq!(r["code"], code, "{text}: {r}");
+        assert!(r["msg"].as_str().is_some(), "{r}");
+        assert_eq!(r.get("id").and_then(Value::as_u64), id, "{text}: {r}");
+    }
+    // --stream-string-ids accepts what the official SDKs send.
+    let ex = Exchange::start_plain(&["--stream-string-ids"]);
+    let mut ws = connect(&ex, &format!("{}/stream", ex.stream)).await;
+    let id = "2b0a6c7e-6f35-4f8e-9d40-0d4bbbd30c61";
+    let r = call(
+        &mut ws,
+        json!({"method": "SUBSCRIBE", "params": ["k"], "id": id}),
+    )
+    .await;
+    assert_eq!(r, json!({"result": null, "id": id}));
+}
+
+#[tokio::test]
+async fn query_forms_filter_events() {
+    let ex = Exchange::start(&[]);
+    let (k1, k2) = (start_key(&ex, "q1").await, start_key(&ex, "q2").await);
+    let mut ws_form = connect(
+        &ex,
+        &format!(
+            "{}/ws?listenKey={k1}&events=ACCOUNT_UPDATE/TRADE_LITE",
+            ex.stream
+        ),
+    )
+    .await;
+    let mut multi = connect(
+        &ex,
+        &format!(
+            "{}/stream?listenKey={k1}&events=ORDER_TRADE_UPDATE&listenKey={k2}",
+            ex.stream
+        ),
+    )
+    .await;
+    for typ in ["ORDER_TRADE_UPDATE", "ACCOUNT_UPDATE"] {
+        ex.control(json!({"cmd": "emit", "api_key": "q1", "type": typ}));
+    }
+    ex.control(json!({"cmd": "emit", "api_key": "q2", "type": "MARGIN_CALL"}));
+    let ev = next_json(&mut ws_form).await;
+    assert_eq!(
+        (&ev["e"], ev.get("stream")),
+        (&json!("ACCOUNT_UPDATE"), None)
+    );
+    let ev = next_json(&mut multi).await;
+    assert_eq!(
+        (&ev["stream"], &ev["data"]["e"]),
+        (&json!(k1), &json!("ORDER_TRADE_UPDATE"))
+    );
+    let ev = next_json(&mut multi).await;
+    assert_eq!(
+        (&ev["stream"], &ev["data"]["e"]),
+        (&json!(k2), &json!("MARGIN_CALL"))
+    );
+
+    // listenKeyExpired passes every filter.
+    ex.control(json!({"cmd": "expire", "api_key": "q1"}));
+    assert_eq!(next_json(&mut ws_form).await["e"], "listenKeyExpired");
+    let ev = next_json(&mut multi).await;
+    assert_eq!(
+        (&ev["stream"], &ev["data"]["e"]),
+        (&json!(k1), &json!("listenKeyExpired"))
+    );
+
+    let c = stream_conns(&ex);
+    assert_eq!(c["connections"][0]["form"], "query");
+    assert_eq!(c["connections"][0]["path"], "/private/ws");
+    assert_eq!(
+        c["connections"][1]["events"],
+        json!([["ORDER_TRADE_UPDATE"], null])
+    );
+
+    // stop closes a query-form connection left with no valid key.
+    let mut api = connect(&ex, &ex.ws_api).await;
+    call(&mut api, req(json!(1), "userDataStream.stop", "q2")).await;
+    assert_eq!(close_code(&mut multi).await, 1000);
+}
+
+#[tokio::test]
+async fn path_legacy_and_dead_keys_are_silent() {
+    let ex = Exchange::start(&[]);
+    let key = start_key(&ex, "silent").await;
+    let mut path = connect(&ex, &format!("{}/ws/{key}", ex.stream)).await;
+    let mut legacy = connect(&ex, &format!("{}/ws/{key}", base(&ex))).await;
+    let mut subscribed = connect(&ex, &format!("{}/stream", ex.stream)).await;
+    let r = call(
+        &mut subscribed,
+        json!({"method": "SUBSCRIBE", "params": [key], "id": 1}),
+    )
+    .await;
+    assert_eq!(r["id"], 1);
+    let r = ex.control(json!({"cmd": "emit", "api_key": "silent"}));
+    assert_eq!(r["delivered"], 1, "only the SUBSCRIBE connection");
+    next_json(&mut subscribed).await;
+    quiet_for(&mut path, Duration::from_millis(100)).await;
+    quiet_for(&mut legacy, Duration::from_millis(10)).await;
+
+    // A dead (stopped) key: SUBSCRIBE is still acknowledged, nothing comes.
+    let mut api = connect(&ex, &ex.ws_api).await;
+    call(&mut api, req(json!(1), "userDataStream.stop", "silent")).await;
+    let mut late = connect(&ex, &format!("{}/stream", ex.stream)).await;
+    let r = call(
+        &mut late,
+        json!({"method": "SUBSCRIBE", "params": [key], "id": 2}),
+    )
+    .await;
+    assert_eq!(r, json!({"result": null, "id": 2}));
+    assert_eq!(
+        ex.control(json!({"cmd": "emit", "api_key": "silent"}))["delivered"],
+        0
+    );
+    quiet_for(&mut late, Duration::from_millis(100)).await;
+    // The SUBSCRIBE-form connection stays open after stop.
+    quiet_for(&mut subscribed, Duration::from_millis(10)).await;
+
+    let c = stream_conns(&ex);
+    let forms: Vec<&str> = c["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["form"].as_str().unwrap())
+        .collect();
+    assert_eq!(forms, ["path", "legacy", "subscribe", "subscribe"]);
+    assert_eq!(
+        (&c["path_form_connects"], &c["legacy_connects"]),
+        (&json!(1), &json!(1))
+    );
+}
+
+#[tokio::test]
+async fn market_routes_accept_and_subscribe() {
+    let ex = Exchange::start(&[]);
+    let b = base(&ex);
+    for path in [
+        "/public/stream?streams=",
+        "/market/stream?streams=btcusdt@aggTrade",
+        "/public/ws",
+        "/market/ws/btcusdt@markPrice",
+    ] {
+        let mut ws = connect(&ex, &format!("{b}{path}")).await;
+        let r = call(
+            &mut ws,
+            json!({"method": "SUBSCRIBE", "params": ["ethusdt@bookTicker"], "id": 1}),
+        )
+        .await;
+        assert_eq!(r, json!({"result": null, "id": 1}), "{path}");
+        let r = call(&mut ws, json!({"method": "LIST_SUBSCRIPTIONS", "id": 2})).await;
+        assert!(r["result"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("ethusdt@bookTicker")));
+    }
+    let c = stream_conns(&ex);
+    assert!(c["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["form"] == "market"));
+}
+
+#[tokio::test]
+async fn stream_limits_disconnect() {
+    let ex = Exchange::start_plain(&[
+        "--stream-max-msgs-per-sec",
+        "3",
+        "--stream-max-streams",
+        "2",
+    ]);
+    let mut ws = connect(&ex, &format!("{}/stream", ex.stream)).await;
+    for i in 0..4 {
+        send(
+            &mut ws,
+            &json!({"method": "LIST_SUBSCRIPTIONS", "id": i}).to_string(),
+        )
+        .await;
+    }
+    for i in 0..3 {
+        assert_eq!(next_json(&mut ws).await["id"], i);
+    }
+    assert_eq!(close_code(&mut ws).await, 1008);
+
+    // Paced under the limit: fine.
+    let mut ws = connect(&ex, &format!("{}/stream", ex.stream)).await;
+    for i in 0..4 {
+        call(&mut ws, json!({"method": "LIST_SUBSCRIPTIONS", "id": i})).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let r = call(
+        &mut ws,
+        json!({"method": "SUBSCRIBE", "params": ["a", "b"], "id": 9}),
+    )
+    .await;
+    assert_eq!(r["id"], 9);
+    send(
+        &mut ws,
+        &json!({"method": "SUBSCRIBE", "params": ["c"], "id": 10}).to_string(),
+    )
+    .await;
+    assert_eq!(close_code(&mut ws).await, 1008);
+
+    let mut ws = connect(
+        &ex,
+        &format!("{}/stream?listenKey=a&listenKey=b&listenKey=c", ex.stream),
+    )
+    .await;
+    assert_eq!(close_code(&mut ws).await, 1008);
+    assert_eq!(ex.stats()["stream_limit_closes"], 3);
+}
+
+#[tokio::test]
+async fn weight_per_ip_over_a_rolling_minute() {
+    let ex = Exchange::start_plain(&["--api-weight-per-min", "14"]);
+    let (mut a, mut b) = (
+        connect(&ex, &ex.ws_api).await,
+        connect(&ex, &ex.ws_api).await,
+    );
+    // 10 for the handshakes, then 4 requests across both connections.
+    for i in 0..4u64 {
+        let ws = if i % 2 == 0 { &mut a } else { &mut b };
+        let r = call(ws, req(json!(i), "userDataStream.start", "w")).await;
+        assert_eq!(r["rateLimits"][0]["count"], 11 + i, "{r}");
+    }
+    let r = call(&mut b, req(json!(9), "userDataStream.ping", "w")).await;
+    assert_eq!(error_code(&r), (429, -1003), "{r}");
+    let data = &r["error"]["data"];
+    let wait = data["retryAfter"].as_u64().unwrap() - data["serverTime"].as_u64().unwrap();
+    assert!(wait > 50_000 && wait <= 60_000, "{r}");
+    assert_eq!(r["rateLimits"][0]["count"], 14);
+    match try_connect(&ex, &ex.ws_api).await {
+        Err(tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 429);
+            assert!(resp.headers().contains_key("retry-after"));
+        }
+        other => panic!("expected 429, got {:?}", other.map(|_| ())),
+    }
+    assert_eq!(ex.stats()["weight_used"]["127.0.0.1"], 14);
+}
+
+#[tokio::test]
+async fn server_shutdown_then_close() {
+    let ex = Exchange::start(&[]);
+    let key = start_key(&ex, "sd").await;
+    let mut api = connect(&ex, &ex.ws_api).await;
+    let mut st = connect(&ex, &format!("{}/stream", ex.stream)).await;
+    call(
+        &mut st,
+        json!({"method": "SUBSCRIBE", "params": [key], "id": 1}),
+    )
+    .await;
+    let t0 = Instant::now();
+    let r = ex.control(json!({"cmd": "server_shutdown", "target": "all", "close_after_ms": 300}));
+    assert_eq!(r["connections"], 2);
+    for ws in [&mut api, &mut st] {
+        let ev = next_json(ws).await;
+        assert_eq!(ev["event"]["e"], "serverShutdown", "{ev}");
+        assert!(ev["event"]["E"].as_u64().is_some());
+    }
+    // Still served during the grace period.
+    ex.control(json!({"cmd": "emit", "api_key": "sd"}));
+    assert_eq!(next_json(&mut st).await["stream"], json!(key));
+    let r = call(&mut api, req(json!(2), "userDataStream.ping", "sd")).await;
+    assert_eq!(r["status"], 200);
+    assert_eq!(close_code(&mut st).await, 1001);
+    assert_eq!(close_code(&mut api).await, 1001);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(280),
+        "{:?}",
+        t0.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn one_connection_by_id_and_the_connection_rate() {
+    let ex = Exchange::start_plain(&["--stream-connects-per-5min", "3"]);
+    let key = start_key(&ex, "byid").await;
+    let url = format!("{}/stream?streams={key}", ex.stream);
+    let (mut a, mut b) = (connect(&ex, &url).await, connect(&ex, &url).await);
+    let conns = stream_conns(&ex)["connections"].clone();
+    assert_eq!(conns[0]["keys"], json!([key]));
+    let id = conns[1]["id"].as_u64().unwrap();
+    assert_eq!(
+        ex.control(json!({"cmd": "drop", "id": id}))["connections"],
+        1
+    );
+    ends_abruptly(&mut b).await;
+    assert_eq!(
+        ex.control(json!({"cmd": "emit", "api_key": "byid"}))["delivered"],
+        1
+    );
+    next_json(&mut a).await;
+    let r = ex.control_raw(json!({"cmd": "close", "id": 999}));
+    assert_eq!(r["ok"], false);
+
+    let _c = connect(&ex, &url).await;
+    match try_connect(&ex, &url).await {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 429),
+        other => panic!("expected 429, got {:?}", other.map(|_| ())),
+    }
 }

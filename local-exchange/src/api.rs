@@ -1,6 +1,7 @@
 //! WebSocket API requests: validation, `userDataStream.start|ping|stop`, and
 //! the faults that change an answer (see "Control" in docs/local-exchange.md).
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -16,20 +17,23 @@ pub struct ApiConn {
     pub id: u64,
     /// Default for `rateLimits` in answers (`?returnRateLimits=false` turns it off).
     pub rate_limits: bool,
-    minute: u64,
-    count: u64,
+    /// Request weight is counted per IP, shared by its connections.
+    pub ip: IpAddr,
 }
 
 impl ApiConn {
-    pub fn new(id: u64, rate_limits: bool) -> Self {
+    pub fn new(id: u64, rate_limits: bool, ip: IpAddr) -> Self {
         ApiConn {
             id,
             rate_limits,
-            minute: 0,
-            count: 0,
+            ip,
         }
     }
 }
+
+/// Every request weighs 1 (`userDataStream.*` are documented at 1; other
+/// and malformed requests are assumed to).
+const REQUEST_WEIGHT: u64 = 1;
 
 pub enum Action {
     Nothing,
@@ -56,11 +60,6 @@ fn err(status: u16, code: i64, msg: &str) -> ApiError {
 
 pub fn handle(shared: &Shared, c: &mut ApiConn, text: &str) -> Action {
     let now = crate::state::now_ms();
-    if now / 60_000 != c.minute {
-        (c.minute, c.count) = (now / 60_000, 0);
-    }
-    c.count += 1;
-
     let parsed: Option<Value> = serde_json::from_str(text).ok();
     let obj = parsed.as_ref().and_then(Value::as_object);
     let id = obj
@@ -72,22 +71,48 @@ pub fn handle(shared: &Shared, c: &mut ApiConn, text: &str) -> Action {
     let want_rl = params
         .and_then(|p| p.get("returnRateLimits"))
         .and_then(Value::as_bool);
+
+    let mut st = shared.lock();
+    let charged = st.charge(c.ip, REQUEST_WEIGHT);
+    let limit = st.limits.api_weight_per_min;
+    let count = match charged {
+        Ok(n) | Err((n, _)) => n,
+    };
     let rl = if want_rl.unwrap_or(c.rate_limits) {
         format!(
-            r#","rateLimits":[{{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":2400,"count":{}}}]"#,
-            c.count
+            r#","rateLimits":[{{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":{limit},"count":{count}}}]"#,
         )
     } else {
         String::new()
     };
-
-    let mut st = shared.lock();
     if let Some(m) = method {
         *st.stats.requests.entry(m.to_string()).or_default() += 1;
     }
     let (mut fail, mut raw, mut oversize, mut delay_ms) = (None, None, None, 0);
     let (mut duplicate, mut cut) = (false, false);
-    for f in st.take_faults(method) {
+    if let Err((_, retry_ms)) = charged {
+        // Past the IP's weight: Binance's -1003, retry time as Spot's WS API gives it.
+        let msg = format!(
+            "Too many requests; current limit of IP({}) is {limit} requests per minute. \
+Please use the websocket for live updates to avoid polling the API.",
+            c.ip
+        );
+        fail = Some(ApiError {
+            status: 429,
+            code: -1003,
+            msg,
+            data: Some(format!(
+                r#"{{"serverTime":{now},"retryAfter":{}}}"#,
+                now + retry_ms
+            )),
+        });
+    }
+    let faults = if charged.is_ok() {
+        st.take_faults(method)
+    } else {
+        Vec::new()
+    };
+    for f in faults {
         match f {
             FaultKind::Reset => return Action::Reset,
             FaultKind::NoAnswer => return Action::Nothing,

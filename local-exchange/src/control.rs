@@ -96,6 +96,8 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
     };
     let method = opt_str(cmd, "method")?.map(String::from);
     let target = Target::parse(opt_str(cmd, "target")?)?;
+    // `id`: one connection (from `stream_connections`) instead of all of the target.
+    let id = opt_u64(cmd, "id")?;
     let fault = |kind| {
         shared.lock().faults.push(Fault {
             kind,
@@ -109,7 +111,39 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
         Ok(json!({}))
     };
     match name {
-        "stats" => Ok(shared.lock().stats.to_json()),
+        "stats" => {
+            let mut st = shared.lock();
+            let mut v = st.stats.to_json();
+            v["weight_used"] = json!(st.weights_used());
+            Ok(v)
+        }
+        "stream_connections" => {
+            let st = shared.lock();
+            let mut conns: Vec<(&u64, &crate::state::Conn)> = st.conns.iter().collect();
+            conns.sort_by_key(|(id, _)| **id);
+            let list: Vec<Value> = conns
+                .into_iter()
+                .filter_map(|(id, c)| {
+                    let s = c.stream.as_ref()?;
+                    let keys: Vec<&str> = s.subs.iter().map(|x| x.name.as_str()).collect();
+                    let events: Vec<&Option<Vec<String>>> =
+                        s.subs.iter().map(|x| &x.events).collect();
+                    Some(json!({"id": id, "path": c.path, "form": s.form.name(),
+                        "combined": s.combined, "keys": keys, "events": events,
+                        "ip": c.ip.to_string(), "opened_ms": c.opened_ms}))
+                })
+                .collect();
+            Ok(json!({"connections": list,
+                "path_form_connects": st.stats.path_form_connects,
+                "legacy_connects": st.stats.legacy_connects}))
+        }
+        "server_shutdown" => {
+            let after = Duration::from_millis(opt_u64(cmd, "close_after_ms")?.unwrap_or(10_000));
+            let n = each(shared, target, id, |c| {
+                c.tx.send(Out::Shutdown(after)).is_ok()
+            })?;
+            Ok(json!({ "connections": n }))
+        }
         "fail" => {
             let status = opt_u64(cmd, "status")?.unwrap_or(400);
             let status = u16::try_from(status).map_err(|_| "'status' out of range")?;
@@ -162,21 +196,26 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
         }
         "ping_flood" => {
             let n = u64::try_from(count).map_err(|_| "'count' must be >= 0")?;
-            Ok(
-                json!({"connections": each(shared, Target::Api, |c| c.tx.send(Out::Pings(n)).is_ok())}),
-            )
+            let n = each(shared, Target::Api, None, |c| {
+                c.tx.send(Out::Pings(n)).is_ok()
+            })?;
+            Ok(json!({ "connections": n }))
         }
         "revoke" => {
             let key = opt_str(cmd, "api_key")?;
             let hit = |c: &crate::state::Conn| key.is_none_or(|k| c.api_keys.contains(k));
-            Ok(
-                json!({"connections": each(shared, Target::Api, |c| hit(c) && c.tx.send(Out::Revoke).is_ok())}),
-            )
+            let n = each(shared, Target::Api, None, |c| {
+                hit(c) && c.tx.send(Out::Revoke).is_ok()
+            })?;
+            Ok(json!({ "connections": n }))
         }
-        "drop" => Ok(json!({"connections": each(shared, target, |c| {
-            c.kill.notify_one();
-            true
-        })})),
+        "drop" => {
+            let n = each(shared, target, id, |c| {
+                c.kill.notify_one();
+                true
+            })?;
+            Ok(json!({ "connections": n }))
+        }
         "close" => {
             let code = opt_u64(cmd, "code")?.unwrap_or(1001);
             // Codes a peer may legally receive (RFC 6455 §7.4).
@@ -189,7 +228,7 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
             }
             let out =
                 |c: &crate::state::Conn| c.tx.send(Out::Close(code as u16, reason.into())).is_ok();
-            Ok(json!({"connections": each(shared, target, out)}))
+            Ok(json!({"connections": each(shared, target, id, out)?}))
         }
         "emit" => emit(shared, cmd, count).await,
         "expire" => {
@@ -215,12 +254,17 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
         }
         "set" => {
             let mut st = shared.lock();
-            let t = &mut st.timings;
+            let st = &mut *st;
+            let (t, l) = (&mut st.timings, &mut st.limits);
             for (field, slot) in [
                 ("key_lifetime_ms", &mut t.key_lifetime_ms),
                 ("ping_interval_ms", &mut t.ping_interval_ms),
                 ("api_lifetime_ms", &mut t.api_lifetime_ms),
                 ("stream_lifetime_ms", &mut t.stream_lifetime_ms),
+                ("stream_max_msgs_per_sec", &mut l.stream_max_msgs_per_sec),
+                ("stream_max_streams", &mut l.stream_max_streams),
+                ("api_weight_per_min", &mut l.api_weight_per_min),
+                ("stream_connects_per_5min", &mut l.stream_connects_per_5min),
             ] {
                 if let Some(v) = opt_u64(cmd, field)? {
                     *slot = v;
@@ -238,14 +282,28 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
     }
 }
 
-/// Applies `f` to every open connection of the target; returns how many it took.
-fn each(shared: &Shared, target: Target, mut f: impl FnMut(&crate::state::Conn) -> bool) -> u64 {
+/// Applies `f` to every open connection of the target (or to connection
+/// `id` only); returns how many it took. An `id` that is not open is an error.
+fn each(
+    shared: &Shared,
+    target: Target,
+    id: Option<u64>,
+    mut f: impl FnMut(&crate::state::Conn) -> bool,
+) -> Result<u64, String> {
     let st = shared.lock();
-    st.conns
+    if let Some(id) = id {
+        let c = st
+            .conns
+            .get(&id)
+            .ok_or(format!("no open connection {id}"))?;
+        return Ok(f(c) as u64);
+    }
+    Ok(st
+        .conns
         .values()
         .filter(|c| target.has(c.kind))
         .map(|c| f(c) as u64)
-        .sum()
+        .sum())
 }
 
 /// Paces to `at` more finely than the timer wheel's 1 ms: sleep most of the

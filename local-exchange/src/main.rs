@@ -16,6 +16,7 @@ mod conn;
 mod control;
 mod events;
 mod state;
+mod stream;
 mod tls;
 
 use std::io::{Read, Write};
@@ -31,11 +32,13 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::{StatusCode, Uri};
 
 use conn::Io;
-use state::{Shared, Timings};
+use state::{Limits, Shared, StreamConn, Timings, HANDSHAKE_WEIGHT};
 
 const USAGE: &str =
     "usage: local-exchange [--listen ADDR] [--ca-out PATH] [--ca-key PATH] [--plain] \
 [--key-lifetime-ms N] [--ping-interval-ms N] [--api-lifetime-ms N] [--stream-lifetime-ms N] \
+[--stream-max-msgs-per-sec N] [--stream-max-streams N] [--api-weight-per-min N] \
+[--stream-connects-per-5min N] [--stream-string-ids] \
 [--control JSON]... [--die-with-stdin] [--verbose]";
 
 /// A TLS handshake or WebSocket upgrade that takes longer than this is dropped.
@@ -47,6 +50,7 @@ struct Opts {
     ca_key: Option<PathBuf>,
     plain: bool,
     timings: Timings,
+    limits: Limits,
     controls: Vec<String>,
     die_with_stdin: bool,
 }
@@ -55,8 +59,8 @@ struct Opts {
 pub enum Route {
     /// `/ws-fapi/v1`; `rate_limits` is false with `?returnRateLimits=false`.
     Api { rate_limits: bool },
-    /// `/private/ws/<listenKey>`, or the legacy `/ws/<listenKey>` (`None`: silent).
-    Stream { listen_key: Option<String> },
+    /// A stream route: `/private/...`, `/public/...`, `/market/...`, legacy.
+    Stream(StreamConn),
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -66,6 +70,7 @@ fn parse_args() -> Result<Opts, String> {
         ca_key: None,
         plain: false,
         timings: Timings::default(),
+        limits: Limits::default(),
         controls: Vec::new(),
         die_with_stdin: false,
     };
@@ -74,6 +79,7 @@ fn parse_args() -> Result<Opts, String> {
         match a.as_str() {
             "--plain" => o.plain = true,
             "--die-with-stdin" => o.die_with_stdin = true,
+            "--stream-string-ids" => o.limits.strict_stream_ids = false,
             "--verbose" => state::VERBOSE.store(true, std::sync::atomic::Ordering::Relaxed),
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -93,6 +99,10 @@ fn parse_args() -> Result<Opts, String> {
                     "--ping-interval-ms" => o.timings.ping_interval_ms = ms()?,
                     "--api-lifetime-ms" => o.timings.api_lifetime_ms = ms()?,
                     "--stream-lifetime-ms" => o.timings.stream_lifetime_ms = ms()?,
+                    "--stream-max-msgs-per-sec" => o.limits.stream_max_msgs_per_sec = ms()?,
+                    "--stream-max-streams" => o.limits.stream_max_streams = ms()?,
+                    "--api-weight-per-min" => o.limits.api_weight_per_min = ms()?,
+                    "--stream-connects-per-5min" => o.limits.stream_connects_per_5min = ms()?,
                     "--control" => o.controls.push(v.clone()),
                     _ => return Err(format!("unknown option {a}")),
                 }
@@ -144,7 +154,7 @@ async fn main() {
         Some((acceptor, std::fs::canonicalize(&ca_out).unwrap_or(ca_out)))
     };
 
-    let shared = Arc::new(Shared::new(opts.timings));
+    let shared = Arc::new(Shared::new(opts.timings, opts.limits));
     for c in &opts.controls {
         let cmd = serde_json::from_str(c).unwrap_or_else(|e| die(format!("--control {c}: {e}")));
         let answer = control::command(&shared, &cmd).await;
@@ -210,24 +220,14 @@ async fn sweeper(shared: Arc<Shared>) {
 }
 
 fn classify(uri: &Uri) -> Option<Route> {
-    let path = uri.path();
+    let (path, query) = (uri.path(), uri.query().unwrap_or(""));
     if path == "/ws-fapi/v1" {
-        let query = uri.query().unwrap_or("");
         let off = query
             .split('&')
             .any(|kv| kv.eq_ignore_ascii_case("returnRateLimits=false"));
         return Some(Route::Api { rate_limits: !off });
     }
-    let valid = |k: &str| !k.is_empty() && !k.contains('/');
-    if let Some(k) = path.strip_prefix("/private/ws/").filter(|k| valid(k)) {
-        return Some(Route::Stream {
-            listen_key: Some(k.to_string()),
-        });
-    }
-    if path.strip_prefix("/ws/").is_some_and(valid) {
-        return Some(Route::Stream { listen_key: None });
-    }
-    None
+    stream::route(path, query).map(Route::Stream)
 }
 
 fn http_error(status: StatusCode) -> ErrorResponse {
@@ -238,11 +238,21 @@ fn http_error(status: StatusCode) -> ErrorResponse {
     r
 }
 
+/// HTTP 429 with `Retry-After` (whole seconds, rounded up).
+fn too_many(retry_after_ms: u64) -> ErrorResponse {
+    let mut r = http_error(StatusCode::TOO_MANY_REQUESTS);
+    if let Ok(v) = retry_after_ms.div_ceil(1000).to_string().parse() {
+        r.headers_mut().insert("Retry-After", v);
+    }
+    r
+}
+
 /// TLS (unless plain), then the WebSocket upgrade with routing, then serve.
 // The upgrade callback's error type is tungstenite's, not ours to shrink.
 #[allow(clippy::result_large_err)]
 async fn accept(shared: Arc<Shared>, tcp: TcpStream, tls: Option<TlsAcceptor>) {
     let _ = tcp.set_nodelay(true);
+    let Ok(peer) = tcp.peer_addr() else { return };
     let io: Box<dyn Io> = match tls {
         None => Box::new(tcp),
         Some(acceptor) => match timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -256,14 +266,43 @@ async fn accept(shared: Arc<Shared>, tcp: TcpStream, tls: Option<TlsAcceptor>) {
         let mut st = shared.lock();
         let refused = match r {
             Route::Api { .. } => st.sw.refuse_api,
-            Route::Stream { .. } => st.sw.refuse_stream,
+            Route::Stream(_) => st.sw.refuse_stream,
         };
         if refused {
             st.stats.refused_total += 1;
             return Err(http_error(StatusCode::SERVICE_UNAVAILABLE));
         }
+        match &r {
+            Route::Api { .. } => {
+                st.charge(peer.ip(), HANDSHAKE_WEIGHT)
+                    .map_err(|(_, ms)| too_many(ms))?;
+            }
+            Route::Stream(s) => {
+                st.stream_connect(peer.ip()).map_err(too_many)?;
+                match s.form {
+                    state::Form::Path => {
+                        st.stats.path_form_connects += 1;
+                        vlog!(
+                            "{}: path form: nothing will be pushed (Binance's /private pushes \
+nothing on /private/ws/<listenKey> since 2026-04-23; use /private/stream and SUBSCRIBE, \
+or /private/ws?listenKey=)",
+                            req.uri().path()
+                        );
+                    }
+                    state::Form::Legacy => {
+                        st.stats.legacy_connects += 1;
+                        vlog!(
+                            "{}: legacy route: nothing will be pushed (retired 2026-04-23; \
+use /private)",
+                            req.uri().path()
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        }
         drop(st);
-        registration = Some(conn::register(&shared, r));
+        registration = Some(conn::register(&shared, r, req.uri().path(), peer.ip()));
         Ok(resp)
     };
     let upgrade = tokio_tungstenite::accept_hdr_async_with_config(io, check, None);
