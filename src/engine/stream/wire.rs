@@ -6,7 +6,6 @@
 //! delivered as events.
 
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde_json::value::RawValue;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::fmt;
@@ -34,7 +33,7 @@ pub fn parse(text: &str) -> Incoming<'_> {
     #[derive(Default)]
     struct Fields<'a> {
         stream: Option<Cow<'a, str>>,
-        data: Option<&'a RawValue>,
+        data: bool,
         id: Option<Value>,
         has_result: bool,
         code: Option<Value>,
@@ -52,7 +51,11 @@ pub fn parse(text: &str) -> Incoming<'_> {
             while let Some(key) = map.next_key::<Cow<'de, str>>()? {
                 match key.as_ref() {
                     "stream" => f.stream = Some(map.next_value()?),
-                    "data" => f.data = Some(map.next_value()?),
+                    // Skipped without recursion; its text is found below.
+                    "data" => {
+                        f.data = true;
+                        map.next_value::<IgnoredAny>()?;
+                    }
                     "id" => f.id = Some(map.next_value()?),
                     "result" => {
                         f.has_result = true;
@@ -77,11 +80,13 @@ pub fn parse(text: &str) -> Incoming<'_> {
         Ok(f) if de.end().is_ok() => f,
         _ => return Incoming::NotJson,
     };
-    if let (Some(stream), Some(data)) = (f.stream, f.data) {
-        return Incoming::Event {
-            stream,
-            data: data.get(),
-        };
+    if let (Some(stream), true) = (&f.stream, f.data) {
+        if let Some(data) = member(text, "data") {
+            return Incoming::Event {
+                stream: stream.clone(),
+                data,
+            };
+        }
     }
     if f.shutdown {
         return Incoming::ServerShutdown;
@@ -94,6 +99,89 @@ pub fn parse(text: &str) -> Incoming<'_> {
             error: Some((code.as_i64().unwrap_or(0), f.msg.unwrap_or_default())),
         },
         _ => Incoming::Other,
+    }
+}
+
+/// The text of the top-level member `name` of `text`, a JSON object
+/// already known to be valid (so that only boundaries need finding: no
+/// recursion, whatever the nesting). `None` if absent or if its key is
+/// written with escapes.
+fn member<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    let b = text.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    loop {
+        i = skip_ws(b, i);
+        if b.get(i) != Some(&b'"') {
+            return None; // `}`: no such member
+        }
+        let key_end = skip_value(b, i)?;
+        let key = &text[i + 1..key_end - 1];
+        i = skip_ws(b, key_end);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = skip_ws(b, i + 1);
+        let end = skip_value(b, start)?;
+        if key == name {
+            return Some(&text[start..end]);
+        }
+        i = skip_ws(b, end);
+        match b.get(i) {
+            Some(b',') => i += 1,
+            _ => return None,
+        }
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// The end (exclusive) of the valid JSON value starting at `i`.
+fn skip_value(b: &[u8], mut i: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    loop {
+        match *b.get(i)? {
+            b'"' => {
+                i += 1;
+                loop {
+                    match *b.get(i)? {
+                        b'\\' => i += 2,
+                        b'"' => break,
+                        _ => i += 1,
+                    }
+                }
+                i += 1;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                i += 1;
+            }
+            _ if depth > 0 => i += 1,
+            _ => {
+                // A number, true, false or null.
+                while i < b.len()
+                    && !matches!(b[i], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+                {
+                    i += 1;
+                }
+                return Some(i);
+            }
+        }
+        if depth == 0 {
+            return Some(i);
+        }
     }
 }
 
@@ -115,6 +203,40 @@ mod tests {
         // Field order does not matter.
         let text = format!(r#"{{"data":{inner},"stream":"abc"}}"#);
         assert!(matches!(parse(&text), Incoming::Event { data, .. } if data == inner));
+    }
+
+    #[test]
+    fn the_inner_text_is_found_whatever_the_spacing_nesting_and_escapes() {
+        let inner = r#"{ "e" : "X", "a" : [1, {"b":"}]\"{"}, -2.5e3, true, null], "s":"\\"}"#;
+        for text in [
+            format!(r#"{{"stream":"k","data":{inner}}}"#),
+            format!(r#" {{ "data" :  {inner} , "stream" : "k" }} "#),
+            format!(r#"{{"x":[{{"data":1}}],"stream":"k","data":{inner},"y":"data"}}"#),
+        ] {
+            assert_eq!(
+                parse(&text),
+                Incoming::Event {
+                    stream: "k".into(),
+                    data: inner
+                },
+                "{text}"
+            );
+        }
+        for scalar in ["5", "\"s\"", "null", "[]"] {
+            let text = format!(r#"{{"stream":"k","data":{scalar}}}"#);
+            assert_eq!(
+                parse(&text),
+                Incoming::Event {
+                    stream: "k".into(),
+                    data: scalar
+                }
+            );
+        }
+        let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(
+            member(&format!(r#"{{"data":{deep}}}"#), "data"),
+            Some(deep.as_str())
+        );
     }
 
     #[test]
