@@ -102,9 +102,9 @@ pub extern "C" fn binance_config_add_root_certificate_pem(
 /// delivers nothing); testnet `BINANCE_STREAM_URL_TESTNET`. How the stream
 /// subscribes on it is `binance_config_set_stream_form`'s choice: by
 /// default it connects to `<url>/stream` and sends `SUBSCRIBE` with the
-/// listenKey, as Binance's own SDKs do. (The path form
-/// `<url>/ws/<listenKey>` is never used: mainnet accepts the connection and
-/// then sends nothing.)
+/// listenKey, as Binance's own SDKs do. (The form with the key in the URL
+/// path is never used: mainnet accepts the connection and then sends
+/// nothing.)
 #[no_mangle]
 pub extern "C" fn binance_config_set_stream_endpoint(
     cfg: *mut binance_config,

@@ -58,14 +58,7 @@ fn user_stream_example_prints_events() {
 
     // Emit once its stream is connected (an event emitted before is not
     // delivered to it).
-    let deadline = Instant::now() + mode.time_limit();
-    while ex.stats()["stream_connections_open"] != 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the example never connected its stream"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    ex.wait_subscribed(1, mode.time_limit());
     let orders = ex.control(
         json!({"cmd": "emit", "api_key": API_KEY, "type": "ORDER_TRADE_UPDATE", "count": 2}),
     );

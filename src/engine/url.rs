@@ -307,9 +307,9 @@ mod tests {
     #[test]
     fn join_keeps_query() {
         let e = Endpoint::parse("wss://h/private", "u").unwrap();
-        assert_eq!(e.join("ws/KEY").path, "/private/ws/KEY");
+        assert_eq!(e.join("stream").path, "/private/stream");
         let e = Endpoint::parse("wss://h/private/?a=1", "u").unwrap();
-        assert_eq!(e.join("ws/KEY").path, "/private/ws/KEY?a=1");
+        assert_eq!(e.join("stream").path, "/private/stream?a=1");
     }
 
     #[test]

@@ -455,7 +455,7 @@ class Config:
         return self._set(_lib().binance_config_set_endpoint, _c_string(url, "url"))
 
     def stream_endpoint(self, url: str) -> "Config":
-        """Sets the user data stream base URL; streams connect to ``<url>/ws/<listenKey>``."""
+        """Sets the user data stream base URL; streams subscribe on ``<url>/stream``."""
         return self._set(_lib().binance_config_set_stream_endpoint, _c_string(url, "url"))
 
     def timeouts_ms(self, connect_ms: int, request_ms: int) -> "Config":
