@@ -13,7 +13,6 @@ use common::native::{self, manifest_dir, Build, Mode, Program, CXX_FLAGS};
 use common::Exchange;
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 /// Recognisable, so we can assert it is never printed.
 const API_KEY: &str = "TESTKEYcpp0123456789abcdef";
