@@ -962,3 +962,248 @@ async fn one_connection_by_id_and_the_connection_rate() {
         other => panic!("expected 429, got {:?}", other.map(|_| ())),
     }
 }
+
+const SECRET: &str = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
+
+fn hmac_hex(payload: &str) -> String {
+    use openssl::{hash::MessageDigest, pkey::PKey, sign::Signer};
+    let key = PKey::hmac(SECRET.as_bytes()).unwrap();
+    let mut s = Signer::new(MessageDigest::sha256(), &key).unwrap();
+    let mac = s.sign_oneshot_to_vec(payload.as_bytes()).unwrap();
+    mac.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// One HTTP/1.1 request to the REST port: (status, JSON body, weight header).
+async fn http(
+    ex: &Exchange,
+    method: &str,
+    target: &str,
+    api_key: Option<&str>,
+) -> (u16, Value, u64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = ex.rest.split_once("://").unwrap().1.to_string();
+    let tcp = TcpStream::connect(&addr).await.unwrap();
+    let mut io: Box<dyn Io> = match &ex.ca_file {
+        None => Box::new(tcp),
+        Some(path) => {
+            let ca = native_tls::Certificate::from_pem(&std::fs::read(path).unwrap()).unwrap();
+            let cx = native_tls::TlsConnector::builder()
+                .add_root_certificate(ca)
+                .build()
+                .unwrap();
+            let tls = tokio_native_tls::TlsConnector::from(cx);
+            Box::new(tls.connect("127.0.0.1", tcp).await.unwrap())
+        }
+    };
+    let key = api_key
+        .map(|k| format!("X-MBX-APIKEY: {k}\r\n"))
+        .unwrap_or_default();
+    let req =
+        format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\n{key}Connection: close\r\n\r\n");
+    io.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    timeout(WAIT, io.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let weight = head
+        .lines()
+        .find_map(|l| l.strip_prefix("X-MBX-USED-WEIGHT-1M: "))
+        .map_or(0, |w| w.parse().unwrap());
+    (status, serde_json::from_str(body).unwrap(), weight)
+}
+
+/// A signed GET with the HMAC secret: `query` without timestamp and signature.
+async fn signed_get(ex: &Exchange, path: &str, query: &str, api_key: &str) -> (u16, Value) {
+    let q = format!(
+        "{query}{}timestamp={}",
+        if query.is_empty() { "" } else { "&" },
+        now_ms()
+    );
+    let target = format!("{path}?{q}&signature={}", hmac_hex(&q));
+    let (s, v, _) = http(ex, "GET", &target, Some(api_key)).await;
+    (s, v)
+}
+
+#[tokio::test]
+async fn account_commands_keep_snapshot_and_events_equal() {
+    let ex = Exchange::start(&["--account", &format!("acctK:{SECRET}")]);
+    let key = start_key(&ex, "acctK").await;
+    let mut st = connect(&ex, &format!("{}/ws?listenKey={key}", ex.stream)).await;
+
+    let r = ex.control(json!({"cmd": "deposit", "api_key": "acctK", "amount": "1000"}));
+    let ev = next_json(&mut st).await;
+    assert_eq!(
+        (ev["e"].as_str(), ev["E"].as_u64()),
+        (Some("ACCOUNT_UPDATE"), r["E"][0].as_u64())
+    );
+    assert_eq!(ev["a"]["m"], "DEPOSIT");
+    assert_eq!(ev["a"]["B"][0]["wb"], "1000.00000000");
+
+    let r = ex.control(
+        json!({"cmd": "order_place", "api_key": "acctK", "symbol": "BTCUSDT",
+        "side": "BUY", "quantity": "0.2", "price": "100", "client_order_id": "mine"}),
+    );
+    let oid = r["order_id"].as_u64().unwrap();
+    let ev = next_json(&mut st).await;
+    assert_eq!(
+        (&ev["o"]["x"], &ev["o"]["X"], &ev["o"]["i"], &ev["o"]["c"]),
+        (&json!("NEW"), &json!("NEW"), &json!(oid), &json!("mine"))
+    );
+    let (status, open) = signed_get(&ex, "/fapi/v1/openOrders", "symbol=BTCUSDT", "acctK").await;
+    assert_eq!(status, 200, "{open}");
+    assert_eq!(
+        (&open[0]["orderId"], &open[0]["status"], &open[0]["origQty"]),
+        (&json!(oid), &json!("NEW"), &json!("0.2"))
+    );
+
+    ex.control(json!({"cmd": "order_amend", "api_key": "acctK", "order_id": oid, "price": "101"}));
+    assert_eq!(next_json(&mut st).await["o"]["x"], "AMENDMENT");
+    ex.control(
+        json!({"cmd": "order_fill", "api_key": "acctK", "order_id": oid, "quantity": "0.05"}),
+    );
+    let (lite, upd, acc) = (
+        next_json(&mut st).await,
+        next_json(&mut st).await,
+        next_json(&mut st).await,
+    );
+    assert_eq!(
+        (lite["e"].as_str(), lite["l"].as_str(), lite["L"].as_str()),
+        (Some("TRADE_LITE"), Some("0.05"), Some("101"))
+    );
+    assert_eq!(
+        (
+            upd["o"]["x"].as_str(),
+            upd["o"]["X"].as_str(),
+            upd["o"]["z"].as_str()
+        ),
+        (Some("TRADE"), Some("PARTIALLY_FILLED"), Some("0.05"))
+    );
+    assert_eq!(acc["a"]["m"], "ORDER");
+    let snap = ex.control(json!({"cmd": "snapshot", "api_key": "acctK"}));
+    // The events and the snapshot agree: order, position and wallet.
+    assert_eq!(snap["open_orders"][0]["executedQty"], upd["o"]["z"]);
+    assert_eq!(snap["positions"][0]["positionAmt"], acc["a"]["P"][0]["pa"]);
+    assert_eq!(snap["positions"][0]["entryPrice"], acc["a"]["P"][0]["ep"]);
+    assert_eq!(snap["balance"][0]["balance"], acc["a"]["B"][0]["wb"]);
+    // 1000 - 0.05 * 101 * 0.0002 (maker fee).
+    assert_eq!(acc["a"]["B"][0]["wb"], "999.99899000");
+    let (_, risk) = signed_get(&ex, "/fapi/v3/positionRisk", "", "acctK").await;
+    assert_eq!(risk, snap["positions"]);
+    let (_, account) = signed_get(&ex, "/fapi/v3/account", "", "acctK").await;
+    assert_eq!(account, snap["account"]);
+
+    ex.control(json!({"cmd": "order_fill", "api_key": "acctK", "order_id": oid}));
+    let (_, upd) = (next_json(&mut st).await, next_json(&mut st).await);
+    assert_eq!(
+        (upd["o"]["X"].as_str(), upd["o"]["z"].as_str()),
+        (Some("FILLED"), Some("0.2"))
+    );
+    next_json(&mut st).await;
+    let r = ex.control(json!({"cmd": "order_place", "api_key": "acctK", "side": "SELL", "quantity": "0.1", "price": "120"}));
+    next_json(&mut st).await;
+    ex.control(json!({"cmd": "order_cancel", "api_key": "acctK", "order_id": r["order_id"]}));
+    assert_eq!(next_json(&mut st).await["o"]["X"], "CANCELED");
+    let r = ex.control(json!({"cmd": "algo_place", "api_key": "acctK", "side": "SELL", "quantity": "0.2", "trigger_price": "90"}));
+    let ev = next_json(&mut st).await;
+    assert_eq!(
+        (&ev["e"], &ev["o"]["X"], &ev["o"]["aid"]),
+        (&json!("ALGO_UPDATE"), &json!("NEW"), &r["algo_id"])
+    );
+    let (_, algos) = signed_get(&ex, "/fapi/v1/openAlgoOrders", "", "acctK").await;
+    assert_eq!(
+        (&algos[0]["algoId"], &algos[0]["triggerPrice"]),
+        (&r["algo_id"], &json!("90"))
+    );
+    ex.control(json!({"cmd": "algo_cancel", "api_key": "acctK", "algo_id": r["algo_id"]}));
+    assert_eq!(next_json(&mut st).await["o"]["X"], "CANCELED");
+    let snap = ex.control(json!({"cmd": "snapshot", "api_key": "acctK"}));
+    assert_eq!(
+        (
+            snap["open_orders"].as_array().unwrap().len(),
+            snap["open_algo_orders"].as_array().unwrap().len()
+        ),
+        (0, 0)
+    );
+    assert_eq!(snap["positions"][0]["positionAmt"], "0.2");
+    let r = ex.control_raw(json!({"cmd": "order_fill", "api_key": "acctK", "order_id": oid}));
+    assert_eq!(r["ok"], false, "a filled order is no longer open");
+}
+
+#[tokio::test]
+async fn signatures_timestamps_and_rest_weight() {
+    let ex = Exchange::start_plain(&[
+        "--account",
+        &format!("sigK:{SECRET}"),
+        "--api-weight-per-min",
+        "86",
+    ]);
+    let (s, v, w) = http(&ex, "GET", "/fapi/v1/time", None).await;
+    assert!(
+        s == 200 && v["serverTime"].as_u64().unwrap() > 0 && w == 1,
+        "{s} {v} {w}"
+    );
+    assert_eq!(
+        signed_get(&ex, "/fapi/v3/balance", "recvWindow=5000", "sigK")
+            .await
+            .0,
+        200
+    );
+
+    let q = format!("timestamp={}", now_ms());
+    let bad = format!(
+        "/fapi/v3/balance?{q}&signature={}",
+        hmac_hex(&format!("{q}0"))
+    );
+    let (s, v, _) = http(&ex, "GET", &bad, Some("sigK")).await;
+    assert_eq!((s, &v["code"]), (400, &json!(-1022)), "{v}");
+    let q = format!("recvWindow=1000&timestamp={}", now_ms() - 5000);
+    let stale = format!("/fapi/v3/balance?{q}&signature={}", hmac_hex(&q));
+    let (s, v, _) = http(&ex, "GET", &stale, Some("sigK")).await;
+    assert_eq!((s, &v["code"]), (400, &json!(-1021)), "{v}");
+    let (s, v, _) = http(&ex, "GET", "/fapi/v3/balance?timestamp=1", None).await;
+    assert_eq!((s, &v["code"]), (401, &json!(-2014)));
+    let (s, v) = signed_get(&ex, "/fapi/v3/balance", "", "nobody").await;
+    assert_eq!((s, &v["code"]), (401, &json!(-2015)));
+    let (s, v, _) = http(&ex, "GET", "/fapi/v3/balance?timestamp=1", Some("sigK")).await;
+    assert_eq!((s, &v["code"]), (400, &json!(-1102)), "no signature");
+
+    // The same signed methods on the WebSocket API (params sorted by name).
+    let mut ws = connect(&ex, &ex.ws_api).await;
+    let ts = now_ms();
+    let payload = format!("apiKey=sigK&timestamp={ts}");
+    let r = call(
+        &mut ws,
+        json!({"id": 1, "method": "v2/account.balance",
+        "params": {"timestamp": ts, "apiKey": "sigK", "signature": hmac_hex(&payload)}}),
+    )
+    .await;
+    assert_eq!(r["status"], 200, "{r}");
+    assert!(r["result"].is_array());
+    let r = call(
+        &mut ws,
+        json!({"id": 2, "method": "account.status",
+        "params": {"timestamp": ts, "apiKey": "sigK", "signature": hmac_hex("x")}}),
+    )
+    .await;
+    assert_eq!(error_code(&r), (400, -1022));
+
+    // Weight is shared by REST and the WebSocket API of one IP: 1 + 6x5
+    // (refused requests too) + 5 (handshake) + 2x5 = 46 so far; openOrders
+    // without a symbol costs 40, which reaches the limit of 86.
+    assert_eq!(ex.stats()["weight_used"]["127.0.0.1"], 46);
+    let (s, v) = signed_get(&ex, "/fapi/v1/openOrders", "", "sigK").await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v, _) = http(&ex, "GET", "/fapi/v1/time", None).await;
+    assert_eq!((s, &v["code"]), (429, &json!(-1003)), "{v}");
+}

@@ -7,7 +7,9 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::account::{Dec, Event, NewAlgo, NewOrder};
 use crate::events;
+use crate::sign::Cred;
 use crate::state::{key_hash, short, Fault, FaultKind, Kind, Out, Shared, Switches, Target};
 
 /// A longer line is cut there (and then fails to parse).
@@ -79,6 +81,112 @@ fn opt_str<'a>(cmd: &'a Value, name: &str) -> Result<Option<&'a str>, String> {
             .map(Some)
             .ok_or(format!("'{name}' must be a string")),
     }
+}
+
+fn need_str<'a>(cmd: &'a Value, name: &str) -> Result<&'a str, String> {
+    opt_str(cmd, name)?.ok_or(format!("'{name}' is required"))
+}
+
+/// A decimal given as a string ("0.001"), as Binance writes them.
+fn opt_dec(cmd: &Value, name: &str) -> Result<Option<Dec>, String> {
+    opt_str(cmd, name)?
+        .map(|s| Dec::parse(s).ok_or(format!("'{name}' is not a decimal (\"0.001\"): {s}")))
+        .transpose()
+}
+
+fn opt_bool(cmd: &Value, name: &str, default: bool) -> Result<bool, String> {
+    match cmd.get(name) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v.as_bool().ok_or(format!("'{name}' must be a boolean")),
+    }
+}
+
+/// The account commands: change the book, emit its events, answer their `E`s.
+fn trade(shared: &Shared, name: &str, cmd: &Value) -> Result<Value, String> {
+    let key = need_str(cmd, "api_key")?;
+    let side = || -> Result<String, String> {
+        match need_str(cmd, "side")? {
+            s @ ("BUY" | "SELL") => Ok(s.to_string()),
+            s => Err(format!("'side' must be BUY or SELL, not {s}")),
+        }
+    };
+    let positive = |name: &str| -> Result<Dec, String> {
+        opt_dec(cmd, name)?
+            .filter(|d| d.signum() > 0)
+            .ok_or(format!("'{name}' is required, above 0"))
+    };
+    let t = crate::state::now_ms();
+    let mut st = shared.lock();
+    let id = st.next_id();
+    let book = st.books.entry(key.to_string()).or_default();
+    let mut extra = json!({});
+    let events: Vec<Event> = match name {
+        "deposit" => {
+            let amount = opt_dec(cmd, "amount")?.ok_or("'amount' is required")?;
+            book.deposit(opt_str(cmd, "asset")?.unwrap_or("USDT"), amount, t)
+        }
+        "order_place" => {
+            let typ = opt_str(cmd, "type")?.unwrap_or("LIMIT").to_string();
+            let price = match typ.as_str() {
+                "MARKET" => opt_dec(cmd, "price")?.unwrap_or(Dec::ZERO),
+                _ => positive("price")?,
+            };
+            let n = NewOrder {
+                client_id: opt_str(cmd, "client_order_id")?.map(String::from),
+                symbol: opt_str(cmd, "symbol")?.unwrap_or("BTCUSDT").to_string(),
+                side: side()?,
+                tif: opt_str(cmd, "time_in_force")?.unwrap_or("GTC").to_string(),
+                typ,
+                qty: positive("quantity")?,
+                price,
+                stop_price: opt_dec(cmd, "stop_price")?.unwrap_or(Dec::ZERO),
+                reduce_only: opt_bool(cmd, "reduce_only", false)?,
+            };
+            let (oid, ev) = book.place(n, id, t);
+            extra["order_id"] = oid.into();
+            ev
+        }
+        "order_amend" => {
+            let oid = need_u64(cmd, "order_id")?;
+            book.amend(oid, opt_dec(cmd, "quantity")?, opt_dec(cmd, "price")?, t)?
+        }
+        "order_fill" => {
+            let oid = need_u64(cmd, "order_id")?;
+            let maker = opt_bool(cmd, "maker", true)?;
+            let ev = book.fill(
+                oid,
+                opt_dec(cmd, "quantity")?,
+                opt_dec(cmd, "price")?,
+                maker,
+                id,
+                t,
+            )?;
+            extra["trade_id"] = id.into();
+            ev
+        }
+        "order_cancel" => book.cancel(need_u64(cmd, "order_id")?, t)?,
+        "algo_place" => {
+            let n = NewAlgo {
+                client_id: opt_str(cmd, "client_algo_id")?.map(String::from),
+                symbol: opt_str(cmd, "symbol")?.unwrap_or("BTCUSDT").to_string(),
+                side: side()?,
+                order_type: opt_str(cmd, "type")?.unwrap_or("STOP_MARKET").to_string(),
+                tif: opt_str(cmd, "time_in_force")?.unwrap_or("GTC").to_string(),
+                qty: positive("quantity")?,
+                trigger_price: positive("trigger_price")?,
+                price: opt_dec(cmd, "price")?.unwrap_or(Dec::ZERO),
+                reduce_only: opt_bool(cmd, "reduce_only", false)?,
+            };
+            let (aid, ev) = book.algo_place(n, id, t);
+            extra["algo_id"] = aid.into();
+            ev
+        }
+        _ => book.algo_cancel(need_u64(cmd, "algo_id")?, t)?,
+    };
+    let es = st.emit_all(key, events);
+    extra["E"] = json!(es);
+    extra["T"] = t.into();
+    Ok(extra)
 }
 
 fn enabled(cmd: &Value) -> Result<bool, String> {
@@ -277,6 +385,30 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
             st.faults.clear();
             st.sw = Switches::default();
             Ok(json!({}))
+        }
+        "account" => {
+            let key = need_str(cmd, "api_key")?;
+            let cred = match (opt_str(cmd, "secret")?, opt_str(cmd, "ed25519_pem")?) {
+                (Some(s), None) => Cred::Hmac(s.as_bytes().to_vec()),
+                (None, Some(pem)) => Cred::ed25519(pem.as_bytes())?,
+                _ => return Err("give exactly one of 'secret' and 'ed25519_pem'".into()),
+            };
+            let mut st = shared.lock();
+            st.creds.insert(key.to_string(), cred);
+            st.books.entry(key.to_string()).or_default();
+            Ok(json!({}))
+        }
+        "deposit" | "order_place" | "order_amend" | "order_fill" | "order_cancel"
+        | "algo_place" | "algo_cancel" => trade(shared, name, cmd),
+        "snapshot" => {
+            let key = need_str(cmd, "api_key")?;
+            let mut st = shared.lock();
+            let b = st.books.entry(key.to_string()).or_default();
+            Ok(
+                json!({"server_time": crate::state::now_ms(), "account": b.account(false),
+                "balance": b.balance(), "positions": b.position_risk(None, false),
+                "open_orders": b.open_orders(None), "open_algo_orders": b.open_algo_orders(None)}),
+            )
         }
         other => Err(format!("unknown cmd {other}")),
     }

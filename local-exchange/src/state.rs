@@ -12,7 +12,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
 
+use crate::account::{Book, Event};
 use crate::events;
+use crate::sign::Cred;
 
 pub static VERBOSE: AtomicBool = AtomicBool::new(false);
 
@@ -288,6 +290,11 @@ pub struct Fault {
 pub struct State {
     pub timings: Timings,
     pub limits: Limits,
+    /// Signing credentials per API key (`--account`, `--account-ed25519`, `account`).
+    pub creds: HashMap<String, Cred>,
+    /// The futures account behind each API key (created on first use).
+    pub books: HashMap<String, Book>,
+    next_order_id: u64,
     /// Request weight per IP: (when, weight), oldest first, within a minute.
     weights: HashMap<IpAddr, VecDeque<(Instant, u64)>>,
     /// Stream connections accepted per IP, within 5 minutes.
@@ -331,6 +338,9 @@ impl State {
         State {
             timings,
             limits,
+            creds: HashMap::new(),
+            books: HashMap::new(),
+            next_order_id: 8_886_774,
             weights: HashMap::new(),
             connects: HashMap::new(),
             accounts: HashMap::new(),
@@ -571,6 +581,20 @@ impl State {
         }
         self.stats.events_delivered += n;
         n
+    }
+
+    /// A fresh order, algo or trade id (one sequence for all).
+    pub fn next_id(&mut self) -> u64 {
+        self.next_order_id += 1;
+        self.next_order_id
+    }
+
+    /// Emits an account change's events in order; returns their `E`s.
+    pub fn emit_all(&mut self, api_key: &str, events: Vec<Event>) -> Vec<u64> {
+        events
+            .iter()
+            .map(|ev| self.emit_one(api_key, &|e| ev(e)).0)
+            .collect()
     }
 
     /// Charges `weight` to `ip` in the rolling minute. `Ok(count)` is the

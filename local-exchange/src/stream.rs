@@ -56,7 +56,7 @@ pub fn route(path: &str, query: &str) -> Option<StreamConn> {
 
 /// `a=b&c=d`, percent-decoded (`+` left alone: listenKeys and event names
 /// never carry one).
-fn query_pairs(query: &str) -> Vec<(String, String)> {
+pub fn query_pairs(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter(|kv| !kv.is_empty())
