@@ -1207,3 +1207,50 @@ async fn signatures_timestamps_and_rest_weight() {
     let (s, v, _) = http(&ex, "GET", "/fapi/v1/time", None).await;
     assert_eq!((s, &v["code"]), (429, &json!(-1003)), "{v}");
 }
+
+#[tokio::test]
+async fn rest_faults_clock_offset_and_listen_key() {
+    let ex = Exchange::start_plain(&["--account", &format!("rf:{SECRET}")]);
+    // Faults name a REST endpoint ("METHOD /path") or "REST"; unnamed ones stay on the WebSocket API.
+    ex.control(
+        json!({"cmd": "fail", "status": 418, "code": -1003, "msg": "banned",
+        "retry_after_ms": 2500, "method": "GET /fapi/v3/balance"}),
+    );
+    ex.control(json!({"cmd": "fail", "code": -1000}));
+    let (s, v) = signed_get(&ex, "/fapi/v3/balance", "", "rf").await;
+    assert_eq!((s, &v["code"]), (418, &json!(-1003)), "{v}");
+    assert_eq!(signed_get(&ex, "/fapi/v3/balance", "", "rf").await.0, 200);
+    ex.control(json!({"cmd": "reset"}));
+    ex.control(json!({"cmd": "delay", "ms": 300, "method": "REST"}));
+    let t0 = Instant::now();
+    assert_eq!(http(&ex, "GET", "/fapi/v1/time", None).await.0, 200);
+    assert!(t0.elapsed() >= Duration::from_millis(290));
+
+    // A server clock 10 s ahead: a client timestamp is stale until it syncs.
+    ex.control(json!({"cmd": "set", "clock_offset_ms": 10000}));
+    let (_, t, _) = http(&ex, "GET", "/fapi/v1/time", None).await;
+    let ahead = t["serverTime"].as_u64().unwrap() as i64 - now_ms() as i64;
+    assert!((9000..11000).contains(&ahead), "{ahead}");
+    let (s, v) = signed_get(&ex, "/fapi/v1/openOrders", "", "rf").await;
+    assert_eq!((s, &v["code"]), (400, &json!(-1021)), "{v}");
+    ex.control(json!({"cmd": "set", "clock_offset_ms": 0}));
+
+    // listenKey over REST: the same key as userDataStream.start.
+    let (s, v, _) = http(&ex, "POST", "/fapi/v1/listenKey", Some("rf")).await;
+    assert_eq!(s, 200);
+    let key = v["listenKey"].as_str().unwrap().to_string();
+    assert_eq!(start_key(&ex, "rf").await, key);
+    assert_eq!(
+        http(&ex, "PUT", "/fapi/v1/listenKey", Some("rf")).await.1["listenKey"],
+        json!(key)
+    );
+    assert_eq!(
+        http(&ex, "DELETE", "/fapi/v1/listenKey", Some("rf"))
+            .await
+            .1,
+        json!({})
+    );
+    let (s, v, _) = http(&ex, "PUT", "/fapi/v1/listenKey", Some("rf")).await;
+    assert_eq!((s, &v["code"]), (400, &json!(-1125)));
+    assert_eq!(http(&ex, "GET", "/nope", None).await.0, 404);
+}

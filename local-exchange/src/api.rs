@@ -125,7 +125,7 @@ Please use the websocket for live updates to avoid polling the API.",
         });
     }
     let faults = if charged.is_ok() {
-        st.take_faults(method)
+        st.take_faults(method, false)
     } else {
         Vec::new()
     };

@@ -378,6 +378,13 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
                     *slot = v;
                 }
             }
+            match cmd.get("clock_offset_ms") {
+                None | Some(Value::Null) => {}
+                Some(v) => {
+                    let ms = v.as_i64().ok_or("'clock_offset_ms' must be an integer")?;
+                    crate::state::CLOCK_OFFSET_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
             Ok(json!({}))
         }
         "reset" => {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::mem::discriminant;
 use std::net::IpAddr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,6 +17,15 @@ use crate::events;
 use crate::sign::Cred;
 
 pub static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+/// `set clock_offset_ms`: how far the server's clock (for `serverTime` and
+/// signed requests' timestamp checks) is ahead of the real one.
+pub static CLOCK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
+
+/// The server's clock as signed requests see it (the real one, offset).
+pub fn server_ms() -> u64 {
+    now_ms().saturating_add_signed(CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed))
+}
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -394,11 +403,18 @@ impl State {
         }
     }
 
-    /// Takes at most one fault of each kind that applies to a request of `method`.
-    pub fn take_faults(&mut self, method: Option<&str>) -> Vec<FaultKind> {
+    /// Takes at most one fault of each kind that applies to a request of
+    /// `method`. A fault without a method applies to WebSocket API requests
+    /// only; REST requests (`rest`, `method` "GET /fapi/v1/openOrders") take
+    /// the faults naming them, or naming "REST".
+    pub fn take_faults(&mut self, method: Option<&str>, rest: bool) -> Vec<FaultKind> {
         let mut taken: Vec<FaultKind> = Vec::new();
         for f in &mut self.faults {
-            let applies = f.method.as_deref().is_none_or(|m| Some(m) == method);
+            let applies = match f.method.as_deref() {
+                None => !rest,
+                Some("REST") => rest,
+                Some(m) => Some(m) == method,
+            };
             if f.left == 0
                 || !applies
                 || taken
