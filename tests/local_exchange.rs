@@ -718,6 +718,11 @@ async fn query_forms_filter_events() {
         (&json!(k2), &json!("MARGIN_CALL"))
     );
 
+    // A raw text with placeholders is filtered by its "e" too.
+    let raw = r#"{"e":"TRADE_LITE","E":{E},"send_ns":{send_ns}}"#;
+    assert_eq!(emit_raw(&ex, "q1", raw)["delivered"], 1);
+    assert_eq!(next_json(&mut ws_form).await["e"], "TRADE_LITE");
+
     // listenKeyExpired passes every filter.
     ex.control(json!({"cmd": "expire", "api_key": "q1"}));
     assert_eq!(next_json(&mut ws_form).await["e"], "listenKeyExpired");

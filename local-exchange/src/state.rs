@@ -40,6 +40,16 @@ pub fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// An event's `e`: from its JSON, or (a `raw` text with placeholders that
+/// is not JSON) from the first `"e":"…"` in it.
+fn event_type(text: &str) -> Option<String> {
+    if let Ok(v) = serde_json::from_str::<Value>(text) {
+        return v.get("e").and_then(Value::as_str).map(String::from);
+    }
+    let rest = &text[text.find(r#""e":""#)? + 5..];
+    Some(rest[..rest.find('"')?].to_string())
+}
+
 /// API keys are never logged in full: the first 4 characters only.
 pub fn short(api_key: &str) -> String {
     format!("{}…", api_key.chars().take(4).collect::<String>())
@@ -520,7 +530,7 @@ impl State {
             return false;
         };
         let e = self.next_e(api_key);
-        self.send_to_key(&key, events::expired(e, &key), None);
+        self.send_to_key(&key, events::expired(e, &key), false);
         vlog!("listenKey {}… expired for {}", &key[..8], short(api_key));
         true
     }
@@ -551,24 +561,19 @@ impl State {
         let Some(k) = key else {
             return (e, 0);
         };
-        let text = make(e);
-        let typ = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v.get("e").and_then(Value::as_str).map(String::from));
-        (
-            e,
-            self.send_to_key(&k, text, Some(typ.as_deref().unwrap_or(""))),
-        )
+        (e, self.send_to_key(&k, make(e), true))
     }
 
-    /// Queues `text` (an event of type `typ`; `None`: passes every filter)
-    /// on the connections subscribed to `key`: wrapped in stream mode.
-    fn send_to_key(&mut self, key: &str, text: String, typ: Option<&str>) -> u64 {
+    /// Queues the event `text` on the connections subscribed to `key`
+    /// (wrapped in stream mode); `filtered`: subject to `events=` filters
+    /// (listenKeyExpired is not).
+    fn send_to_key(&mut self, key: &str, text: String, filtered: bool) -> u64 {
         if self.sw.silent {
             return 0;
         }
         let mut n = 0;
         let mut wrapped = None;
+        let mut typ = None; // read from the text only when a filter asks
         for c in self.conns.values() {
             let Some(s) = c.stream.as_ref().filter(|s| s.form.delivers()) else {
                 continue;
@@ -576,8 +581,11 @@ impl State {
             let Some(sub) = s.subs.iter().find(|x| x.name == key) else {
                 continue;
             };
-            let passes = match (&sub.events, typ) {
-                (Some(ev), Some(t)) => ev.iter().any(|x| x == t),
+            let passes = match &sub.events {
+                Some(ev) if filtered => {
+                    let t = typ.get_or_insert_with(|| event_type(&text));
+                    ev.iter().any(|x| Some(x.as_str()) == t.as_deref())
+                }
                 _ => true,
             };
             if !passes {
