@@ -1132,6 +1132,34 @@ async fn account_commands_keep_snapshot_and_events_equal() {
     );
     ex.control(json!({"cmd": "algo_cancel", "api_key": "acctK", "algo_id": r["algo_id"]}));
     assert_eq!(next_json(&mut st).await["o"]["X"], "CANCELED");
+    // A triggered algo order leaves the algo list and places its order.
+    let r = ex.control(
+        json!({"cmd": "algo_place", "api_key": "acctK", "side": "SELL",
+        "type": "STOP_MARKET", "quantity": "0.2", "trigger_price": "95"}),
+    );
+    next_json(&mut st).await;
+    let t = ex.control(json!({"cmd": "algo_trigger", "api_key": "acctK", "algo_id": r["algo_id"]}));
+    let (algo, order) = (next_json(&mut st).await, next_json(&mut st).await);
+    assert_eq!(
+        (&algo["o"]["X"], &algo["o"]["ai"]),
+        (&json!("TRIGGERED"), &json!(t["order_id"].to_string()))
+    );
+    assert_eq!(
+        (&order["o"]["x"], &order["o"]["o"], &order["o"]["i"]),
+        (&json!("NEW"), &json!("MARKET"), &t["order_id"])
+    );
+    ex.control(json!({"cmd": "order_fill", "api_key": "acctK", "order_id": t["order_id"], "price": "95", "maker": false}));
+    for _ in 0..3 {
+        next_json(&mut st).await;
+    }
+    let snap = ex.control(json!({"cmd": "snapshot", "api_key": "acctK"}));
+    assert_eq!(snap["positions"].as_array().unwrap().len(), 0, "{snap}");
+    ex.control(json!({"cmd": "order_place", "api_key": "acctK", "side": "BUY", "quantity": "0.2", "price": "90"}));
+    let id = next_json(&mut st).await["o"]["i"].clone();
+    ex.control(json!({"cmd": "order_fill", "api_key": "acctK", "order_id": id}));
+    for _ in 0..3 {
+        next_json(&mut st).await;
+    }
     let snap = ex.control(json!({"cmd": "snapshot", "api_key": "acctK"}));
     assert_eq!(
         (

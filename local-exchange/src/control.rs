@@ -181,6 +181,11 @@ fn trade(shared: &Shared, name: &str, cmd: &Value) -> Result<Value, String> {
             extra["algo_id"] = aid.into();
             ev
         }
+        "algo_trigger" => {
+            let ev = book.algo_trigger(need_u64(cmd, "algo_id")?, id, t)?;
+            extra["order_id"] = id.into();
+            ev
+        }
         _ => book.algo_cancel(need_u64(cmd, "algo_id")?, t)?,
     };
     let es = st.emit_all(key, events);
@@ -406,7 +411,7 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
             Ok(json!({}))
         }
         "deposit" | "order_place" | "order_amend" | "order_fill" | "order_cancel"
-        | "algo_place" | "algo_cancel" => trade(shared, name, cmd),
+        | "algo_place" | "algo_cancel" | "algo_trigger" => trade(shared, name, cmd),
         "snapshot" => {
             let key = need_str(cmd, "api_key")?;
             let mut st = shared.lock();
