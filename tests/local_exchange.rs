@@ -69,9 +69,14 @@ async fn quiet_for(ws: &mut Ws, d: Duration) {
 
 /// Waits for the close frame (skipping pings) and returns its code.
 async fn close_code(ws: &mut Ws) -> u16 {
+    close_frame(ws).await.0
+}
+
+/// Waits for the close frame (skipping pings): its code and reason.
+async fn close_frame(ws: &mut Ws) -> (u16, String) {
     loop {
         match timeout(WAIT, ws.next()).await.expect("close in time") {
-            Some(Ok(Message::Close(Some(f)))) => return f.code.into(),
+            Some(Ok(Message::Close(Some(f)))) => return (f.code.into(), f.reason.to_string()),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
             other => panic!("expected a close frame, got {other:?}"),
         }
@@ -847,14 +852,18 @@ async fn stream_limits_disconnect() {
     for i in 0..3 {
         assert_eq!(next_json(&mut ws).await["id"], i);
     }
-    assert_eq!(close_code(&mut ws).await, 1008);
+    assert_eq!(
+        close_frame(&mut ws).await,
+        (1008, "Too many messages".into())
+    );
 
-    // Paced under the limit: fine.
+    // Paced under the limit: fine; then one stream too many.
     let mut ws = connect(&ex, &format!("{}/stream", ex.stream)).await;
     for i in 0..4 {
         call(&mut ws, json!({"method": "LIST_SUBSCRIPTIONS", "id": i})).await;
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     let r = call(
         &mut ws,
         json!({"method": "SUBSCRIBE", "params": ["a", "b"], "id": 9}),
@@ -866,14 +875,20 @@ async fn stream_limits_disconnect() {
         &json!({"method": "SUBSCRIBE", "params": ["c"], "id": 10}).to_string(),
     )
     .await;
-    assert_eq!(close_code(&mut ws).await, 1008);
+    assert_eq!(
+        close_frame(&mut ws).await,
+        (1008, "Too many streams".into())
+    );
 
     let mut ws = connect(
         &ex,
         &format!("{}/stream?listenKey=a&listenKey=b&listenKey=c", ex.stream),
     )
     .await;
-    assert_eq!(close_code(&mut ws).await, 1008);
+    assert_eq!(
+        close_frame(&mut ws).await,
+        (1008, "Too many streams".into())
+    );
     assert_eq!(ex.stats()["stream_limit_closes"], 3);
 }
 
