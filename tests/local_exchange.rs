@@ -1302,3 +1302,61 @@ async fn rest_faults_clock_offset_and_listen_key() {
     assert_eq!((s, &v["code"]), (400, &json!(-1125)));
     assert_eq!(http(&ex, "GET", "/nope", None).await.0, 404);
 }
+
+/// The next binary frame's bytes (skipping control frames).
+async fn next_binary(ws: &mut Ws) -> Vec<u8> {
+    loop {
+        match timeout(WAIT, ws.next()).await.expect("no message in time") {
+            Some(Ok(Message::Binary(b))) => return b.to_vec(),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            other => panic!("expected a binary frame, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn binary_frames_on_both_connections() {
+    let ex = Exchange::start_plain(&[]);
+    let key = start_key(&ex, "bin").await;
+    let mut st = connect(&ex, &format!("{}/stream?streams={key}", ex.stream)).await;
+    let r = ex.control(json!({"cmd": "emit", "api_key": "bin", "binary": true,
+        "raw": r#"{"e":"X","E":{E}}"#}));
+    let got = String::from_utf8(next_binary(&mut st).await).unwrap();
+    assert_eq!(
+        got,
+        format!(
+            r#"{{"stream":"{key}","data":{{"e":"X","E":{}}}}}"#,
+            r["first_E"]
+        )
+    );
+    ex.control(json!({"cmd": "emit", "api_key": "bin", "hex": "7b22ff"}));
+    assert_eq!(next_binary(&mut st).await, vec![0x7b, 0x22, 0xff]);
+
+    let mut ws = connect(&ex, &ex.ws_api).await;
+    ex.control(json!({"cmd": "binary"}));
+    send(
+        &mut ws,
+        &req(json!(1), "userDataStream.ping", "bin").to_string(),
+    )
+    .await;
+    let a: Value = serde_json::from_slice(&next_binary(&mut ws).await).unwrap();
+    assert_eq!(
+        (&a["id"], &a["result"]["listenKey"]),
+        (&json!(1), &json!(key))
+    );
+    ex.control(json!({"cmd": "binary", "hex": "c328"}));
+    send(
+        &mut ws,
+        &req(json!(2), "userDataStream.ping", "bin").to_string(),
+    )
+    .await;
+    assert_eq!(next_binary(&mut ws).await, vec![0xc3, 0x28]);
+    assert_eq!(
+        call(&mut ws, req(json!(3), "userDataStream.ping", "bin")).await["id"],
+        3
+    );
+    assert_eq!(
+        ex.control_raw(json!({"cmd": "binary", "hex": "zz"}))["ok"],
+        false
+    );
+}

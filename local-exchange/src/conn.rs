@@ -304,7 +304,12 @@ impl Link {
             return false;
         }
         for _ in 0..if r.duplicate { 2 } else { 1 } {
-            if !self.send(Message::text(r.text.clone())).await {
+            let msg = match (&r.bytes, r.binary) {
+                (Some(b), _) => Message::Binary(b.clone().into()),
+                (None, true) => Message::Binary(r.text.clone().into_bytes().into()),
+                (None, false) => Message::text(r.text.clone()),
+            };
+            if !self.send(msg).await {
                 return false;
             }
             self.shared.lock().stats.answers_sent += 1;
@@ -314,7 +319,14 @@ impl Link {
 
     async fn out(&mut self, out: Out) -> bool {
         match out {
-            Out::Text(t) => self.closing || self.send(Message::text(stamp(t))).await,
+            Out::Event(t, false) => self.closing || self.send(Message::text(stamp(t))).await,
+            Out::Event(t, true) => {
+                self.closing
+                    || self
+                        .send(Message::Binary(stamp(t).into_bytes().into()))
+                        .await
+            }
+            Out::Bytes(b) => self.closing || self.send(Message::Binary(b.into())).await,
             Out::Reply(r) => self.reply(r).await,
             Out::Pings(n) => {
                 for _ in 0..n {

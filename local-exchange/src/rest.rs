@@ -266,7 +266,10 @@ Please use the websocket for live updates to avoid polling the API.",
                     retry_after_s: None,
                 })
             }
-            FaultKind::Oversize(_) | FaultKind::Duplicate | FaultKind::Cut => {}
+            FaultKind::Oversize(_)
+            | FaultKind::Duplicate
+            | FaultKind::Cut
+            | FaultKind::Binary(_) => {}
         }
     }
     // As on the WebSocket API: with `fail` or `raw` the request has no effect.

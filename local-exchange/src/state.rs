@@ -198,11 +198,25 @@ pub struct Reply {
     pub duplicate: bool,
     /// Send only the first half of the frame's bytes, then go silent.
     pub cut: bool,
+    /// Send the answer in a binary frame.
+    pub binary: bool,
+    /// Send these bytes (a binary frame) instead of the answer.
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// How an emitted event goes on the wire.
+pub enum Frame {
+    Text,
+    Binary,
+    Bytes(Vec<u8>),
 }
 
 /// What other tasks ask a connection task to do.
 pub enum Out {
-    Text(String),
+    /// An event's text, in a text frame (or a binary one when `true`).
+    Event(String, bool),
+    /// Exact bytes in a binary frame (`emit` with `hex`).
+    Bytes(Vec<u8>),
     Reply(Reply),
     Pings(u64),
     Close(u16, String),
@@ -297,6 +311,8 @@ pub enum FaultKind {
     Duplicate,
     Cut,
     Reset,
+    /// The answer in a binary frame, or these bytes instead of it.
+    Binary(Option<Vec<u8>>),
 }
 
 pub struct Fault {
@@ -530,7 +546,7 @@ impl State {
             return false;
         };
         let e = self.next_e(api_key);
-        self.send_to_key(&key, events::expired(e, &key), false);
+        self.send_to_key(&key, events::expired(e, &key), false, &Frame::Text);
         vlog!("listenKey {}… expired for {}", &key[..8], short(api_key));
         true
     }
@@ -553,21 +569,33 @@ impl State {
 
     /// One event for the account: allocates `E`, queues the text on every
     /// connection subscribed to its valid key (filtered by `events=` on the
-    /// event's `e`). Returns (E, connections reached).
+    /// event's `e`), in a text frame. Returns (E, connections reached).
     pub fn emit_one(&mut self, api_key: &str, make: &dyn Fn(u64) -> String) -> (u64, u64) {
+        self.emit_framed(api_key, make, &Frame::Text)
+    }
+
+    /// `emit_one` with the frame chosen: `Binary` sends the same (wrapped)
+    /// text in a binary frame; `Bytes` sends exactly these bytes, unwrapped
+    /// and unfiltered, in a binary frame (`make` then only takes the `E`).
+    pub fn emit_framed(
+        &mut self,
+        api_key: &str,
+        make: &dyn Fn(u64) -> String,
+        frame: &Frame,
+    ) -> (u64, u64) {
         let key = self.active_key(api_key);
         let e = self.next_e(api_key);
         self.stats.events_emitted += 1;
         let Some(k) = key else {
             return (e, 0);
         };
-        (e, self.send_to_key(&k, make(e), true))
+        (e, self.send_to_key(&k, make(e), true, frame))
     }
 
     /// Queues the event `text` on the connections subscribed to `key`
     /// (wrapped in stream mode); `filtered`: subject to `events=` filters
     /// (listenKeyExpired is not).
-    fn send_to_key(&mut self, key: &str, text: String, filtered: bool) -> u64 {
+    fn send_to_key(&mut self, key: &str, text: String, filtered: bool, frame: &Frame) -> u64 {
         if self.sw.silent {
             return 0;
         }
@@ -582,6 +610,7 @@ impl State {
                 continue;
             };
             let passes = match &sub.events {
+                _ if matches!(frame, Frame::Bytes(_)) => true,
                 Some(ev) if filtered => {
                     let t = typ.get_or_insert_with(|| event_type(&text));
                     ev.iter().any(|x| Some(x.as_str()) == t.as_deref())
@@ -591,15 +620,17 @@ impl State {
             if !passes {
                 continue;
             }
-            let out = if s.combined {
+            let out = if let Frame::Bytes(b) = frame {
+                Out::Bytes(b.clone())
+            } else if s.combined {
                 let w = wrapped.get_or_insert_with(|| {
                     format!(r#"{{"stream":{},"data":{text}}}"#, Value::from(key))
                 });
-                w.clone()
+                Out::Event(w.clone(), matches!(frame, Frame::Binary))
             } else {
-                text.clone()
+                Out::Event(text.clone(), matches!(frame, Frame::Binary))
             };
-            if c.tx.send(Out::Text(out)).is_ok() {
+            if c.tx.send(out).is_ok() {
                 n += 1;
             }
         }
