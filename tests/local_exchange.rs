@@ -1360,3 +1360,43 @@ async fn binary_frames_on_both_connections() {
         false
     );
 }
+
+#[tokio::test]
+async fn faults_on_stream_requests() {
+    let ex = Exchange::start_plain(&[]);
+    let key = start_key(&ex, "sf").await;
+    let mut ws = connect(&ex, &format!("{}/stream", ex.stream)).await;
+    let sub = |id: u64| json!({"method": "SUBSCRIBE", "params": [key], "id": id});
+    // Faults name the stream method; an unnamed one stays on the WebSocket API.
+    ex.control(json!({"cmd": "fail", "code": -1, "msg": "nope"}));
+    ex.control(
+        json!({"cmd": "fail", "code": 2, "msg": "Invalid request: refused", "method": "SUBSCRIBE"}),
+    );
+    let r = call(&mut ws, sub(1)).await;
+    assert_eq!(
+        r,
+        json!({"code": 2, "msg": "Invalid request: refused", "id": 1})
+    );
+    let listed = call(&mut ws, json!({"method": "LIST_SUBSCRIPTIONS", "id": 2})).await;
+    assert_eq!(
+        listed["result"],
+        json!([]),
+        "a failed SUBSCRIBE has no effect"
+    );
+
+    ex.control(json!({"cmd": "no_answer", "method": "SUBSCRIBE"}));
+    send(&mut ws, &sub(3).to_string()).await;
+    quiet_for(&mut ws, Duration::from_millis(300)).await;
+    ex.control(json!({"cmd": "delay", "ms": 300, "method": "SUBSCRIBE"}));
+    let t0 = Instant::now();
+    assert_eq!(
+        call(&mut ws, sub(4)).await,
+        json!({"result": null, "id": 4})
+    );
+    assert!(t0.elapsed() >= Duration::from_millis(290));
+    assert_eq!(
+        ex.control(json!({"cmd": "emit", "api_key": "sf"}))["delivered"],
+        1
+    );
+    next_json(&mut ws).await;
+}

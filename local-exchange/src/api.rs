@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::sign;
-use crate::state::{FaultKind, Reply, Shared, State};
+use crate::state::{FaultKind, Reply, Scope, Shared, State};
 
 const START: &str = "userDataStream.start";
 const PING: &str = "userDataStream.ping";
@@ -125,7 +125,7 @@ Please use the websocket for live updates to avoid polling the API.",
         });
     }
     let faults = if charged.is_ok() {
-        st.take_faults(method, false)
+        st.take_faults(method, Scope::Api)
     } else {
         Vec::new()
     };

@@ -281,7 +281,29 @@ impl Link {
             return true;
         }
         match stream::handle(&self.shared, self.reg.id, text) {
-            Answer::Send(t) => self.send(Message::text(t)).await,
+            Answer::Send(t) => {
+                let sent = self.send(Message::text(t)).await;
+                self.shared.lock().stats.answers_sent += sent as u64;
+                sent
+            }
+            Answer::Nothing => true,
+            Answer::Reset => false,
+            Answer::Later(text, delay) => {
+                let tx = self.reg.tx.clone();
+                tokio::spawn(async move {
+                    sleep(delay).await;
+                    let reply = Reply {
+                        text,
+                        spam: Vec::new(),
+                        duplicate: false,
+                        cut: false,
+                        binary: false,
+                        bytes: None,
+                    };
+                    let _ = tx.send(Out::Reply(reply));
+                });
+                true
+            }
             Answer::Close(code, reason) => {
                 self.violation(code, reason).await;
                 true

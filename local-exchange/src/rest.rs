@@ -16,7 +16,7 @@ use tokio_native_tls::TlsAcceptor;
 
 use crate::conn::Io;
 use crate::sign::{self, Refusal};
-use crate::state::{server_ms, FaultKind, Shared, State};
+use crate::state::{server_ms, FaultKind, Scope, Shared, State};
 use crate::stream::query_pairs;
 
 const MAX_HEAD: usize = 16 * 1024;
@@ -244,7 +244,7 @@ Please use the websocket for live updates to avoid polling the API.",
         .or_default() += 1;
     let mut delay = Duration::ZERO;
     let mut fail = None;
-    for f in st.take_faults(Some(&format!("{method} {path}")), true) {
+    for f in st.take_faults(Some(&format!("{method} {path}")), Scope::Rest) {
         match f {
             FaultKind::Reset => return Outcome::Reset,
             FaultKind::NoAnswer => return Outcome::Silence,

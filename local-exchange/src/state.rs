@@ -315,6 +315,14 @@ pub enum FaultKind {
     Binary(Option<Vec<u8>>),
 }
 
+/// Where a request came in, for the faults that apply to it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Api,
+    Rest,
+    Stream,
+}
+
 pub struct Fault {
     pub kind: FaultKind,
     /// Requests left; negative: until `reset`.
@@ -431,14 +439,15 @@ impl State {
 
     /// Takes at most one fault of each kind that applies to a request of
     /// `method`. A fault without a method applies to WebSocket API requests
-    /// only; REST requests (`rest`, `method` "GET /fapi/v1/openOrders") take
-    /// the faults naming them, or naming "REST".
-    pub fn take_faults(&mut self, method: Option<&str>, rest: bool) -> Vec<FaultKind> {
+    /// only; REST requests (`method` "GET /fapi/v1/openOrders") take the
+    /// faults naming them or "REST"; stream requests ("SUBSCRIBE", …) the
+    /// faults naming them.
+    pub fn take_faults(&mut self, method: Option<&str>, scope: Scope) -> Vec<FaultKind> {
         let mut taken: Vec<FaultKind> = Vec::new();
         for f in &mut self.faults {
             let applies = match f.method.as_deref() {
-                None => !rest,
-                Some("REST") => rest,
+                None => scope == Scope::Api,
+                Some("REST") => scope == Scope::Rest,
                 Some(m) => Some(m) == method,
             };
             if f.left == 0
