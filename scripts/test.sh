@@ -71,6 +71,9 @@ python3 -m venv "$sdk_venv"
 }
 "$sdk_venv/bin/python" tests/sdk/python_sdk.py
 
+step "official Python SDK's REST and signed WebSocket API calls, HMAC and Ed25519 (tests/sdk/python_sdk_rest.py)"
+"$sdk_venv/bin/python" tests/sdk/python_sdk_rest.py
+
 step "official JS connector ($JS_SDK) opens its user data stream (tests/sdk/js_sdk.cjs)"
 (cd "$js_dir" && npm init -y >/dev/null && npm install --silent --no-audit --no-fund "$JS_SDK") || {
     echo "test.sh: npm could not install $JS_SDK from the registry (no network, or npm unreachable?): the SDK test cannot run"

@@ -69,9 +69,14 @@ async fn quiet_for(ws: &mut Ws, d: Duration) {
 
 /// Waits for the close frame (skipping pings) and returns its code.
 async fn close_code(ws: &mut Ws) -> u16 {
+    close_frame(ws).await.0
+}
+
+/// Waits for the close frame (skipping pings): its code and reason.
+async fn close_frame(ws: &mut Ws) -> (u16, String) {
     loop {
         match timeout(WAIT, ws.next()).await.expect("close in time") {
-            Some(Ok(Message::Close(Some(f)))) => return f.code.into(),
+            Some(Ok(Message::Close(Some(f)))) => return (f.code.into(), f.reason.to_string()),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
             other => panic!("expected a close frame, got {other:?}"),
         }
@@ -718,6 +723,11 @@ async fn query_forms_filter_events() {
         (&json!(k2), &json!("MARGIN_CALL"))
     );
 
+    // A raw text with placeholders is filtered by its "e" too.
+    let raw = r#"{"e":"TRADE_LITE","E":{E},"send_ns":{send_ns}}"#;
+    assert_eq!(emit_raw(&ex, "q1", raw)["delivered"], 1);
+    assert_eq!(next_json(&mut ws_form).await["e"], "TRADE_LITE");
+
     // listenKeyExpired passes every filter.
     ex.control(json!({"cmd": "expire", "api_key": "q1"}));
     assert_eq!(next_json(&mut ws_form).await["e"], "listenKeyExpired");
@@ -842,14 +852,18 @@ async fn stream_limits_disconnect() {
     for i in 0..3 {
         assert_eq!(next_json(&mut ws).await["id"], i);
     }
-    assert_eq!(close_code(&mut ws).await, 1008);
+    assert_eq!(
+        close_frame(&mut ws).await,
+        (1008, "Too many messages".into())
+    );
 
-    // Paced under the limit: fine.
+    // Paced under the limit: fine; then one stream too many.
     let mut ws = connect(&ex, &format!("{}/stream", ex.stream)).await;
     for i in 0..4 {
         call(&mut ws, json!({"method": "LIST_SUBSCRIPTIONS", "id": i})).await;
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     let r = call(
         &mut ws,
         json!({"method": "SUBSCRIBE", "params": ["a", "b"], "id": 9}),
@@ -861,14 +875,20 @@ async fn stream_limits_disconnect() {
         &json!({"method": "SUBSCRIBE", "params": ["c"], "id": 10}).to_string(),
     )
     .await;
-    assert_eq!(close_code(&mut ws).await, 1008);
+    assert_eq!(
+        close_frame(&mut ws).await,
+        (1008, "Too many streams".into())
+    );
 
     let mut ws = connect(
         &ex,
         &format!("{}/stream?listenKey=a&listenKey=b&listenKey=c", ex.stream),
     )
     .await;
-    assert_eq!(close_code(&mut ws).await, 1008);
+    assert_eq!(
+        close_frame(&mut ws).await,
+        (1008, "Too many streams".into())
+    );
     assert_eq!(ex.stats()["stream_limit_closes"], 3);
 }
 
@@ -961,4 +981,422 @@ async fn one_connection_by_id_and_the_connection_rate() {
         Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 429),
         other => panic!("expected 429, got {:?}", other.map(|_| ())),
     }
+}
+
+const SECRET: &str = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
+
+fn hmac_hex(payload: &str) -> String {
+    use openssl::{hash::MessageDigest, pkey::PKey, sign::Signer};
+    let key = PKey::hmac(SECRET.as_bytes()).unwrap();
+    let mut s = Signer::new(MessageDigest::sha256(), &key).unwrap();
+    let mac = s.sign_oneshot_to_vec(payload.as_bytes()).unwrap();
+    mac.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// One HTTP/1.1 request to the REST port: (status, JSON body, weight header).
+async fn http(
+    ex: &Exchange,
+    method: &str,
+    target: &str,
+    api_key: Option<&str>,
+) -> (u16, Value, u64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = ex.rest.split_once("://").unwrap().1.to_string();
+    let tcp = TcpStream::connect(&addr).await.unwrap();
+    let mut io: Box<dyn Io> = match &ex.ca_file {
+        None => Box::new(tcp),
+        Some(path) => {
+            let ca = native_tls::Certificate::from_pem(&std::fs::read(path).unwrap()).unwrap();
+            let cx = native_tls::TlsConnector::builder()
+                .add_root_certificate(ca)
+                .build()
+                .unwrap();
+            let tls = tokio_native_tls::TlsConnector::from(cx);
+            Box::new(tls.connect("127.0.0.1", tcp).await.unwrap())
+        }
+    };
+    let key = api_key
+        .map(|k| format!("X-MBX-APIKEY: {k}\r\n"))
+        .unwrap_or_default();
+    let req =
+        format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\n{key}Connection: close\r\n\r\n");
+    io.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    timeout(WAIT, io.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let weight = head
+        .lines()
+        .find_map(|l| l.strip_prefix("X-MBX-USED-WEIGHT-1M: "))
+        .map_or(0, |w| w.parse().unwrap());
+    (status, serde_json::from_str(body).unwrap(), weight)
+}
+
+/// A signed GET with the HMAC secret: `query` without timestamp and signature.
+async fn signed_get(ex: &Exchange, path: &str, query: &str, api_key: &str) -> (u16, Value) {
+    let q = format!(
+        "{query}{}timestamp={}",
+        if query.is_empty() { "" } else { "&" },
+        now_ms()
+    );
+    let target = format!("{path}?{q}&signature={}", hmac_hex(&q));
+    let (s, v, _) = http(ex, "GET", &target, Some(api_key)).await;
+    (s, v)
+}
+
+#[tokio::test]
+async fn account_commands_keep_snapshot_and_events_equal() {
+    let ex = Exchange::start(&["--account", &format!("acctK:{SECRET}")]);
+    let key = start_key(&ex, "acctK").await;
+    let mut st = connect(&ex, &format!("{}/ws?listenKey={key}", ex.stream)).await;
+
+    let r = ex.control(json!({"cmd": "deposit", "api_key": "acctK", "amount": "1000"}));
+    let ev = next_json(&mut st).await;
+    assert_eq!(
+        (ev["e"].as_str(), ev["E"].as_u64()),
+        (Some("ACCOUNT_UPDATE"), r["E"][0].as_u64())
+    );
+    assert_eq!(ev["a"]["m"], "DEPOSIT");
+    assert_eq!(ev["a"]["B"][0]["wb"], "1000.00000000");
+
+    let r = ex.control(
+        json!({"cmd": "order_place", "api_key": "acctK", "symbol": "BTCUSDT",
+        "side": "BUY", "quantity": "0.2", "price": "100", "client_order_id": "mine"}),
+    );
+    let oid = r["order_id"].as_u64().unwrap();
+    let ev = next_json(&mut st).await;
+    assert_eq!(
+        (&ev["o"]["x"], &ev["o"]["X"], &ev["o"]["i"], &ev["o"]["c"]),
+        (&json!("NEW"), &json!("NEW"), &json!(oid), &json!("mine"))
+    );
+    let (status, open) = signed_get(&ex, "/fapi/v1/openOrders", "symbol=BTCUSDT", "acctK").await;
+    assert_eq!(status, 200, "{open}");
+    assert_eq!(
+        (&open[0]["orderId"], &open[0]["status"], &open[0]["origQty"]),
+        (&json!(oid), &json!("NEW"), &json!("0.2"))
+    );
+
+    ex.control(json!({"cmd": "order_amend", "api_key": "acctK", "order_id": oid, "price": "101"}));
+    assert_eq!(next_json(&mut st).await["o"]["x"], "AMENDMENT");
+    ex.control(
+        json!({"cmd": "order_fill", "api_key": "acctK", "order_id": oid, "quantity": "0.05"}),
+    );
+    let (lite, upd, acc) = (
+        next_json(&mut st).await,
+        next_json(&mut st).await,
+        next_json(&mut st).await,
+    );
+    assert_eq!(
+        (lite["e"].as_str(), lite["l"].as_str(), lite["L"].as_str()),
+        (Some("TRADE_LITE"), Some("0.05"), Some("101"))
+    );
+    assert_eq!(
+        (
+            upd["o"]["x"].as_str(),
+            upd["o"]["X"].as_str(),
+            upd["o"]["z"].as_str()
+        ),
+        (Some("TRADE"), Some("PARTIALLY_FILLED"), Some("0.05"))
+    );
+    assert_eq!(acc["a"]["m"], "ORDER");
+    let snap = ex.control(json!({"cmd": "snapshot", "api_key": "acctK"}));
+    // The events and the snapshot agree: order, position and wallet.
+    assert_eq!(snap["open_orders"][0]["executedQty"], upd["o"]["z"]);
+    assert_eq!(snap["positions"][0]["positionAmt"], acc["a"]["P"][0]["pa"]);
+    assert_eq!(snap["positions"][0]["entryPrice"], acc["a"]["P"][0]["ep"]);
+    assert_eq!(snap["balance"][0]["balance"], acc["a"]["B"][0]["wb"]);
+    // 1000 - 0.05 * 101 * 0.0002 (maker fee).
+    assert_eq!(acc["a"]["B"][0]["wb"], "999.99899000");
+    let (_, risk) = signed_get(&ex, "/fapi/v3/positionRisk", "", "acctK").await;
+    assert_eq!(risk, snap["positions"]);
+    let (_, account) = signed_get(&ex, "/fapi/v3/account", "", "acctK").await;
+    assert_eq!(account, snap["account"]);
+
+    ex.control(json!({"cmd": "order_fill", "api_key": "acctK", "order_id": oid}));
+    let (_, upd) = (next_json(&mut st).await, next_json(&mut st).await);
+    assert_eq!(
+        (upd["o"]["X"].as_str(), upd["o"]["z"].as_str()),
+        (Some("FILLED"), Some("0.2"))
+    );
+    next_json(&mut st).await;
+    let r = ex.control(json!({"cmd": "order_place", "api_key": "acctK", "side": "SELL", "quantity": "0.1", "price": "120"}));
+    next_json(&mut st).await;
+    ex.control(json!({"cmd": "order_cancel", "api_key": "acctK", "order_id": r["order_id"]}));
+    assert_eq!(next_json(&mut st).await["o"]["X"], "CANCELED");
+    let r = ex.control(json!({"cmd": "algo_place", "api_key": "acctK", "side": "SELL", "quantity": "0.2", "trigger_price": "90"}));
+    let ev = next_json(&mut st).await;
+    assert_eq!(
+        (&ev["e"], &ev["o"]["X"], &ev["o"]["aid"]),
+        (&json!("ALGO_UPDATE"), &json!("NEW"), &r["algo_id"])
+    );
+    let (_, algos) = signed_get(&ex, "/fapi/v1/openAlgoOrders", "", "acctK").await;
+    assert_eq!(
+        (&algos[0]["algoId"], &algos[0]["triggerPrice"]),
+        (&r["algo_id"], &json!("90"))
+    );
+    ex.control(json!({"cmd": "algo_cancel", "api_key": "acctK", "algo_id": r["algo_id"]}));
+    assert_eq!(next_json(&mut st).await["o"]["X"], "CANCELED");
+    // A triggered algo order leaves the algo list and places its order.
+    let r = ex.control(
+        json!({"cmd": "algo_place", "api_key": "acctK", "side": "SELL",
+        "type": "STOP_MARKET", "quantity": "0.2", "trigger_price": "95"}),
+    );
+    next_json(&mut st).await;
+    let t = ex.control(json!({"cmd": "algo_trigger", "api_key": "acctK", "algo_id": r["algo_id"]}));
+    let (algo, order) = (next_json(&mut st).await, next_json(&mut st).await);
+    assert_eq!(
+        (&algo["o"]["X"], &algo["o"]["ai"]),
+        (&json!("TRIGGERED"), &json!(t["order_id"].to_string()))
+    );
+    assert_eq!(
+        (&order["o"]["x"], &order["o"]["o"], &order["o"]["i"]),
+        (&json!("NEW"), &json!("MARKET"), &t["order_id"])
+    );
+    ex.control(json!({"cmd": "order_fill", "api_key": "acctK", "order_id": t["order_id"], "price": "95", "maker": false}));
+    for _ in 0..3 {
+        next_json(&mut st).await;
+    }
+    let snap = ex.control(json!({"cmd": "snapshot", "api_key": "acctK"}));
+    assert_eq!(snap["positions"].as_array().unwrap().len(), 0, "{snap}");
+    ex.control(json!({"cmd": "order_place", "api_key": "acctK", "side": "BUY", "quantity": "0.2", "price": "90"}));
+    let id = next_json(&mut st).await["o"]["i"].clone();
+    ex.control(json!({"cmd": "order_fill", "api_key": "acctK", "order_id": id}));
+    for _ in 0..3 {
+        next_json(&mut st).await;
+    }
+    let snap = ex.control(json!({"cmd": "snapshot", "api_key": "acctK"}));
+    assert_eq!(
+        (
+            snap["open_orders"].as_array().unwrap().len(),
+            snap["open_algo_orders"].as_array().unwrap().len()
+        ),
+        (0, 0)
+    );
+    assert_eq!(snap["positions"][0]["positionAmt"], "0.2");
+    let r = ex.control_raw(json!({"cmd": "order_fill", "api_key": "acctK", "order_id": oid}));
+    assert_eq!(r["ok"], false, "a filled order is no longer open");
+}
+
+#[tokio::test]
+async fn signatures_timestamps_and_rest_weight() {
+    let ex = Exchange::start_plain(&[
+        "--account",
+        &format!("sigK:{SECRET}"),
+        "--api-weight-per-min",
+        "86",
+    ]);
+    let (s, v, w) = http(&ex, "GET", "/fapi/v1/time", None).await;
+    assert!(
+        s == 200 && v["serverTime"].as_u64().unwrap() > 0 && w == 1,
+        "{s} {v} {w}"
+    );
+    assert_eq!(
+        signed_get(&ex, "/fapi/v3/balance", "recvWindow=5000", "sigK")
+            .await
+            .0,
+        200
+    );
+
+    let q = format!("timestamp={}", now_ms());
+    let bad = format!(
+        "/fapi/v3/balance?{q}&signature={}",
+        hmac_hex(&format!("{q}0"))
+    );
+    let (s, v, _) = http(&ex, "GET", &bad, Some("sigK")).await;
+    assert_eq!((s, &v["code"]), (400, &json!(-1022)), "{v}");
+    let q = format!("recvWindow=1000&timestamp={}", now_ms() - 5000);
+    let stale = format!("/fapi/v3/balance?{q}&signature={}", hmac_hex(&q));
+    let (s, v, _) = http(&ex, "GET", &stale, Some("sigK")).await;
+    assert_eq!((s, &v["code"]), (400, &json!(-1021)), "{v}");
+    let (s, v, _) = http(&ex, "GET", "/fapi/v3/balance?timestamp=1", None).await;
+    assert_eq!((s, &v["code"]), (401, &json!(-2014)));
+    let (s, v) = signed_get(&ex, "/fapi/v3/balance", "", "nobody").await;
+    assert_eq!((s, &v["code"]), (401, &json!(-2015)));
+    let (s, v, _) = http(&ex, "GET", "/fapi/v3/balance?timestamp=1", Some("sigK")).await;
+    assert_eq!((s, &v["code"]), (400, &json!(-1102)), "no signature");
+
+    // The same signed methods on the WebSocket API (params sorted by name).
+    let mut ws = connect(&ex, &ex.ws_api).await;
+    let ts = now_ms();
+    let payload = format!("apiKey=sigK&timestamp={ts}");
+    let r = call(
+        &mut ws,
+        json!({"id": 1, "method": "v2/account.balance",
+        "params": {"timestamp": ts, "apiKey": "sigK", "signature": hmac_hex(&payload)}}),
+    )
+    .await;
+    assert_eq!(r["status"], 200, "{r}");
+    assert!(r["result"].is_array());
+    let r = call(
+        &mut ws,
+        json!({"id": 2, "method": "account.status",
+        "params": {"timestamp": ts, "apiKey": "sigK", "signature": hmac_hex("x")}}),
+    )
+    .await;
+    assert_eq!(error_code(&r), (400, -1022));
+
+    // Weight is shared by REST and the WebSocket API of one IP: 1 + 6x5
+    // (refused requests too) + 5 (handshake) + 2x5 = 46 so far; openOrders
+    // without a symbol costs 40, which reaches the limit of 86.
+    assert_eq!(ex.stats()["weight_used"]["127.0.0.1"], 46);
+    let (s, v) = signed_get(&ex, "/fapi/v1/openOrders", "", "sigK").await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v, _) = http(&ex, "GET", "/fapi/v1/time", None).await;
+    assert_eq!((s, &v["code"]), (429, &json!(-1003)), "{v}");
+}
+
+#[tokio::test]
+async fn rest_faults_clock_offset_and_listen_key() {
+    let ex = Exchange::start_plain(&["--account", &format!("rf:{SECRET}")]);
+    // Faults name a REST endpoint ("METHOD /path") or "REST"; unnamed ones stay on the WebSocket API.
+    ex.control(
+        json!({"cmd": "fail", "status": 418, "code": -1003, "msg": "banned",
+        "retry_after_ms": 2500, "method": "GET /fapi/v3/balance"}),
+    );
+    ex.control(json!({"cmd": "fail", "code": -1000}));
+    let (s, v) = signed_get(&ex, "/fapi/v3/balance", "", "rf").await;
+    assert_eq!((s, &v["code"]), (418, &json!(-1003)), "{v}");
+    assert_eq!(signed_get(&ex, "/fapi/v3/balance", "", "rf").await.0, 200);
+    ex.control(json!({"cmd": "reset"}));
+    ex.control(json!({"cmd": "delay", "ms": 300, "method": "REST"}));
+    let t0 = Instant::now();
+    assert_eq!(http(&ex, "GET", "/fapi/v1/time", None).await.0, 200);
+    assert!(t0.elapsed() >= Duration::from_millis(290));
+
+    // A server clock 10 s ahead: a client timestamp is stale until it syncs.
+    ex.control(json!({"cmd": "set", "clock_offset_ms": 10000}));
+    let (_, t, _) = http(&ex, "GET", "/fapi/v1/time", None).await;
+    let ahead = t["serverTime"].as_u64().unwrap() as i64 - now_ms() as i64;
+    assert!((9000..11000).contains(&ahead), "{ahead}");
+    let (s, v) = signed_get(&ex, "/fapi/v1/openOrders", "", "rf").await;
+    assert_eq!((s, &v["code"]), (400, &json!(-1021)), "{v}");
+    ex.control(json!({"cmd": "set", "clock_offset_ms": 0}));
+
+    // listenKey over REST: the same key as userDataStream.start.
+    let (s, v, _) = http(&ex, "POST", "/fapi/v1/listenKey", Some("rf")).await;
+    assert_eq!(s, 200);
+    let key = v["listenKey"].as_str().unwrap().to_string();
+    assert_eq!(start_key(&ex, "rf").await, key);
+    assert_eq!(
+        http(&ex, "PUT", "/fapi/v1/listenKey", Some("rf")).await.1["listenKey"],
+        json!(key)
+    );
+    assert_eq!(
+        http(&ex, "DELETE", "/fapi/v1/listenKey", Some("rf"))
+            .await
+            .1,
+        json!({})
+    );
+    let (s, v, _) = http(&ex, "PUT", "/fapi/v1/listenKey", Some("rf")).await;
+    assert_eq!((s, &v["code"]), (400, &json!(-1125)));
+    assert_eq!(http(&ex, "GET", "/nope", None).await.0, 404);
+}
+
+/// The next binary frame's bytes (skipping control frames).
+async fn next_binary(ws: &mut Ws) -> Vec<u8> {
+    loop {
+        match timeout(WAIT, ws.next()).await.expect("no message in time") {
+            Some(Ok(Message::Binary(b))) => return b.to_vec(),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            other => panic!("expected a binary frame, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn binary_frames_on_both_connections() {
+    let ex = Exchange::start_plain(&[]);
+    let key = start_key(&ex, "bin").await;
+    let mut st = connect(&ex, &format!("{}/stream?streams={key}", ex.stream)).await;
+    let r = ex.control(json!({"cmd": "emit", "api_key": "bin", "binary": true,
+        "raw": r#"{"e":"X","E":{E}}"#}));
+    let got = String::from_utf8(next_binary(&mut st).await).unwrap();
+    assert_eq!(
+        got,
+        format!(
+            r#"{{"stream":"{key}","data":{{"e":"X","E":{}}}}}"#,
+            r["first_E"]
+        )
+    );
+    ex.control(json!({"cmd": "emit", "api_key": "bin", "hex": "7b22ff"}));
+    assert_eq!(next_binary(&mut st).await, vec![0x7b, 0x22, 0xff]);
+
+    let mut ws = connect(&ex, &ex.ws_api).await;
+    ex.control(json!({"cmd": "binary"}));
+    send(
+        &mut ws,
+        &req(json!(1), "userDataStream.ping", "bin").to_string(),
+    )
+    .await;
+    let a: Value = serde_json::from_slice(&next_binary(&mut ws).await).unwrap();
+    assert_eq!(
+        (&a["id"], &a["result"]["listenKey"]),
+        (&json!(1), &json!(key))
+    );
+    ex.control(json!({"cmd": "binary", "hex": "c328"}));
+    send(
+        &mut ws,
+        &req(json!(2), "userDataStream.ping", "bin").to_string(),
+    )
+    .await;
+    assert_eq!(next_binary(&mut ws).await, vec![0xc3, 0x28]);
+    assert_eq!(
+        call(&mut ws, req(json!(3), "userDataStream.ping", "bin")).await["id"],
+        3
+    );
+    assert_eq!(
+        ex.control_raw(json!({"cmd": "binary", "hex": "zz"}))["ok"],
+        false
+    );
+}
+
+#[tokio::test]
+async fn faults_on_stream_requests() {
+    let ex = Exchange::start_plain(&[]);
+    let key = start_key(&ex, "sf").await;
+    let mut ws = connect(&ex, &format!("{}/stream", ex.stream)).await;
+    let sub = |id: u64| json!({"method": "SUBSCRIBE", "params": [key], "id": id});
+    // Faults name the stream method; an unnamed one stays on the WebSocket API.
+    ex.control(json!({"cmd": "fail", "code": -1, "msg": "nope"}));
+    ex.control(
+        json!({"cmd": "fail", "code": 2, "msg": "Invalid request: refused", "method": "SUBSCRIBE"}),
+    );
+    let r = call(&mut ws, sub(1)).await;
+    assert_eq!(
+        r,
+        json!({"code": 2, "msg": "Invalid request: refused", "id": 1})
+    );
+    let listed = call(&mut ws, json!({"method": "LIST_SUBSCRIPTIONS", "id": 2})).await;
+    assert_eq!(
+        listed["result"],
+        json!([]),
+        "a failed SUBSCRIBE has no effect"
+    );
+
+    ex.control(json!({"cmd": "no_answer", "method": "SUBSCRIBE"}));
+    send(&mut ws, &sub(3).to_string()).await;
+    quiet_for(&mut ws, Duration::from_millis(300)).await;
+    ex.control(json!({"cmd": "delay", "ms": 300, "method": "SUBSCRIBE"}));
+    let t0 = Instant::now();
+    assert_eq!(
+        call(&mut ws, sub(4)).await,
+        json!({"result": null, "id": 4})
+    );
+    assert!(t0.elapsed() >= Duration::from_millis(290));
+    assert_eq!(
+        ex.control(json!({"cmd": "emit", "api_key": "sf"}))["delivered"],
+        1
+    );
+    next_json(&mut ws).await;
 }

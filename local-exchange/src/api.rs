@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::state::{FaultKind, Reply, Shared, State};
+use crate::sign;
+use crate::state::{FaultKind, Reply, Scope, Shared, State};
 
 const START: &str = "userDataStream.start";
 const PING: &str = "userDataStream.ping";
@@ -31,9 +32,25 @@ impl ApiConn {
     }
 }
 
-/// Every request weighs 1 (`userDataStream.*` are documented at 1; other
-/// and malformed requests are assumed to).
-const REQUEST_WEIGHT: u64 = 1;
+/// The signed account methods (v1 and `v2/` shapes), weight 5 each.
+const ACCOUNT_METHODS: [&str; 6] = [
+    "account.status",
+    "v2/account.status",
+    "account.balance",
+    "v2/account.balance",
+    "account.position",
+    "v2/account.position",
+];
+
+/// Request weight: 5 for the account methods, 1 for the rest
+/// (`userDataStream.*` are documented at 1; other and malformed requests
+/// are assumed to cost 1).
+fn weight(method: Option<&str>) -> u64 {
+    match method {
+        Some(m) if ACCOUNT_METHODS.contains(&m) => 5,
+        _ => 1,
+    }
+}
 
 pub enum Action {
     Nothing,
@@ -73,7 +90,7 @@ pub fn handle(shared: &Shared, c: &mut ApiConn, text: &str) -> Action {
         .and_then(Value::as_bool);
 
     let mut st = shared.lock();
-    let charged = st.charge(c.ip, REQUEST_WEIGHT);
+    let charged = st.charge(c.ip, weight(method));
     let limit = st.limits.api_weight_per_min;
     let count = match charged {
         Ok(n) | Err((n, _)) => n,
@@ -89,7 +106,7 @@ pub fn handle(shared: &Shared, c: &mut ApiConn, text: &str) -> Action {
         *st.stats.requests.entry(m.to_string()).or_default() += 1;
     }
     let (mut fail, mut raw, mut oversize, mut delay_ms) = (None, None, None, 0);
-    let (mut duplicate, mut cut) = (false, false);
+    let (mut duplicate, mut cut, mut binary, mut bytes) = (false, false, false, None);
     if let Err((_, retry_ms)) = charged {
         // Past the IP's weight: Binance's -1003, retry time as Spot's WS API gives it.
         let msg = format!(
@@ -108,7 +125,7 @@ Please use the websocket for live updates to avoid polling the API.",
         });
     }
     let faults = if charged.is_ok() {
-        st.take_faults(method)
+        st.take_faults(method, Scope::Api)
     } else {
         Vec::new()
     };
@@ -136,6 +153,7 @@ Please use the websocket for live updates to avoid polling the API.",
             FaultKind::Delay(ms) => delay_ms = ms,
             FaultKind::Duplicate => duplicate = true,
             FaultKind::Cut => cut = true,
+            FaultKind::Binary(b) => (binary, bytes) = (true, b),
         }
     }
 
@@ -185,6 +203,8 @@ Please use the websocket for live updates to avoid polling the API.",
             spam,
             duplicate,
             cut,
+            binary,
+            bytes,
         },
         delay,
     )
@@ -204,6 +224,9 @@ fn execute(
             "Malformed request: expected a JSON object with a string 'method'.",
         ));
     };
+    if ACCOUNT_METHODS.contains(&method) {
+        return account(st, method, params);
+    }
     if ![START, PING, STOP].contains(&method) {
         return Err(err(400, -1020, "This operation is not supported."));
     }
@@ -236,4 +259,58 @@ fn execute(
             .then(|| "{}".to_string())
             .ok_or_else(no_key),
     }
+}
+
+/// A signed account method: params `apiKey`, `timestamp`, optional
+/// `recvWindow`, `signature` over the other params sorted by name
+/// (`k=v&...`, values as sent: strings bare, numbers as JSON).
+fn account(st: &mut State, method: &str, params: Option<&Value>) -> Result<String, ApiError> {
+    let Some(p) = params.and_then(Value::as_object) else {
+        let msg = "Mandatory parameter 'apiKey' was not sent, was empty/null, or malformed.";
+        return Err(err(400, -1102, msg));
+    };
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut pairs: Vec<(String, String)> = p
+        .iter()
+        .filter(|(k, _)| k.as_str() != "signature" && k.as_str() != "returnRateLimits")
+        .map(|(k, v)| (k.clone(), text(v)))
+        .collect();
+    pairs.sort();
+    let api_key = match p.get("apiKey") {
+        Some(Value::String(k)) if !k.is_empty() => k.clone(),
+        _ => {
+            let msg = "Mandatory parameter 'apiKey' was not sent, was empty/null, or malformed.";
+            return Err(err(400, -1102, msg));
+        }
+    };
+    let refused = |r: sign::Refusal| ApiError {
+        status: r.status,
+        code: r.code,
+        msg: r.msg,
+        data: None,
+    };
+    let cred = st
+        .creds
+        .get(&api_key)
+        .ok_or_else(|| refused(sign::unknown_key()))?;
+    let payload = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let signature = p.get("signature").and_then(Value::as_str);
+    sign::check(cred, &pairs, payload.as_bytes(), signature).map_err(refused)?;
+    let symbol = p.get("symbol").and_then(Value::as_str);
+    let book = st.books.entry(api_key).or_default();
+    let v = match method {
+        "account.status" => book.account(true),
+        "v2/account.status" => book.account(false),
+        "account.balance" | "v2/account.balance" => book.balance(),
+        "account.position" => book.position_risk(symbol, true),
+        _ => book.position_risk(symbol, false),
+    };
+    Ok(v.to_string())
 }

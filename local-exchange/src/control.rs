@@ -7,8 +7,10 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::account::{Dec, Event, NewAlgo, NewOrder};
 use crate::events;
-use crate::state::{key_hash, short, Fault, FaultKind, Kind, Out, Shared, Switches, Target};
+use crate::sign::Cred;
+use crate::state::{key_hash, short, Fault, FaultKind, Frame, Kind, Out, Shared, Switches, Target};
 
 /// A longer line is cut there (and then fails to parse).
 const MAX_LINE: u64 = 1 << 20;
@@ -79,6 +81,133 @@ fn opt_str<'a>(cmd: &'a Value, name: &str) -> Result<Option<&'a str>, String> {
             .map(Some)
             .ok_or(format!("'{name}' must be a string")),
     }
+}
+
+/// Bytes given as hex ("ff00"), for frames that are not valid UTF-8.
+fn opt_hex(cmd: &Value, name: &str) -> Result<Option<Vec<u8>>, String> {
+    let Some(h) = opt_str(cmd, name)? else {
+        return Ok(None);
+    };
+    let bad = || format!("'{name}' must be hex digits, two per byte");
+    if h.len() % 2 != 0 {
+        return Err(bad());
+    }
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(h.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
+        .collect::<Result<Vec<u8>, String>>()
+        .map(Some)
+}
+
+fn need_str<'a>(cmd: &'a Value, name: &str) -> Result<&'a str, String> {
+    opt_str(cmd, name)?.ok_or(format!("'{name}' is required"))
+}
+
+/// A decimal given as a string ("0.001"), as Binance writes them.
+fn opt_dec(cmd: &Value, name: &str) -> Result<Option<Dec>, String> {
+    opt_str(cmd, name)?
+        .map(|s| Dec::parse(s).ok_or(format!("'{name}' is not a decimal (\"0.001\"): {s}")))
+        .transpose()
+}
+
+fn opt_bool(cmd: &Value, name: &str, default: bool) -> Result<bool, String> {
+    match cmd.get(name) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v.as_bool().ok_or(format!("'{name}' must be a boolean")),
+    }
+}
+
+/// The account commands: change the book, emit its events, answer their `E`s.
+fn trade(shared: &Shared, name: &str, cmd: &Value) -> Result<Value, String> {
+    let key = need_str(cmd, "api_key")?;
+    let side = || -> Result<String, String> {
+        match need_str(cmd, "side")? {
+            s @ ("BUY" | "SELL") => Ok(s.to_string()),
+            s => Err(format!("'side' must be BUY or SELL, not {s}")),
+        }
+    };
+    let positive = |name: &str| -> Result<Dec, String> {
+        opt_dec(cmd, name)?
+            .filter(|d| d.signum() > 0)
+            .ok_or(format!("'{name}' is required, above 0"))
+    };
+    let t = crate::state::now_ms();
+    let mut st = shared.lock();
+    let id = st.next_id();
+    let book = st.books.entry(key.to_string()).or_default();
+    let mut extra = json!({});
+    let events: Vec<Event> = match name {
+        "deposit" => {
+            let amount = opt_dec(cmd, "amount")?.ok_or("'amount' is required")?;
+            book.deposit(opt_str(cmd, "asset")?.unwrap_or("USDT"), amount, t)
+        }
+        "order_place" => {
+            let typ = opt_str(cmd, "type")?.unwrap_or("LIMIT").to_string();
+            let price = match typ.as_str() {
+                "MARKET" => opt_dec(cmd, "price")?.unwrap_or(Dec::ZERO),
+                _ => positive("price")?,
+            };
+            let n = NewOrder {
+                client_id: opt_str(cmd, "client_order_id")?.map(String::from),
+                symbol: opt_str(cmd, "symbol")?.unwrap_or("BTCUSDT").to_string(),
+                side: side()?,
+                tif: opt_str(cmd, "time_in_force")?.unwrap_or("GTC").to_string(),
+                typ,
+                qty: positive("quantity")?,
+                price,
+                stop_price: opt_dec(cmd, "stop_price")?.unwrap_or(Dec::ZERO),
+                reduce_only: opt_bool(cmd, "reduce_only", false)?,
+            };
+            let (oid, ev) = book.place(n, id, t);
+            extra["order_id"] = oid.into();
+            ev
+        }
+        "order_amend" => {
+            let oid = need_u64(cmd, "order_id")?;
+            book.amend(oid, opt_dec(cmd, "quantity")?, opt_dec(cmd, "price")?, t)?
+        }
+        "order_fill" => {
+            let oid = need_u64(cmd, "order_id")?;
+            let maker = opt_bool(cmd, "maker", true)?;
+            let ev = book.fill(
+                oid,
+                opt_dec(cmd, "quantity")?,
+                opt_dec(cmd, "price")?,
+                maker,
+                id,
+                t,
+            )?;
+            extra["trade_id"] = id.into();
+            ev
+        }
+        "order_cancel" => book.cancel(need_u64(cmd, "order_id")?, t)?,
+        "algo_place" => {
+            let n = NewAlgo {
+                client_id: opt_str(cmd, "client_algo_id")?.map(String::from),
+                symbol: opt_str(cmd, "symbol")?.unwrap_or("BTCUSDT").to_string(),
+                side: side()?,
+                order_type: opt_str(cmd, "type")?.unwrap_or("STOP_MARKET").to_string(),
+                tif: opt_str(cmd, "time_in_force")?.unwrap_or("GTC").to_string(),
+                qty: positive("quantity")?,
+                trigger_price: positive("trigger_price")?,
+                price: opt_dec(cmd, "price")?.unwrap_or(Dec::ZERO),
+                reduce_only: opt_bool(cmd, "reduce_only", false)?,
+            };
+            let (aid, ev) = book.algo_place(n, id, t);
+            extra["algo_id"] = aid.into();
+            ev
+        }
+        "algo_trigger" => {
+            let ev = book.algo_trigger(need_u64(cmd, "algo_id")?, id, t)?;
+            extra["order_id"] = id.into();
+            ev
+        }
+        _ => book.algo_cancel(need_u64(cmd, "algo_id")?, t)?,
+    };
+    let es = st.emit_all(key, events);
+    extra["E"] = json!(es);
+    extra["T"] = t.into();
+    Ok(extra)
 }
 
 fn enabled(cmd: &Value) -> Result<bool, String> {
@@ -169,6 +298,7 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
         "oversize" => fault(FaultKind::Oversize(need_u64(cmd, "bytes")? as usize)),
         "duplicate" => fault(FaultKind::Duplicate),
         "cut" => fault(FaultKind::Cut),
+        "binary" => fault(FaultKind::Binary(opt_hex(cmd, "hex")?)),
         "reset_mid_request" => fault(FaultKind::Reset),
         "shuffle" => {
             let us = need_u64(cmd, "max_delay_us")?;
@@ -270,6 +400,13 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
                     *slot = v;
                 }
             }
+            match cmd.get("clock_offset_ms") {
+                None | Some(Value::Null) => {}
+                Some(v) => {
+                    let ms = v.as_i64().ok_or("'clock_offset_ms' must be an integer")?;
+                    crate::state::CLOCK_OFFSET_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
             Ok(json!({}))
         }
         "reset" => {
@@ -277,6 +414,30 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
             st.faults.clear();
             st.sw = Switches::default();
             Ok(json!({}))
+        }
+        "account" => {
+            let key = need_str(cmd, "api_key")?;
+            let cred = match (opt_str(cmd, "secret")?, opt_str(cmd, "ed25519_pem")?) {
+                (Some(s), None) => Cred::Hmac(s.as_bytes().to_vec()),
+                (None, Some(pem)) => Cred::ed25519(pem.as_bytes())?,
+                _ => return Err("give exactly one of 'secret' and 'ed25519_pem'".into()),
+            };
+            let mut st = shared.lock();
+            st.creds.insert(key.to_string(), cred);
+            st.books.entry(key.to_string()).or_default();
+            Ok(json!({}))
+        }
+        "deposit" | "order_place" | "order_amend" | "order_fill" | "order_cancel"
+        | "algo_place" | "algo_cancel" | "algo_trigger" => trade(shared, name, cmd),
+        "snapshot" => {
+            let key = need_str(cmd, "api_key")?;
+            let mut st = shared.lock();
+            let b = st.books.entry(key.to_string()).or_default();
+            Ok(
+                json!({"server_time": crate::state::now_ms(), "account": b.account(false),
+                "balance": b.balance(), "positions": b.position_risk(None, false),
+                "open_orders": b.open_orders(None), "open_algo_orders": b.open_algo_orders(None)}),
+            )
         }
         other => Err(format!("unknown cmd {other}")),
     }
@@ -340,6 +501,14 @@ async fn emit(shared: &Shared, cmd: &Value, count: i64) -> Result<Value, String>
         Some(r) => r.replace("{E}", &e.to_string()),
         None => events::render(&typ, e),
     };
+    let frame = match (
+        opt_hex(cmd, "hex")?,
+        cmd.get("binary").and_then(Value::as_bool),
+    ) {
+        (Some(b), _) => Frame::Bytes(b),
+        (None, Some(true)) => Frame::Binary,
+        _ => Frame::Text,
+    };
     let (mut first, mut last, mut emitted, mut delivered) = (None::<u64>, None::<u64>, 0u64, 0u64);
     let start = Instant::now();
     for i in 0..n {
@@ -359,7 +528,7 @@ async fn emit(shared: &Shared, cmd: &Value, count: i64) -> Result<Value, String>
             }
         };
         for k in accounts {
-            let (e, d) = st.emit_one(&k, &make);
+            let (e, d) = st.emit_framed(&k, &make, &frame);
             first = Some(first.map_or(e, |f| f.min(e)));
             last = Some(last.map_or(e, |l| l.max(e)));
             emitted += 1;

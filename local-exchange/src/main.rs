@@ -11,10 +11,13 @@ macro_rules! vlog {
     };
 }
 
+mod account;
 mod api;
 mod conn;
 mod control;
 mod events;
+mod rest;
+mod sign;
 mod state;
 mod stream;
 mod tls;
@@ -39,6 +42,7 @@ const USAGE: &str =
 [--key-lifetime-ms N] [--ping-interval-ms N] [--api-lifetime-ms N] [--stream-lifetime-ms N] \
 [--stream-max-msgs-per-sec N] [--stream-max-streams N] [--api-weight-per-min N] \
 [--stream-connects-per-5min N] [--stream-string-ids] \
+[--account API_KEY:SECRET]... [--account-ed25519 API_KEY:PEM_FILE]... \
 [--control JSON]... [--die-with-stdin] [--verbose]";
 
 /// A TLS handshake or WebSocket upgrade that takes longer than this is dropped.
@@ -51,6 +55,8 @@ struct Opts {
     plain: bool,
     timings: Timings,
     limits: Limits,
+    /// (API key, credential) from `--account` and `--account-ed25519`.
+    accounts: Vec<(String, sign::Cred)>,
     controls: Vec<String>,
     die_with_stdin: bool,
 }
@@ -71,6 +77,7 @@ fn parse_args() -> Result<Opts, String> {
         plain: false,
         timings: Timings::default(),
         limits: Limits::default(),
+        accounts: Vec::new(),
         controls: Vec::new(),
         die_with_stdin: false,
     };
@@ -104,6 +111,27 @@ fn parse_args() -> Result<Opts, String> {
                     "--api-weight-per-min" => o.limits.api_weight_per_min = ms()?,
                     "--stream-connects-per-5min" => o.limits.stream_connects_per_5min = ms()?,
                     "--control" => o.controls.push(v.clone()),
+                    "--account" | "--account-ed25519" => {
+                        let (key, rest) = v
+                            .split_once(':')
+                            .filter(|(k, r)| !k.is_empty() && !r.is_empty())
+                            .ok_or(format!(
+                                "{a} wants API_KEY:{}",
+                                if a == "--account" {
+                                    "SECRET"
+                                } else {
+                                    "PEM_FILE"
+                                }
+                            ))?;
+                        let cred = if a == "--account" {
+                            sign::Cred::Hmac(rest.as_bytes().to_vec())
+                        } else {
+                            let pem =
+                                std::fs::read(rest).map_err(|e| format!("{a}: {rest}: {e}"))?;
+                            sign::Cred::ed25519(&pem).map_err(|e| format!("{a}: {rest}: {e}"))?
+                        };
+                        o.accounts.push((key.to_string(), cred));
+                    }
                     _ => return Err(format!("unknown option {a}")),
                 }
             }
@@ -136,11 +164,26 @@ async fn main() {
     let listener = TcpListener::bind(&opts.listen)
         .await
         .unwrap_or_else(|e| die(format!("cannot listen on {}: {e}", opts.listen)));
+    // REST on a port of its own beside the WebSocket one (as Binance's
+    // REST host is not its WebSocket host), on the same interface.
+    let rest_bind = SocketAddr::new(
+        listener
+            .local_addr()
+            .map_or(Ipv4Addr::LOCALHOST.into(), |a| a.ip()),
+        0,
+    );
+    let rest = TcpListener::bind(rest_bind)
+        .await
+        .unwrap_or_else(|e| die(format!("cannot bind the REST port: {e}")));
     let control = TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| die(format!("cannot bind the control port: {e}")));
-    let (addr, caddr) = match (listener.local_addr(), control.local_addr()) {
-        (Ok(a), Ok(c)) => (a, c),
+    let (addr, caddr, raddr) = match (
+        listener.local_addr(),
+        control.local_addr(),
+        rest.local_addr(),
+    ) {
+        (Ok(a), Ok(c), Ok(r)) => (a, c, r),
         _ => die("cannot read the bound addresses"),
     };
     let tls = if opts.plain {
@@ -155,6 +198,7 @@ async fn main() {
     };
 
     let shared = Arc::new(Shared::new(opts.timings, opts.limits));
+    shared.lock().creds.extend(opts.accounts);
     for c in &opts.controls {
         let cmd = serde_json::from_str(c).unwrap_or_else(|e| die(format!("--control {c}: {e}")));
         let answer = control::command(&shared, &cmd).await;
@@ -164,6 +208,11 @@ async fn main() {
     }
     tokio::spawn(sweeper(shared.clone()));
     tokio::spawn(control::serve(shared.clone(), control));
+    tokio::spawn(rest::serve(
+        shared.clone(),
+        rest,
+        tls.as_ref().map(|(a, _)| a.clone()),
+    ));
 
     let (scheme, host) = (if tls.is_some() { "wss" } else { "ws" }, printable(addr));
     let mut ready = vec![
@@ -174,6 +223,9 @@ async fn main() {
     if let Some((_, ca)) = &tls {
         ready.push(format!("ca_file={}", ca.display()));
     }
+    // Last, so that readers that stop at ca_file= (or control=) still work.
+    let http = if tls.is_some() { "https" } else { "http" };
+    ready.push(format!("rest={http}://{}", printable(raddr)));
     let mut out = std::io::stdout();
     for line in ready {
         // A closed stdout is not a reason to stop serving.
@@ -282,19 +334,19 @@ async fn accept(shared: Arc<Shared>, tcp: TcpStream, tls: Option<TlsAcceptor>) {
                 match s.form {
                     state::Form::Path => {
                         st.stats.path_form_connects += 1;
+                        // The path holds a listenKey: not logged.
                         vlog!(
-                            "{}: path form: nothing will be pushed (Binance's /private pushes \
-nothing on /private/ws/<listenKey> since 2026-04-23; use /private/stream and SUBSCRIBE, \
-or /private/ws?listenKey=)",
-                            req.uri().path()
+                            "/private/ws/<listenKey>: path form, nothing will be pushed \
+(Binance's /private pushes nothing on it since 2026-04-23; use /private/stream and \
+SUBSCRIBE, or /private/ws?listenKey=)"
                         );
                     }
                     state::Form::Legacy => {
                         st.stats.legacy_connects += 1;
                         vlog!(
-                            "{}: legacy route: nothing will be pushed (retired 2026-04-23; \
+                            "/{}: legacy route, nothing will be pushed (retired 2026-04-23; \
 use /private)",
-                            req.uri().path()
+                            req.uri().path().split('/').nth(1).unwrap_or("")
                         );
                     }
                     _ => {}

@@ -54,7 +54,7 @@ class Exchange:
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
         self.ready = {}
-        while not {"ws_api", "stream", "control", "ca_file"} <= self.ready.keys():
+        while not {"ws_api", "stream", "control", "ca_file", "rest"} <= self.ready.keys():
             line = self.proc.stdout.readline()
             if not line:
                 raise SystemExit(f"local-exchange ({exe}) ended before it was ready")
