@@ -168,15 +168,104 @@ fn a_refused_or_unanswered_subscription_is_a_clear_error() {
     // allows, as Binance does.
     // The second stream on a shared connection is one too many.
     ex.control(json!({"cmd": "set", "stream_max_streams": 1}));
-    let (_first, _s) = open(&config(&ex, &account(0), SUBSCRIBE));
-    let client = Client::new(&config(&ex, &account(1), SUBSCRIBE)).unwrap();
-    let e = UserStream::open(&client, None).err().expect("refused");
-    assert_eq!(e.status, Status::ConnectionClosed, "{e:?}");
-    assert!(e.message.contains("closed the stream (code 1008)"), "{e:?}");
+    {
+        let (_first, _s) = open(&config(&ex, &account(0), SUBSCRIBE));
+        let client = Client::new(&config(&ex, &account(1), SUBSCRIBE)).unwrap();
+        let e = UserStream::open(&client, None).err().expect("refused");
+        assert_eq!(e.status, Status::ConnectionClosed, "{e:?}");
+        assert!(e.message.contains("closed the stream (code 1008)"), "{e:?}");
+    }
     ex.control(json!({"cmd": "set", "stream_max_streams": 1024}));
+
+    // An error answer: BINANCE_API_ERROR with the server's code.
+    ex.control(
+        json!({"cmd": "fail", "method": "SUBSCRIBE", "code": 2, "msg": "Invalid request: nope"}),
+    );
+    let client = Client::new(&config(&ex, KEY, SUBSCRIBE)).unwrap();
+    let e = UserStream::open(&client, None).err().expect("refused");
+    assert_eq!((e.status, e.api_code), (Status::ApiError, 2), "{e:?}");
+    assert!(
+        e.message.contains("SUBSCRIBE") && e.message.contains("Invalid request: nope"),
+        "{e:?}"
+    );
+
+    // No answer at all: BINANCE_TIMEOUT within the request timeout.
+    ex.control(json!({"cmd": "no_answer", "method": "SUBSCRIBE"}));
+    let mut cfg = config(&ex, KEY, SUBSCRIBE);
+    cfg.set_timeouts_ms(2000, 500).unwrap();
+    let client = Client::new(&cfg).unwrap();
+    let t0 = Instant::now();
+    let e = UserStream::open(&client, None).err().expect("unanswered");
+    assert_eq!(e.status, Status::Timeout, "{e:?}");
+    assert!(e.message.contains("SUBSCRIBE"), "{e:?}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
 
     let (_c, s) = open(&config(&ex, KEY, SUBSCRIBE));
     assert!(s.health().subscribed);
+}
+
+#[test]
+fn once_open_an_unanswered_or_refused_resubscription_is_retried_with_backoff() {
+    let ex = Exchange::start(&[]);
+    let mut cfg = config(&ex, KEY, SUBSCRIBE);
+    cfg.set_timeouts_ms(2000, 400).unwrap();
+    let (_c, s) = open(&cfg);
+    ex.control(json!({"cmd": "no_answer", "method": "SUBSCRIBE"}));
+    ex.control(json!({"cmd": "fail", "method": "SUBSCRIBE", "code": 2, "msg": "Invalid request"}));
+    ex.control(json!({"cmd": "drop", "target": "stream"}));
+    let (gap, before) = until(&s, STREAM_GAP);
+    assert_eq!(gap.get("/reason").as_deref(), Some("disconnected"));
+    assert_eq!(
+        before.len(),
+        1,
+        "one disconnect, then the gap once resubscribed: {before:?}"
+    );
+    let h = s.health();
+    assert!(h.subscribed && h.connected, "{h:?}");
+    assert_eq!(h.gaps, 1);
+    ex.control(json!({"cmd": "emit", "api_key": KEY, "count": 1}));
+    until(&s, "ORDER_TRADE_UPDATE");
+}
+
+#[test]
+fn binary_frames_are_read_as_text_or_delivered_as_unparsed() {
+    let ex = Exchange::start(&[]);
+    let (c, s) = open(&config(&ex, KEY, SUBSCRIBE));
+    // A binary frame holding UTF-8: the event, as if it came as text.
+    ex.control(json!({"cmd": "emit", "api_key": KEY, "binary": true}));
+    let (ev, before) = until(&s, "ORDER_TRADE_UPDATE");
+    assert!(before.is_empty(), "{before:?}");
+    assert!(!ev.is_library());
+    // Not UTF-8: never dropped, delivered as binance.unparsed (a server
+    // message, not a library event).
+    ex.control(json!({"cmd": "emit", "api_key": KEY, "hex": "c328ff7b"}));
+    let (ev, before) = until(&s, "binance.unparsed");
+    assert!(before.is_empty(), "{before:?}");
+    assert!(!ev.is_library());
+    assert!(ev.json().contains('\u{fffd}'), "{}", ev.json());
+    ex.control(json!({"cmd": "emit", "api_key": KEY, "count": 1}));
+    until(&s, "ORDER_TRADE_UPDATE");
+    assert_eq!(s.health().gaps, 0);
+
+    // The WebSocket API: an answer in a binary frame is still an answer...
+    ex.control(json!({"cmd": "binary"}));
+    let key = c.listen_key_keepalive().unwrap();
+    assert_eq!(key.len(), 64);
+    // ...and bytes that are not UTF-8 fail the call at once, clearly.
+    ex.control(json!({"cmd": "binary", "hex": "c328"}));
+    let t0 = Instant::now();
+    let e = c.listen_key_keepalive().unwrap_err();
+    assert_eq!(e.status, Status::ProtocolError, "{e:?}");
+    assert!(e.message.contains("binary frame"), "{e:?}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "not a request timeout"
+    );
+    assert_eq!(
+        c.listen_key_keepalive().unwrap(),
+        key,
+        "the next call reconnects"
+    );
 }
 
 #[test]
