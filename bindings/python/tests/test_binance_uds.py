@@ -65,6 +65,25 @@ def test_library_override_is_used_first(tmp_path: Path) -> None:
     assert out.stdout.strip() == str(tmp_path / "libother.so")
 
 
+def test_constants_and_functions_match_the_header() -> None:
+    """The module's copies of the header's constants, and its function
+    table, are the header's: a status, URL or function added or changed
+    there fails here until the binding follows."""
+    header = (REPO / "include" / "binance_uds.h").read_text()
+    defines = dict(re.findall(r"^#define BINANCE_(\w+) (\S+)$", header, re.MULTILINE))
+    for name, value in defines.items():
+        if name.startswith(("VERSION_", "UDS_")):
+            continue
+        assert getattr(binance_uds, name) == json.loads(value), name
+    prototypes = set(re.findall(r"^[a-z][\w ]*?[ *](binance_\w+)\(", header, re.MULTILINE))
+    assert prototypes == set(binance_uds._SIGNATURES), "binance_uds._SIGNATURES differs from the header's functions"
+    # Every status has its exception class, named after it.
+    for name, value in defines.items():
+        if isinstance(json.loads(value), int) and name not in ("OK",) and not name.startswith("VERSION_"):
+            cls = binance_uds._ERRORS[json.loads(value)]
+            assert cls.__name__.lower() == name.replace("_", "").lower(), (name, cls)
+
+
 def test_listen_key_start_keepalive_stop(exchange: Exchange) -> None:
     with binance_uds.Client(config(exchange)) as client:
         assert client.rate_limits() == []
