@@ -234,13 +234,14 @@ async def test_readme_asyncio_snippet_runs(exchange: Exchange) -> None:
         first = await asyncio.wait_for(process.stdout.readline(), 30)
         assert first.decode().strip() == "connected; waiting for events"
         order = exchange.emit("ORDER_TRADE_UPDATE")
+        lines = [(await asyncio.wait_for(process.stdout.readline(), 30)).decode().strip()]
         exchange.control({"cmd": "drop", "target": "stream"})
-        lines = []
-        while not lines or not lines[-1].startswith("events may have been lost"):
+        while not lines[-1].startswith("events may have been lost"):
             lines.append((await asyncio.wait_for(process.stdout.readline(), 30)).decode().strip())
     finally:
         process.kill()
         _, stderr = await process.communicate()
     assert lines[0] == f"ORDER_TRADE_UPDATE {order['first_E']} BTCUSDT NEW"
+    assert lines[1].startswith("binance.stream_disconnected ")
     assert lines[-1].endswith("- resynchronise over REST")
     assert_key_not_in(stderr.decode(), *lines)
