@@ -28,6 +28,12 @@ LIBRARY_FILE = runpy.run_path(os.path.join(HERE, "binance_uds", "_library.py"))[
 
 def crate_version() -> str:
     """The `version` of the `[package]` table of the root Cargo.toml."""
+    if not os.path.exists(CARGO_TOML):
+        raise RuntimeError(
+            f"{CARGO_TOML} not found: the package builds the Rust library of the repository it sits in, "
+            "so build it in place (`pip install ./bindings/python` or `pip wheel ./bindings/python` with "
+            "pip >= 21.3), not from a copy or an sdist"
+        )
     with open(CARGO_TOML, encoding="utf-8") as f:
         text = f.read()
     package = re.search(r"^\[package\]$(.*?)(?=^\[|\Z)", text, re.MULTILINE | re.DOTALL)

@@ -53,6 +53,15 @@ def test_the_installed_package_carries_its_library() -> None:
     assert Path(binance_uds._library_path()).resolve() == package / binance_uds._library.file_name()
     assert (package / "py.typed").exists()
     assert binance_uds.version() == crate_version()
+    # The metadata, as PyPI would show it.
+    from importlib.metadata import metadata
+
+    meta = metadata("binance-uds")
+    assert meta["Name"] == "binance-uds" and meta["Version"] == crate_version()
+    assert meta["License-Expression"] == "MIT OR Apache-2.0"
+    assert "Typing :: Typed" in meta.get_all("Classifier")
+    assert meta["Description-Content-Type"] == "text/markdown"
+    assert meta.get_payload().strip() == (PACKAGE_DIR / "README.md").read_text().strip()
 
 
 def test_library_override_is_used_first(tmp_path: Path) -> None:
