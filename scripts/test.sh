@@ -42,7 +42,10 @@ step "Python bindings against the source tree (pytest)"
 # refreshes (cargo test builds the library under target/debug/deps).
 cargo build -p binance-uds -p local-exchange
 "$py" -m pytest bindings/python/tests -q
-"$py" -m mypy --strict --cache-dir=/dev/null bindings/python/binance_uds
+# The package, and tests/typing_events.py: comparing event["e"] narrows
+# the event union to each type.
+MYPYPATH=bindings/python "$py" -m mypy --strict --cache-dir=/dev/null \
+    bindings/python/binance_uds bindings/python/tests/typing_events.py
 
 step "Python package: a manylinux wheel (bindings/python/build-wheel.sh), installed in a fresh venv"
 wheel=$(PYTHON="$py" bindings/python/build-wheel.sh "$pywork/wheelhouse" | tail -1)

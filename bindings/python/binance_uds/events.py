@@ -11,8 +11,11 @@ library event. Test ``event["e"]`` and a type checker narrows the rest::
 These are types only: the dicts are the JSON as Binance sent it (numbers
 as numbers, decimals as strings), nothing is checked or converted at run
 time. Binance adds fields without notice; those are there too, untyped.
-Fields Binance sends only sometimes are typed but may be absent: use
-``.get()`` for them. An event of a type this version does not know is
+The top-level fields Binance documents are required keys, those it sends
+only sometimes (``MarginCall``'s ``cw``, ``AccountConfigUpdate``'s ``ac`` or
+``ai``, a gap's ``message`` or ``dropped``) are not; inside the nested
+objects every key is optional (Binance omits some, e.g. an order's
+commission before it has one): use ``.get()`` where a key may be absent. An event of a type this version does not know is
 delivered too; the union leaves it out so that comparing ``event["e"]``
 narrows (a catch-all ``Dict[str, Any]`` member would stop type checkers
 from narrowing at all): handle it as ``Mapping[str, Any]``, e.g. in the
@@ -190,7 +193,7 @@ class OrderTradeUpdate(TypedDict):
 # TRADE_LITE: a trade, fewer fields, sooner.
 
 
-class TradeLite(TypedDict, total=False):
+class TradeLite(TypedDict):
     e: Literal["TRADE_LITE"]
     E: int
     T: int
@@ -239,12 +242,15 @@ class MarginCallPosition(TypedDict, total=False):
     """Maintenance margin required."""
 
 
-class MarginCall(TypedDict, total=False):
+class _MarginCallFields(TypedDict):
     e: Literal["MARGIN_CALL"]
     E: int
+    p: List[MarginCallPosition]
+
+
+class MarginCall(_MarginCallFields, total=False):
     cw: str
     """Cross wallet balance (only pushed with crossed position margin call)."""
-    p: List[MarginCallPosition]
 
 
 # ---------------------------------------------------------------------------
@@ -263,12 +269,17 @@ class MultiAssetsConfig(TypedDict, total=False):
     """Multi-assets mode."""
 
 
-class AccountConfigUpdate(TypedDict, total=False):
+class _AccountConfigUpdateFields(TypedDict):
     e: Literal["ACCOUNT_CONFIG_UPDATE"]
     E: int
     T: int
+
+
+class AccountConfigUpdate(_AccountConfigUpdateFields, total=False):
     ac: LeverageConfig
+    """A symbol's leverage changed (or ``ai``)."""
     ai: MultiAssetsConfig
+    """The multi-assets mode changed (or ``ac``)."""
 
 
 # ---------------------------------------------------------------------------
@@ -290,7 +301,7 @@ class StrategyData(TypedDict, total=False):
     """opCode (8001-8015)."""
 
 
-class StrategyUpdate(TypedDict, total=False):
+class StrategyUpdate(TypedDict):
     e: Literal["STRATEGY_UPDATE"]
     T: int
     E: int
@@ -320,7 +331,7 @@ class GridData(TypedDict, total=False):
     """Update time."""
 
 
-class GridUpdate(TypedDict, total=False):
+class GridUpdate(TypedDict):
     e: Literal["GRID_UPDATE"]
     T: int
     E: int
@@ -344,7 +355,6 @@ class TriggerReject(TypedDict, total=False):
 ConditionalOrderTriggerReject = TypedDict(
     "ConditionalOrderTriggerReject",
     {"e": Literal["CONDITIONAL_ORDER_TRIGGER_REJECT"], "E": int, "T": int, "or": TriggerReject},
-    total=False,
 )
 
 
@@ -405,7 +415,7 @@ class AlgoOrder(TypedDict, total=False):
     """Failure reason."""
 
 
-class AlgoUpdate(TypedDict, total=False):
+class AlgoUpdate(TypedDict):
     e: Literal["ALGO_UPDATE"]
     T: int
     E: int
