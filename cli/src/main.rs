@@ -310,36 +310,22 @@ struct Watched {
 
 impl Interrupts {
     fn install() -> Result<Interrupts, Failure> {
-        use tokio::signal::unix::{signal, SignalKind};
-        let failed = |e: std::io::Error| Failure {
-            code: EXIT_STATUS_BASE + Status::InternalError as u8,
-            message: format!("cannot handle SIGINT and SIGTERM: {e}"),
-        };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(failed)?;
-        // Registered now, on this thread, so that no signal is missed; the
-        // guard is dropped before the stream opens (which refuses to run
-        // inside a runtime).
-        let (mut int, mut term) = {
-            let _in = runtime.enter();
-            (
-                signal(SignalKind::interrupt()).map_err(failed)?,
-                signal(SignalKind::terminate()).map_err(failed)?,
-            )
-        };
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        // Registered now, before anything connects, so that no signal is
+        // missed; the thread then waits for one (no polling).
+        let mut signals =
+            signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(|e| Failure {
+                code: EXIT_STATUS_BASE + Status::InternalError as u8,
+                message: format!("cannot handle SIGINT and SIGTERM: {e}"),
+            })?;
         let state = Arc::new(Mutex::new(Watched::default()));
         let watched = state.clone();
         std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
-                runtime.block_on(async {
-                    tokio::select! {
-                        _ = int.recv() => {}
-                        _ = term.recv() => {}
-                    }
-                });
+                if signals.forever().next().is_none() {
+                    return;
+                }
                 let mut w = watched.lock().unwrap_or_else(|p| p.into_inner());
                 w.interrupted = true;
                 match &w.stream {
@@ -347,7 +333,10 @@ impl Interrupts {
                     None => std::process::exit(EXIT_INTERRUPTED),
                 }
             })
-            .map_err(failed)?;
+            .map_err(|e| Failure {
+                code: EXIT_STATUS_BASE + Status::InternalError as u8,
+                message: format!("cannot start the signal thread: {e}"),
+            })?;
         Ok(Interrupts { state })
     }
 
