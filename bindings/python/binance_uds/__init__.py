@@ -4,9 +4,11 @@ A thin ctypes layer over the ``binance-uds`` C library (``libbinance_uds``):
 no dependencies, no compiled extension. Every blocking call releases the
 GIL while it waits.
 
-The shared library is found, in order: the path in the environment variable
-``BINANCE_UDS_LIBRARY``; ``libbinance_uds.so`` (``.dylib``, ``.dll``) next
-to this file; the system loader (``ctypes.util.find_library``).
+The shared library is the one ``pip install`` built and put next to this
+file (``libbinance_uds.so``, ``.dylib``, ``.dll``). The environment
+variable ``BINANCE_UDS_LIBRARY``, when set, overrides it with a path (a
+debug build, say); without either, the system loader is asked
+(``ctypes.util.find_library``, e.g. after ``scripts/install.sh``).
 
 Example::
 
@@ -20,8 +22,11 @@ Example::
 
 Threads: a :class:`Client` may be used from several threads at once. A
 :class:`UserStream` may be read from several threads, and :meth:`UserStream.close`
-from any thread ends the readers' waits (within 0.1 s). Close a client only
+from any thread ends the readers' waits at once. Close a client only
 when no other thread is using it.
+
+asyncio: :mod:`binance_uds.aio`. Event dicts are typed for editors and
+type checkers: :mod:`binance_uds.events`.
 
 The API key is never put in an exception, a log or a ``repr``.
 """
@@ -32,15 +37,17 @@ import ctypes
 import ctypes.util
 import json as _json
 import os
-import sys
 import threading
 import time
 import weakref
-from ctypes import POINTER, Structure, byref, c_char, c_char_p, c_int32, c_int64, c_uint32, c_uint64, c_void_p
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type
+from ctypes import CFUNCTYPE, POINTER, Structure, byref, c_char, c_char_p, c_int32, c_int64, c_uint32, c_uint64, c_void_p
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple, Type, cast
 
-__version__ = "0.1.0"
+from . import _library
+
+if TYPE_CHECKING:
+    from .events import AnyEvent
 
 __all__ = [
     "ApiError",
@@ -63,11 +70,25 @@ __all__ = [
     "version",
 ]
 
+
+def __getattr__(name: str) -> Any:
+    # ``__version__`` is the library's own (the crate's, from Cargo.toml),
+    # asked for only when wanted: importing never loads the library.
+    if name == "__version__":
+        return version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+
 # Endpoints (binance_uds.h).
 WS_API_URL_PRODUCTION = "wss://ws-fapi.binance.com/ws-fapi/v1"
 WS_API_URL_TESTNET = "wss://testnet.binancefuture.com/ws-fapi/v1"
 STREAM_URL_PRODUCTION = "wss://fstream.binance.com/private"
 STREAM_URL_TESTNET = "wss://fstream.binancefuture.com/private"
+
+# How streams subscribe (binance_config_set_stream_form).
+STREAM_FORM_SUBSCRIBE = 0
+STREAM_FORM_QUERY = 1
 
 # Status values (fixed ABI: binance_uds.h).
 OK = 0
@@ -89,53 +110,83 @@ UNPARSED = "binance.unparsed"
 # The shared library
 
 
-def _library_file_name() -> str:
-    if sys.platform == "darwin":
-        return "libbinance_uds.dylib"
-    if sys.platform == "win32":
-        return "binance_uds.dll"
-    return "libbinance_uds.so"
-
-
 def _library_path() -> str:
     """Where the shared library is: see the module documentation."""
     from_env = os.environ.get("BINANCE_UDS_LIBRARY")
     if from_env:
         return from_env
-    bundled = os.path.join(os.path.dirname(os.path.abspath(__file__)), _library_file_name())
+    bundled = os.path.join(os.path.dirname(os.path.abspath(__file__)), _library.file_name())
     if os.path.exists(bundled):
         return bundled
     found = ctypes.util.find_library("binance_uds")
     if found:
         return found
     raise OSError(
-        "the binance-uds shared library was not found: set BINANCE_UDS_LIBRARY to its path "
-        f"(e.g. target/release/{_library_file_name()}), put it next to {__file__}, "
+        "the binance-uds shared library was not found: install the package with pip (it builds "
+        f"and bundles the library), set BINANCE_UDS_LIBRARY to its path (e.g. target/release/{_library.file_name()}), "
         "or install it where the system loader looks"
     )
 
 
-class _Health(Structure):
-    """binance_stream_health, fields in the header's order."""
+def _c_field(c_type: Any) -> Any:
+    """A :class:`StreamHealth` field: its C type is the metadata the ctypes
+    structure is built from."""
+    return field(metadata={"c_type": c_type})
 
-    _fields_ = [
-        ("size", c_uint32),
-        ("connected", c_int32),
-        ("last_keepalive_status", c_int32),
-        ("reconnects", c_uint64),
-        ("events_delivered", c_uint64),
-        ("events_dropped", c_uint64),
-        ("events_queued", c_uint64),
-        ("gaps", c_uint64),
-        ("key_renewals", c_uint64),
-        ("last_event_ms", c_int64),
-        ("key_age_ms", c_int64),
-        ("last_keepalive_ms", c_int64),
-        ("last_server_ping_ms", c_int64),
-        ("connection_id", c_uint64),
-        ("connection_streams", c_uint64),
-        ("subscribed", c_int32),
-    ]
+
+@dataclass(frozen=True)
+class StreamHealth:
+    """A snapshot of a stream's health (``binance_stream_health``, in the
+    header's order: the ctypes structure is built from these fields)."""
+
+    connected: bool = _c_field(c_int32)
+    """True while the stream connection is up, False while reconnecting."""
+    last_keepalive_status: int = _c_field(c_int32)
+    """The latest keepalive's status (0, or the error it got); -1 before the first."""
+    reconnects: int = _c_field(c_uint64)
+    """Connections opened after the first (reconnects and rotations)."""
+    events_delivered: int = _c_field(c_uint64)
+    """Events handed to the application (stream and library events)."""
+    events_dropped: int = _c_field(c_uint64)
+    """Stream events dropped because the queue was full."""
+    events_queued: int = _c_field(c_uint64)
+    """Events waiting in the queue now."""
+    gaps: int = _c_field(c_uint64)
+    """``binance.stream_gap`` events caused by lost connections or keys."""
+    key_renewals: int = _c_field(c_uint64)
+    """Times the listenKey changed."""
+    last_event_ms: int = _c_field(c_int64)
+    """When the last stream event arrived, ms since the Unix epoch; 0 if none yet."""
+    key_age_ms: int = _c_field(c_int64)
+    """How long the current listenKey has been in use, in ms."""
+    last_keepalive_ms: int = _c_field(c_int64)
+    """When the latest keepalive finished, ms since the Unix epoch; 0 if none yet."""
+    last_server_ping_ms: int = _c_field(c_int64)
+    """When the server last pinged the stream's connection, ms since the Unix epoch; 0 if not yet."""
+    connection_id: int = _c_field(c_uint64)
+    """The stream connection this stream is on (shared by every stream on it); 0 while none."""
+    connection_streams: int = _c_field(c_uint64)
+    """Streams on that connection, this one included; 0 while none."""
+    subscribed: bool = _c_field(c_int32)
+    """True once the server acknowledged the current listenKey's subscription."""
+
+    @classmethod
+    def _from_c(cls, h: "_Health") -> "StreamHealth":
+        values = {f.name: getattr(h, f.name) for f in fields(cls)}
+        values["connected"] = bool(values["connected"])
+        values["subscribed"] = bool(values["subscribed"])
+        return cls(**values)
+
+
+class _Health(Structure):
+    """binance_stream_health: ``size`` (the caller sets it to the struct's
+    size), then the fields of :class:`StreamHealth`."""
+
+    _fields_ = [("size", c_uint32)] + [(f.name, f.metadata["c_type"]) for f in fields(StreamHealth)]
+
+
+# void (*binance_event_callback)(const binance_event *ev, void *user_data)
+_EventCallback = CFUNCTYPE(None, c_void_p, c_void_p)
 
 
 _status = c_int32
@@ -145,9 +196,7 @@ _owned_str = POINTER(c_char)  # a char * the caller frees with binance_string_fr
 _out_str = POINTER(_owned_str)
 _out_err = POINTER(c_void_p)
 
-# name: (restype, argtypes), for every function of binance_uds.h but
-# binance_user_stream_open_callback (a callback on the library's thread
-# would need the GIL; iterate the stream instead).
+# name: (restype, argtypes), for every function of binance_uds.h.
 _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "binance_version": (c_char_p, []),
     "binance_status_str": (c_char_p, [_status]),
@@ -160,6 +209,9 @@ _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "binance_config_set_timeouts_ms": (_status, [_handle, c_uint32, c_uint32, _out_err]),
     "binance_config_add_root_certificate_pem": (_status, [_handle, c_char_p, _out_err]),
     "binance_config_set_keepalive_interval_ms": (_status, [_handle, c_uint32, _out_err]),
+    "binance_config_set_stream_form": (_status, [_handle, c_int32, _out_err]),
+    "binance_config_set_connection_sharing": (_status, [_handle, c_int32, _out_err]),
+    "binance_config_set_stream_subscriptions_per_connection": (_status, [_handle, c_uint32, _out_err]),
     "binance_config_set_proxy": (_status, [_handle, c_char_p, _out_err]),
     "binance_config_set_event_queue_capacity": (_status, [_handle, c_uint32, _out_err]),
     "binance_config_set_silence_timeout_ms": (_status, [_handle, c_uint32, _out_err]),
@@ -178,13 +230,16 @@ _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "binance_error_message": (c_char_p, [_handle]),
     "binance_error_free": (None, [_handle]),
     "binance_event_type": (c_char_p, [_handle]),
+    "binance_event_is_library": (c_int32, [_handle]),
     "binance_event_time_ms": (c_int64, [_handle]),
     "binance_event_json": (c_char_p, [_handle]),
     "binance_event_get": (_status, [_handle, c_char_p, _out_str, _out_err]),
     "binance_event_free": (None, [_handle]),
     "binance_user_stream_open": (_status, [_handle, _out_handle, _out_err]),
+    "binance_user_stream_open_callback": (_status, [_handle, _EventCallback, c_void_p, _out_handle, _out_err]),
     "binance_user_stream_next": (_status, [_handle, c_uint32, _out_handle, _out_err]),
     "binance_user_stream_health": (_status, [_handle, POINTER(_Health), _out_err]),
+    "binance_user_stream_shutdown": (None, [_handle]),
     "binance_user_stream_close": (None, [_handle]),
 }
 
@@ -458,6 +513,28 @@ class Config:
         """Sets the user data stream base URL; streams subscribe on ``<url>/stream``."""
         return self._set(_lib().binance_config_set_stream_endpoint, _c_string(url, "url"))
 
+    def stream_form(self, form: int) -> "Config":
+        """How streams subscribe: :data:`STREAM_FORM_SUBSCRIBE` (the default,
+        ``SUBSCRIBE`` on ``<url>/stream``) or :data:`STREAM_FORM_QUERY`
+        (``<url>/ws?listenKey=<key>``)."""
+        if isinstance(form, bool) or not isinstance(form, int):
+            raise TypeError(f"form must be an int, not {type(form).__name__}")
+        if not -(2**31) <= form < 2**31:
+            raise _error(INVALID_ARGUMENT, f"form: {form} is out of range")
+        return self._set(_lib().binance_config_set_stream_form, form)
+
+    def connection_sharing(self, enabled: bool) -> "Config":
+        """Whether streams of clients configured alike share stream
+        connections (default True; a lost shared connection is a gap in
+        every stream on it)."""
+        return self._set(_lib().binance_config_set_connection_sharing, 1 if enabled else 0)
+
+    def stream_subscriptions_per_connection(self, n: int) -> "Config":
+        """The most streams one shared connection carries: 1 to 1024 (default 200)."""
+        return self._set(
+            _lib().binance_config_set_stream_subscriptions_per_connection, _c_uint32(n, "n")
+        )
+
     def timeouts_ms(self, connect_ms: int, request_ms: int) -> "Config":
         """Sets the connect and request timeouts, each 1 to 3600000 ms."""
         return self._set(
@@ -602,10 +679,21 @@ class Client:
 # Events and streams
 
 
+def _parse_event(kind: str, text: str) -> "AnyEvent":
+    """An event's JSON as a dict. A message that is not a JSON object (type
+    ``binance.unparsed``) gives ``{"e": "binance.unparsed", "E": 0, "text": <the text>}``."""
+    parsed: Any = None
+    if kind != UNPARSED:
+        parsed = _json.loads(text)
+    if not isinstance(parsed, dict):
+        parsed = {"e": UNPARSED, "E": 0, "text": text}
+    return cast("AnyEvent", parsed)
+
+
 class Event:
     """One event: a user data event as Binance sent it, or a library event
-    whose type starts with ``"binance."`` (``binance.stream_gap``: events
-    may have been lost, resynchronise over REST; ``binance.listen_key_renewed``;
+    (``is_library``; ``binance.stream_gap``: events may have been lost,
+    resynchronise over REST; ``binance.listen_key_renewed``;
     ``binance.stream_disconnected``).
 
     ``type`` (its ``"e"``), ``time_ms`` (its ``"E"``, ms since the Unix epoch;
@@ -613,7 +701,7 @@ class Event:
     :meth:`get` for one value by JSON pointer.
     """
 
-    __slots__ = ("_handle", "type", "time_ms", "json", "_data")
+    __slots__ = ("_handle", "type", "time_ms", "json", "is_library", "_data")
 
     def __init__(self, handle: int) -> None:
         """Takes ownership of a ``binance_event *``."""
@@ -622,23 +710,19 @@ class Event:
         self.type: str = _text(lib.binance_event_type(handle))
         self.time_ms: int = lib.binance_event_time_ms(handle)
         self.json: str = _text(lib.binance_event_json(handle))
-        self._data: Optional[Dict[str, Any]] = None
+        self.is_library: bool = bool(lib.binance_event_is_library(handle))
+        """Whether the library made it (a gap, a renewal, ...), as the
+        library recorded it: a server event is never one, whatever its type."""
+        self._data: "Optional[AnyEvent]" = None
 
     @property
-    def data(self) -> Dict[str, Any]:
-        """The event parsed. A message that is not a JSON object (type
-        ``binance.unparsed``) gives ``{"e": "binance.unparsed", "E": 0, "text": <the text>}``."""
+    def data(self) -> "AnyEvent":
+        """The event parsed (see :mod:`binance_uds.events` for its type). A
+        message that is not a JSON object (type ``binance.unparsed``) gives
+        ``{"e": "binance.unparsed", "E": 0, "text": <the text>}``."""
         if self._data is None:
-            parsed: Any = None
-            if self.type != UNPARSED:
-                parsed = _json.loads(self.json)
-            self._data = parsed if isinstance(parsed, dict) else {"e": UNPARSED, "E": 0, "text": self.json}
+            self._data = _parse_event(self.type, self.json)
         return self._data
-
-    @property
-    def is_library(self) -> bool:
-        """Whether the library made it (``binance.*``)."""
-        return self.type.startswith("binance.")
 
     def get(self, pointer: str) -> str:
         """The value at an RFC 6901 JSON pointer, e.g. ``"/o/X"``: strings
@@ -664,40 +748,11 @@ class Event:
         return f"<binance_uds.Event {self.type} E={self.time_ms}>"
 
 
-@dataclass(frozen=True)
-class StreamHealth:
-    """A snapshot of a stream's health (binance_stream_health)."""
-
-    connected: bool
-    """True while the stream connection is up, False while reconnecting."""
-    last_keepalive_status: int
-    """The latest keepalive's status (0, or the error it got); -1 before the first."""
-    reconnects: int
-    """Connections opened after the first (reconnects and rotations)."""
-    events_delivered: int
-    """Events handed to the application (stream and library events)."""
-    events_dropped: int
-    """Stream events dropped because the queue was full."""
-    events_queued: int
-    """Events waiting in the queue now."""
-    gaps: int
-    """``binance.stream_gap`` events caused by lost connections or keys."""
-    key_renewals: int
-    """Times the listenKey changed."""
-    last_event_ms: int
-    """When the last stream event arrived, ms since the Unix epoch; 0 if none yet."""
-    key_age_ms: int
-    """How long the current listenKey has been in use, in ms."""
-    last_keepalive_ms: int
-    """When the latest keepalive finished, ms since the Unix epoch; 0 if none yet."""
-    last_server_ping_ms: int
-    """When the server last pinged the stream's connection, ms since the Unix epoch; 0 if not yet."""
-    connection_id: int
-    """The stream connection this stream is on (shared by every stream on it); 0 while none."""
-    connection_streams: int
-    """Streams on that connection, this one included; 0 while none."""
-    subscribed: bool
-    """True once the server acknowledged the current listenKey's subscription."""
+def _health_of(handle: int) -> StreamHealth:
+    """``binance_user_stream_health`` of an open stream."""
+    h = _Health(size=ctypes.sizeof(_Health))
+    _call(_lib().binance_user_stream_health, handle, byref(h))
+    return StreamHealth._from_c(h)
 
 
 class UserStream:
@@ -710,14 +765,17 @@ class UserStream:
     closed; :meth:`next_event` gives :class:`Event` objects with a timeout.
     """
 
-    # Readers wait in slices: binance_user_stream_close may not begin while
-    # a thread is about to enter binance_user_stream_next, so close() marks
-    # the stream closed, waits for readers to leave their slice, then closes
-    # it. Short slices also let Ctrl-C through.
-    _SLICE_MS = 100
+    # On the main thread a wait is made of slices this long, so that Ctrl-C
+    # (which Python handles between bytecodes of the main thread) gets
+    # through; other threads wait in one call. close() does not depend on
+    # it: binance_user_stream_shutdown wakes every waiting reader at once.
+    _MAIN_THREAD_SLICE_MS = 200
+    _MAX_WAIT_MS = 0xFFFFFFFF
 
     def __init__(self, client: Client) -> None:
         self._handle: Optional[int] = None
+        # Readers in binance_user_stream_next, counted: the stream is freed
+        # only after they left (the header's "shut down, join, close").
         self._cond = threading.Condition()
         self._readers = 0
         out = c_void_p()
@@ -741,20 +799,22 @@ class UserStream:
     def next_event(self, timeout: Optional[float] = None) -> Optional[Event]:
         """The next event, waiting up to ``timeout`` seconds (``None``: until
         one comes; 0: just look). ``None`` when nothing came in time. Raises
-        :class:`StreamClosed` once the stream is closed."""
+        :class:`StreamClosed` once the stream is closed (at once, for a
+        reader waiting when another thread closes it)."""
         if timeout is not None and timeout < 0:
             raise ValueError("timeout must not be negative")
         lib = _lib()
         deadline = None if timeout is None else time.monotonic() + timeout
+        on_main = threading.current_thread() is threading.main_thread()
         while True:
-            left_ms = self._SLICE_MS
+            wait_ms = self._MAIN_THREAD_SLICE_MS if on_main else self._MAX_WAIT_MS
             if deadline is not None:
-                left_ms = min(left_ms, max(0, int((deadline - time.monotonic()) * 1000)))
+                wait_ms = min(wait_ms, max(0, int((deadline - time.monotonic()) * 1000)))
             handle = self._enter()
             out = c_void_p()
             err = c_void_p()
             try:
-                status = lib.binance_user_stream_next(handle, left_ms, byref(out), byref(err))
+                status = lib.binance_user_stream_next(handle, wait_ms, byref(out), byref(err))
             finally:
                 self._leave()
             if status == OK and out.value is not None:
@@ -777,7 +837,7 @@ class UserStream:
                 return
             yield event
 
-    def __iter__(self) -> Iterator[Dict[str, Any]]:
+    def __iter__(self) -> "Iterator[AnyEvent]":
         """Yields each event as a dict (see :attr:`Event.data`) until the
         stream is closed."""
         for event in self.events():
@@ -789,27 +849,9 @@ class UserStream:
         """A snapshot of the stream's health. Does not block."""
         handle = self._enter()
         try:
-            h = _Health(size=ctypes.sizeof(_Health))
-            _call(_lib().binance_user_stream_health, handle, byref(h))
+            return _health_of(handle)
         finally:
             self._leave()
-        return StreamHealth(
-            connected=bool(h.connected),
-            last_keepalive_status=h.last_keepalive_status,
-            reconnects=h.reconnects,
-            events_delivered=h.events_delivered,
-            events_dropped=h.events_dropped,
-            events_queued=h.events_queued,
-            gaps=h.gaps,
-            key_renewals=h.key_renewals,
-            last_event_ms=h.last_event_ms,
-            key_age_ms=h.key_age_ms,
-            last_keepalive_ms=h.last_keepalive_ms,
-            last_server_ping_ms=h.last_server_ping_ms,
-            connection_id=h.connection_id,
-            connection_streams=h.connection_streams,
-            subscribed=bool(h.subscribed),
-        )
 
     @property
     def closed(self) -> bool:
@@ -818,11 +860,14 @@ class UserStream:
     def close(self) -> None:
         """Closes the stream: its connection and timers are gone when this
         returns; queued events are discarded. Any thread may call it:
-        threads waiting for events stop within 0.1 s (their iteration ends,
+        threads waiting for events stop at once (their iteration ends,
         :meth:`next_event` raises :class:`StreamClosed`). The listenKey is
         not stopped (see :meth:`Client.listen_key_stop`)."""
         with self._cond:
             handle, self._handle = self._handle, None
+            if handle:
+                # Wake the readers, let them leave, then free the stream.
+                _lib().binance_user_stream_shutdown(handle)
             self._cond.wait_for(lambda: self._readers == 0)
             if handle:
                 _lib().binance_user_stream_close(handle)

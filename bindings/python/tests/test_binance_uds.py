@@ -1,13 +1,5 @@
-"""binance_uds against the local exchange (a fresh one per test).
-
-Run from the repository root after `cargo build`:
-
-    python3 -m pytest bindings/python/tests -q
-
-BINANCE_UDS_LIBRARY (default target/debug/libbinance_uds.so) and
-BINANCE_UDS_EXCHANGE (default target/debug/local-exchange) may point
-elsewhere.
-"""
+"""binance_uds (blocking) against the local exchange (a fresh one per
+test). How to run them, and against what: conftest.py."""
 
 from __future__ import annotations
 
@@ -16,146 +8,27 @@ import dataclasses
 import json
 import os
 import pickle
-import queue
 import re
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, List
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
-os.environ.setdefault("BINANCE_UDS_LIBRARY", str(REPO / "target" / "debug" / "libbinance_uds.so"))
+from conftest import API_KEY, INSTALLED, PACKAGE_DIR, REPO, Exchange, assert_key_not_in, config, crate_version, now_ms
 
-import binance_uds  # noqa: E402  (after the library path is set)
-
-# Recognisable, so the tests can check it is never shown.
-API_KEY = "TESTKEYpython0123456789"
-
-
-class Exchange:
-    """A running local-exchange (see docs/local-exchange.md)."""
-
-    def __init__(self, tmp: Path) -> None:
-        path = os.environ.get("BINANCE_UDS_EXCHANGE", str(REPO / "target" / "debug" / "local-exchange"))
-        self.process = subprocess.Popen(
-            [path, "--die-with-stdin", "--ca-out", str(tmp / "ca.pem")],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        # Read the ready lines on a thread: a line that never comes must
-        # not hang the test.
-        lines: "queue.Queue[str]" = queue.Queue()
-        stdout = self.process.stdout
-        assert stdout is not None
-
-        def read_lines() -> None:
-            for raw in stdout:
-                lines.put(raw.decode().strip())
-
-        self.reader = threading.Thread(target=read_lines, daemon=True)
-        self.reader.start()
-        ready: Dict[str, str] = {}
-        deadline = time.monotonic() + 30
-        while len(ready) < 4:
-            try:
-                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                self.stop()
-                raise RuntimeError(f"local-exchange did not print its ready lines (got {ready})") from None
-            key, _, value = line.partition("=")
-            ready[key] = value
-        self.ws_api = ready["ws_api"]
-        self.stream = ready["stream"]
-        host, _, port = ready["control"].rpartition(":")
-        self.control_addr: Tuple[str, int] = (host, int(port))
-        self.ca_file = ready["ca_file"]
-        self.ca_pem = Path(self.ca_file).read_text()
-
-    def control_raw(self, cmd: Dict[str, Any]) -> Dict[str, Any]:
-        """Sends one control command; returns the answer."""
-        with socket.create_connection(self.control_addr, timeout=60) as s:
-            s.sendall((json.dumps(cmd) + "\n").encode())
-            answer: Dict[str, Any] = json.loads(s.makefile("rb").readline())
-        return answer
-
-    def control(self, cmd: Dict[str, Any]) -> Dict[str, Any]:
-        """Sends one control command; fails the test on ``ok: false``."""
-        answer = self.control_raw(cmd)
-        assert answer["ok"] is True, f"control {cmd}: {answer}"
-        return answer
-
-    def stats(self) -> Dict[str, Any]:
-        return self.control({"cmd": "stats"})
-
-    def emit(self, kind: str, count: int = 1) -> Dict[str, Any]:
-        return self.control({"cmd": "emit", "api_key": API_KEY, "type": kind, "count": count})
-
-    def env(self) -> Dict[str, str]:
-        """The environment the examples read."""
-        return {
-            "BINANCE_API_KEY": API_KEY,
-            "BINANCE_WS_API_URL": self.ws_api,
-            "BINANCE_STREAM_URL": self.stream,
-            "BINANCE_CA_FILE": self.ca_file,
-        }
-
-    def stop(self) -> None:
-        if self.process.stdin:
-            self.process.stdin.close()
-        self.process.kill()
-        self.process.wait()
-        self.reader.join(timeout=10)  # it ends at end of file
-        if self.process.stdout:
-            self.process.stdout.close()
-
-
-@pytest.fixture
-def exchange(tmp_path: Path) -> Iterator[Exchange]:
-    ex = Exchange(tmp_path)
-    try:
-        yield ex
-    finally:
-        ex.stop()
-
-
-def config(ex: Exchange, **settings: Any) -> binance_uds.Config:
-    """A config for the exchange, with `settings` on top."""
-    base: Dict[str, Any] = {
-        "api_key": API_KEY,
-        "endpoint": ex.ws_api,
-        "stream_endpoint": ex.stream,
-        "root_certificate_pem": ex.ca_pem,
-        "timeouts_ms": (5000, 5000),
-        "reconnect_backoff_ms": (50, 500),
-    }
-    base.update(settings)
-    return binance_uds.Config(**base)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def assert_key_not_in(*texts: str) -> None:
-    for text in texts:
-        assert API_KEY not in text
+import binance_uds
 
 
 # ---------------------------------------------------------------------------
 
 
 def test_version_matches_cargo_toml() -> None:
-    cargo = (REPO / "Cargo.toml").read_text()
-    want = re.search(r'^version = "([^"]+)"', cargo, re.MULTILINE)
-    assert want is not None
-    assert binance_uds.version() == want.group(1)
-    assert binance_uds.__version__ == want.group(1)
+    assert binance_uds.version() == crate_version()
+    assert binance_uds.__version__ == crate_version()
     assert binance_uds.status_str(binance_uds.TIMEOUT) == "BINANCE_TIMEOUT"
     assert binance_uds.status_str(999) == "BINANCE_UNKNOWN_STATUS"
 
@@ -170,6 +43,58 @@ def test_health_structure_matches_the_header() -> None:
     assert [name for _, name in fields] == [f[0] for f in structure]
     assert [c_types[t] for t, _ in fields] == [ctypes.sizeof(f[1]) for f in structure]
     assert [f.name for f in dataclasses.fields(binance_uds.StreamHealth)] == [name for _, name in fields][1:]
+
+
+@pytest.mark.skipif(not INSTALLED, reason="tests an installed wheel (scripts/test.sh)")
+def test_the_installed_package_carries_its_library() -> None:
+    package = Path(binance_uds.__file__).resolve().parent
+    assert REPO.resolve() not in package.parents, f"imported from the source tree: {package}"
+    assert "BINANCE_UDS_LIBRARY" not in os.environ
+    assert Path(binance_uds._library_path()).resolve() == package / binance_uds._library.file_name()
+    assert (package / "py.typed").exists()
+    assert binance_uds.version() == crate_version()
+    # The metadata, as PyPI would show it.
+    from importlib.metadata import metadata
+
+    meta = metadata("binance-uds")
+    assert meta["Name"] == "binance-uds" and meta["Version"] == crate_version()
+    assert meta["License-Expression"] == "MIT OR Apache-2.0"
+    assert "Typing :: Typed" in meta.get_all("Classifier")
+    assert meta["Description-Content-Type"] == "text/markdown"
+    assert meta.get_payload().strip() == (PACKAGE_DIR / "README.md").read_text().strip()
+
+
+def test_library_override_is_used_first(tmp_path: Path) -> None:
+    """BINANCE_UDS_LIBRARY names the library even when one is bundled."""
+    code = "import binance_uds; print(binance_uds._library_path())"
+    env = dict(os.environ, BINANCE_UDS_LIBRARY=str(tmp_path / "libother.so"))
+    if not INSTALLED:
+        env["PYTHONPATH"] = str(PACKAGE_DIR)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd="/")
+    assert out.stdout.strip() == str(tmp_path / "libother.so")
+
+
+def test_constants_and_functions_match_the_header() -> None:
+    """The module's copies of the header's constants, and its function
+    table, are the header's: a status, URL or function added or changed
+    there fails here until the binding follows."""
+    header = (REPO / "include" / "binance_uds.h").read_text()
+    defines = dict(re.findall(r"^#define BINANCE_(\w+) (\S+)$", header, re.MULTILINE))
+    for name, value in defines.items():
+        if name.startswith(("VERSION_", "UDS_")):
+            continue
+        assert getattr(binance_uds, name) == json.loads(value), name
+    prototypes = set(re.findall(r"^[a-z][\w ]*?[ *](binance_\w+)\(", header, re.MULTILINE))
+    assert prototypes == set(binance_uds._SIGNATURES), "binance_uds._SIGNATURES differs from the header's functions"
+    # Every status has its exception class, named after it.
+    for name, value in defines.items():
+        if (
+            isinstance(json.loads(value), int)
+            and name not in ("OK",)
+            and not name.startswith(("VERSION_", "STREAM_FORM_"))
+        ):
+            cls = binance_uds._ERRORS[json.loads(value)]
+            assert cls.__name__.lower() == name.replace("_", "").lower(), (name, cls)
 
 
 def test_listen_key_start_keepalive_stop(exchange: Exchange) -> None:
@@ -339,6 +264,18 @@ def test_library_events_arrive_as_dicts_too(exchange: Exchange) -> None:
         assert stream.health().gaps == 1
 
 
+def test_a_server_event_is_never_a_library_event(exchange: Exchange) -> None:
+    """Whether the library made an event is what the library recorded, not
+    what its type says: a server can send any "e"."""
+    forged = '{"e":"binance.stream_gap","E":{E},"reason":"forged","from_ms":0,"to_ms":0}'
+    with binance_uds.Client(config(exchange)) as client, client.user_stream() as stream:
+        exchange.control({"cmd": "emit", "api_key": API_KEY, "raw": forged})
+        event = stream.next_event(timeout=10)
+        assert event is not None
+        assert event.type == "binance.stream_gap" and event.data["reason"] == "forged"
+        assert not event.is_library
+
+
 def test_stream_closed_after_close(exchange: Exchange) -> None:
     with binance_uds.Client(config(exchange)) as client:
         with client.user_stream() as stream:
@@ -422,7 +359,9 @@ def python_blocks(path: Path) -> List[str]:
 
 def test_readme_stream_snippet_runs(exchange: Exchange) -> None:
     snippet = python_blocks(PACKAGE_DIR / "README.md")[0]
-    env = dict(os.environ, PYTHONPATH=str(PACKAGE_DIR), PYTHONUNBUFFERED="1", **exchange.env())
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **exchange.env())
+    if not INSTALLED:
+        env["PYTHONPATH"] = str(PACKAGE_DIR)
     process = subprocess.Popen(
         [sys.executable, "-c", snippet], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

@@ -112,6 +112,47 @@ pub struct Health {
     pub connection_streams: u64,
 }
 
+impl Health {
+    /// The snapshot as a JSON object, a member per field (destructured
+    /// without `..`: a new field does not compile until it is here too).
+    pub fn to_json(&self) -> serde_json::Value {
+        let Health {
+            connected,
+            subscribed,
+            reconnects,
+            events_delivered,
+            events_dropped,
+            events_queued,
+            last_event_ms,
+            key_age_ms,
+            last_keepalive_status,
+            last_keepalive_ms,
+            key_renewals,
+            gaps,
+            last_server_ping_ms,
+            connection_id,
+            connection_streams,
+        } = self.clone();
+        serde_json::json!({
+            "connected": connected,
+            "subscribed": subscribed,
+            "reconnects": reconnects,
+            "events_delivered": events_delivered,
+            "events_dropped": events_dropped,
+            "events_queued": events_queued,
+            "gaps": gaps,
+            "key_renewals": key_renewals,
+            "last_event_ms": last_event_ms,
+            "key_age_ms": key_age_ms,
+            "last_keepalive_status": last_keepalive_status,
+            "last_keepalive_ms": last_keepalive_ms,
+            "last_server_ping_ms": last_server_ping_ms,
+            "connection_id": connection_id,
+            "connection_streams": connection_streams,
+        })
+    }
+}
+
 /// What the connection and the runner record for `health`.
 pub(crate) struct Info {
     connected: bool,

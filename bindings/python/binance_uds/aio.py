@@ -1,0 +1,321 @@
+"""binance_uds for asyncio.
+
+Example::
+
+    import asyncio
+    from binance_uds import aio
+
+    async def main() -> None:
+        async with aio.Client(api_key="...") as client:
+            key = await client.listen_key_start()
+            async with client.user_stream() as stream:
+                async for event in stream:       # dicts, in order, until closed
+                    print(event["e"], event["E"])
+
+    asyncio.run(main())
+
+How it works: the listenKey calls are request/response; each runs in the
+loop's default executor (a thread for the duration of the call, the GIL
+released while it waits). A stream is opened in callback form
+(``binance_user_stream_open_callback``): the library calls back on the one
+thread it owns for the stream, the event is copied there and handed to the
+loop with ``call_soon_threadsafe``. No thread waits on behalf of a waiting
+coroutine, and nothing polls.
+
+Memory stays bounded: at most ``max_pending`` events wait in the loop's
+queue; beyond that the library's own queue fills, and what it cannot hold
+is dropped and reported by a ``binance.stream_gap`` (reason
+``queue_overflow``), as for the blocking stream.
+
+Closing (``await stream.close()``, leaving ``async with``, or cancelling
+the task that uses the stream) ends every ``async for`` and
+:meth:`UserStream.next_event` on the stream at once, on any task; the
+stream's connection, timers and thread are gone when ``close()`` returns.
+Use a client and its streams from one event loop.
+"""
+
+import asyncio
+import ctypes
+import threading
+from typing import Any, AsyncIterator, Callable, Optional, Set, TypeVar
+
+from . import (
+    STREAM_CLOSED,
+    Config,
+    StreamClosed,
+    StreamHealth,
+    _call,
+    _error,
+    _EventCallback,
+    _health_of,
+    _lib,
+    _parse_event,
+    _text,
+)
+from . import Client as _BlockingClient
+from .events import AnyEvent
+
+__all__ = ["Client", "Event", "UserStream"]
+
+_T = TypeVar("_T")
+
+
+async def _in_thread(fn: Callable[..., _T], *args: Any) -> _T:
+    """Runs a blocking call in the loop's default executor."""
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+class Client:
+    """One WebSocket API connection for one API key (see
+    :class:`binance_uds.Client`), for asyncio. An async context manager:
+    closed on exit, with its streams.
+
+    ``Client(config)``, or ``Client(api_key=..., ...)`` with
+    :class:`binance_uds.Config`'s keyword arguments. Creating it does no I/O.
+    """
+
+    def __init__(self, config: Optional[Config] = None, **settings: Any) -> None:
+        self._client = _BlockingClient(config, **settings)
+        self._streams: Set["UserStream"] = set()
+
+    async def listen_key_start(self) -> str:
+        """``userDataStream.start``: the account's listenKey."""
+        return await _in_thread(self._client.listen_key_start)
+
+    async def listen_key_keepalive(self) -> str:
+        """``userDataStream.ping``: extends the key and returns it. Raises
+        :class:`binance_uds.ApiError` with ``code`` -1125 when the account
+        has no valid key."""
+        return await _in_thread(self._client.listen_key_keepalive)
+
+    async def listen_key_stop(self) -> None:
+        """``userDataStream.stop``: invalidates the account's key, for every
+        connection and process using this API key."""
+        await _in_thread(self._client.listen_key_stop)
+
+    def rate_limits(self) -> Any:
+        """The ``rateLimits`` of the latest answer (does not block)."""
+        return self._client.rate_limits()
+
+    def user_stream(self, max_pending: int = 1024) -> "UserStream":
+        """The account's user data stream, opened by ``async with`` or
+        ``await``: ``async with client.user_stream() as stream: ...`` or
+        ``stream = await client.user_stream()``."""
+        return UserStream(self, max_pending)
+
+    async def close(self) -> None:
+        """Closes the client's streams, then the client."""
+        for stream in list(self._streams):
+            await stream.close()
+        await _in_thread(self._client.close)
+
+    async def __aenter__(self) -> "Client":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<binance_uds.aio.Client {'open' if self._client._handle else 'closed'}>"
+
+
+class Event:
+    """One event, copied out of the library: ``type``, ``time_ms``,
+    ``json`` (as received), ``is_library``, and ``data`` (parsed)."""
+
+    __slots__ = ("type", "time_ms", "json", "is_library", "_data")
+
+    def __init__(self, type: str, time_ms: int, json: str, is_library: bool) -> None:
+        self.type = type
+        self.time_ms = time_ms
+        self.json = json
+        self.is_library = is_library
+        self._data: Optional[AnyEvent] = None
+
+    @property
+    def data(self) -> AnyEvent:
+        """The event parsed (see :mod:`binance_uds.events`)."""
+        if self._data is None:
+            self._data = _parse_event(self.type, self.json)
+        return self._data
+
+    def __repr__(self) -> str:
+        return f"<binance_uds.aio.Event {self.type} E={self.time_ms}>"
+
+
+# Put in the loop's queue when the stream closes: wakes every waiting reader.
+_CLOSED = object()
+
+
+class UserStream:
+    """The account's user data stream, for asyncio: ``async for event in
+    stream`` yields each event as a dict (library events included) until
+    the stream is closed. Open it with :meth:`Client.user_stream`."""
+
+    def __init__(self, client: Client, max_pending: int) -> None:
+        if max_pending < 1:
+            raise ValueError("max_pending must be at least 1")
+        self._client = client
+        self._max_pending = max_pending
+        self._handle: Optional[int] = None
+        self._closed = False
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._queue: "Optional[asyncio.Queue[Any]]" = None
+        # Events handed to the loop and not yet taken: the library's thread
+        # waits while there are max_pending of them.
+        self._cond = threading.Condition()
+        self._pending = 0
+        # Kept for as long as the library may call it: until close returned.
+        self._callback = _EventCallback(self._on_event)
+
+    # -- the library's thread ------------------------------------------------
+
+    def _on_event(self, ev: int, _user_data: Any) -> None:
+        """Called by the library, on its thread, with a borrowed event:
+        copies it and hands it to the loop. Never raises into C."""
+        try:
+            lib = _lib()
+            item = Event(
+                _text(lib.binance_event_type(ev)),
+                lib.binance_event_time_ms(ev),
+                _text(lib.binance_event_json(ev)),
+                bool(lib.binance_event_is_library(ev)),
+            )
+            with self._cond:
+                self._cond.wait_for(lambda: self._closed or self._pending < self._max_pending)
+                if self._closed:
+                    return
+                self._pending += 1
+            assert self._loop is not None and self._queue is not None
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except BaseException:  # noqa: B036 (e.g. the loop is already closed: nobody is listening)
+            pass
+
+    # -- opening ---------------------------------------------------------------
+
+    def __await__(self) -> Any:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> "UserStream":
+        return await self._open()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def _open_in_thread(self, client_handle: int) -> int:
+        out = ctypes.c_void_p()
+        _call(_lib().binance_user_stream_open_callback, client_handle, self._callback, None, ctypes.byref(out))
+        assert out.value is not None
+        return out.value
+
+    async def _open(self) -> "UserStream":
+        if self._handle is not None or self._closed:
+            raise RuntimeError("a stream is opened once")
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._queue = asyncio.Queue()
+        future = loop.run_in_executor(None, self._open_in_thread, self._client._client._live())
+        try:
+            handle = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # The open goes on in its thread: close what it opens.
+            self._closed = True
+            future.add_done_callback(lambda f: _close_later(loop, f))
+            raise
+        if self._closed:  # closed by another task while it opened
+            await _in_thread(_shutdown_and_close, handle)
+            raise _error(STREAM_CLOSED, "the stream was closed while it opened")
+        self._handle = handle
+        self._client._streams.add(self)
+        return self
+
+    # -- reading ---------------------------------------------------------------
+
+    async def next_event(self) -> Event:
+        """The next event. Raises :class:`binance_uds.StreamClosed` once the
+        stream is closed. Wrap it in ``asyncio.wait_for`` for a timeout."""
+        queue = self._queue
+        if self._closed or queue is None:
+            raise _error(STREAM_CLOSED, "the stream is closed")
+        item = await queue.get()
+        if item is _CLOSED or self._closed:
+            queue.put_nowait(_CLOSED)  # for the next reader
+            raise _error(STREAM_CLOSED, "the stream is closed")
+        with self._cond:
+            self._pending -= 1
+            self._cond.notify()
+        assert isinstance(item, Event)
+        return item
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Yields :class:`Event` objects until the stream is closed."""
+        while True:
+            try:
+                event = await self.next_event()
+            except StreamClosed:
+                return
+            yield event
+
+    def __aiter__(self) -> "UserStream":
+        return self
+
+    async def __anext__(self) -> AnyEvent:
+        try:
+            event = await self.next_event()
+        except StreamClosed:
+            raise StopAsyncIteration from None
+        return event.data
+
+    def health(self) -> StreamHealth:
+        """A snapshot of the stream's health. Does not block."""
+        if self._handle is None:
+            raise _error(STREAM_CLOSED, "the stream is closed")
+        return _health_of(self._handle)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def close(self) -> None:
+        """Closes the stream; every reader on it stops at once (``async for``
+        ends, :meth:`next_event` raises ``StreamClosed``). Queued events are
+        discarded; the listenKey is not stopped. Safe to call more than once
+        and from any task; the stream is closed even if this is cancelled."""
+        handle, self._handle = self._handle, None
+        self._closed = True
+        with self._cond:
+            self._cond.notify_all()  # the library's thread, if it waits for room
+        if self._queue is not None:
+            self._queue.put_nowait(_CLOSED)
+        self._client._streams.discard(self)
+        if handle is not None:
+            _lib().binance_user_stream_shutdown(handle)  # does not block
+            # Close joins the library's thread: off the loop, and to the end
+            # even if the caller is cancelled meanwhile.
+            await asyncio.shield(_in_thread(_shutdown_and_close, handle))
+
+    def __del__(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            try:
+                self._closed = True
+                with self._cond:
+                    self._cond.notify_all()
+                _shutdown_and_close(handle)
+            except Exception:  # interpreter shutdown
+                pass
+
+    def __repr__(self) -> str:
+        return f"<binance_uds.aio.UserStream {'closed' if self._closed else 'open'}>"
+
+
+def _shutdown_and_close(handle: int) -> None:
+    lib = _lib()
+    lib.binance_user_stream_shutdown(handle)
+    lib.binance_user_stream_close(handle)
+
+
+def _close_later(loop: asyncio.AbstractEventLoop, future: "asyncio.Future[int]") -> None:
+    """Closes the stream an abandoned open produced (on the executor)."""
+    if not future.cancelled() and future.exception() is None:
+        loop.run_in_executor(None, _shutdown_and_close, future.result())

@@ -1,0 +1,629 @@
+//! `binance-uds`: listenKeys and the user data stream from the shell, on the
+//! library's own engine (`binance_uds::engine`). `--help` is the manual.
+
+use binance_uds::engine::config::{TESTNET_STREAM, TESTNET_WS_API};
+use binance_uds::engine::stream::{Health, UserStream};
+use binance_uds::engine::{Client, Config, Error, Status};
+use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const NAME: &str = "binance-uds";
+
+/// Exit status for bad arguments or environment.
+const EXIT_USAGE: u8 = 2;
+/// Library errors exit with this plus the `binance_status` value.
+const EXIT_STATUS_BASE: u8 = 10;
+/// Interrupted before the command completed (128 + SIGINT, as shells do).
+const EXIT_INTERRUPTED: i32 = 130;
+
+/// How often the terminal status line is refreshed.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+
+fn manual() -> String {
+    let statuses: String = Status::ALL
+        .iter()
+        .filter(|s| **s != Status::Ok)
+        .map(|s| format!("    {:<6} {}\n", EXIT_STATUS_BASE + *s as u8, s.name()))
+        .collect();
+    format!(
+        "\
+NAME
+    {NAME} - Binance USD-M Futures listenKeys and user data stream, from the shell
+
+SYNOPSIS
+    {NAME} [--testnet] listen-key start|keepalive|stop
+    {NAME} [--testnet] stream [--events TYPE[,TYPE...]] [--health SECONDS]
+    {NAME} --help | --version
+
+DESCRIPTION
+    listen-key start
+        userDataStream.start: prints the account's listenKey on stdout. If
+        the account has a valid key, that key is returned and extended by
+        60 minutes.
+    listen-key keepalive
+        userDataStream.ping: extends the account's key by 60 minutes and
+        prints the key the server extended. Fails with Binance's code -1125
+        when the account has no valid key (run start again).
+    listen-key stop
+        userDataStream.stop: invalidates the account's key, for every
+        connection and process that uses this API key. Prints nothing.
+    stream
+        Prints the account's user data events on stdout, one JSON object
+        per line, exactly as received, until interrupted (SIGINT, SIGTERM)
+        or stdout is closed; then closes the stream (the listenKey is left
+        to other users of the account). The listenKey is kept alive and
+        renewed, and the connection replaced when it drops. The library's
+        own events are printed too, in order: binance.stream_gap (events
+        may have been lost: resynchronise over REST), binance.listen_key_renewed,
+        binance.stream_disconnected. When stderr is a terminal, one status
+        line there shows whether the stream is connected, the events
+        delivered, the last event's age and the last keepalive.
+
+    Errors go to stderr as \"{NAME}: STATUS (code C, HTTP status H): message\",
+    with Binance's error code when it sent one. The API key is never printed.
+
+OPTIONS
+    --testnet
+        Use Binance's testnet endpoints instead of production's
+        (BINANCE_WS_API_URL and BINANCE_STREAM_URL, when set, still win).
+    --events TYPE[,TYPE...]
+        stream: print only events of these types, e.g.
+        ORDER_TRADE_UPDATE,binance.stream_gap. May be given more than once.
+    --health SECONDS
+        stream: every SECONDS seconds, print the stream's health snapshot
+        on stderr as one JSON object (connected, reconnects, events
+        delivered, dropped and queued, gaps, key renewals, last event time,
+        key age, last keepalive's status and time; times in ms).
+    -h, --help
+        Print this manual.
+    -V, --version
+        Print the version.
+
+ENVIRONMENT
+    BINANCE_API_KEY
+        The API key (required; never printed). The listenKey methods need
+        no secret key.
+    BINANCE_WS_API_URL
+        The WebSocket API endpoint. Default: wss://ws-fapi.binance.com/ws-fapi/v1
+        (with --testnet: wss://testnet.binancefuture.com/ws-fapi/v1).
+    BINANCE_STREAM_URL
+        The user data stream base. Default: wss://fstream.binance.com/private
+        (with --testnet: wss://fstream.binancefuture.com/private).
+    BINANCE_CA_FILE
+        A PEM file of CA certificates to trust besides the system's.
+    HTTPS_PROXY, ALL_PROXY, NO_PROXY
+        An HTTP CONNECT proxy for both connections, as curl reads them.
+    An empty variable counts as unset.
+
+EXIT STATUS
+    0      success; for stream, ended by SIGINT, SIGTERM or a closed stdout
+    2      usage: bad arguments, BINANCE_API_KEY unset, BINANCE_CA_FILE unreadable
+    10+N   the library's status N (binance_status, see binance_uds.h):
+{statuses}    130    interrupted before the command completed
+
+EXAMPLES
+    key=$({NAME} listen-key start)
+        The account's listenKey, for another program.
+    */30 * * * * {NAME} listen-key keepalive >/dev/null
+        A crontab line that keeps the account's key alive.
+    {NAME} stream --events ORDER_TRADE_UPDATE | jq -r '.o.s + \" \" + .o.X'
+        Each order update's symbol and status.
+    {NAME} --testnet stream --health 60 2>>health.jsonl
+        Testnet events on stdout, a health line a minute in health.jsonl.
+"
+    )
+}
+
+/// Why the program stops early: the exit status and what to print.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            code: EXIT_USAGE,
+            message: format!("{}\nTry '{NAME} --help'.", message.into()),
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        let mut details = Vec::new();
+        if e.api_code != 0 {
+            details.push(format!("code {}", e.api_code));
+        }
+        if e.http_status != 0 {
+            details.push(format!("HTTP status {}", e.http_status));
+        }
+        let details = if details.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", details.join(", "))
+        };
+        Failure {
+            code: EXIT_STATUS_BASE + e.status as u8,
+            message: format!("{}{details}: {}", e.status.name(), e.message),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum KeyOp {
+    Start,
+    Keepalive,
+    Stop,
+}
+
+#[derive(Debug, PartialEq)]
+enum Command {
+    ListenKey(KeyOp),
+    Stream {
+        /// Print only these types (all when empty).
+        events: Vec<String>,
+        /// Print the health snapshot this often.
+        health: Option<Duration>,
+    },
+}
+
+#[derive(Debug, PartialEq)]
+enum Invocation {
+    Help,
+    Version,
+    Run { testnet: bool, command: Command },
+}
+
+fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut testnet = false;
+    let mut events: Vec<String> = Vec::new();
+    let mut health = None;
+    let mut words: Vec<String> = Vec::new();
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Invocation::Help),
+            Short('V') | Long("version") => return Ok(Invocation::Version),
+            Long("testnet") => testnet = true,
+            Long("events") => {
+                let list = parser.value().map_err(|e| e.to_string())?;
+                let list = list.string().map_err(|e| e.to_string())?;
+                for kind in list.split(',').map(str::trim) {
+                    if kind.is_empty() {
+                        return Err(format!("--events {list:?}: an empty event type"));
+                    }
+                    events.push(kind.to_string());
+                }
+            }
+            Long("health") => {
+                let value = parser.value().map_err(|e| e.to_string())?;
+                let text = value.string().map_err(|e| e.to_string())?;
+                match text.parse::<u64>() {
+                    Ok(secs) if (1..=86_400).contains(&secs) => {
+                        health = Some(Duration::from_secs(secs))
+                    }
+                    _ => {
+                        return Err(format!(
+                            "--health {text:?}: expected a whole number of seconds, 1 to 86400"
+                        ))
+                    }
+                }
+            }
+            Value(word) => words.push(word.string().map_err(|e| e.to_string())?),
+            _ => return Err(arg.unexpected().to_string()),
+        }
+    }
+    let stream_options = !events.is_empty() || health.is_some();
+    let command = match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["listen-key", op] => Command::ListenKey(match op {
+            "start" => KeyOp::Start,
+            "keepalive" => KeyOp::Keepalive,
+            "stop" => KeyOp::Stop,
+            other => {
+                return Err(format!(
+                    "listen-key {other:?}: expected start, keepalive or stop"
+                ))
+            }
+        }),
+        ["listen-key"] => return Err("listen-key: expected start, keepalive or stop".into()),
+        ["stream"] => Command::Stream { events, health },
+        [] => return Err("no command: expected listen-key or stream".into()),
+        [first, ..] if first != "listen-key" && first != "stream" => {
+            return Err(format!(
+                "unknown command {first:?}: expected listen-key or stream"
+            ))
+        }
+        _ => return Err(format!("unexpected argument {:?}", words.last().unwrap())),
+    };
+    if matches!(command, Command::ListenKey(_)) && stream_options {
+        return Err("--events and --health go with stream".into());
+    }
+    Ok(Invocation::Run { testnet, command })
+}
+
+/// An environment variable; `None` when unset or empty.
+fn env(name: &str) -> Result<Option<String>, Failure> {
+    match std::env::var(name) {
+        Ok(v) if v.is_empty() => Ok(None),
+        Ok(v) => Ok(Some(v)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(Failure::usage(format!("{name} is not valid UTF-8")))
+        }
+    }
+}
+
+/// The library's config from the environment, as the examples read it.
+fn config(testnet: bool) -> Result<Config, Failure> {
+    let api_key = env("BINANCE_API_KEY")?.ok_or_else(|| {
+        Failure::usage("BINANCE_API_KEY is not set: export your Binance API key in it")
+    })?;
+    let mut cfg = Config::default();
+    cfg.set_api_key(&api_key)
+        .map_err(|e| e.context("BINANCE_API_KEY"))?;
+    let ws_api = env("BINANCE_WS_API_URL")?.or_else(|| testnet.then(|| TESTNET_WS_API.into()));
+    if let Some(url) = ws_api {
+        cfg.set_endpoint(&url)
+            .map_err(|e| e.context("BINANCE_WS_API_URL"))?;
+    }
+    let stream = env("BINANCE_STREAM_URL")?.or_else(|| testnet.then(|| TESTNET_STREAM.into()));
+    if let Some(url) = stream {
+        cfg.set_stream_endpoint(&url)
+            .map_err(|e| e.context("BINANCE_STREAM_URL"))?;
+    }
+    if let Some(path) = env("BINANCE_CA_FILE")? {
+        let pem = std::fs::read_to_string(&path)
+            .map_err(|e| Failure::usage(format!("BINANCE_CA_FILE {path}: {e}")))?;
+        cfg.add_root_certificate_pem(&pem)
+            .map_err(|e| e.context(&format!("BINANCE_CA_FILE {path}")))?;
+    }
+    Ok(cfg)
+}
+
+fn listen_key(cfg: &Config, op: KeyOp) -> Result<(), Failure> {
+    let client = Client::new(cfg)?;
+    match op {
+        KeyOp::Start => println!("{}", client.listen_key_start()?),
+        KeyOp::Keepalive => println!("{}", client.listen_key_keepalive()?),
+        KeyOp::Stop => client.listen_key_stop()?,
+    }
+    Ok(())
+}
+
+/// SIGINT and SIGTERM, handled on a thread of their own: before the stream
+/// is open they end the process (status 130); once it is, they shut it
+/// down, which wakes the main thread's wait for the next event.
+struct Interrupts {
+    state: Arc<Mutex<Watched>>,
+}
+
+#[derive(Default)]
+struct Watched {
+    interrupted: bool,
+    stream: Option<Arc<UserStream>>,
+}
+
+impl Interrupts {
+    fn install() -> Result<Interrupts, Failure> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        // Registered now, before anything connects, so that no signal is
+        // missed; the thread then waits for one (no polling).
+        let mut signals =
+            signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(|e| Failure {
+                code: EXIT_STATUS_BASE + Status::InternalError as u8,
+                message: format!("cannot handle SIGINT and SIGTERM: {e}"),
+            })?;
+        let state = Arc::new(Mutex::new(Watched::default()));
+        let watched = state.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                if signals.forever().next().is_none() {
+                    return;
+                }
+                let mut w = watched.lock().unwrap_or_else(|p| p.into_inner());
+                w.interrupted = true;
+                match &w.stream {
+                    Some(stream) => stream.shutdown(),
+                    None => std::process::exit(EXIT_INTERRUPTED),
+                }
+            })
+            .map_err(|e| Failure {
+                code: EXIT_STATUS_BASE + Status::InternalError as u8,
+                message: format!("cannot start the signal thread: {e}"),
+            })?;
+        Ok(Interrupts { state })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Watched> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// From now on a signal shuts `stream` down.
+    fn watch(&self, stream: Arc<UserStream>) {
+        let mut w = self.lock();
+        if w.interrupted {
+            stream.shutdown();
+        }
+        w.stream = Some(stream);
+    }
+
+    fn interrupted(&self) -> bool {
+        self.lock().interrupted
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// "3s ago", "4m05s ago", "2h07m ago"; "none yet" for 0.
+fn ago(ms: i64) -> String {
+    if ms <= 0 {
+        return "none yet".into();
+    }
+    let s = (now_ms() - ms).max(0) / 1000;
+    match s {
+        0..=59 => format!("{s}s ago"),
+        60..=3599 => format!("{}m{:02}s ago", s / 60, s % 60),
+        _ => format!("{}h{:02}m ago", s / 3600, s / 60 % 60),
+    }
+}
+
+/// The one-line status on a terminal's stderr.
+struct StatusLine {
+    shown: bool,
+}
+
+impl StatusLine {
+    fn draw(&mut self, h: &Health) {
+        let keepalive = match h.last_keepalive_status {
+            -1 => "not yet".to_string(),
+            s => format!(
+                "{} {}",
+                ago(h.last_keepalive_ms),
+                Status::from_i32(s).map_or("failed", |s| if s == Status::Ok {
+                    "ok"
+                } else {
+                    s.name()
+                })
+            ),
+        };
+        let state = if h.connected {
+            "connected"
+        } else {
+            "reconnecting"
+        };
+        eprint!(
+            "\r\x1b[2K{state} | {} events | last event {} | keepalive {keepalive}",
+            h.events_delivered,
+            ago(h.last_event_ms)
+        );
+        self.shown = true;
+    }
+
+    fn clear(&mut self) {
+        if self.shown {
+            eprint!("\r\x1b[2K");
+            self.shown = false;
+        }
+    }
+}
+
+/// The health snapshot as JSON, with the time it was taken.
+fn health_json(h: &Health) -> serde_json::Value {
+    let mut v = h.to_json();
+    v["time_ms"] = now_ms().into();
+    v
+}
+
+fn stream(cfg: &Config, events: &[String], health_every: Option<Duration>) -> Result<(), Failure> {
+    let interrupts = Interrupts::install()?;
+    let client = Client::new(cfg)?;
+    let stream = Arc::new(UserStream::open(&client, None)?);
+    interrupts.watch(stream.clone());
+
+    let mut status = std::io::stderr()
+        .is_terminal()
+        .then_some(StatusLine { shown: false });
+    let mut next_status = Instant::now();
+    let mut next_health = health_every.map(|every| Instant::now() + every);
+    let mut out = std::io::stdout().lock();
+    let result = loop {
+        let now = Instant::now();
+        if let Some(line) = status.as_mut() {
+            if now >= next_status {
+                line.draw(&stream.health());
+                next_status = now + STATUS_EVERY;
+            }
+        }
+        if let (Some(at), Some(every)) = (next_health.as_mut(), health_every) {
+            if now >= *at {
+                if let Some(line) = status.as_mut() {
+                    line.clear();
+                }
+                eprintln!("{}", health_json(&stream.health()));
+                *at = now + every;
+            }
+        }
+        // Wait for the next event, or until the next line is due.
+        let due = [status.as_ref().map(|_| next_status), next_health]
+            .into_iter()
+            .flatten()
+            .min();
+        let wait = due.map_or(Duration::from_secs(3600), |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        match stream.next(wait) {
+            Ok(Some(ev)) => {
+                if !events.is_empty() && !events.iter().any(|k| k == ev.kind()) {
+                    continue;
+                }
+                if let Some(line) = status.as_mut() {
+                    line.clear();
+                    next_status = Instant::now(); // redrawn below the event
+                }
+                let written = writeln!(out, "{}", ev.json()).and_then(|()| out.flush());
+                if written.is_err() {
+                    break Ok(()); // stdout closed (e.g. `| head -1`): done
+                }
+            }
+            Ok(None) => {}
+            Err(e) if e.status == Status::StreamClosed && interrupts.interrupted() => break Ok(()),
+            Err(e) => break Err(Failure::from(e)),
+        }
+    };
+    if let Some(line) = status.as_mut() {
+        line.clear();
+    }
+    // Closes the connection and the stream's task; the key stays valid.
+    stream.close();
+    result
+}
+
+fn main() -> ExitCode {
+    let invocation = match parse(std::env::args_os().skip(1)) {
+        Ok(i) => i,
+        Err(message) => {
+            let f = Failure::usage(message);
+            eprintln!("{NAME}: {}", f.message);
+            return ExitCode::from(f.code);
+        }
+    };
+    let result = match invocation {
+        Invocation::Help => {
+            print!("{}", manual());
+            Ok(())
+        }
+        Invocation::Version => {
+            println!("{NAME} {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Invocation::Run { testnet, command } => config(testnet).and_then(|cfg| match command {
+            Command::ListenKey(op) => listen_key(&cfg, op),
+            Command::Stream { events, health } => stream(&cfg, &events, health),
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("{NAME}: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_words(words: &[&str]) -> Result<Invocation, String> {
+        parse(words.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn parses_the_commands_and_options() {
+        assert_eq!(
+            parse_words(&["--testnet", "listen-key", "start"]),
+            Ok(Invocation::Run {
+                testnet: true,
+                command: Command::ListenKey(KeyOp::Start)
+            })
+        );
+        assert_eq!(
+            parse_words(&[
+                "stream",
+                "--events",
+                "ORDER_TRADE_UPDATE,binance.stream_gap",
+                "--events=TRADE_LITE",
+                "--health=5"
+            ]),
+            Ok(Invocation::Run {
+                testnet: false,
+                command: Command::Stream {
+                    events: vec![
+                        "ORDER_TRADE_UPDATE".into(),
+                        "binance.stream_gap".into(),
+                        "TRADE_LITE".into()
+                    ],
+                    health: Some(Duration::from_secs(5)),
+                }
+            })
+        );
+        assert_eq!(parse_words(&["stream", "-h"]), Ok(Invocation::Help));
+        assert_eq!(parse_words(&["--version"]), Ok(Invocation::Version));
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        for (args, says) in [
+            (&[][..], "no command"),
+            (&["listen"][..], "unknown command \"listen\""),
+            (&["listen-key"][..], "expected start, keepalive or stop"),
+            (&["listen-key", "go"][..], "listen-key \"go\""),
+            (&["stream", "extra"][..], "unexpected argument \"extra\""),
+            (&["stream", "--health", "0"][..], "--health \"0\""),
+            (&["stream", "--health"][..], "--health"),
+            (&["stream", "--events", "A,,B"][..], "empty event type"),
+            (
+                &["listen-key", "stop", "--health", "5"][..],
+                "go with stream",
+            ),
+            (&["stream", "--verbose"][..], "--verbose"),
+        ] {
+            let err = parse_words(args).expect_err(&format!("{args:?} parsed"));
+            assert!(
+                err.contains(says),
+                "{args:?}: {err:?} does not say {says:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn exit_statuses_follow_the_library_status() {
+        let f = Failure::from(Error::new(Status::Timeout, "no answer"));
+        assert_eq!(f.code, 14);
+        assert_eq!(f.message, "BINANCE_TIMEOUT: no answer");
+        let mut e = Error::new(Status::ApiError, "Invalid listenKey.");
+        e.api_code = -1125;
+        e.http_status = 400;
+        assert_eq!(
+            Failure::from(e).message,
+            "BINANCE_API_ERROR (code -1125, HTTP status 400): Invalid listenKey."
+        );
+        // The manual lists every status with its exit code.
+        let manual = manual();
+        for s in Status::ALL.iter().filter(|s| **s != Status::Ok) {
+            assert!(manual.contains(&format!("{}", EXIT_STATUS_BASE + *s as u8)));
+            assert!(manual.contains(s.name()));
+        }
+    }
+
+    #[test]
+    fn the_manual_has_the_sections_of_a_man_page() {
+        let manual = manual();
+        let mut at = 0;
+        for section in [
+            "NAME",
+            "SYNOPSIS",
+            "DESCRIPTION",
+            "OPTIONS",
+            "ENVIRONMENT",
+            "EXIT STATUS",
+            "EXAMPLES",
+        ] {
+            let found = manual[at..]
+                .find(&format!("\n{section}\n"))
+                .or_else(|| (at == 0 && manual.starts_with(section)).then_some(0))
+                .unwrap_or_else(|| panic!("no {section} section after byte {at}"));
+            at += found + 1;
+        }
+    }
+}

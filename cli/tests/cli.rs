@@ -1,0 +1,355 @@
+//! The `binance-uds` program against the local exchange, run the way a shell
+//! script or an operator runs it.
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use common::Exchange;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+/// Recognisable, so the tests can check it is never printed.
+const API_KEY: &str = "cliTESTkey0123456789abcdef";
+const WAIT: Duration = Duration::from_secs(30);
+
+fn command(ex: &Exchange) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_binance-uds"));
+    cmd.env("BINANCE_API_KEY", API_KEY)
+        .env("BINANCE_WS_API_URL", &ex.ws_api)
+        .env("BINANCE_STREAM_URL", &ex.stream)
+        .env(
+            "BINANCE_CA_FILE",
+            ex.ca_file.as_ref().expect("a TLS exchange"),
+        )
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn run(ex: &Exchange, args: &[&str]) -> Output {
+    let out = command(ex).args(args).output().expect("run binance-uds");
+    assert_secret_not_in(&out.stdout);
+    assert_secret_not_in(&out.stderr);
+    out
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn assert_secret_not_in(bytes: &[u8]) {
+    assert!(
+        !text(bytes).contains(API_KEY),
+        "the API key was printed: {}",
+        text(bytes)
+    );
+}
+
+#[test]
+fn listen_key_start_keepalive_stop_print_for_scripts() {
+    let ex = Exchange::start(&[]);
+    let start = run(&ex, &["listen-key", "start"]);
+    assert!(start.status.success(), "{}", text(&start.stderr));
+    let key = text(&start.stdout);
+    let key = key.strip_suffix('\n').expect("one line");
+    assert_eq!(key.len(), 64, "{key:?}");
+    assert!(start.stderr.is_empty());
+
+    let keepalive = run(&ex, &["listen-key", "keepalive"]);
+    assert!(keepalive.status.success());
+    assert_eq!(text(&keepalive.stdout), format!("{key}\n"));
+
+    let stop = run(&ex, &["listen-key", "stop"]);
+    assert!(stop.status.success());
+    assert!(stop.stdout.is_empty() && stop.stderr.is_empty());
+
+    // The account has no key now: Binance's -1125, exit status 10 + API_ERROR.
+    let again = run(&ex, &["listen-key", "keepalive"]);
+    assert_eq!(again.status.code(), Some(17));
+    assert!(again.stdout.is_empty());
+    let err = text(&again.stderr);
+    assert!(
+        err.starts_with("binance-uds: BINANCE_API_ERROR (code -1125, HTTP status 400): "),
+        "{err}"
+    );
+}
+
+#[test]
+fn failures_exit_with_their_status() {
+    let ex = Exchange::start(&[]);
+    // Nothing listens there: CONNECT_FAILED (2) + 10.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let out = command(&ex)
+        .env(
+            "BINANCE_WS_API_URL",
+            format!("wss://127.0.0.1:{port}/ws-fapi/v1"),
+        )
+        .args(["listen-key", "start"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(12), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).starts_with("binance-uds: BINANCE_CONNECT_FAILED"));
+
+    // Usage: status 2, saying what is wrong.
+    for (args, env_key, says) in [
+        (
+            &["listen-key"][..],
+            Some(API_KEY),
+            "expected start, keepalive or stop",
+        ),
+        (&["stream", "--health", "x"][..], Some(API_KEY), "--health"),
+        (
+            &["listen-key", "start"][..],
+            None,
+            "BINANCE_API_KEY is not set",
+        ),
+    ] {
+        let mut cmd = command(&ex);
+        match env_key {
+            Some(k) => cmd.env("BINANCE_API_KEY", k),
+            None => cmd.env_remove("BINANCE_API_KEY"),
+        };
+        let out = cmd.args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(says) && err.contains("--help"),
+            "{args:?}: {err}"
+        );
+    }
+    let missing_ca = command(&ex)
+        .env("BINANCE_CA_FILE", "/nonexistent/ca.pem")
+        .args(["listen-key", "start"])
+        .output()
+        .unwrap();
+    assert_eq!(missing_ca.status.code(), Some(2));
+    assert!(text(&missing_ca.stderr).contains("BINANCE_CA_FILE /nonexistent/ca.pem"));
+}
+
+#[test]
+fn help_reads_like_a_manual() {
+    let out = Command::new(env!("CARGO_BIN_EXE_binance-uds"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let manual = text(&out.stdout);
+    for section in [
+        "NAME",
+        "SYNOPSIS",
+        "DESCRIPTION",
+        "OPTIONS",
+        "ENVIRONMENT",
+        "EXIT STATUS",
+        "EXAMPLES",
+    ] {
+        assert!(
+            manual.contains(&format!("\n{section}\n")) || manual.starts_with(section),
+            "{section}"
+        );
+    }
+    for variable in [
+        "BINANCE_API_KEY",
+        "BINANCE_WS_API_URL",
+        "BINANCE_STREAM_URL",
+        "BINANCE_CA_FILE",
+    ] {
+        assert!(manual.contains(variable), "{variable}");
+    }
+}
+
+/// A running `binance-uds stream`, its stdout and stderr read by threads.
+struct Streaming {
+    child: Child,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+}
+
+fn lines_of(reader: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+impl Streaming {
+    fn start(ex: &Exchange, args: &[&str]) -> Streaming {
+        let mut child = command(ex)
+            .arg("stream")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn binance-uds stream");
+        let stdout = lines_of(child.stdout.take().unwrap());
+        let stderr = lines_of(child.stderr.take().unwrap());
+        let deadline = Instant::now() + WAIT;
+        while ex.stats()["stream_connections_open"] != 1 {
+            assert!(Instant::now() < deadline, "the stream did not connect");
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "binance-uds stream exited"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Streaming {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// The next event printed on stdout.
+    fn event(&self) -> Value {
+        let line = self.stdout.recv_timeout(WAIT).expect("an event line");
+        assert!(!line.contains(API_KEY));
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"))
+    }
+
+    fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Waits for the program to exit; its status and what it left on stderr.
+    fn wait(mut self) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!("binance-uds stream did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stderr: Vec<String> = self.stderr.try_iter().collect();
+        let rest: Vec<String> = self.stdout.try_iter().collect();
+        assert!(!rest.join("\n").contains(API_KEY));
+        let stderr = stderr.join("\n");
+        assert!(
+            !stderr.contains(API_KEY),
+            "the API key was printed: {stderr}"
+        );
+        (status, stderr)
+    }
+}
+
+#[test]
+fn stream_prints_events_and_the_gap_of_a_dropped_connection_until_ctrl_c() {
+    let ex = Exchange::start(&[]);
+    let s = Streaming::start(&ex, &[]);
+    let emitted = ex.control(
+        json!({"cmd": "emit", "api_key": API_KEY, "type": "ORDER_TRADE_UPDATE", "count": 2}),
+    );
+    let first = emitted["first_E"].as_i64().unwrap();
+    for n in 0..2 {
+        let ev = s.event();
+        assert_eq!(ev["e"], "ORDER_TRADE_UPDATE");
+        assert_eq!(ev["E"], first + n);
+        assert_eq!(ev["o"]["s"], "BTCUSDT");
+    }
+
+    ex.control(json!({"cmd": "drop", "target": "stream"}));
+    let mut library = Vec::new();
+    let gap = loop {
+        let ev = s.event();
+        library.push(ev["e"].as_str().unwrap().to_string());
+        if ev["e"] == "binance.stream_gap" {
+            break ev;
+        }
+    };
+    assert_eq!(library[0], "binance.stream_disconnected");
+    assert_eq!(gap["reason"], "disconnected");
+    assert!(gap["from_ms"].as_i64().unwrap() <= gap["to_ms"].as_i64().unwrap());
+    // Events flow again on the new connection.
+    let again = ex.control(json!({"cmd": "emit", "api_key": API_KEY, "type": "ACCOUNT_UPDATE"}));
+    let ev = s.event();
+    assert_eq!(
+        (&ev["e"], &ev["E"]),
+        (&json!("ACCOUNT_UPDATE"), &again["first_E"])
+    );
+
+    s.signal("INT");
+    let (status, stderr) = s.wait();
+    assert!(status.success(), "{status:?}: {stderr}");
+    // Not a terminal: no status line.
+    assert!(stderr.is_empty(), "{stderr}");
+    let deadline = Instant::now() + WAIT;
+    while ex.stats()["stream_connections_open"] != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the stream connection stayed open"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn stream_filters_event_types_prints_health_and_ends_on_sigterm() {
+    let ex = Exchange::start(&[]);
+    let s = Streaming::start(
+        &ex,
+        &[
+            "--events",
+            "ORDER_TRADE_UPDATE,MARGIN_CALL",
+            "--health",
+            "1",
+        ],
+    );
+    for kind in [
+        "ACCOUNT_UPDATE",
+        "ORDER_TRADE_UPDATE",
+        "TRADE_LITE",
+        "MARGIN_CALL",
+    ] {
+        ex.control(json!({"cmd": "emit", "api_key": API_KEY, "type": kind}));
+    }
+    assert_eq!(s.event()["e"], "ORDER_TRADE_UPDATE");
+    assert_eq!(s.event()["e"], "MARGIN_CALL");
+
+    // A health line a second, on stderr, once the events were delivered.
+    let health = loop {
+        let line = s.stderr.recv_timeout(WAIT).expect("a health line");
+        let h: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        if h["events_delivered"] == 4 {
+            break h;
+        }
+    };
+    assert_eq!(health["connected"], true);
+    assert_eq!(health["gaps"], 0);
+    assert!(health["last_event_ms"].as_i64().unwrap() > 0);
+    for field in [
+        "reconnects",
+        "events_dropped",
+        "events_queued",
+        "key_renewals",
+        "key_age_ms",
+        "last_keepalive_status",
+        "last_keepalive_ms",
+    ] {
+        assert!(
+            health[field].is_i64() || health[field].is_u64(),
+            "{field} in {health}"
+        );
+    }
+
+    s.signal("TERM");
+    let (status, _) = s.wait();
+    assert!(status.success(), "{status:?}");
+}
