@@ -9,10 +9,12 @@ pub mod connect;
 pub mod error;
 pub mod event;
 pub mod queue;
+pub mod retry;
 pub mod runtime;
 pub mod secret;
 pub mod session;
 pub mod stream;
+pub mod text;
 pub mod tls;
 pub mod url;
 
