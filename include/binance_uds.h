@@ -216,33 +216,60 @@ extern "C" {
 #endif // __cplusplus
 
 /*
- Creates a client from `cfg` (copied: `cfg` may be freed or changed after).
- Does not connect; the first request does. BINANCE_INVALID_ARGUMENT if
- `cfg` has no API key. On success `*out_client` owns the client; free it
- with `binance_client_free`. On failure `*out_client` is NULL.
+ The name of a status, e.g. "BINANCE_TIMEOUT"; "BINANCE_UNKNOWN_STATUS"
+ for a value this version does not know. Static: never free it.
  */
-binance_status binance_client_new(const binance_config *cfg, binance_client **out_client, binance_error **out_err);
+const char *binance_status_str(binance_status s);
 
 /*
- The `rateLimits` array of the latest answer that carried one, as JSON
- text (e.g. `[{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE",
- "intervalNum":1,"limit":2400,"count":2}]`); `[]` before any. Does not
- block. Caller owns `*out_json`; free it with `binance_string_free`.
+ The library version, e.g. "0.1.0" (equal to the BINANCE_VERSION_*
+ defines of the header it was built with). Static: never free it.
  */
-binance_status binance_client_rate_limits_json(const binance_client *client, char **out_json, binance_error **out_err);
+const char *binance_version(void);
 
 /*
- Frees a client: closes its connection and stops its background work. NULL
- is accepted. Requests still in flight on other threads fail at once with
- BINANCE_CONNECTION_CLOSED, and this call waits until they have returned,
- then releases everything: when it returns no socket or task of the client
- remains (the shared I/O threads stop with the last client and stream).
- Streams opened from the client end with it: their readers get
- BINANCE_STREAM_CLOSED; close them as usual. Starting a new call on the
- client once this has begun is undefined behaviour, as is freeing it
- twice.
+ The status of the failed call. BINANCE_INVALID_ARGUMENT for NULL.
  */
-void binance_client_free(binance_client *client);
+binance_status binance_error_status(const binance_error *err);
+
+/*
+ Binance's error "code" (e.g. -1125 for an unknown listenKey, -2015 for a
+ rejected API key); 0 when the server sent none, or for NULL.
+ */
+int64_t binance_error_api_code(const binance_error *err);
+
+/*
+ The answer's "status" (e.g. 400, 401, 429); 0 when there was no answer,
+ or for NULL.
+ */
+int32_t binance_error_http_status(const binance_error *err);
+
+/*
+ For BINANCE_RATE_LIMITED: the time (ms since the Unix epoch) the server
+ said to wait until before retrying (`error.data.retryAfter`); 0 when it
+ did not say, or for NULL.
+ */
+int64_t binance_error_retry_after_ms(const binance_error *err);
+
+/*
+ A message for humans naming what went wrong. Never NULL; never contains
+ the API key. Borrowed: valid until `err` is freed. For NULL, a static
+ empty string.
+ */
+const char *binance_error_message(const binance_error *err);
+
+/*
+ Frees an error. NULL is accepted and ignored.
+ */
+void binance_error_free(binance_error *err);
+
+/*
+ Frees a string this library returned as `char *` (listenKeys, JSON,
+ values). NULL is accepted and ignored. Never pass it memory from
+ elsewhere, and never free these strings with `free()`: the allocator may
+ differ.
+ */
+void binance_string_free(char *s);
 
 /*
  A new configuration with the defaults: the production USDⓈ-M Futures
@@ -350,84 +377,33 @@ binance_status binance_config_set_reconnect_backoff_ms(binance_config *cfg, uint
 void binance_config_free(binance_config *cfg);
 
 /*
- The status of the failed call. BINANCE_INVALID_ARGUMENT for NULL.
+ Creates a client from `cfg` (copied: `cfg` may be freed or changed after).
+ Does not connect; the first request does. BINANCE_INVALID_ARGUMENT if
+ `cfg` has no API key. On success `*out_client` owns the client; free it
+ with `binance_client_free`. On failure `*out_client` is NULL.
  */
-binance_status binance_error_status(const binance_error *err);
+binance_status binance_client_new(const binance_config *cfg, binance_client **out_client, binance_error **out_err);
 
 /*
- Binance's error "code" (e.g. -1125 for an unknown listenKey, -2015 for a
- rejected API key); 0 when the server sent none, or for NULL.
+ The `rateLimits` array of the latest answer that carried one, as JSON
+ text (e.g. `[{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE",
+ "intervalNum":1,"limit":2400,"count":2}]`); `[]` before any. Does not
+ block. Caller owns `*out_json`; free it with `binance_string_free`.
  */
-int64_t binance_error_api_code(const binance_error *err);
+binance_status binance_client_rate_limits_json(const binance_client *client, char **out_json, binance_error **out_err);
 
 /*
- The answer's "status" (e.g. 400, 401, 429); 0 when there was no answer,
- or for NULL.
+ Frees a client: closes its connection and stops its background work. NULL
+ is accepted. Requests still in flight on other threads fail at once with
+ BINANCE_CONNECTION_CLOSED, and this call waits until they have returned,
+ then releases everything: when it returns no socket or task of the client
+ remains (the shared I/O threads stop with the last client and stream).
+ Streams opened from the client end with it: their readers get
+ BINANCE_STREAM_CLOSED; close them as usual. Starting a new call on the
+ client once this has begun is undefined behaviour, as is freeing it
+ twice.
  */
-int32_t binance_error_http_status(const binance_error *err);
-
-/*
- For BINANCE_RATE_LIMITED: the time (ms since the Unix epoch) the server
- said to wait until before retrying (`error.data.retryAfter`); 0 when it
- did not say, or for NULL.
- */
-int64_t binance_error_retry_after_ms(const binance_error *err);
-
-/*
- A message for humans naming what went wrong. Never NULL; never contains
- the API key. Borrowed: valid until `err` is freed. For NULL, a static
- empty string.
- */
-const char *binance_error_message(const binance_error *err);
-
-/*
- Frees an error. NULL is accepted and ignored.
- */
-void binance_error_free(binance_error *err);
-
-/*
- The event's type: its "e" field (e.g. "ORDER_TRADE_UPDATE"), a library
- event's type (e.g. "binance.stream_gap"), "binance.unparsed" for a
- message that is not a JSON object, or "" when it has no "e". Borrowed:
- valid until `ev` is freed. A static "" for NULL.
- */
-const char *binance_event_type(const binance_event *ev);
-
-/*
- 1 if the library made this event (`binance.stream_gap`,
- `binance.listen_key_renewed`, ...), 0 if it came from the server (every
- Binance event, and `binance.unparsed`: a server message that was not a
- JSON object). Decide with this, never from the type's "binance."
- prefix: a server can send any "e". 0 for NULL.
- */
-int32_t binance_event_is_library(const binance_event *ev);
-
-/*
- The event time "E" in ms since the Unix epoch (Binance sends it as a
- number or a string: both are read); 0 when absent, or for NULL.
- */
-int64_t binance_event_time_ms(const binance_event *ev);
-
-/*
- The event's JSON exactly as received (for library events, as made by
- the library). Borrowed: valid until `ev` is freed. A static "" for NULL.
- */
-const char *binance_event_json(const binance_event *ev);
-
-/*
- The value at an RFC 6901 JSON pointer in the event, e.g. "/o/X" (order
- status) or "/a/B/0/wb". Strings come unquoted, numbers, booleans and
- null as their JSON text, objects and arrays as JSON. "" is the whole
- event. BINANCE_INVALID_ARGUMENT if the pointer is malformed (it must be
- empty or start with '/') or the event has no such value. Caller owns
- `*out_value`; free it with `binance_string_free`.
- */
-binance_status binance_event_get(const binance_event *ev, const char *json_pointer, char **out_value, binance_error **out_err);
-
-/*
- Frees an event. NULL is accepted and ignored.
- */
-void binance_event_free(binance_event *ev);
+void binance_client_free(binance_client *client);
 
 /*
  `userDataStream.start`: obtains the account's listenKey. If the account
@@ -457,26 +433,6 @@ binance_status binance_listen_key_keepalive(binance_client *client, char **out_l
  like start. Thread-safe.
  */
 binance_status binance_listen_key_stop(binance_client *client, binance_error **out_err);
-
-/*
- The name of a status, e.g. "BINANCE_TIMEOUT"; "BINANCE_UNKNOWN_STATUS"
- for a value this version does not know. Static: never free it.
- */
-const char *binance_status_str(binance_status s);
-
-/*
- The library version, e.g. "0.1.0" (equal to the BINANCE_VERSION_*
- defines of the header it was built with). Static: never free it.
- */
-const char *binance_version(void);
-
-/*
- Frees a string this library returned as `char *` (listenKeys, JSON,
- values). NULL is accepted and ignored. Never pass it memory from
- elsewhere, and never free these strings with `free()`: the allocator may
- differ.
- */
-void binance_string_free(char *s);
 
 /*
  Opens the account's user data stream: obtains the listenKey over the
@@ -554,6 +510,50 @@ void binance_user_stream_shutdown(const binance_user_stream *stream);
  called twice.
  */
 void binance_user_stream_close(binance_user_stream *stream);
+
+/*
+ The event's type: its "e" field (e.g. "ORDER_TRADE_UPDATE"), a library
+ event's type (e.g. "binance.stream_gap"), "binance.unparsed" for a
+ message that is not a JSON object, or "" when it has no "e". Borrowed:
+ valid until `ev` is freed. A static "" for NULL.
+ */
+const char *binance_event_type(const binance_event *ev);
+
+/*
+ 1 if the library made this event (`binance.stream_gap`,
+ `binance.listen_key_renewed`, ...), 0 if it came from the server (every
+ Binance event, and `binance.unparsed`: a server message that was not a
+ JSON object). Decide with this, never from the type's "binance."
+ prefix: a server can send any "e". 0 for NULL.
+ */
+int32_t binance_event_is_library(const binance_event *ev);
+
+/*
+ The event time "E" in ms since the Unix epoch (Binance sends it as a
+ number or a string: both are read); 0 when absent, or for NULL.
+ */
+int64_t binance_event_time_ms(const binance_event *ev);
+
+/*
+ The event's JSON exactly as received (for library events, as made by
+ the library). Borrowed: valid until `ev` is freed. A static "" for NULL.
+ */
+const char *binance_event_json(const binance_event *ev);
+
+/*
+ The value at an RFC 6901 JSON pointer in the event, e.g. "/o/X" (order
+ status) or "/a/B/0/wb". Strings come unquoted, numbers, booleans and
+ null as their JSON text, objects and arrays as JSON. "" is the whole
+ event. BINANCE_INVALID_ARGUMENT if the pointer is malformed (it must be
+ empty or start with '/') or the event has no such value. Caller owns
+ `*out_value`; free it with `binance_string_free`.
+ */
+binance_status binance_event_get(const binance_event *ev, const char *json_pointer, char **out_value, binance_error **out_err);
+
+/*
+ Frees an event. NULL is accepted and ignored.
+ */
+void binance_event_free(binance_event *ev);
 
 #ifdef __cplusplus
 }  // extern "C"

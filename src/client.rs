@@ -4,7 +4,7 @@ use crate::config::binance_config;
 use crate::engine::Client;
 use crate::error::binance_error;
 use crate::ffi;
-use crate::panic::{guard, guard_value};
+use crate::panic::guard;
 use crate::status::binance_status;
 use std::ffi::c_char;
 
@@ -48,8 +48,7 @@ pub extern "C" fn binance_client_rate_limits_json(
     guard(out_err, || {
         let out = ffi::out(out_json, "out_json")?;
         let client = ffi::obj(client, "client")?;
-        let json = client.inner.rate_limits().unwrap_or_else(|| "[]".into());
-        *out = ffi::c_string(json)?;
+        *out = ffi::c_string(client.inner.rate_limits());
         Ok(())
     })
 }
@@ -68,10 +67,7 @@ pub extern "C" fn binance_client_free(client: *mut binance_client) {
     if !client.is_null() {
         // SAFETY: `client` came from `binance_client_new`. Its calls in flight
         // hold `&binance_client`; `close` waits for them before the drop.
-        guard_value((), || {
-            let c = unsafe { &*client };
-            c.inner.close();
-            drop(unsafe { Box::from_raw(client) });
-        })
+        crate::panic::guard_value((), || unsafe { &*client }.inner.close());
+        ffi::free_box(client);
     }
 }

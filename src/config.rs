@@ -215,8 +215,5 @@ pub extern "C" fn binance_config_set_reconnect_backoff_ms(
 /// Clients created from it are not affected.
 #[no_mangle]
 pub extern "C" fn binance_config_free(cfg: *mut binance_config) {
-    if !cfg.is_null() {
-        // SAFETY: `cfg` came from `binance_config_new`.
-        guard_value((), || drop(unsafe { Box::from_raw(cfg) }))
-    }
+    ffi::free_box(cfg)
 }

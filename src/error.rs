@@ -18,7 +18,7 @@ pub struct binance_error {
 
 impl binance_error {
     pub(crate) fn into_raw(e: Error) -> *mut binance_error {
-        let message = CString::new(e.message.replace('\0', " ")).unwrap_or_default();
+        let message = crate::ffi::c_string_lossy(e.message);
         Box::into_raw(Box::new(binance_error {
             status: e.status as binance_status,
             api_code: e.api_code,
@@ -73,8 +73,5 @@ pub extern "C" fn binance_error_message(err: *const binance_error) -> *const c_c
 /// Frees an error. NULL is accepted and ignored.
 #[no_mangle]
 pub extern "C" fn binance_error_free(err: *mut binance_error) {
-    if !err.is_null() {
-        // SAFETY: `err` came from `binance_error::into_raw`.
-        crate::panic::guard_value((), || drop(unsafe { Box::from_raw(err) }))
-    }
+    crate::ffi::free_box(err)
 }
