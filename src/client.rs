@@ -12,14 +12,23 @@ use std::ffi::c_char;
 /// opened on first use and reopened transparently after the server or the
 /// network drops it. Safe to use from several threads at once: concurrent
 /// requests share the connection and each gets its own answer.
+///
+/// Functions: `binance_client_new`, `binance_client_rate_limits_json`,
+/// `binance_listen_key_start`, `binance_listen_key_keepalive`,
+/// `binance_listen_key_stop`, `binance_user_stream_open`,
+/// `binance_user_stream_open_callback`, `binance_client_free`.
 pub struct binance_client {
     pub(crate) inner: Client,
 }
 
 /// Creates a client from `cfg` (copied: `cfg` may be freed or changed after).
 /// Does not connect; the first request does. BINANCE_INVALID_ARGUMENT if
-/// `cfg` has no API key. On success `*out_client` owns the client; free it
-/// with `binance_client_free`. On failure `*out_client` is NULL.
+/// `cfg` has no API key. Reads the proxy environment variables when no
+/// proxy is set (see the header's Environment paragraph); the first client
+/// of the process starts the shared I/O threads. On success `*out_client`
+/// owns the client; free it with `binance_client_free`. On failure
+/// `*out_client` is NULL. Thread-safe (several threads may make clients
+/// from one config).
 #[no_mangle]
 pub extern "C" fn binance_client_new(
     cfg: *const binance_config,
@@ -38,7 +47,8 @@ pub extern "C" fn binance_client_new(
 /// The `rateLimits` array of the latest answer that carried one, as JSON
 /// text (e.g. `[{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE",
 /// "intervalNum":1,"limit":2400,"count":2}]`); `[]` before any. Does not
-/// block. Caller owns `*out_json`; free it with `binance_string_free`.
+/// block. Thread-safe. Caller owns `*out_json`; free it with
+/// `binance_string_free`.
 #[no_mangle]
 pub extern "C" fn binance_client_rate_limits_json(
     client: *const binance_client,

@@ -14,6 +14,11 @@ use std::sync::OnceLock;
 /// this version does not know), or a library event whose type starts with
 /// "binance." (`binance.stream_gap`, `binance.listen_key_renewed`,
 /// `binance.stream_disconnected`). Immutable: may be read from any thread.
+/// Tell the two kinds apart with `binance_event_is_library`.
+///
+/// Functions: `binance_event_type`, `binance_event_is_library`,
+/// `binance_event_time_ms`, `binance_event_json`, `binance_event_get`,
+/// `binance_event_free`.
 pub struct binance_event {
     inner: Event,
     kind: CString,
@@ -79,7 +84,9 @@ pub extern "C" fn binance_event_time_ms(ev: *const binance_event) -> i64 {
 }
 
 /// The event's JSON exactly as received (for library events, as made by
-/// the library). Borrowed: valid until `ev` is freed. A static "" for NULL.
+/// the library), with one exception: a NUL byte in the received text
+/// (which valid JSON cannot hold) comes out as U+FFFD, so the string reads
+/// whole. Borrowed: valid until `ev` is freed. A static "" for NULL.
 #[no_mangle]
 pub extern "C" fn binance_event_json(ev: *const binance_event) -> *const c_char {
     // SAFETY: as above.
@@ -108,7 +115,8 @@ pub extern "C" fn binance_event_get(
     })
 }
 
-/// Frees an event. NULL is accepted and ignored.
+/// Frees an event. NULL is accepted and ignored. Must not be called twice;
+/// strings borrowed from it (type, JSON) die with it.
 #[no_mangle]
 pub extern "C" fn binance_event_free(ev: *mut binance_event) {
     ffi::free_box(ev)
