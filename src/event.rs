@@ -90,7 +90,11 @@ pub extern "C" fn binance_event_time_ms(ev: *const binance_event) -> i64 {
 #[no_mangle]
 pub extern "C" fn binance_event_json(ev: *const binance_event) -> *const c_char {
     // SAFETY: as above.
-    unsafe { ev.as_ref() }.map_or(c"".as_ptr(), |e| e.json().as_ptr())
+    let ev = unsafe { ev.as_ref() };
+    // Inside the guard: the rare text with a NUL is copied on first use.
+    crate::panic::guard_value(c"".as_ptr(), || {
+        ev.map_or(c"".as_ptr(), |e| e.json().as_ptr())
+    })
 }
 
 /// The value at an RFC 6901 JSON pointer in the event, e.g. "/o/X" (order

@@ -12,9 +12,10 @@
 //!   `BINANCE_UDS_FUZZ_SECS=N` makes it a timed run seeded from the clock,
 //!   `BINANCE_UDS_FUZZ_SEED` replays a run.
 //! - Coverage-guided targets (`coverage_guided_*`) for bolero: `cargo
-//!   bolero test` drives them with libFuzzer on stable Rust (the command is
-//!   in docs/reliability.md); plain `cargo test` replays their corpus, if
-//!   one was kept under `tests/__fuzz__/`.
+//!   bolero test` in `fuzz/` (a crate that builds this file alone) drives
+//!   them with libFuzzer on stable Rust (the commands are in
+//!   docs/reliability.md); plain `cargo test` replays their corpus, if one
+//!   was kept under `tests/__fuzz__/`.
 //!
 //! A failure prints the seed, the iteration and a minimised input (bolero:
 //! the input file): add that input to the regression tests at the end of
