@@ -114,7 +114,7 @@ impl Endpoint {
     pub fn url(&self) -> String {
         let default_port = if self.tls { 443 } else { 80 };
         let authority = if self.port == default_port {
-            host_port(&self.host, 0).trim_end_matches(":0").to_owned()
+            host_for_url(&self.host)
         } else {
             self.authority()
         };
@@ -128,10 +128,15 @@ impl Endpoint {
 }
 
 pub fn host_port(host: &str, port: u16) -> String {
+    format!("{}:{port}", host_for_url(host))
+}
+
+/// The host as a URL writes it: an IPv6 literal in brackets.
+fn host_for_url(host: &str) -> String {
     if host.contains(':') {
-        format!("[{host}]:{port}")
+        format!("[{host}]")
     } else {
-        format!("{host}:{port}")
+        host.to_owned()
     }
 }
 
@@ -437,6 +442,11 @@ mod tests {
         assert_eq!(p.credentials.unwrap().expose(), "us@r:p:ss");
         let p = Proxy::parse("http://[::1]:8080", "proxy").unwrap();
         assert_eq!(p.host, "::1");
+        let e = Endpoint::parse("ws://[::1]/x", "url").unwrap();
+        assert_eq!(
+            (e.url(), e.authority()),
+            ("ws://[::1]/x".into(), "[::1]:80".into())
+        );
         for bad in [
             "https://p:1",
             "http://p",
