@@ -458,7 +458,9 @@ binance_status binance_config_set_stream_rotation_ms(binance_config *cfg, uint32
  * Sets the stream's reconnection backoff: the first retry waits about
  * `initial_ms`, each further one twice as long up to `max_ms`, each drawn
  * at random between half and all of it. A retry time sent with a 429/418
- * answer is honoured. Defaults 250 ms and 30 s.
+ * answer is honoured for at most 5 minutes, on reconnects and keepalives
+ * alike (a keepalive postponed longer could let the listenKey die).
+ * Defaults 250 ms and 30 s.
  */
 binance_status binance_config_set_reconnect_backoff_ms(binance_config *cfg, uint32_t initial_ms, uint32_t max_ms, binance_error **out_err);
 

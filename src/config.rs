@@ -222,7 +222,9 @@ pub extern "C" fn binance_config_set_stream_rotation_ms(
 /// Sets the stream's reconnection backoff: the first retry waits about
 /// `initial_ms`, each further one twice as long up to `max_ms`, each drawn
 /// at random between half and all of it. A retry time sent with a 429/418
-/// answer is honoured. Defaults 250 ms and 30 s.
+/// answer is honoured for at most 5 minutes, on reconnects and keepalives
+/// alike (a keepalive postponed longer could let the listenKey die).
+/// Defaults 250 ms and 30 s.
 #[no_mangle]
 pub extern "C" fn binance_config_set_reconnect_backoff_ms(
     cfg: *mut binance_config,
