@@ -526,3 +526,21 @@ fn read_error(e: tokio_tungstenite::tungstenite::Error) -> Error {
         other => Error::closed(format!("the connection failed: {other}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_frame_is_the_method_and_the_key_built_at_its_final_size() {
+        // The key as Session::new stores it: a JSON string literal.
+        let key_json = Secret::new(r#""K3y\"q""#);
+        let frame = request_frame(42, "userDataStream.ping", &key_json);
+        assert_eq!(
+            frame.as_str(),
+            r#"{"id":42,"method":"userDataStream.ping","params":{"apiKey":"K3y\"q"}}"#
+        );
+        let parsed: serde_json::Value = serde_json::from_str(frame.as_str()).unwrap();
+        assert_eq!(parsed["params"]["apiKey"], "K3y\"q");
+    }
+}
