@@ -26,9 +26,23 @@ fn main() {
         cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml parses");
     let v = |k: &str| env::var(k).unwrap();
     config.after_includes = Some(format!(
-        "\n#define BINANCE_VERSION_MAJOR {}\n#define BINANCE_VERSION_MINOR {}\n#define BINANCE_VERSION_PATCH {}\n\
+        "\n/** The version of this header: equal to binance_version() of the library\n\
+         \x20* built with it. See CHANGELOG.md for what each version added. */\n\
+         #define BINANCE_VERSION_MAJOR {}\n#define BINANCE_VERSION_MINOR {}\n#define BINANCE_VERSION_PATCH {}\n\
          #define BINANCE_VERSION_STRING \"{}\"\n\n\
-         /* Endpoints. The WebSocket API (binance_config_set_endpoint) and the user\n\
+         /**\n\
+         \x20* Marks a function that will be removed in the next ABI (soname) version,\n\
+         \x20* with the reason and the replacement; the compiler then warns on each use.\n\
+         \x20* A deprecated function keeps working until then (see CHANGELOG.md).\n\
+         \x20*/\n\
+         #if defined(__clang__) || defined(__GNUC__)\n\
+         # define BINANCE_DEPRECATED_FUNC(why) __attribute__((deprecated(why)))\n\
+         #elif defined(_MSC_VER)\n\
+         # define BINANCE_DEPRECATED_FUNC(why) __declspec(deprecated(why))\n\
+         #else\n\
+         # define BINANCE_DEPRECATED_FUNC(why)\n\
+         #endif\n\n\
+         /** Endpoints. The WebSocket API (binance_config_set_endpoint) and the user\n\
          \x20* data stream base (binance_config_set_stream_endpoint). */\n\
          #define BINANCE_WS_API_URL_PRODUCTION \"wss://ws-fapi.binance.com/ws-fapi/v1\"\n\
          #define BINANCE_WS_API_URL_TESTNET \"wss://testnet.binancefuture.com/ws-fapi/v1\"\n\

@@ -1,14 +1,49 @@
 /*
  * binance-uds: the Binance USD-M Futures user data stream behind a small
- * blocking C API. See README.md for the rules: who owns what, threads,
- * statuses.
+ * blocking C API. Read in order: statuses and the version, errors, strings,
+ * configuration, clients, listen keys, user streams, events. CHANGELOG.md
+ * records what each version added, and the ABI policy.
  *
  * Conventions: every fallible call returns binance_status (BINANCE_OK is 0)
  * and takes a last `binance_error **out_err`, which may be NULL; on failure
  * it receives an error to free with binance_error_free, on success NULL.
- * Output pointers are set to NULL on failure. `char *` results belong to the
- * caller (binance_string_free); `const char *` results are borrowed. Every
- * _free function accepts NULL.
+ * Output pointers are set to NULL on failure (a caller-allocated struct,
+ * binance_stream_health, is left untouched instead). `char *` results
+ * belong to the caller (binance_string_free); `const char *` results are
+ * borrowed. Every _free function, and binance_user_stream_close, accepts
+ * NULL and must not be called twice for one object. A `const` handle
+ * parameter means the call does not change the object. Strings the library
+ * hands out never hold a NUL inside: a NUL byte the server sent (escaped
+ * in its JSON) comes out as U+FFFD.
+ *
+ * Threads: a binance_config is changed by one thread at a time (several may
+ * read it, e.g. binance_client_new on each). A binance_client, a
+ * binance_user_stream, a binance_error and a binance_event may be used
+ * from any number of threads at once, except that freeing (closing) one
+ * must be its last use on every thread; each type's comment says what may
+ * overlap with its _free or _close.
+ *
+ * Background threads: the first client starts two I/O threads shared by
+ * every client and stream of the process (DNS look-ups may add up to two
+ * short-lived ones); each stream opened with a callback adds one thread
+ * that runs its callbacks. They end when the last client and stream are
+ * freed. Do not fork() while a client or stream exists, except to exec()
+ * at once: the child has none of these threads, and must not use or free
+ * its copies of the handles.
+ *
+ * Environment: when no proxy is set (binance_config_set_proxy), HTTPS_PROXY
+ * (or https_proxy, ALL_PROXY, all_proxy) and NO_PROXY (or no_proxy) are
+ * read by binance_client_new and by each binance_user_stream_open and
+ * binance_user_stream_open_callback, and at no other time; do not change
+ * them (setenv) on another thread during those calls.
+ *
+ * Secrets: the API key and proxy credentials are never logged, printed, or
+ * put in an error message or event. The library wipes its own copies when
+ * it releases them (the config's, each client's and stream's, every
+ * request it builds, the proxy CONNECT request and its Base64 form). It
+ * cannot wipe the buffers of the WebSocket layer (tungstenite keeps each
+ * request frame, masked, in its write buffer), of OpenSSL, of the kernel,
+ * or the strings you passed in.
  */
 
 #ifndef BINANCE_UDS_H
@@ -20,12 +55,27 @@
 #include <stdint.h>
 #include <stddef.h>
 
+/** The version of this header: equal to binance_version() of the library
+ * built with it. See CHANGELOG.md for what each version added. */
 #define BINANCE_VERSION_MAJOR 0
 #define BINANCE_VERSION_MINOR 1
 #define BINANCE_VERSION_PATCH 0
 #define BINANCE_VERSION_STRING "0.1.0"
 
-/* Endpoints. The WebSocket API (binance_config_set_endpoint) and the user
+/**
+ * Marks a function that will be removed in the next ABI (soname) version,
+ * with the reason and the replacement; the compiler then warns on each use.
+ * A deprecated function keeps working until then (see CHANGELOG.md).
+ */
+#if defined(__clang__) || defined(__GNUC__)
+# define BINANCE_DEPRECATED_FUNC(why) __attribute__((deprecated(why)))
+#elif defined(_MSC_VER)
+# define BINANCE_DEPRECATED_FUNC(why) __declspec(deprecated(why))
+#else
+# define BINANCE_DEPRECATED_FUNC(why)
+#endif
+
+/** Endpoints. The WebSocket API (binance_config_set_endpoint) and the user
  * data stream base (binance_config_set_stream_endpoint). */
 #define BINANCE_WS_API_URL_PRODUCTION "wss://ws-fapi.binance.com/ws-fapi/v1"
 #define BINANCE_WS_API_URL_TESTNET "wss://testnet.binancefuture.com/ws-fapi/v1"
@@ -33,605 +83,674 @@
 #define BINANCE_STREAM_URL_TESTNET "wss://fstream.binancefuture.com/private"
 
 
-/*
- A client: one persistent WebSocket API connection for one API key,
- opened on first use and reopened transparently after the server or the
- network drops it. Safe to use from several threads at once: concurrent
- requests share the connection and each gets its own answer.
+/**
+ * A client: one persistent WebSocket API connection for one API key,
+ * opened on first use and reopened transparently after the server or the
+ * network drops it. Safe to use from several threads at once: concurrent
+ * requests share the connection and each gets its own answer.
+ *
+ * Functions: `binance_client_new`, `binance_client_rate_limits_json`,
+ * `binance_listen_key_start`, `binance_listen_key_keepalive`,
+ * `binance_listen_key_stop`, `binance_user_stream_open`,
+ * `binance_user_stream_open_callback`, `binance_client_free`.
  */
 typedef struct binance_client binance_client;
 
-/*
- A client configuration. Create with `binance_config_new`, set what you
- need, pass to `binance_client_new` (which copies it), free with
- `binance_config_free`. Not safe to modify from two threads at once.
+/**
+ * A client configuration. Create with `binance_config_new`, set what you
+ * need, pass to `binance_client_new` (which copies it), free with
+ * `binance_config_free`. Not safe to modify from two threads at once;
+ * several threads may read it (`binance_client_new`) while none modifies it.
+ *
+ * Functions: `binance_config_new`, `binance_config_set_api_key`,
+ * `binance_config_set_endpoint`, `binance_config_set_timeouts_ms`,
+ * `binance_config_add_root_certificate_pem`,
+ * `binance_config_set_stream_endpoint`,
+ * `binance_config_set_keepalive_interval_ms`, `binance_config_set_proxy`,
+ * `binance_config_set_event_queue_capacity`,
+ * `binance_config_set_silence_timeout_ms`,
+ * `binance_config_set_stream_rotation_ms`,
+ * `binance_config_set_reconnect_backoff_ms`, `binance_config_free`.
  */
 typedef struct binance_config binance_config;
 
-/*
- An error. Created by the library in `*out_err` when a call fails; the
- caller frees it with `binance_error_free`. Immutable, so it may be read
- from any thread.
+/**
+ * An error. Created by the library in `*out_err` when a call fails; the
+ * caller frees it with `binance_error_free`. Immutable, so it may be read
+ * from any thread.
+ *
+ * Functions: `binance_error_status`, `binance_error_api_code`,
+ * `binance_error_http_status`, `binance_error_retry_after_ms`,
+ * `binance_error_message`, `binance_error_free`.
  */
 typedef struct binance_error binance_error;
 
-/*
- One event: a user data event exactly as Binance sent it
- (ORDER_TRADE_UPDATE, ACCOUNT_UPDATE, ..., listenKeyExpired, or a type
- this version does not know), or a library event whose type starts with
- "binance." (`binance.stream_gap`, `binance.listen_key_renewed`,
- `binance.stream_disconnected`). Immutable: may be read from any thread.
+/**
+ * One event: a user data event exactly as Binance sent it
+ * (ORDER_TRADE_UPDATE, ACCOUNT_UPDATE, ..., listenKeyExpired, or a type
+ * this version does not know), or a library event whose type starts with
+ * "binance." (`binance.stream_gap`, `binance.listen_key_renewed`,
+ * `binance.stream_disconnected`). Immutable: may be read from any thread.
+ * Tell the two kinds apart with `binance_event_is_library`.
+ *
+ * Functions: `binance_event_type`, `binance_event_is_library`,
+ * `binance_event_time_ms`, `binance_event_json`, `binance_event_get`,
+ * `binance_event_free`.
  */
 typedef struct binance_event binance_event;
 
-/*
- An open user data stream: the account's events, in order, with the
- listenKey kept alive, renewed and the connection replaced for you.
- `binance_user_stream_next` may be called from any thread;
- `binance_user_stream_health` too.
+/**
+ * An open user data stream: the account's events, in order, with the
+ * listenKey kept alive, renewed and the connection replaced for you.
+ * `binance_user_stream_next`, `binance_user_stream_health` and
+ * `binance_user_stream_shutdown` may be called from any thread at once.
+ * `binance_user_stream_close` is its destructor (the contract names it
+ * `_close`): it must be the last call on the stream, on every thread.
+ *
+ * Functions: `binance_user_stream_open`,
+ * `binance_user_stream_open_callback`, `binance_user_stream_next`,
+ * `binance_user_stream_health`, `binance_user_stream_shutdown`,
+ * `binance_user_stream_close`.
  */
 typedef struct binance_user_stream binance_user_stream;
 
-/*
- The result of every fallible call: `BINANCE_OK` (0) or an error status.
- A fixed-width integer, not a C enum: values are append-only ABI.
+/**
+ * The result of every fallible call: `BINANCE_OK` (0) or an error status.
+ * A fixed-width integer, not a C enum: values are append-only ABI.
  */
 typedef int32_t binance_status;
 
-/*
- How a stream connection subscribes its listenKey: one of the
- `BINANCE_STREAM_FORM_*` values.
+/**
+ * How a stream connection subscribes its listenKey: one of the
+ * `BINANCE_STREAM_FORM_*` values.
  */
 typedef int32_t binance_stream_form;
 
-/*
- Called with each event, in order, for a stream opened with
- `binance_user_stream_open_callback`. `ev` is borrowed: valid only during
- the call (copy what you need; do not free it).
+/**
+ * Called with each event, in order, for a stream opened with
+ * `binance_user_stream_open_callback`. `ev` is borrowed: valid only during
+ * the call (copy what you need; do not free it).
  */
 typedef void (*binance_event_callback)(const binance_event *ev, void *user_data);
 
-/*
- A stream's health, filled in by `binance_user_stream_health`.
-
- Extensible: later versions append fields, never reorder or remove them.
- Zero it and set `size` to `sizeof(binance_stream_health)` before the
- call (`binance_stream_health h; memset(&h, 0, sizeof h); h.size =
- sizeof h;`); the library fills only the
- fields that fit in `size` bytes and that it knows, and leaves the rest
- as the caller set them, so a program built against a newer header than
- the library it runs with sees its newer fields untouched (zero-initialise
- the struct to read them as 0).
+/**
+ * A stream's health, filled in by `binance_user_stream_health`.
+ *
+ * Extensible: later versions append fields, never reorder or remove them.
+ * Zero it and set `size` to `sizeof(binance_stream_health)` before the
+ * call (`binance_stream_health h; memset(&h, 0, sizeof h); h.size =
+ * sizeof h;`); the library fills only the
+ * fields that fit in `size` bytes and that it knows, and leaves the rest
+ * as the caller set them, so a program built against a newer header than
+ * the library it runs with sees its newer fields untouched (zero-initialise
+ * the struct to read them as 0).
  */
 typedef struct {
-    /*
-     Set by the caller: `sizeof(binance_stream_health)` as it compiled
-     it. The library does not change it.
+    /**
+     * Set by the caller: `sizeof(binance_stream_health)` as it compiled
+     * it. The library does not change it.
      */
     uint32_t size;
-    /*
-     1 while the stream connection is up, 0 while reconnecting.
+    /**
+     * 1 while the stream connection is up, 0 while reconnecting.
      */
     int32_t connected;
-    /*
-     The latest keepalive's status (BINANCE_OK, or the error it got); -1
-     before the first keepalive.
+    /**
+     * The latest keepalive's status (BINANCE_OK, or the error it got); -1
+     * before the first keepalive.
      */
     int32_t last_keepalive_status;
-    /*
-     Connections opened after the first (reconnects and rotations).
+    /**
+     * Connections opened after the first (reconnects and rotations).
      */
     uint64_t reconnects;
-    /*
-     Events handed to the application (stream and library events).
+    /**
+     * Events handed to the application (stream and library events).
      */
     uint64_t events_delivered;
-    /*
-     Stream events dropped because the queue was full.
+    /**
+     * Stream events dropped because the queue was full.
      */
     uint64_t events_dropped;
-    /*
-     Events waiting in the queue now.
+    /**
+     * Events waiting in the queue now.
      */
     uint64_t events_queued;
-    /*
-     `binance.stream_gap` events caused by lost connections or keys.
+    /**
+     * `binance.stream_gap` events caused by lost connections or keys.
      */
     uint64_t gaps;
-    /*
-     Times the listenKey changed.
+    /**
+     * Times the listenKey changed.
      */
     uint64_t key_renewals;
-    /*
-     When the last stream event arrived, ms since the Unix epoch; 0 if
-     none yet.
+    /**
+     * When the last stream event arrived, ms since the Unix epoch; 0 if
+     * none yet.
      */
     int64_t last_event_ms;
-    /*
-     How long the current listenKey has been in use, in ms.
+    /**
+     * How long the current listenKey has been in use, in ms.
      */
     int64_t key_age_ms;
-    /*
-     When the latest keepalive finished, ms since the Unix epoch; 0 if
-     none yet.
+    /**
+     * When the latest keepalive finished, ms since the Unix epoch; 0 if
+     * none yet.
      */
     int64_t last_keepalive_ms;
-    /*
-     When the server last pinged the stream's connection, ms since the
-     Unix epoch; 0 if not yet (Binance pings every 3 minutes).
+    /**
+     * When the server last pinged the stream's connection, ms since the
+     * Unix epoch; 0 if not yet (Binance pings every 3 minutes).
      */
     int64_t last_server_ping_ms;
-    /*
-     The stream connection this stream is on: an id shared by every
-     stream on the same connection; 0 while it has none.
+    /**
+     * The stream connection this stream is on: an id shared by every
+     * stream on the same connection; 0 while it has none.
      */
     uint64_t connection_id;
-    /*
-     Streams on that connection, this one included (see
-     `binance_config_set_connection_sharing`); 0 while it has none.
+    /**
+     * Streams on that connection, this one included (see
+     * `binance_config_set_connection_sharing`); 0 while it has none.
      */
     uint64_t connection_streams;
-    /*
-     1 once the server acknowledged the current listenKey's
-     subscription (on the query form: once its connection is up), 0
-     while subscribing or reconnecting.
+    /**
+     * 1 once the server acknowledged the current listenKey's
+     * subscription (on the query form: once its connection is up), 0
+     * while subscribing or reconnecting.
      */
     int32_t subscribed;
 } binance_stream_health;
 
-/*
- Default: connect to `<stream url>/stream`, send
- `{"method":"SUBSCRIBE","params":["<listenKey>"],"id":N}` and wait for its
- acknowledgement; events arrive wrapped as `{"stream":"<listenKey>",
- "data":{...}}` and are delivered unwrapped. What all four official
- Binance SDKs do; one connection can carry many streams.
- */
-#define BINANCE_STREAM_FORM_SUBSCRIBE 0
-
-/*
- Connect to `<stream url>/ws?listenKey=<listenKey>`: events arrive bare.
- One connection per stream; a new key means a new connection. For use if
- Binance moves again and the SUBSCRIBE form stops delivering.
- */
-#define BINANCE_STREAM_FORM_QUERY 1
-
-/*
- Success.
+/**
+ * Success.
  */
 #define BINANCE_OK 0
 
-/*
- An argument was NULL, not UTF-8, out of range, or otherwise invalid (bad
- URL, empty API key, bad PEM, ...). The message names the argument.
+/**
+ * An argument was NULL, not UTF-8, out of range, or otherwise invalid (bad
+ * URL, empty API key, bad PEM, ...). The message names the argument.
  */
 #define BINANCE_INVALID_ARGUMENT 1
 
-/*
- DNS, TCP, the proxy, or the WebSocket upgrade failed or was refused.
+/**
+ * DNS, TCP, the proxy, or the WebSocket upgrade failed or was refused.
  */
 #define BINANCE_CONNECT_FAILED 2
 
-/*
- The TLS handshake or certificate verification failed.
+/**
+ * The TLS handshake or certificate verification failed.
  */
 #define BINANCE_TLS_FAILED 3
 
-/*
- No answer (or no connection) within the configured time.
+/**
+ * No answer (or no connection) within the configured time.
  */
 #define BINANCE_TIMEOUT 4
 
-/*
- The connection closed while the request waited (or the client was freed).
+/**
+ * The connection closed while the request waited (or the client was freed).
  */
 #define BINANCE_CONNECTION_CLOSED 5
 
-/*
- The server's message was not what the API documents; the connection is
- replaced.
+/**
+ * The server's message was not what the API documents; the connection is
+ * replaced.
  */
 #define BINANCE_PROTOCOL_ERROR 6
 
-/*
- The server answered with an error object: see `binance_error_api_code`,
- `binance_error_http_status` and `binance_error_message`.
+/**
+ * The server answered with an error object: see `binance_error_api_code`,
+ * `binance_error_http_status` and `binance_error_message`.
  */
 #define BINANCE_API_ERROR 7
 
-/*
- The server answered 429 (request weight exceeded) or 418 (IP banned); see
- `binance_error_retry_after_ms`.
+/**
+ * The server answered 429 (request weight exceeded) or 418 (IP banned); see
+ * `binance_error_retry_after_ms`.
  */
 #define BINANCE_RATE_LIMITED 8
 
-/*
- A bug in the library (a caught panic). Please report it.
+/**
+ * A bug in the library (a caught panic). Please report it.
  */
 #define BINANCE_INTERNAL_ERROR 9
 
-/*
- The user data stream was closed.
+/**
+ * The user data stream was closed.
  */
 #define BINANCE_STREAM_CLOSED 10
+
+/**
+ * Default: connect to `<stream url>/stream`, send
+ * `{"method":"SUBSCRIBE","params":["<listenKey>"],"id":N}` and wait for its
+ * acknowledgement; events arrive wrapped as `{"stream":"<listenKey>",
+ * "data":{...}}` and are delivered unwrapped. What all four official
+ * Binance SDKs do; one connection can carry many streams.
+ */
+#define BINANCE_STREAM_FORM_SUBSCRIBE 0
+
+/**
+ * Connect to `<stream url>/ws?listenKey=<listenKey>`: events arrive bare.
+ * One connection per stream; a new key means a new connection. For use if
+ * Binance moves again and the SUBSCRIBE form stops delivering.
+ */
+#define BINANCE_STREAM_FORM_QUERY 1
 
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
 
-/*
- Creates a client from `cfg` (copied: `cfg` may be freed or changed after).
- Does not connect; the first request does. BINANCE_INVALID_ARGUMENT if
- `cfg` has no API key. On success `*out_client` owns the client; free it
- with `binance_client_free`. On failure `*out_client` is NULL.
- */
-binance_status binance_client_new(const binance_config *cfg, binance_client **out_client, binance_error **out_err);
-
-/*
- The `rateLimits` array of the latest answer that carried one, as JSON
- text (e.g. `[{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE",
- "intervalNum":1,"limit":2400,"count":2}]`); `[]` before any. Does not
- block. Caller owns `*out_json`; free it with `binance_string_free`.
- */
-binance_status binance_client_rate_limits_json(const binance_client *client, char **out_json, binance_error **out_err);
-
-/*
- Frees a client: closes its connection and stops its background work. NULL
- is accepted. Requests still in flight on other threads fail at once with
- BINANCE_CONNECTION_CLOSED, and this call waits until they have returned,
- then releases everything: when it returns no socket or task of the client
- remains (the shared I/O threads stop with the last client and stream).
- Streams opened from the client end with it: their readers get
- BINANCE_STREAM_CLOSED; close them as usual. Starting a new call on the
- client once this has begun is undefined behaviour, as is freeing it
- twice.
- */
-void binance_client_free(binance_client *client);
-
-/*
- A new configuration with the defaults: the production USDⓈ-M Futures
- WebSocket API (`BINANCE_WS_API_URL_PRODUCTION`) and user data stream
- (`BINANCE_STREAM_URL_PRODUCTION`), 10 s connect and request timeouts, the
- system's trusted roots, keepalive every 30 minutes, no proxy (HTTPS_PROXY
- and NO_PROXY from the environment apply). No API key: set one.
- Caller owns the result; free it with `binance_config_free`. NULL only if
- memory ran out.
- */
-binance_config *binance_config_new(void);
-
-/*
- Sets the API key (required). It is sent in `params.apiKey` of every
- request, never logged or put in an error message, and wiped from memory
- when the config is freed. Copied: the caller's buffer may be reused.
- BINANCE_INVALID_ARGUMENT for NULL, empty, not printable ASCII, or longer
- than 256 bytes.
- */
-binance_status binance_config_set_api_key(binance_config *cfg, const char *api_key, binance_error **out_err);
-
-/*
- Sets the WebSocket API endpoint, a full URL `wss://host[:port]/path`, e.g.
- `BINANCE_WS_API_URL_TESTNET`. Plain `ws://` is accepted only to a loopback
- host (localhost, 127.0.0.0/8, ::1).
- */
-binance_status binance_config_set_endpoint(binance_config *cfg, const char *url, binance_error **out_err);
-
-/*
- Sets the connect timeout (TCP, proxy, TLS and WebSocket upgrade together)
- and the request timeout (from sending a request to its answer), in ms,
- each 1 to 3600000. A call that must connect first can take up to both.
- */
-binance_status binance_config_set_timeouts_ms(binance_config *cfg, uint32_t connect_ms, uint32_t request_ms, binance_error **out_err);
-
-/*
- Trusts the certificate(s) in `pem` (one or more PEM blocks) in addition
- to the system's roots, e.g. a private CA or the local exchange's. The
- server certificate and host name are always verified; there is no way to
- turn verification off. BINANCE_INVALID_ARGUMENT if a block does not parse.
- */
-binance_status binance_config_add_root_certificate_pem(binance_config *cfg, const char *pem, binance_error **out_err);
-
-/*
- Sets the user data stream base URL. Default
- `BINANCE_STREAM_URL_PRODUCTION` (`wss://fstream.binance.com/private`,
- the route user data moved to in 2026: the legacy route connects but
- delivers nothing); testnet `BINANCE_STREAM_URL_TESTNET`. How the stream
- subscribes on it is `binance_config_set_stream_form`'s choice: by
- default it connects to `<url>/stream` and sends `SUBSCRIBE` with the
- listenKey, as Binance's own SDKs do. (The form with the key in the URL
- path is never used: mainnet accepts the connection and then sends
- nothing.)
- */
-binance_status binance_config_set_stream_endpoint(binance_config *cfg, const char *url, binance_error **out_err);
-
-/*
- Sets how often a user stream keeps its listenKey alive with
- `userDataStream.ping`, in ms: 100 to 3300000 (the key lives 60 minutes).
- Default 30 minutes.
- */
-binance_status binance_config_set_keepalive_interval_ms(binance_config *cfg, uint32_t ms, binance_error **out_err);
-
-/*
- Chooses how user streams subscribe: `BINANCE_STREAM_FORM_SUBSCRIBE`
- (default) or `BINANCE_STREAM_FORM_QUERY`. BINANCE_INVALID_ARGUMENT for
- any other value.
- */
-binance_status binance_config_set_stream_form(binance_config *cfg, binance_stream_form form, binance_error **out_err);
-
-/*
- Whether user streams of clients configured alike (same stream URL,
- proxy, trusted roots, form, timeouts and cap) share stream connections:
- 1 (default) or 0. Shared, a thousand accounts' streams need a handful of
- connections; each stream keeps its own queue, key, keepalives, gaps and
- health. The cost: a lost shared connection is a gap for every stream on
- it, each reported in its own stream. 0 gives every stream a connection
- of its own (separate failure domains). The query form never shares.
- */
-binance_status binance_config_set_connection_sharing(binance_config *cfg, int32_t enabled, binance_error **out_err);
-
-/*
- The most user streams one shared stream connection carries: 1 to 1024
- (Binance's limit per connection). Default 200. Subscriptions are sent in
- batches, paced under Binance's 10 incoming messages per second.
- */
-binance_status binance_config_set_stream_subscriptions_per_connection(binance_config *cfg, uint32_t n, binance_error **out_err);
-
-/*
- Sends every connection (WebSocket API and stream) through an HTTP CONNECT
- proxy: `http://[user:pass@]host:port` (credentials percent-encoded). The
- credentials are treated like the API key: never logged or shown. When no
- proxy is set, HTTPS_PROXY (or ALL_PROXY) and NO_PROXY are honoured.
- */
-binance_status binance_config_set_proxy(binance_config *cfg, const char *url, binance_error **out_err);
-
-/*
- Sets how many stream events a user stream queues for the application
- (1 to 1000000; default 4096). When the application does not drain the
- queue and it is full, newer events are dropped and counted (the queued
- ones stay), and one `binance.stream_gap` event with reason
- "queue_overflow" and the dropped count is delivered where they were
- lost. Library events are never dropped. Memory stays bounded; the stream
- never stops.
- */
-binance_status binance_config_set_event_queue_capacity(binance_config *cfg, uint32_t capacity, binance_error **out_err);
-
-/*
- Sets how long a stream connection may stay silent (no frame at all, not
- even the server's ping every 3 minutes) before it is treated as dead and
- replaced, in ms: 100 to 3600000. Default 5 minutes.
- */
-binance_status binance_config_set_silence_timeout_ms(binance_config *cfg, uint32_t ms, binance_error **out_err);
-
-/*
- Sets how long a stream connection is used before it is rotated (a new
- connection opened, then the old one closed, with no event lost or
- duplicated), in ms: 500 to 86340000. Default 23 hours, before Binance's
- 24 h limit.
- */
-binance_status binance_config_set_stream_rotation_ms(binance_config *cfg, uint32_t ms, binance_error **out_err);
-
-/*
- Sets the stream's reconnection backoff: the first retry waits about
- `initial_ms`, each further one twice as long up to `max_ms`, each drawn
- at random between half and all of it. A retry time sent with a 429/418
- answer is honoured. Defaults 250 ms and 30 s.
- */
-binance_status binance_config_set_reconnect_backoff_ms(binance_config *cfg, uint32_t initial_ms, uint32_t max_ms, binance_error **out_err);
-
-/*
- Frees a configuration (and wipes the API key it held). NULL is accepted.
- Clients created from it are not affected.
- */
-void binance_config_free(binance_config *cfg);
-
-/*
- The status of the failed call. BINANCE_INVALID_ARGUMENT for NULL.
- */
-binance_status binance_error_status(const binance_error *err);
-
-/*
- Binance's error "code" (e.g. -1125 for an unknown listenKey, -2015 for a
- rejected API key); 0 when the server sent none, or for NULL.
- */
-int64_t binance_error_api_code(const binance_error *err);
-
-/*
- The answer's "status" (e.g. 400, 401, 429); 0 when there was no answer,
- or for NULL.
- */
-int32_t binance_error_http_status(const binance_error *err);
-
-/*
- For BINANCE_RATE_LIMITED: the time (ms since the Unix epoch) the server
- said to wait until before retrying (`error.data.retryAfter`); 0 when it
- did not say, or for NULL.
- */
-int64_t binance_error_retry_after_ms(const binance_error *err);
-
-/*
- A message for humans naming what went wrong. Never NULL; never contains
- the API key. Borrowed: valid until `err` is freed. For NULL, a static
- empty string.
- */
-const char *binance_error_message(const binance_error *err);
-
-/*
- Frees an error. NULL is accepted and ignored.
- */
-void binance_error_free(binance_error *err);
-
-/*
- The event's type: its "e" field (e.g. "ORDER_TRADE_UPDATE"), a library
- event's type (e.g. "binance.stream_gap"), "binance.unparsed" for a
- message that is not a JSON object, or "" when it has no "e". Borrowed:
- valid until `ev` is freed. A static "" for NULL.
- */
-const char *binance_event_type(const binance_event *ev);
-
-/*
- 1 if the library made this event (`binance.stream_gap`,
- `binance.listen_key_renewed`, ...), 0 if it came from the server (every
- Binance event, and `binance.unparsed`: a server message that was not a
- JSON object). Decide with this, never from the type's "binance."
- prefix: a server can send any "e". 0 for NULL.
- */
-int32_t binance_event_is_library(const binance_event *ev);
-
-/*
- The event time "E" in ms since the Unix epoch (Binance sends it as a
- number or a string: both are read); 0 when absent, or for NULL.
- */
-int64_t binance_event_time_ms(const binance_event *ev);
-
-/*
- The event's JSON exactly as received (for library events, as made by
- the library). Borrowed: valid until `ev` is freed. A static "" for NULL.
- */
-const char *binance_event_json(const binance_event *ev);
-
-/*
- The value at an RFC 6901 JSON pointer in the event, e.g. "/o/X" (order
- status) or "/a/B/0/wb". Strings come unquoted, numbers, booleans and
- null as their JSON text, objects and arrays as JSON. "" is the whole
- event. BINANCE_INVALID_ARGUMENT if the pointer is malformed (it must be
- empty or start with '/') or the event has no such value. Caller owns
- `*out_value`; free it with `binance_string_free`.
- */
-binance_status binance_event_get(const binance_event *ev, const char *json_pointer, char **out_value, binance_error **out_err);
-
-/*
- Frees an event. NULL is accepted and ignored.
- */
-void binance_event_free(binance_event *ev);
-
-/*
- `userDataStream.start`: obtains the account's listenKey. If the account
- already has a valid key, the server returns that key and extends it by
- 60 minutes. Blocks up to the connect timeout (if not yet connected) plus
- the request timeout. Thread-safe. On success the caller owns
- `*out_listen_key`; free it with `binance_string_free`. On failure it is
- NULL.
- */
-binance_status binance_listen_key_start(binance_client *client, char **out_listen_key, binance_error **out_err);
-
-/*
- `userDataStream.ping`: keeps the account's listenKey alive for another
- 60 minutes (a key not kept alive dies after 60 minutes). The server
- returns the key it extended, in `*out_listen_key` (caller owns it; free
- with `binance_string_free`); if it differs from the key you hold, use the
- new one. `out_listen_key` may be NULL if you do not need it.
- BINANCE_API_ERROR with code -1125 when the account has no valid key:
- call `binance_listen_key_start` again. Blocks like start. Thread-safe.
- */
-binance_status binance_listen_key_keepalive(binance_client *client, char **out_listen_key, binance_error **out_err);
-
-/*
- `userDataStream.stop`: closes the account's user data stream and
- invalidates its listenKey. The key is shared by every connection and
- process using the same API key, so this stops their streams too. Blocks
- like start. Thread-safe.
- */
-binance_status binance_listen_key_stop(binance_client *client, binance_error **out_err);
-
-/*
- The name of a status, e.g. "BINANCE_TIMEOUT"; "BINANCE_UNKNOWN_STATUS"
- for a value this version does not know. Static: never free it.
+/**
+ * The name of a status, e.g. "BINANCE_TIMEOUT"; "BINANCE_UNKNOWN_STATUS"
+ * for a value this version does not know. Static: never free it.
  */
 const char *binance_status_str(binance_status s);
 
-/*
- The library version, e.g. "0.1.0" (equal to the BINANCE_VERSION_*
- defines of the header it was built with). Static: never free it.
+/**
+ * The library version, e.g. "0.1.0" (equal to the BINANCE_VERSION_*
+ * defines of the header it was built with). Static: never free it.
  */
 const char *binance_version(void);
 
-/*
- Frees a string this library returned as `char *` (listenKeys, JSON,
- values). NULL is accepted and ignored. Never pass it memory from
- elsewhere, and never free these strings with `free()`: the allocator may
- differ.
+/**
+ * The status of the failed call. BINANCE_INVALID_ARGUMENT for NULL.
+ */
+binance_status binance_error_status(const binance_error *err);
+
+/**
+ * Binance's error "code" (e.g. -1125 for an unknown listenKey, -2015 for a
+ * rejected API key); 0 when the server sent none, or for NULL.
+ */
+int64_t binance_error_api_code(const binance_error *err);
+
+/**
+ * The answer's "status" (e.g. 400, 401, 429); 0 when there was no answer,
+ * or for NULL.
+ */
+int32_t binance_error_http_status(const binance_error *err);
+
+/**
+ * For BINANCE_RATE_LIMITED: the time (ms since the Unix epoch) the server
+ * said to wait until before retrying (`error.data.retryAfter`); 0 when it
+ * did not say, or for NULL.
+ */
+int64_t binance_error_retry_after_ms(const binance_error *err);
+
+/**
+ * A message for humans naming what went wrong. Never NULL; never contains
+ * the API key. Borrowed: valid until `err` is freed. For NULL, a static
+ * empty string.
+ */
+const char *binance_error_message(const binance_error *err);
+
+/**
+ * Frees an error. NULL is accepted and ignored. Must not be called twice;
+ * strings borrowed from it (`binance_error_message`) die with it.
+ */
+void binance_error_free(binance_error *err);
+
+/**
+ * Frees a string this library returned as `char *` (listenKeys, JSON,
+ * values). NULL is accepted and ignored. Must not be called twice for one
+ * string. Never pass it memory from elsewhere (a `const char *` the
+ * library lent you included), and never free these strings with `free()`:
+ * the allocator may differ.
  */
 void binance_string_free(char *s);
 
-/*
- Opens the account's user data stream: obtains the listenKey over the
- client's WebSocket API connection (`userDataStream.start`), subscribes
- it on a stream connection (see `binance_config_set_stream_form`; by
- default `SUBSCRIBE` on `<stream endpoint>/stream`, sharing a connection
- with streams of clients configured alike) and starts queueing events.
- Blocks until the server acknowledged the subscription: up to the connect
- and request timeouts. BINANCE_API_ERROR if the stream server refused the
- subscription (its code kept), BINANCE_TIMEOUT if it did not answer.
- Events are then read with `binance_user_stream_next`. The stream keeps
- the key alive on the configured interval; on a lost or silent
- connection it reconnects with backoff, and on an expired or unknown
- (-1125) key, or a key that changed, it subscribes a valid key (on the
- same connection where the form allows), delivering `binance.stream_gap`
- so you know events may have been lost. On success the caller owns
- `*out_stream`; close it with `binance_user_stream_close` (before or
- after freeing the client: a stream whose client is freed ends, and its
- reads return BINANCE_STREAM_CLOSED). Thread-safe.
+/**
+ * A new configuration with the defaults: the production USDⓈ-M Futures
+ * WebSocket API (`BINANCE_WS_API_URL_PRODUCTION`) and user data stream
+ * (`BINANCE_STREAM_URL_PRODUCTION`), 10 s connect and request timeouts, the
+ * system's trusted roots, keepalive every 30 minutes, no proxy (HTTPS_PROXY
+ * and NO_PROXY from the environment apply, read when the client and each
+ * stream are made: see the header's Environment paragraph). No API key:
+ * set one. Caller owns the result; free it with `binance_config_free`.
+ * NULL only if memory ran out. Thread-safe.
+ */
+binance_config *binance_config_new(void);
+
+/**
+ * Sets the API key (required). It is sent in `params.apiKey` of every
+ * request, never logged or put in an error message. Copied: the caller's
+ * buffer may be reused (and is the caller's to wipe). The library wipes
+ * its own copies when it releases them: the config's when the config is
+ * freed (or the key replaced), the client's and each request's when they
+ * are done; see the header's Secrets paragraph for what cannot be wiped.
+ * BINANCE_INVALID_ARGUMENT for NULL, empty, not printable ASCII, or longer
+ * than 256 bytes.
+ */
+binance_status binance_config_set_api_key(binance_config *cfg, const char *api_key, binance_error **out_err);
+
+/**
+ * Sets the WebSocket API endpoint, a full URL `wss://host[:port]/path`, e.g.
+ * `BINANCE_WS_API_URL_TESTNET`. Plain `ws://` is accepted only to a loopback
+ * host (localhost, 127.0.0.0/8, ::1).
+ */
+binance_status binance_config_set_endpoint(binance_config *cfg, const char *url, binance_error **out_err);
+
+/**
+ * Sets the connect timeout (TCP, proxy, TLS and WebSocket upgrade together)
+ * and the request timeout (from sending a request to its answer), in ms,
+ * each 1 to 3600000. A call that must connect first can take up to both.
+ */
+binance_status binance_config_set_timeouts_ms(binance_config *cfg, uint32_t connect_ms, uint32_t request_ms, binance_error **out_err);
+
+/**
+ * Trusts the certificate(s) in `pem` (one or more PEM blocks) in addition
+ * to the system's roots, e.g. a private CA or the local exchange's. The
+ * server certificate and host name are always verified; there is no way to
+ * turn verification off. Up to 256 distinct extra certificates per config
+ * (a certificate added twice counts once), and `pem` at most 1 MiB (the
+ * whole Mozilla bundle is about 220 KiB). BINANCE_INVALID_ARGUMENT if a
+ * block does not parse, no block is found, or a limit is exceeded; the
+ * config is then unchanged.
+ */
+binance_status binance_config_add_root_certificate_pem(binance_config *cfg, const char *pem, binance_error **out_err);
+
+/**
+ * Sets the user data stream base URL. Default
+ * `BINANCE_STREAM_URL_PRODUCTION` (`wss://fstream.binance.com/private`,
+ * the route user data moved to in 2026: the legacy route connects but
+ * delivers nothing); testnet `BINANCE_STREAM_URL_TESTNET`. How the stream
+ * subscribes on it is `binance_config_set_stream_form`'s choice: by
+ * default it connects to `<url>/stream` and sends `SUBSCRIBE` with the
+ * listenKey, as Binance's own SDKs do. (The form with the key in the URL
+ * path is never used: mainnet accepts the connection and then sends
+ * nothing.)
+ */
+binance_status binance_config_set_stream_endpoint(binance_config *cfg, const char *url, binance_error **out_err);
+
+/**
+ * Sets how often a user stream keeps its listenKey alive with
+ * `userDataStream.ping`, in ms: 100 to 3300000 (the key lives 60 minutes).
+ * Default 30 minutes.
+ */
+binance_status binance_config_set_keepalive_interval_ms(binance_config *cfg, uint32_t ms, binance_error **out_err);
+
+/**
+ * Chooses how user streams subscribe: `BINANCE_STREAM_FORM_SUBSCRIBE`
+ * (default) or `BINANCE_STREAM_FORM_QUERY`. BINANCE_INVALID_ARGUMENT for
+ * any other value.
+ */
+binance_status binance_config_set_stream_form(binance_config *cfg, binance_stream_form form, binance_error **out_err);
+
+/**
+ * Whether user streams of clients configured alike (same stream URL,
+ * proxy, trusted roots, form, timeouts and cap) share stream connections:
+ * 1 (default) or 0. Shared, a thousand accounts' streams need a handful of
+ * connections; each stream keeps its own queue, key, keepalives, gaps and
+ * health. The cost: a lost shared connection is a gap for every stream on
+ * it, each reported in its own stream. 0 gives every stream a connection
+ * of its own (separate failure domains). The query form never shares.
+ */
+binance_status binance_config_set_connection_sharing(binance_config *cfg, int32_t enabled, binance_error **out_err);
+
+/**
+ * The most user streams one shared stream connection carries: 1 to 1024
+ * (Binance's limit per connection). Default 200. Subscriptions are sent in
+ * batches, paced under Binance's 10 incoming messages per second.
+ */
+binance_status binance_config_set_stream_subscriptions_per_connection(binance_config *cfg, uint32_t n, binance_error **out_err);
+
+/**
+ * Sends every connection (WebSocket API and stream) through an HTTP CONNECT
+ * proxy: `http://[user:pass@]host:port` (credentials percent-encoded,
+ * `%` followed by two hex digits; an IPv6 host in brackets). The
+ * credentials are treated like the API key: never logged or shown, and
+ * wiped like it. When no proxy is set, HTTPS_PROXY (or ALL_PROXY) and
+ * NO_PROXY are honoured, read by `binance_client_new` and by each
+ * `binance_user_stream_open(_callback)`. NO_PROXY is a comma-separated
+ * list of `*` (every host), host names (matching the name and its
+ * subdomains, with or without a leading dot), IPv4 and IPv6 literals
+ * (`127.0.0.1`, `::1`, `[::1]`) and CIDR blocks (`10.0.0.0/8`,
+ * `fd00::/8`); a `:port` after an entry is ignored.
+ */
+binance_status binance_config_set_proxy(binance_config *cfg, const char *url, binance_error **out_err);
+
+/**
+ * Sets how many stream events a user stream queues for the application
+ * (1 to 1000000; default 4096). When the application does not drain the
+ * queue and it is full, newer events are dropped and counted (the queued
+ * ones stay), and one `binance.stream_gap` event with reason
+ * "queue_overflow" and the dropped count is delivered where they were
+ * lost. Library events are never dropped. Memory stays bounded; the stream
+ * never stops.
+ */
+binance_status binance_config_set_event_queue_capacity(binance_config *cfg, uint32_t capacity, binance_error **out_err);
+
+/**
+ * Sets how long a stream connection may stay silent (no frame at all, not
+ * even the server's ping every 3 minutes) before it is treated as dead and
+ * replaced, in ms: 100 to 3600000. Default 5 minutes.
+ */
+binance_status binance_config_set_silence_timeout_ms(binance_config *cfg, uint32_t ms, binance_error **out_err);
+
+/**
+ * Sets how long a stream connection is used before it is rotated (a new
+ * connection opened, then the old one closed, with no event lost or
+ * duplicated), in ms: 500 to 86340000. Default 23 hours, before Binance's
+ * 24 h limit.
+ */
+binance_status binance_config_set_stream_rotation_ms(binance_config *cfg, uint32_t ms, binance_error **out_err);
+
+/**
+ * Sets the stream's reconnection backoff: the first retry waits about
+ * `initial_ms`, each further one twice as long up to `max_ms`, each drawn
+ * at random between half and all of it. A retry time sent with a 429/418
+ * answer is honoured for at most 5 minutes, on reconnects and keepalives
+ * alike (a keepalive postponed longer could let the listenKey die).
+ * Defaults 250 ms and 30 s.
+ */
+binance_status binance_config_set_reconnect_backoff_ms(binance_config *cfg, uint32_t initial_ms, uint32_t max_ms, binance_error **out_err);
+
+/**
+ * Frees a configuration (and wipes the API key and proxy credentials it
+ * held). NULL is accepted. Clients created from it are not affected. Must
+ * not be called twice, nor while another thread uses the config.
+ */
+void binance_config_free(binance_config *cfg);
+
+/**
+ * Creates a client from `cfg` (copied: `cfg` may be freed or changed after).
+ * Does not connect; the first request does. BINANCE_INVALID_ARGUMENT if
+ * `cfg` has no API key. Reads the proxy environment variables when no
+ * proxy is set (see the header's Environment paragraph); the first client
+ * of the process starts the shared I/O threads. On success `*out_client`
+ * owns the client; free it with `binance_client_free`. On failure
+ * `*out_client` is NULL. Thread-safe (several threads may make clients
+ * from one config).
+ */
+binance_status binance_client_new(const binance_config *cfg, binance_client **out_client, binance_error **out_err);
+
+/**
+ * The `rateLimits` array of the latest answer that carried one, as JSON
+ * text (e.g. `[{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE",
+ * "intervalNum":1,"limit":2400,"count":2}]`); `[]` before any. Does not
+ * block. Thread-safe. Caller owns `*out_json`; free it with
+ * `binance_string_free`.
+ */
+binance_status binance_client_rate_limits_json(const binance_client *client, char **out_json, binance_error **out_err);
+
+/**
+ * Frees a client: closes its connection and stops its background work. NULL
+ * is accepted. Requests still in flight on other threads fail at once with
+ * BINANCE_CONNECTION_CLOSED, and this call waits until they have returned,
+ * then releases everything: when it returns no socket or task of the client
+ * remains (the shared I/O threads stop with the last client and stream).
+ * Streams opened from the client end with it: their readers get
+ * BINANCE_STREAM_CLOSED; close them as usual. Starting a new call on the
+ * client once this has begun is undefined behaviour, as is freeing it
+ * twice.
+ */
+void binance_client_free(binance_client *client);
+
+/**
+ * `userDataStream.start`: obtains the account's listenKey. If the account
+ * already has a valid key, the server returns that key and extends it by
+ * 60 minutes. Blocks up to the connect timeout (if not yet connected) plus
+ * the request timeout. Thread-safe. On success the caller owns
+ * `*out_listen_key`; free it with `binance_string_free`. On failure it is
+ * NULL.
+ */
+binance_status binance_listen_key_start(binance_client *client, char **out_listen_key, binance_error **out_err);
+
+/**
+ * `userDataStream.ping`: keeps the account's listenKey alive for another
+ * 60 minutes (a key not kept alive dies after 60 minutes). The server
+ * returns the key it extended, in `*out_listen_key` (caller owns it; free
+ * with `binance_string_free`); if it differs from the key you hold, use the
+ * new one. `out_listen_key` may be NULL if you do not need it.
+ * BINANCE_API_ERROR with code -1125 when the account has no valid key:
+ * call `binance_listen_key_start` again. Blocks like start. Thread-safe.
+ */
+binance_status binance_listen_key_keepalive(binance_client *client, char **out_listen_key, binance_error **out_err);
+
+/**
+ * `userDataStream.stop`: closes the account's user data stream and
+ * invalidates its listenKey. The key is shared by every connection and
+ * process using the same API key, so this stops their streams too. Blocks
+ * like start. Thread-safe.
+ */
+binance_status binance_listen_key_stop(binance_client *client, binance_error **out_err);
+
+/**
+ * Opens the account's user data stream: obtains the listenKey over the
+ * client's WebSocket API connection (`userDataStream.start`), subscribes
+ * it on a stream connection (see `binance_config_set_stream_form`; by
+ * default `SUBSCRIBE` on `<stream endpoint>/stream`, sharing a connection
+ * with streams of clients configured alike) and starts queueing events.
+ * Blocks until the server acknowledged the subscription: up to the connect
+ * and request timeouts. BINANCE_API_ERROR if the stream server refused the
+ * subscription (its code kept), BINANCE_TIMEOUT if it did not answer.
+ * Events are then read with `binance_user_stream_next`. The stream keeps
+ * the key alive on the configured interval; on a lost or silent
+ * connection it reconnects with backoff, and on an expired or unknown
+ * (-1125) key, or a key that changed, it subscribes a valid key (on the
+ * same connection where the form allows), delivering `binance.stream_gap`
+ * so you know events may have been lost. On success the caller owns
+ * `*out_stream`; close it with `binance_user_stream_close` (before or
+ * after freeing the client: a stream whose client is freed ends, and its
+ * reads return BINANCE_STREAM_CLOSED). Reads the proxy environment
+ * variables when no proxy is set (see the header's Environment
+ * paragraph). Thread-safe.
  */
 binance_status binance_user_stream_open(binance_client *client, binance_user_stream **out_stream, binance_error **out_err);
 
-/*
- Opens a stream like `binance_user_stream_open`, but delivers each event
- to `callback` instead of `binance_user_stream_next`. The callback runs on
- one thread the stream owns, never concurrently with itself, in order. It
- should return promptly: events queue meanwhile, within the queue
- capacity. It may call any function of the library, blocking ones
- included (a keepalive, another client's requests) and
- `binance_user_stream_close` on this very stream (its thread then ends as
- the callback returns). It must not throw C++ exceptions or longjmp out.
- `user_data` is passed through untouched.
+/**
+ * Opens a stream like `binance_user_stream_open`, but delivers each event
+ * to `callback` instead of `binance_user_stream_next`. The callback runs on
+ * one thread the stream owns, never concurrently with itself, in order. It
+ * should return promptly: events queue meanwhile, within the queue
+ * capacity. It may call any function of the library, blocking ones
+ * included (a keepalive, another client's requests) and
+ * `binance_user_stream_close` on this very stream (its thread then ends as
+ * the callback returns). It must not throw C++ exceptions or longjmp out.
+ * BINANCE_INVALID_ARGUMENT if `callback` is NULL. `user_data` is handed to
+ * every callback untouched and must stay valid until
+ * `binance_user_stream_close` returns. Closing the stream from another
+ * thread waits for a callback in progress to return, so a callback that
+ * waits for the thread closing its stream deadlocks.
+ * `binance_user_stream_next` on such a stream returns
+ * BINANCE_INVALID_ARGUMENT: its events go to the callback.
  */
 binance_status binance_user_stream_open_callback(binance_client *client, binance_event_callback callback, void *user_data, binance_user_stream **out_stream, binance_error **out_err);
 
-/*
- Waits up to `timeout_ms` for the next event. BINANCE_OK with
- `*out_event` set (caller owns it; free with `binance_event_free`);
- BINANCE_TIMEOUT when nothing arrived in time (0 polls);
- BINANCE_STREAM_CLOSED once the stream is closed (a thread blocked here
- when another closes the stream wakes with it) or ended because its client
- was freed. Thread-safe.
+/**
+ * Waits up to `timeout_ms` for the next event. BINANCE_OK with
+ * `*out_event` set (caller owns it; free with `binance_event_free`);
+ * BINANCE_TIMEOUT when nothing arrived in time (0 polls);
+ * BINANCE_STREAM_CLOSED once the stream is closed (a thread blocked here
+ * when another closes the stream wakes with it) or ended because its client
+ * was freed. BINANCE_INVALID_ARGUMENT on a stream opened with a callback.
+ * Thread-safe.
  */
 binance_status binance_user_stream_next(binance_user_stream *stream, uint32_t timeout_ms, binance_event **out_event, binance_error **out_err);
 
-/*
- Fills `*out_health` with a snapshot of the stream's health: the fields
- that fit in `out_health->size` bytes, which the caller sets first (see
- `binance_stream_health`). BINANCE_INVALID_ARGUMENT if `out_health` is
- NULL or its `size` is smaller than the first two fields; on failure
- `*out_health` is left untouched. Does not block. Thread-safe.
+/**
+ * Fills `*out_health` with a snapshot of the stream's health: the fields
+ * that fit in `out_health->size` bytes, which the caller sets first (see
+ * `binance_stream_health`). BINANCE_INVALID_ARGUMENT if `out_health` is
+ * NULL or its `size` is smaller than the first two fields; on failure
+ * `*out_health` is left untouched. Does not block. Thread-safe.
  */
 binance_status binance_user_stream_health(const binance_user_stream *stream, binance_stream_health *out_health, binance_error **out_err);
 
-/*
- Ends the stream without freeing it: every thread blocked in
- `binance_user_stream_next` wakes with BINANCE_STREAM_CLOSED, every later
- `next` returns BINANCE_STREAM_CLOSED at once, a callback stream makes no
- further callbacks once the one in progress (if any) returns, and the
- stream's connection is closed. Events still queued are discarded. Does
- not block, and is safe to call from any thread at any time before
- `binance_user_stream_close`, concurrently with `next`, from a callback,
- and more than once. NULL is accepted and ignored. This is how a program
- stops its reader threads: shut down, join them, then close.
+/**
+ * Ends the stream without freeing it: every thread blocked in
+ * `binance_user_stream_next` wakes with BINANCE_STREAM_CLOSED, every later
+ * `next` returns BINANCE_STREAM_CLOSED at once, a callback stream makes no
+ * further callbacks once the one in progress (if any) returns, and the
+ * stream's connection is closed. Events still queued are discarded. Does
+ * not block, and is safe to call from any thread at any time before
+ * `binance_user_stream_close`, concurrently with `next`, from a callback,
+ * and more than once. NULL is accepted and ignored. This is how a program
+ * stops its reader threads: shut down, join them, then close.
  */
 void binance_user_stream_shutdown(const binance_user_stream *stream);
 
-/*
- Closes the stream and frees it: the stream's destructor. NULL is accepted. Returns promptly:
- threads blocked in `binance_user_stream_next` wake with
- BINANCE_STREAM_CLOSED and this waits for them to leave; the stream's
- connection, timers and callback thread are gone when it returns (if
- called from the stream's own callback, its thread ends as the callback
- returns). Events still queued are discarded. The listenKey is not
- stopped: it belongs to the account and other streams or processes may
- use it; call `binance_listen_key_stop` for that. Using the stream after
- this has begun, other than threads already blocked in next, is
- undefined behaviour: a program with reader threads calls
- `binance_user_stream_shutdown`, joins them, then closes. Must not be
- called twice.
+/**
+ * Closes the stream and frees it: the stream's destructor. NULL is accepted. Returns promptly:
+ * threads blocked in `binance_user_stream_next` wake with
+ * BINANCE_STREAM_CLOSED and this waits for them to leave; the stream's
+ * connection, timers and callback thread are gone when it returns (if
+ * called from the stream's own callback, its thread ends as the callback
+ * returns). Events still queued are discarded. The listenKey is not
+ * stopped: it belongs to the account and other streams or processes may
+ * use it; call `binance_listen_key_stop` for that. Using the stream after
+ * this has begun, other than threads already blocked in next, is
+ * undefined behaviour: a program with reader threads calls
+ * `binance_user_stream_shutdown`, joins them, then closes. Must not be
+ * called twice.
  */
 void binance_user_stream_close(binance_user_stream *stream);
+
+/**
+ * The event's type: its "e" field (e.g. "ORDER_TRADE_UPDATE"), a library
+ * event's type (e.g. "binance.stream_gap"), "binance.unparsed" for a
+ * message that is not a JSON object, or "" when it has no "e". Borrowed:
+ * valid until `ev` is freed. A static "" for NULL.
+ */
+const char *binance_event_type(const binance_event *ev);
+
+/**
+ * 1 if the library made this event (`binance.stream_gap`,
+ * `binance.listen_key_renewed`, ...), 0 if it came from the server (every
+ * Binance event, and `binance.unparsed`: a server message that was not a
+ * JSON object). Decide with this, never from the type's "binance."
+ * prefix: a server can send any "e". 0 for NULL.
+ */
+int32_t binance_event_is_library(const binance_event *ev);
+
+/**
+ * The event time "E" in ms since the Unix epoch (Binance sends it as a
+ * number or a string: both are read); 0 when absent, or for NULL.
+ */
+int64_t binance_event_time_ms(const binance_event *ev);
+
+/**
+ * The event's JSON exactly as received (for library events, as made by
+ * the library), with one exception: a NUL byte in the received text
+ * (which valid JSON cannot hold) comes out as U+FFFD, so the string reads
+ * whole. Borrowed: valid until `ev` is freed. A static "" for NULL.
+ */
+const char *binance_event_json(const binance_event *ev);
+
+/**
+ * The value at an RFC 6901 JSON pointer in the event, e.g. "/o/X" (order
+ * status) or "/a/B/0/wb". Strings come unquoted, numbers, booleans and
+ * null as their JSON text, objects and arrays as JSON. "" is the whole
+ * event. BINANCE_INVALID_ARGUMENT if the pointer is malformed (it must be
+ * empty or start with '/') or the event has no such value. Caller owns
+ * `*out_value`; free it with `binance_string_free`.
+ */
+binance_status binance_event_get(const binance_event *ev, const char *json_pointer, char **out_value, binance_error **out_err);
+
+/**
+ * Frees an event. NULL is accepted and ignored. Must not be called twice;
+ * strings borrowed from it (type, JSON) die with it.
+ */
+void binance_event_free(binance_event *ev);
 
 #ifdef __cplusplus
 }  // extern "C"

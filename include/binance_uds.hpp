@@ -16,8 +16,9 @@
  *
  * Threads: a client may be used from several threads at once, as in C. A
  * user_stream's next(), events() and health() may be called from several
- * threads, and close() from any thread wakes them (within 100 ms) and makes
- * them report the stream closed. config and event follow the C rules
+ * threads, and close() from any thread wakes them at once
+ * (binance_user_stream_shutdown), waits for them to leave the library, and
+ * makes them report the stream closed. config and event follow the C rules
  * (config: one thread at a time; event: immutable).
  *
  * Link with -lbinance_uds (see README.md).
@@ -198,103 +199,73 @@ public:
     config &api_key(const std::string &key)
     {
         static const char fn[] = "binance_config_set_api_key";
-        detail::check(fn, [&](binance_error **e) {
-            return binance_config_set_api_key(ptr_.get(), detail::c_str(key, fn, "api_key"), e);
-        });
-        return *this;
+        return set(fn, binance_config_set_api_key, detail::c_str(key, fn, "api_key"));
     }
 
     /* The WebSocket API URL, e.g. BINANCE_WS_API_URL_TESTNET. */
     config &endpoint(const std::string &url)
     {
         static const char fn[] = "binance_config_set_endpoint";
-        detail::check(fn, [&](binance_error **e) {
-            return binance_config_set_endpoint(ptr_.get(), detail::c_str(url, fn, "url"), e);
-        });
-        return *this;
+        return set(fn, binance_config_set_endpoint, detail::c_str(url, fn, "url"));
     }
 
     /* The user data stream base URL, e.g. BINANCE_STREAM_URL_TESTNET. */
     config &stream_endpoint(const std::string &url)
     {
         static const char fn[] = "binance_config_set_stream_endpoint";
-        detail::check(fn, [&](binance_error **e) {
-            return binance_config_set_stream_endpoint(ptr_.get(), detail::c_str(url, fn, "url"), e);
-        });
-        return *this;
+        return set(fn, binance_config_set_stream_endpoint, detail::c_str(url, fn, "url"));
     }
 
     config &timeouts(std::chrono::milliseconds connect, std::chrono::milliseconds request)
     {
         static const char fn[] = "binance_config_set_timeouts_ms";
-        const std::uint32_t connect_ms = detail::to_ms(connect, fn, "connect_ms");
-        const std::uint32_t request_ms = detail::to_ms(request, fn, "request_ms");
-        detail::check(
-            fn, [&](binance_error **e) { return binance_config_set_timeouts_ms(ptr_.get(), connect_ms, request_ms, e); });
-        return *this;
+        return set(fn, binance_config_set_timeouts_ms, detail::to_ms(connect, fn, "connect_ms"),
+                   detail::to_ms(request, fn, "request_ms"));
     }
 
-    /* Trusts the PEM certificate(s) in addition to the system's roots. */
+    /* Trusts the PEM certificate(s) in addition to the system's roots (at
+       most 256 per config, each call's text at most 1 MiB). */
     config &add_root_certificate_pem(const std::string &pem)
     {
         static const char fn[] = "binance_config_add_root_certificate_pem";
-        detail::check(fn, [&](binance_error **e) {
-            return binance_config_add_root_certificate_pem(ptr_.get(), detail::c_str(pem, fn, "pem"), e);
-        });
-        return *this;
+        return set(fn, binance_config_add_root_certificate_pem, detail::c_str(pem, fn, "pem"));
     }
 
     config &keepalive_interval(std::chrono::milliseconds interval)
     {
         static const char fn[] = "binance_config_set_keepalive_interval_ms";
-        const std::uint32_t ms = detail::to_ms(interval, fn, "ms");
-        detail::check(fn, [&](binance_error **e) { return binance_config_set_keepalive_interval_ms(ptr_.get(), ms, e); });
-        return *this;
+        return set(fn, binance_config_set_keepalive_interval_ms, detail::to_ms(interval, fn, "ms"));
     }
 
     /* An HTTP CONNECT proxy for every connection: http://[user:pass@]host:port. */
     config &proxy(const std::string &url)
     {
         static const char fn[] = "binance_config_set_proxy";
-        detail::check(fn, [&](binance_error **e) {
-            return binance_config_set_proxy(ptr_.get(), detail::c_str(url, fn, "url"), e);
-        });
-        return *this;
+        return set(fn, binance_config_set_proxy, detail::c_str(url, fn, "url"));
     }
 
     config &event_queue_capacity(std::uint32_t capacity)
     {
-        detail::check("binance_config_set_event_queue_capacity", [&](binance_error **e) {
-            return binance_config_set_event_queue_capacity(ptr_.get(), capacity, e);
-        });
-        return *this;
+        return set("binance_config_set_event_queue_capacity", binance_config_set_event_queue_capacity, capacity);
     }
 
     config &silence_timeout(std::chrono::milliseconds timeout)
     {
         static const char fn[] = "binance_config_set_silence_timeout_ms";
-        const std::uint32_t ms = detail::to_ms(timeout, fn, "ms");
-        detail::check(fn, [&](binance_error **e) { return binance_config_set_silence_timeout_ms(ptr_.get(), ms, e); });
-        return *this;
+        return set(fn, binance_config_set_silence_timeout_ms, detail::to_ms(timeout, fn, "ms"));
     }
 
     config &stream_rotation(std::chrono::milliseconds after)
     {
         static const char fn[] = "binance_config_set_stream_rotation_ms";
-        const std::uint32_t ms = detail::to_ms(after, fn, "ms");
-        detail::check(fn, [&](binance_error **e) { return binance_config_set_stream_rotation_ms(ptr_.get(), ms, e); });
-        return *this;
+        return set(fn, binance_config_set_stream_rotation_ms, detail::to_ms(after, fn, "ms"));
     }
 
     config &reconnect_backoff(std::chrono::milliseconds initial, std::chrono::milliseconds max)
     {
         static const char fn[] = "binance_config_set_reconnect_backoff_ms";
-        const std::uint32_t initial_ms = detail::to_ms(initial, fn, "initial_ms");
-        const std::uint32_t max_ms = detail::to_ms(max, fn, "max_ms");
-        detail::check(fn, [&](binance_error **e) {
-            return binance_config_set_reconnect_backoff_ms(ptr_.get(), initial_ms, max_ms, e);
-        });
-        return *this;
+        return set(fn, binance_config_set_reconnect_backoff_ms, detail::to_ms(initial, fn, "initial_ms"),
+                   detail::to_ms(max, fn, "max_ms"));
     }
 
     /* The C handle (still owned by this object); NULL when moved from. */
@@ -302,6 +273,15 @@ public:
     explicit operator bool() const noexcept { return ptr_ != nullptr; }
 
 private:
+    /* Calls the setter `c_fn` (named `fn` in errors) with the already
+       converted `args`; throws binance::error on failure. */
+    template <typename Setter, typename... Args>
+    config &set(const char *fn, Setter c_fn, Args... args)
+    {
+        detail::check(fn, [&](binance_error **e) { return c_fn(ptr_.get(), args..., e); });
+        return *this;
+    }
+
     std::unique_ptr<binance_config, detail::config_free> ptr_;
 };
 
@@ -377,7 +357,8 @@ private:
 
 /*
  * One event (binance_event): a user data event as Binance sent it, or a
- * library event whose type starts with "binance.". Immutable.
+ * library event (binance.stream_gap, ...): is_library() tells which.
+ * Immutable.
  */
 class event {
 public:
@@ -392,8 +373,9 @@ public:
     std::int64_t time_ms() const noexcept { return binance_event_time_ms(ptr_.get()); }
     /* The JSON exactly as received. Valid while this event lives. */
     std::string_view json() const noexcept { return binance_event_json(ptr_.get()); }
-    /* Whether the library made it (binance.stream_gap, ...). */
-    bool is_library() const noexcept { return type().compare(0, 8, "binance.") == 0; }
+    /* Whether the library made it (binance.stream_gap, ...), as the library
+       recorded it: a server event is never one, whatever its type says. */
+    bool is_library() const noexcept { return binance_event_is_library(ptr_.get()) != 0; }
 
     /* The value at an RFC 6901 JSON pointer, e.g. "/o/X": strings unquoted,
        other values as JSON text. Throws binance::error
@@ -421,17 +403,14 @@ private:
 namespace detail {
 
 /*
- * An open stream and the readers inside it. binance_user_stream_close may
- * not start while a thread is about to enter binance_user_stream_next (the
- * C contract only covers threads already blocked there), so readers wait in
- * slices of at most 100 ms, counted under a mutex, and close() marks the
- * stream closed, waits for the readers to leave their slice, and only then
- * closes the C stream.
+ * An open stream and the readers inside it. close() marks the stream
+ * closed, wakes every reader at once with binance_user_stream_shutdown,
+ * waits for the readers to leave the library (counted under a mutex), and
+ * only then frees the C stream with binance_user_stream_close, whose
+ * contract forbids any call that begins after it.
  */
 class stream_state {
 public:
-    static constexpr std::chrono::milliseconds slice{100};
-
     stream_state(std::shared_ptr<binance_client> client, binance_user_stream *raw) noexcept
         : client_(std::move(client)), raw_(raw), mutex_(), left_cv_()
     {
@@ -444,31 +423,24 @@ public:
        BINANCE_TIMEOUT, or BINANCE_STREAM_CLOSED; throws on other errors. */
     binance_status next(std::chrono::milliseconds timeout, event &out)
     {
-        using clock = std::chrono::steady_clock;
-        const auto start = clock::now();
+        binance_user_stream *raw = nullptr;
+        {
+            const std::lock_guard<std::mutex> lock(mutex_);
+            if (closing_)
+                return BINANCE_STREAM_CLOSED;
+            raw = raw_;
+            ++readers_;
+        }
+        const reader_exit exit{this};
+        // One C call per UINT32_MAX ms (49 days): "forever" is a loop.
+        constexpr std::chrono::milliseconds longest{UINT32_MAX};
+        auto left = std::max(timeout, std::chrono::milliseconds(0));
         for (;;) {
-            const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - start);
-            const auto left = timeout > elapsed ? timeout - elapsed : std::chrono::milliseconds(0);
-            const auto wait = std::min(left, slice);
-            binance_user_stream *raw = nullptr;
-            {
-                const std::lock_guard<std::mutex> lock(mutex_);
-                if (closing_)
-                    return BINANCE_STREAM_CLOSED;
-                raw = raw_;
-                ++readers_;
-            }
+            const auto wait = std::min(left, longest);
             binance_event *ev = nullptr;
             binance_error *err_raw = nullptr;
             const binance_status status =
                 binance_user_stream_next(raw, static_cast<std::uint32_t>(wait.count()), &ev, &err_raw);
-            {
-                // Notified under the lock: once a closer sees no reader,
-                // none touches this object again.
-                const std::lock_guard<std::mutex> lock(mutex_);
-                --readers_;
-                left_cv_.notify_all();
-            }
             const error_ptr err(err_raw);
             out = event(ev);
             if (status == BINANCE_OK || status == BINANCE_STREAM_CLOSED)
@@ -477,6 +449,7 @@ public:
                 throw error("binance_user_stream_next", status, err.get());
             if (wait >= left)
                 return BINANCE_TIMEOUT;
+            left -= wait;
         }
     }
 
@@ -502,6 +475,9 @@ public:
     {
         std::unique_lock<std::mutex> lock(mutex_);
         closing_ = true;
+        // Wakes the readers now; it does not block, and a second call (a
+        // second closer) is harmless. NULL once closed.
+        binance_user_stream_shutdown(raw_);
         left_cv_.wait(lock, [this] { return readers_ == 0; });
         // Under the lock: a second closer waits here, then finds nothing.
         binance_user_stream_close(raw_);
@@ -510,6 +486,18 @@ public:
     }
 
 private:
+    /* Leaves the reader count however next() returns. Notified under the
+       lock: once a closer sees no reader, none touches this object again. */
+    struct reader_exit {
+        stream_state *state;
+        ~reader_exit()
+        {
+            const std::lock_guard<std::mutex> lock(state->mutex_);
+            --state->readers_;
+            state->left_cv_.notify_all();
+        }
+    };
+
     std::shared_ptr<binance_client> client_;  // the C client outlives the C stream
     binance_user_stream *raw_;
     mutable std::mutex mutex_;
@@ -578,8 +566,9 @@ public:
 
     /* Closes the stream (its connection and timers are gone when this
        returns; events still queued are discarded). Any thread may call it;
-       threads waiting in next() or events() wake within 100 ms. The
-       listenKey is not stopped: see client::listen_key_stop. */
+       threads waiting in next() or events() wake at once and see the stream
+       closed, and this waits for them to leave the library. The listenKey
+       is not stopped: see client::listen_key_stop. */
     void close() noexcept
     {
         if (state_)

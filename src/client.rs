@@ -4,7 +4,7 @@ use crate::config::binance_config;
 use crate::engine::Client;
 use crate::error::binance_error;
 use crate::ffi;
-use crate::panic::{guard, guard_value};
+use crate::panic::guard;
 use crate::status::binance_status;
 use std::ffi::c_char;
 
@@ -12,14 +12,23 @@ use std::ffi::c_char;
 /// opened on first use and reopened transparently after the server or the
 /// network drops it. Safe to use from several threads at once: concurrent
 /// requests share the connection and each gets its own answer.
+///
+/// Functions: `binance_client_new`, `binance_client_rate_limits_json`,
+/// `binance_listen_key_start`, `binance_listen_key_keepalive`,
+/// `binance_listen_key_stop`, `binance_user_stream_open`,
+/// `binance_user_stream_open_callback`, `binance_client_free`.
 pub struct binance_client {
     pub(crate) inner: Client,
 }
 
 /// Creates a client from `cfg` (copied: `cfg` may be freed or changed after).
 /// Does not connect; the first request does. BINANCE_INVALID_ARGUMENT if
-/// `cfg` has no API key. On success `*out_client` owns the client; free it
-/// with `binance_client_free`. On failure `*out_client` is NULL.
+/// `cfg` has no API key. Reads the proxy environment variables when no
+/// proxy is set (see the header's Environment paragraph); the first client
+/// of the process starts the shared I/O threads. On success `*out_client`
+/// owns the client; free it with `binance_client_free`. On failure
+/// `*out_client` is NULL. Thread-safe (several threads may make clients
+/// from one config).
 #[no_mangle]
 pub extern "C" fn binance_client_new(
     cfg: *const binance_config,
@@ -38,7 +47,8 @@ pub extern "C" fn binance_client_new(
 /// The `rateLimits` array of the latest answer that carried one, as JSON
 /// text (e.g. `[{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE",
 /// "intervalNum":1,"limit":2400,"count":2}]`); `[]` before any. Does not
-/// block. Caller owns `*out_json`; free it with `binance_string_free`.
+/// block. Thread-safe. Caller owns `*out_json`; free it with
+/// `binance_string_free`.
 #[no_mangle]
 pub extern "C" fn binance_client_rate_limits_json(
     client: *const binance_client,
@@ -48,8 +58,7 @@ pub extern "C" fn binance_client_rate_limits_json(
     guard(out_err, || {
         let out = ffi::out(out_json, "out_json")?;
         let client = ffi::obj(client, "client")?;
-        let json = client.inner.rate_limits().unwrap_or_else(|| "[]".into());
-        *out = ffi::c_string(json)?;
+        *out = ffi::c_string(client.inner.rate_limits());
         Ok(())
     })
 }
@@ -68,10 +77,7 @@ pub extern "C" fn binance_client_free(client: *mut binance_client) {
     if !client.is_null() {
         // SAFETY: `client` came from `binance_client_new`. Its calls in flight
         // hold `&binance_client`; `close` waits for them before the drop.
-        guard_value((), || {
-            let c = unsafe { &*client };
-            c.inner.close();
-            drop(unsafe { Box::from_raw(client) });
-        })
+        crate::panic::guard_value((), || unsafe { &*client }.inner.close());
+        ffi::free_box(client);
     }
 }

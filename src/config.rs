@@ -9,7 +9,18 @@ use std::ffi::c_char;
 
 /// A client configuration. Create with `binance_config_new`, set what you
 /// need, pass to `binance_client_new` (which copies it), free with
-/// `binance_config_free`. Not safe to modify from two threads at once.
+/// `binance_config_free`. Not safe to modify from two threads at once;
+/// several threads may read it (`binance_client_new`) while none modifies it.
+///
+/// Functions: `binance_config_new`, `binance_config_set_api_key`,
+/// `binance_config_set_endpoint`, `binance_config_set_timeouts_ms`,
+/// `binance_config_add_root_certificate_pem`,
+/// `binance_config_set_stream_endpoint`,
+/// `binance_config_set_keepalive_interval_ms`, `binance_config_set_proxy`,
+/// `binance_config_set_event_queue_capacity`,
+/// `binance_config_set_silence_timeout_ms`,
+/// `binance_config_set_stream_rotation_ms`,
+/// `binance_config_set_reconnect_backoff_ms`, `binance_config_free`.
 pub struct binance_config {
     pub(crate) inner: Config,
 }
@@ -18,9 +29,10 @@ pub struct binance_config {
 /// WebSocket API (`BINANCE_WS_API_URL_PRODUCTION`) and user data stream
 /// (`BINANCE_STREAM_URL_PRODUCTION`), 10 s connect and request timeouts, the
 /// system's trusted roots, keepalive every 30 minutes, no proxy (HTTPS_PROXY
-/// and NO_PROXY from the environment apply). No API key: set one.
-/// Caller owns the result; free it with `binance_config_free`. NULL only if
-/// memory ran out.
+/// and NO_PROXY from the environment apply, read when the client and each
+/// stream are made: see the header's Environment paragraph). No API key:
+/// set one. Caller owns the result; free it with `binance_config_free`.
+/// NULL only if memory ran out. Thread-safe.
 #[no_mangle]
 pub extern "C" fn binance_config_new() -> *mut binance_config {
     guard_value(std::ptr::null_mut(), || {
@@ -31,8 +43,11 @@ pub extern "C" fn binance_config_new() -> *mut binance_config {
 }
 
 /// Sets the API key (required). It is sent in `params.apiKey` of every
-/// request, never logged or put in an error message, and wiped from memory
-/// when the config is freed. Copied: the caller's buffer may be reused.
+/// request, never logged or put in an error message. Copied: the caller's
+/// buffer may be reused (and is the caller's to wipe). The library wipes
+/// its own copies when it releases them: the config's when the config is
+/// freed (or the key replaced), the client's and each request's when they
+/// are done; see the header's Secrets paragraph for what cannot be wiped.
 /// BINANCE_INVALID_ARGUMENT for NULL, empty, not printable ASCII, or longer
 /// than 256 bytes.
 #[no_mangle]
@@ -82,7 +97,11 @@ pub extern "C" fn binance_config_set_timeouts_ms(
 /// Trusts the certificate(s) in `pem` (one or more PEM blocks) in addition
 /// to the system's roots, e.g. a private CA or the local exchange's. The
 /// server certificate and host name are always verified; there is no way to
-/// turn verification off. BINANCE_INVALID_ARGUMENT if a block does not parse.
+/// turn verification off. Up to 256 distinct extra certificates per config
+/// (a certificate added twice counts once), and `pem` at most 1 MiB (the
+/// whole Mozilla bundle is about 220 KiB). BINANCE_INVALID_ARGUMENT if a
+/// block does not parse, no block is found, or a limit is exceeded; the
+/// config is then unchanged.
 #[no_mangle]
 pub extern "C" fn binance_config_add_root_certificate_pem(
     cfg: *mut binance_config,
@@ -199,9 +218,16 @@ pub extern "C" fn binance_config_set_stream_subscriptions_per_connection(
 }
 
 /// Sends every connection (WebSocket API and stream) through an HTTP CONNECT
-/// proxy: `http://[user:pass@]host:port` (credentials percent-encoded). The
-/// credentials are treated like the API key: never logged or shown. When no
-/// proxy is set, HTTPS_PROXY (or ALL_PROXY) and NO_PROXY are honoured.
+/// proxy: `http://[user:pass@]host:port` (credentials percent-encoded,
+/// `%` followed by two hex digits; an IPv6 host in brackets). The
+/// credentials are treated like the API key: never logged or shown, and
+/// wiped like it. When no proxy is set, HTTPS_PROXY (or ALL_PROXY) and
+/// NO_PROXY are honoured, read by `binance_client_new` and by each
+/// `binance_user_stream_open(_callback)`. NO_PROXY is a comma-separated
+/// list of `*` (every host), host names (matching the name and its
+/// subdomains, with or without a leading dot), IPv4 and IPv6 literals
+/// (`127.0.0.1`, `::1`, `[::1]`) and CIDR blocks (`10.0.0.0/8`,
+/// `fd00::/8`); a `:port` after an entry is ignored.
 #[no_mangle]
 pub extern "C" fn binance_config_set_proxy(
     cfg: *mut binance_config,
@@ -266,7 +292,9 @@ pub extern "C" fn binance_config_set_stream_rotation_ms(
 /// Sets the stream's reconnection backoff: the first retry waits about
 /// `initial_ms`, each further one twice as long up to `max_ms`, each drawn
 /// at random between half and all of it. A retry time sent with a 429/418
-/// answer is honoured. Defaults 250 ms and 30 s.
+/// answer is honoured for at most 5 minutes, on reconnects and keepalives
+/// alike (a keepalive postponed longer could let the listenKey die).
+/// Defaults 250 ms and 30 s.
 #[no_mangle]
 pub extern "C" fn binance_config_set_reconnect_backoff_ms(
     cfg: *mut binance_config,
@@ -281,12 +309,10 @@ pub extern "C" fn binance_config_set_reconnect_backoff_ms(
     })
 }
 
-/// Frees a configuration (and wipes the API key it held). NULL is accepted.
-/// Clients created from it are not affected.
+/// Frees a configuration (and wipes the API key and proxy credentials it
+/// held). NULL is accepted. Clients created from it are not affected. Must
+/// not be called twice, nor while another thread uses the config.
 #[no_mangle]
 pub extern "C" fn binance_config_free(cfg: *mut binance_config) {
-    if !cfg.is_null() {
-        // SAFETY: `cfg` came from `binance_config_new`.
-        guard_value((), || drop(unsafe { Box::from_raw(cfg) }))
-    }
+    ffi::free_box(cfg)
 }

@@ -8,6 +8,10 @@ use std::ffi::{c_char, CString};
 /// An error. Created by the library in `*out_err` when a call fails; the
 /// caller frees it with `binance_error_free`. Immutable, so it may be read
 /// from any thread.
+///
+/// Functions: `binance_error_status`, `binance_error_api_code`,
+/// `binance_error_http_status`, `binance_error_retry_after_ms`,
+/// `binance_error_message`, `binance_error_free`.
 pub struct binance_error {
     status: binance_status,
     api_code: i64,
@@ -18,7 +22,7 @@ pub struct binance_error {
 
 impl binance_error {
     pub(crate) fn into_raw(e: Error) -> *mut binance_error {
-        let message = CString::new(e.message.replace('\0', " ")).unwrap_or_default();
+        let message = crate::ffi::c_string_lossy(e.message);
         Box::into_raw(Box::new(binance_error {
             status: e.status as binance_status,
             api_code: e.api_code,
@@ -70,11 +74,9 @@ pub extern "C" fn binance_error_message(err: *const binance_error) -> *const c_c
     unsafe { err.as_ref() }.map_or(c"".as_ptr(), |e| e.message.as_ptr())
 }
 
-/// Frees an error. NULL is accepted and ignored.
+/// Frees an error. NULL is accepted and ignored. Must not be called twice;
+/// strings borrowed from it (`binance_error_message`) die with it.
 #[no_mangle]
 pub extern "C" fn binance_error_free(err: *mut binance_error) {
-    if !err.is_null() {
-        // SAFETY: `err` came from `binance_error::into_raw`.
-        crate::panic::guard_value((), || drop(unsafe { Box::from_raw(err) }))
-    }
+    crate::ffi::free_box(err)
 }

@@ -1,28 +1,56 @@
 //! Events from a user data stream.
 
-use crate::engine::event::Event;
+use crate::engine::event::{Event, PointerError};
 use crate::engine::Error;
 use crate::error::binance_error;
 use crate::ffi;
-use crate::panic::{guard, guard_value};
+use crate::panic::guard;
 use crate::status::binance_status;
-use std::ffi::{c_char, CString};
+use std::ffi::{c_char, CStr, CString};
+use std::sync::OnceLock;
 
 /// One event: a user data event exactly as Binance sent it
 /// (ORDER_TRADE_UPDATE, ACCOUNT_UPDATE, ..., listenKeyExpired, or a type
 /// this version does not know), or a library event whose type starts with
 /// "binance." (`binance.stream_gap`, `binance.listen_key_renewed`,
 /// `binance.stream_disconnected`). Immutable: may be read from any thread.
+/// Tell the two kinds apart with `binance_event_is_library`.
+///
+/// Functions: `binance_event_type`, `binance_event_is_library`,
+/// `binance_event_time_ms`, `binance_event_json`, `binance_event_get`,
+/// `binance_event_free`.
 pub struct binance_event {
     inner: Event,
     kind: CString,
+    /// For the rare text with a NUL of its own: a copy under ffi's NUL
+    /// policy, made on first use.
+    json_copy: OnceLock<CString>,
 }
 
 impl binance_event {
     pub(crate) fn new(inner: Event) -> binance_event {
-        // A type comes from a JSON string, where a NUL is escaped.
-        let kind = CString::new(inner.kind()).unwrap_or_default();
-        binance_event { inner, kind }
+        // A type comes from a JSON string, where a NUL can only be escaped.
+        let kind = ffi::c_string_lossy(inner.kind());
+        binance_event {
+            inner,
+            kind,
+            json_copy: OnceLock::new(),
+        }
+    }
+
+    fn json(&self) -> &CStr {
+        match self.inner.c_json() {
+            Some(borrowed) => borrowed,
+            None => self
+                .json_copy
+                .get_or_init(|| ffi::c_string_lossy(self.inner.json())),
+        }
+    }
+}
+
+impl From<PointerError> for Error {
+    fn from(e: PointerError) -> Error {
+        Error::invalid(format!("json_pointer: {e}"))
     }
 }
 
@@ -56,11 +84,17 @@ pub extern "C" fn binance_event_time_ms(ev: *const binance_event) -> i64 {
 }
 
 /// The event's JSON exactly as received (for library events, as made by
-/// the library). Borrowed: valid until `ev` is freed. A static "" for NULL.
+/// the library), with one exception: a NUL byte in the received text
+/// (which valid JSON cannot hold) comes out as U+FFFD, so the string reads
+/// whole. Borrowed: valid until `ev` is freed. A static "" for NULL.
 #[no_mangle]
 pub extern "C" fn binance_event_json(ev: *const binance_event) -> *const c_char {
     // SAFETY: as above.
-    unsafe { ev.as_ref() }.map_or(c"".as_ptr(), |e| e.inner.c_json().as_ptr())
+    let ev = unsafe { ev.as_ref() };
+    // Inside the guard: the rare text with a NUL is copied on first use.
+    crate::panic::guard_value(c"".as_ptr(), || {
+        ev.map_or(c"".as_ptr(), |e| e.json().as_ptr())
+    })
 }
 
 /// The value at an RFC 6901 JSON pointer in the event, e.g. "/o/X" (order
@@ -80,25 +114,14 @@ pub extern "C" fn binance_event_get(
         let out = ffi::out(out_value, "out_value")?;
         let ev = ffi::obj(ev, "ev")?;
         let pointer = ffi::str_arg(json_pointer, "json_pointer")?;
-        if !pointer.is_empty() && !pointer.starts_with('/') {
-            return Err(Error::invalid(
-                "json_pointer: must be empty or start with '/' (RFC 6901), e.g. \"/o/X\"",
-            ));
-        }
-        let value = ev.inner.get(pointer).ok_or_else(|| {
-            let shown: String = pointer.chars().take(200).collect();
-            Error::invalid(format!("json_pointer: the event has no value at {shown:?}"))
-        })?;
-        *out = ffi::c_string(value)?;
+        *out = ffi::c_string(ev.inner.lookup(pointer)?);
         Ok(())
     })
 }
 
-/// Frees an event. NULL is accepted and ignored.
+/// Frees an event. NULL is accepted and ignored. Must not be called twice;
+/// strings borrowed from it (type, JSON) die with it.
 #[no_mangle]
 pub extern "C" fn binance_event_free(ev: *mut binance_event) {
-    if !ev.is_null() {
-        // SAFETY: `ev` came from `Box::into_raw` in this library.
-        guard_value((), || drop(unsafe { Box::from_raw(ev) }))
-    }
+    ffi::free_box(ev)
 }

@@ -22,7 +22,7 @@ pub extern "C" fn binance_listen_key_start(
     guard(out_err, || {
         let out = ffi::out(out_listen_key, "out_listen_key")?;
         let client = ffi::obj(client, "client")?;
-        *out = ffi::c_string(client.inner.listen_key_start()?)?;
+        *out = ffi::c_string(client.inner.listen_key_start()?);
         Ok(())
     })
 }
@@ -41,18 +41,11 @@ pub extern "C" fn binance_listen_key_keepalive(
     out_err: *mut *mut binance_error,
 ) -> binance_status {
     guard(out_err, || {
-        // SAFETY: a non-NULL out pointer points to writable storage.
-        let out = match unsafe { out_listen_key.as_mut() } {
-            Some(slot) => {
-                *slot = std::ptr::null_mut();
-                Some(slot)
-            }
-            None => None,
-        };
+        let out = ffi::out_opt(out_listen_key);
         let client = ffi::obj(client, "client")?;
         let key = client.inner.listen_key_keepalive()?;
         if let Some(slot) = out {
-            *slot = ffi::c_string(key)?;
+            *slot = ffi::c_string(key);
         }
         Ok(())
     })

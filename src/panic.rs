@@ -1,4 +1,10 @@
 //! The guard every export runs inside: no panic crosses into C.
+//!
+//! One exception, on purpose: the plain getters (`binance_error_status`,
+//! `binance_error_message`, `binance_event_type`, `binance_event_json`,
+//! `binance_status_str`, ...) read a field and run outside the guard,
+//! because they cannot panic. A getter that does more than read a field
+//! (allocates, parses, locks) goes inside `guard` or `guard_value`.
 
 use crate::engine::{Error, Status};
 use crate::error::binance_error;

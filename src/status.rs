@@ -38,25 +38,8 @@ pub const BINANCE_STREAM_CLOSED: binance_status = 10;
 #[no_mangle]
 pub extern "C" fn binance_status_str(s: binance_status) -> *const c_char {
     match crate::engine::Status::from_i32(s) {
-        Some(status) => status_cstr(status).as_ptr(),
+        Some(status) => status.name_cstr().as_ptr(),
         None => c"BINANCE_UNKNOWN_STATUS".as_ptr(),
-    }
-}
-
-fn status_cstr(s: crate::engine::Status) -> &'static std::ffi::CStr {
-    use crate::engine::Status::*;
-    match s {
-        Ok => c"BINANCE_OK",
-        InvalidArgument => c"BINANCE_INVALID_ARGUMENT",
-        ConnectFailed => c"BINANCE_CONNECT_FAILED",
-        TlsFailed => c"BINANCE_TLS_FAILED",
-        Timeout => c"BINANCE_TIMEOUT",
-        ConnectionClosed => c"BINANCE_CONNECTION_CLOSED",
-        ProtocolError => c"BINANCE_PROTOCOL_ERROR",
-        ApiError => c"BINANCE_API_ERROR",
-        RateLimited => c"BINANCE_RATE_LIMITED",
-        InternalError => c"BINANCE_INTERNAL_ERROR",
-        StreamClosed => c"BINANCE_STREAM_CLOSED",
     }
 }
 

@@ -13,8 +13,15 @@ use std::time::Duration;
 
 /// An open user data stream: the account's events, in order, with the
 /// listenKey kept alive, renewed and the connection replaced for you.
-/// `binance_user_stream_next` may be called from any thread;
-/// `binance_user_stream_health` too.
+/// `binance_user_stream_next`, `binance_user_stream_health` and
+/// `binance_user_stream_shutdown` may be called from any thread at once.
+/// `binance_user_stream_close` is its destructor (the contract names it
+/// `_close`): it must be the last call on the stream, on every thread.
+///
+/// Functions: `binance_user_stream_open`,
+/// `binance_user_stream_open_callback`, `binance_user_stream_next`,
+/// `binance_user_stream_health`, `binance_user_stream_shutdown`,
+/// `binance_user_stream_close`.
 pub struct binance_user_stream {
     inner: UserStream,
 }
@@ -96,7 +103,9 @@ pub type binance_event_callback =
 /// so you know events may have been lost. On success the caller owns
 /// `*out_stream`; close it with `binance_user_stream_close` (before or
 /// after freeing the client: a stream whose client is freed ends, and its
-/// reads return BINANCE_STREAM_CLOSED). Thread-safe.
+/// reads return BINANCE_STREAM_CLOSED). Reads the proxy environment
+/// variables when no proxy is set (see the header's Environment
+/// paragraph). Thread-safe.
 #[no_mangle]
 pub extern "C" fn binance_user_stream_open(
     client: *mut binance_client,
@@ -120,7 +129,13 @@ pub extern "C" fn binance_user_stream_open(
 /// included (a keepalive, another client's requests) and
 /// `binance_user_stream_close` on this very stream (its thread then ends as
 /// the callback returns). It must not throw C++ exceptions or longjmp out.
-/// `user_data` is passed through untouched.
+/// BINANCE_INVALID_ARGUMENT if `callback` is NULL. `user_data` is handed to
+/// every callback untouched and must stay valid until
+/// `binance_user_stream_close` returns. Closing the stream from another
+/// thread waits for a callback in progress to return, so a callback that
+/// waits for the thread closing its stream deadlocks.
+/// `binance_user_stream_next` on such a stream returns
+/// BINANCE_INVALID_ARGUMENT: its events go to the callback.
 #[no_mangle]
 pub extern "C" fn binance_user_stream_open_callback(
     client: *mut binance_client,
@@ -156,7 +171,8 @@ unsafe impl Send for UserData {}
 /// BINANCE_TIMEOUT when nothing arrived in time (0 polls);
 /// BINANCE_STREAM_CLOSED once the stream is closed (a thread blocked here
 /// when another closes the stream wakes with it) or ended because its client
-/// was freed. Thread-safe.
+/// was freed. BINANCE_INVALID_ARGUMENT on a stream opened with a callback.
+/// Thread-safe.
 #[no_mangle]
 pub extern "C" fn binance_user_stream_next(
     stream: *mut binance_user_stream,
@@ -274,12 +290,9 @@ pub extern "C" fn binance_user_stream_shutdown(stream: *const binance_user_strea
 #[no_mangle]
 pub extern "C" fn binance_user_stream_close(stream: *mut binance_user_stream) {
     if !stream.is_null() {
-        guard_value((), || {
-            // SAFETY: `stream` came from an open function; `close` waits for
-            // calls in flight before the drop.
-            let s = unsafe { &*stream };
-            s.inner.close();
-            drop(unsafe { Box::from_raw(stream) });
-        })
+        // SAFETY: `stream` came from an open function; `close` waits for
+        // calls in flight before the free.
+        guard_value((), || unsafe { &*stream }.inner.close());
+        ffi::free_box(stream);
     }
 }

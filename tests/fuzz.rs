@@ -1,15 +1,25 @@
-//! Mutation fuzzing of the two parsers that read what a server sends: the
-//! WebSocket API answer parser (`answer::parse`) and the event parser
-//! (`Event::from_wire`, `kind`, `time_ms`, `get`). No fuzzing crate: seeds
-//! are the documented messages, mutations are byte flips, truncations,
-//! duplications, JSON-significant insertions, huge numbers, deep nesting,
-//! random bytes (through lossy UTF-8), splices and the API key; an xorshift
-//! RNG makes every run reproducible from its printed seed.
+//! Fuzzing of the two parsers that read what a server sends: the WebSocket
+//! API answer parser (`answer::parse`) and the event parser
+//! (`Event::from_wire`, `kind`, `time_ms`, `get`), against oracles that are
+//! differential with `serde_json` and check id fidelity and secrecy.
 //!
-//! `BINANCE_UDS_FUZZ_SECS` (default 20) is how long each fuzz test runs;
-//! `BINANCE_UDS_FUZZ_SEED` replays a run. A failure prints the seed, the
-//! iteration and a minimised input: add that input to the regression tests
-//! at the end of this file.
+//! Two engines drive the same oracles and seeds (the documented messages):
+//! - A mutation fuzzer (byte flips, truncations, duplications,
+//!   JSON-significant insertions, huge numbers, deep nesting, random bytes
+//!   through lossy UTF-8, splices and the API key), reproducible from its
+//!   seed. In `cargo test` it is a deterministic smoke run: a fixed seed and
+//!   a fixed number of inputs, about 2 s in a debug build.
+//!   `BINANCE_UDS_FUZZ_SECS=N` makes it a timed run seeded from the clock,
+//!   `BINANCE_UDS_FUZZ_SEED` replays a run.
+//! - Coverage-guided targets (`coverage_guided_*`) for bolero: `cargo
+//!   bolero test` in `fuzz/` (a crate that builds this file alone) drives
+//!   them with libFuzzer on stable Rust (the commands are in
+//!   docs/reliability.md); plain `cargo test` replays their corpus, if one
+//!   was kept under `tests/__fuzz__/`.
+//!
+//! A failure prints the seed, the iteration and a minimised input (bolero:
+//! the input file): add that input to the regression tests at the end of
+//! this file.
 
 use binance_uds::engine::answer::{self, Incoming};
 use binance_uds::engine::event::{Event, UNPARSED};
@@ -18,6 +28,10 @@ use binance_uds::engine::Status;
 use serde_json::Value;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
+
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
 
 /// The API key the parsers are given; the fuzzer plants it in inputs.
 const SECRET: &str = "SECRETKEY0123456789abcdefSECRET";
@@ -141,37 +155,6 @@ const NUMBERS: &[&str] = &[
     "1.e5",
 ];
 
-/// xorshift64*: fast, reproducible from its seed, good enough to mutate.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A number in `0..n` (`n > 0`).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-
-    fn chance(&mut self, one_in: usize) -> bool {
-        self.below(one_in) == 0
-    }
-}
-
 fn env_u64(name: &str) -> Option<u64> {
     let v = std::env::var(name).ok()?;
     let v = v.trim();
@@ -181,18 +164,43 @@ fn env_u64(name: &str) -> Option<u64> {
     }
 }
 
-/// The run's seed: `BINANCE_UDS_FUZZ_SEED`, or the clock.
-fn seed(salt: u64) -> u64 {
-    env_u64("BINANCE_UDS_FUZZ_SEED").unwrap_or_else(|| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        (now.as_nanos() as u64) ^ salt.rotate_left(17)
-    })
+/// How much a run does.
+#[derive(Clone, Copy, Debug)]
+enum Budget {
+    /// The smoke run of `cargo test`: this many inputs.
+    Inputs(u64),
+    /// `BINANCE_UDS_FUZZ_SECS`: as many inputs as fit in this time.
+    Time(Duration),
 }
 
-fn fuzz_time() -> Duration {
-    Duration::from_secs(env_u64("BINANCE_UDS_FUZZ_SECS").unwrap_or(20))
+impl Budget {
+    fn from_env(smoke_inputs: u64) -> Budget {
+        match env_u64("BINANCE_UDS_FUZZ_SECS") {
+            Some(secs) => Budget::Time(Duration::from_secs(secs)),
+            None => Budget::Inputs(smoke_inputs),
+        }
+    }
+
+    fn allows(self, started: Instant, inputs: u64) -> bool {
+        match self {
+            Budget::Inputs(n) => inputs < n,
+            Budget::Time(t) => started.elapsed() < t,
+        }
+    }
+}
+
+/// The run's seed: `BINANCE_UDS_FUZZ_SEED`; else fixed for the smoke run
+/// (the same inputs every time), the clock for a timed run.
+fn seed(salt: u64, budget: Budget) -> u64 {
+    env_u64("BINANCE_UDS_FUZZ_SEED").unwrap_or_else(|| match budget {
+        Budget::Inputs(_) => 0x5eed_f00d ^ salt.rotate_left(17),
+        Budget::Time(_) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            (now.as_nanos() as u64) ^ salt.rotate_left(17)
+        }
+    })
 }
 
 /// One to four mutations of `input`, sometimes spliced with `other`.
@@ -617,17 +625,18 @@ fn shown(text: &str) -> String {
     format!("{s:?}")
 }
 
-/// Mutates the seeds for the fuzz time, checking every input; keeps inputs
+/// Mutates the seeds within the budget, checking every input; keeps inputs
 /// that are valid JSON as further seeds.
 fn run(
     name: &str,
     salt: u64,
+    smoke_inputs: u64,
     seeds: &[&str],
     check: &dyn Fn(&str, &mut Rng) -> Result<(), String>,
 ) {
-    let seed = seed(salt);
-    let limit = fuzz_time();
-    println!("{name}: seed {seed:#x} (BINANCE_UDS_FUZZ_SEED={seed:#x} replays), {limit:?}");
+    let budget = Budget::from_env(smoke_inputs);
+    let seed = seed(salt, budget);
+    println!("{name}: seed {seed:#x} (BINANCE_UDS_FUZZ_SEED={seed:#x} replays), {budget:?}");
     let mut rng = Rng::new(seed);
     let mut pool: Vec<String> = seeds.iter().map(|s| s.to_string()).collect();
     for s in seeds {
@@ -637,7 +646,7 @@ fn run(
     }
     let t0 = Instant::now();
     let (mut iterations, mut json) = (0u64, 0u64);
-    while t0.elapsed() < limit {
+    while budget.allows(t0, iterations) {
         for _ in 0..64 {
             let base = rng.pick(&pool).clone();
             let other = rng.pick(&pool).clone();
@@ -668,14 +677,92 @@ fn run(
     );
 }
 
+// Smoke-run sizes: about 2 s each in a debug build (events are cheaper).
+
 #[test]
 fn fuzz_the_answer_parser() {
-    run("answers", 1, ANSWER_SEEDS, &|s, _| check_answer(s));
+    run("answers", 1, 12288, ANSWER_SEEDS, &|s, _| check_answer(s));
 }
 
 #[test]
 fn fuzz_the_event_parser() {
-    run("events", 2, EVENT_SEEDS, &|s, rng| check_event(s, rng));
+    run("events", 2, 16384, EVENT_SEEDS, &|s, rng| {
+        check_event(s, rng)
+    });
+}
+
+/// A coverage-guided fuzzer's bytes as a parser input, built on a seed so
+/// that the engine starts from documented messages rather than from
+/// nothing: byte 0 picks the seed (its top bit: use the rest of the bytes
+/// alone instead), bytes 1-2 where to splice, byte 3 how many characters
+/// to cut there, and the rest (lossy UTF-8) what to insert. A token of
+/// `TOKENS` is spliced in too when byte 3's top bit is set.
+fn splice_on_seed(seeds: &[&str], bytes: &[u8]) -> String {
+    let Some((&pick, rest)) = bytes.split_first() else {
+        return seeds[0].to_owned();
+    };
+    if pick & 0x80 != 0 {
+        return String::from_utf8_lossy(rest).into_owned();
+    }
+    let seed = seeds[usize::from(pick) % seeds.len()];
+    let [a, b, c, tail @ ..] = rest else {
+        return seed.to_owned();
+    };
+    let chars: Vec<char> = seed.chars().collect();
+    let at = usize::from(u16::from_le_bytes([*a, *b])) % (chars.len() + 1);
+    let end = (at + usize::from(c & 0x0f)).min(chars.len());
+    let mut out: String = chars[..at].iter().collect();
+    if c & 0x80 != 0 {
+        out.push_str(TOKENS[usize::from(*a) % TOKENS.len()]);
+    }
+    out.push_str(&String::from_utf8_lossy(tail));
+    out.extend(&chars[end..]);
+    out
+}
+
+/// `cargo bolero test coverage_guided_answers --sanitizer NONE` fuzzes the
+/// answer parser with libFuzzer; plain `cargo test` replays the corpus (if
+/// any).
+#[test]
+fn coverage_guided_answers() {
+    bolero::check!()
+        .with_iterations(0)
+        .for_each(|bytes: &[u8]| {
+            let input = splice_on_seed(ANSWER_SEEDS, bytes);
+            if let Err(e) = check_answer(&input) {
+                panic!("answers: {e}\ninput: {}", shown(&input));
+            }
+        });
+}
+
+/// As `coverage_guided_answers`, for the event parser.
+#[test]
+fn coverage_guided_events() {
+    bolero::check!()
+        .with_iterations(0)
+        .for_each(|bytes: &[u8]| {
+            let input = splice_on_seed(EVENT_SEEDS, bytes);
+            let mut rng = Rng::new(bytes.len() as u64);
+            if let Err(e) = check_event(&input, &mut rng) {
+                panic!("events: {e}\ninput: {}", shown(&input));
+            }
+        });
+}
+
+#[test]
+fn the_coverage_targets_start_from_the_seeds() {
+    assert_eq!(splice_on_seed(ANSWER_SEEDS, b""), ANSWER_SEEDS[0]);
+    assert_eq!(splice_on_seed(EVENT_SEEDS, &[1]), EVENT_SEEDS[1]);
+    assert_eq!(splice_on_seed(EVENT_SEEDS, &[0x80, b'x', b'y']), "xy");
+    let spliced = splice_on_seed(ANSWER_SEEDS, &[0, 1, 0, 2, b'Z']);
+    assert_eq!(spliced, format!("{{Z{}", &ANSWER_SEEDS[0][3..]));
+    // Whatever the bytes, the result is an input the oracles accept as such.
+    let mut rng = Rng::new(7);
+    for _ in 0..2000 {
+        let bytes: Vec<u8> = (0..rng.below(40)).map(|_| rng.next() as u8).collect();
+        check_answer(&splice_on_seed(ANSWER_SEEDS, &bytes)).unwrap();
+        check_event(&splice_on_seed(EVENT_SEEDS, &bytes), &mut rng).unwrap();
+    }
 }
 
 // Regression tests: inputs the fuzzer found or that pin a limit.
@@ -795,7 +882,7 @@ fn a_key_broken_by_control_characters_is_still_redacted() {
 
 #[test]
 fn random_pointers_never_panic_and_agree_with_serde_json() {
-    let mut rng = Rng::new(seed(3));
+    let mut rng = Rng::new(seed(3, Budget::from_env(0)));
     for text in EVENT_SEEDS {
         for _ in 0..200 {
             check_event(text, &mut rng).unwrap();

@@ -50,7 +50,7 @@ fn start_keepalive_stop_round_trip() {
         (Status::ApiError, -1125, 400)
     );
     assert_secret_free(&e);
-    let rl = c.rate_limits().expect("rateLimits kept");
+    let rl = c.rate_limits();
     assert!(rl.contains("REQUEST_WEIGHT"), "{rl}");
     assert_eq!(ex.stats()["api_connections_total"], 1);
 }
@@ -352,4 +352,40 @@ fn an_old_connection_is_replaced_before_the_server_closes_it() {
         s["api_connections_open"], 1,
         "the old one closed once idle: {s}"
     );
+}
+
+/// `Dialer::connect_transport` opens the path the WebSocket connections
+/// take (TCP, TLS with the cached connector) without the upgrade, for
+/// speaking another protocol over it: here the upgrade is done by hand over
+/// it, and the API answers.
+#[test]
+fn connect_transport_opens_the_same_path_without_the_upgrade() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::MaybeTlsStream;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for ex in [Exchange::start(&[]), Exchange::start_plain(&[])] {
+        let cfg = config(&ex);
+        let dialer = binance_uds::engine::client::dialer(&cfg, &cfg.endpoint).unwrap();
+        rt.block_on(async {
+            let transport = dialer.connect_transport(&cfg.endpoint).await.unwrap();
+            let tls = matches!(transport, MaybeTlsStream::NativeTls(_));
+            assert_eq!(tls, cfg.endpoint.tls, "{}", cfg.endpoint.url());
+            let (mut ws, _) = tokio_tungstenite::client_async(cfg.endpoint.url(), transport)
+                .await
+                .unwrap();
+            let request = format!(
+                r#"{{"id":1,"method":"userDataStream.start","params":{{"apiKey":"{KEY}"}}}}"#
+            );
+            ws.send(Message::text(request)).await.unwrap();
+            let answer = ws.next().await.unwrap().unwrap();
+            assert!(
+                answer.to_text().unwrap().contains("listenKey"),
+                "{answer:?}"
+            );
+        });
+    }
 }

@@ -11,6 +11,9 @@
 //! descriptors stay flat. Run with `--nocapture` to see the figures.
 
 mod common;
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
 
 use binance_uds::engine::event::{LISTEN_KEY_RENEWED, STREAM_DISCONNECTED, STREAM_GAP};
 use binance_uds::engine::stream::UserStream;
@@ -75,24 +78,6 @@ impl Drop for Done {
     }
 }
 
-/// xorshift64*, seeded from the clock (printed, for the record).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -129,8 +114,8 @@ fn inject(ctl: &mut Control, rng: &mut Rng, spam_on: &mut bool) -> &'static str 
         0 => ("drop api", json!({"cmd": "drop", "target": "api"})),
         1 => ("drop stream", json!({"cmd": "drop", "target": "stream"})),
         2 => {
-            let code = [1000, 1001, 1011, 1012, 4000][rng.below(5) as usize];
-            let target = ["api", "stream", "all"][rng.below(3) as usize];
+            let code = [1000, 1001, 1011, 1012, 4000][rng.below(5)];
+            let target = ["api", "stream", "all"][rng.below(3)];
             (
                 "close",
                 json!({"cmd": "close", "target": target, "code": code}),
@@ -138,7 +123,7 @@ fn inject(ctl: &mut Control, rng: &mut Rng, spam_on: &mut bool) -> &'static str 
         }
         3 | 4 => {
             // Some shorter than the request timeout, some longer.
-            let ms = 50 + rng.below(REQUEST_MS + 1000);
+            let ms = 50 + rng.below(REQUEST_MS as usize + 1000);
             (
                 "delay",
                 json!({"cmd": "delay", "ms": ms, "count": 1 + rng.below(3)}),
@@ -280,7 +265,7 @@ fn soak_under_random_faults() {
 
     // The controller: events and faults at random intervals.
     let mut ctl = Control::connect(ex.control);
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut emitted: Vec<i64> = Vec::new();
     let mut faults = BTreeMap::<&'static str, u64>::new();
     let mut spam_on = false;
@@ -297,7 +282,7 @@ fn soak_under_random_faults() {
         for _ in 0..rng.below(10) {
             emitted.push(ctl.emit("ORDER_TRADE_UPDATE").0);
         }
-        std::thread::sleep(Duration::from_millis(10 + rng.below(200)));
+        std::thread::sleep(Duration::from_millis(10 + rng.below(200) as u64));
         if start_figures.is_none() && t0.elapsed() >= warm_up {
             start_figures = Some((rss_kib(), open_fds()));
         }

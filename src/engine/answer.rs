@@ -164,22 +164,14 @@ fn rate_limited(status: i64, msg: Option<&str>, code: i64, retry_after: i64) -> 
 pub fn clean(text: &str, secret: &Secret) -> String {
     let text: String = text.chars().filter(|c| !c.is_control()).collect();
     let text = secret.redact(&text);
-    let mut out: String = text.chars().take(512).collect();
-    if out.len() < text.len() {
-        out.push('…');
-    }
-    out
+    super::text::truncate(&text, 512).into_owned()
 }
 
 /// The start of a message, cleaned. Cleaned before it is cut, so that no
 /// piece of a secret straddling the cut remains.
 fn excerpt(text: &str, secret: &Secret) -> String {
     let clean = clean(text, secret);
-    let mut short: String = clean.chars().take(64).collect();
-    if short.len() < clean.len() {
-        short.push('…');
-    }
-    format!("{short:?}")
+    format!("{:?}", super::text::truncate(&clean, 64))
 }
 
 #[cfg(test)]

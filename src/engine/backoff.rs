@@ -1,12 +1,11 @@
 //! Exponential backoff with jitter and a cap, honouring a server's
-//! retry-after time (bounded: a hostile value must not stall us for long).
+//! retry-after time (bounded by `retry::retry_wait`: a hostile value must
+//! not stall us for long).
 
 use super::event::now_ms;
+use super::retry::retry_wait;
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// The longest a server's retry-after is obeyed when reconnecting.
-const MAX_SERVER_WAIT: Duration = Duration::from_secs(3600);
 
 pub struct Backoff {
     attempt: u32,
@@ -50,11 +49,7 @@ impl Backoff {
     /// the epoch; 0 when none).
     pub fn failed(&mut self, retry_after_ms: i64) {
         self.attempt = self.attempt.saturating_add(1);
-        let now = now_ms();
-        if retry_after_ms > now {
-            let wait = Duration::from_millis((retry_after_ms - now) as u64).min(MAX_SERVER_WAIT);
-            self.not_before = Some(Instant::now() + wait);
-        }
+        self.not_before = retry_wait(retry_after_ms, now_ms()).map(|w| Instant::now() + w);
     }
 }
 
@@ -100,7 +95,7 @@ mod tests {
         let d = b.delay().unwrap();
         assert!(d > Duration::from_millis(1500), "{d:?}");
         b.failed(now_ms() + 365 * 24 * 3600 * 1000);
-        assert!(b.delay().unwrap() <= MAX_SERVER_WAIT);
+        assert!(b.delay().unwrap() <= super::super::retry::MAX_RETRY_WAIT);
     }
 
     #[test]

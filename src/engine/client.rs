@@ -82,8 +82,10 @@ impl Client {
         f(self)
     }
 
-    pub fn rate_limits(&self) -> Option<String> {
-        self.session.rate_limits()
+    /// The `rateLimits` array of the latest answer that carried one, as
+    /// JSON text; `[]` before any.
+    pub fn rate_limits(&self) -> String {
+        self.session.rate_limits().unwrap_or_else(|| "[]".into())
     }
 
     pub fn session(&self) -> &Arc<Session> {
@@ -158,6 +160,13 @@ mod tests {
             let e = listen_key_of("m", &bad).unwrap_err();
             assert_eq!(e.status, super::super::error::Status::ProtocolError);
         }
+    }
+
+    #[test]
+    fn rate_limits_are_an_empty_array_before_any_answer() {
+        let mut config = Config::default();
+        config.set_api_key("k").unwrap();
+        assert_eq!(Client::new(&config).unwrap().rate_limits(), "[]");
     }
 
     #[test]

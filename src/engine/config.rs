@@ -7,6 +7,7 @@ use super::tls;
 use super::url::{Endpoint, Proxy};
 use std::sync::Arc;
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 pub const PRODUCTION_WS_API: &str = "wss://ws-fapi.binance.com/ws-fapi/v1";
 pub const TESTNET_WS_API: &str = "wss://testnet.binancefuture.com/ws-fapi/v1";
@@ -252,10 +253,12 @@ impl Config {
         if self.proxy.is_some() {
             return Ok(self.proxy.clone());
         }
+        // Wiped when dropped: a proxy URL may carry credentials.
         let env = |names: &[&str]| {
-            names
-                .iter()
-                .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
+            names.iter().find_map(|n| {
+                let v = Zeroizing::new(std::env::var(n).ok()?);
+                (!v.trim().is_empty()).then_some(v)
+            })
         };
         let Some(url) = env(&["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]) else {
             return Ok(None);

@@ -4,21 +4,21 @@
 use super::error::{Error, Result, Status};
 use super::secret::Secret;
 use super::url::{host_port, Endpoint, Proxy};
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use data_encoding::BASE64;
+use std::future::Future;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use zeroize::Zeroizing;
 
 /// The largest message accepted from a server. A listenKey answer is under
 /// 1 KiB and the largest user data event a few KiB.
 pub const MAX_MESSAGE: usize = 4 << 20;
 
-pub type Ws = WebSocketStream<Transport>;
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Everything needed to open a connection.
 #[derive(Clone)]
@@ -40,39 +40,13 @@ pub const STREAM_READ_BUFFER: usize = 16 << 10;
 impl Dialer {
     /// Connects to `endpoint` within the connect timeout.
     pub async fn connect(&self, endpoint: &Endpoint) -> Result<Ws> {
-        let t = self.connect_timeout;
-        match tokio::time::timeout(t, self.connect_unbounded(endpoint)).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::timeout(format!(
-                "connecting to {} did not complete within {} ms",
-                endpoint.url(),
-                t.as_millis()
-            ))),
-        }
+        self.within_timeout(endpoint, self.connect_unbounded(endpoint))
+            .await
     }
 
     /// Connects with no time limit of its own: the caller bounds it.
     pub async fn connect_unbounded(&self, endpoint: &Endpoint) -> Result<Ws> {
-        let tcp = match &self.proxy {
-            Some(proxy) => tunnel(proxy, endpoint).await?,
-            None => tcp_connect(&endpoint.host, endpoint.port).await?,
-        };
-        let _ = tcp.set_nodelay(true);
-        let transport = if endpoint.tls {
-            let tls = self
-                .tls
-                .as_ref()
-                .ok_or_else(|| Error::internal("no TLS connector for a wss:// endpoint"))?;
-            let stream = tls.connect(&endpoint.host, tcp).await.map_err(|e| {
-                Error::new(
-                    Status::TlsFailed,
-                    format!("TLS handshake with {} failed: {e}", endpoint.authority()),
-                )
-            })?;
-            Transport::Tls(Box::new(stream))
-        } else {
-            Transport::Plain(tcp)
-        };
+        let transport = self.transport_unbounded(endpoint).await?;
         let request = endpoint.url().into_client_request().map_err(|e| {
             Error::invalid(format!(
                 "endpoint {} is not a valid request: {e}",
@@ -88,6 +62,57 @@ impl Dialer {
                 .await
                 .map_err(|e| handshake_error(endpoint, e))?;
         Ok(ws)
+    }
+
+    /// Opens the byte stream to `endpoint` without the WebSocket upgrade:
+    /// TCP (through the proxy's CONNECT tunnel when there is one), then TLS
+    /// with certificate and host name verification for a `wss://` (or any
+    /// TLS) endpoint, using the cached connector. Within the connect
+    /// timeout. For speaking another protocol (HTTP/1.1 REST) over the same
+    /// path the WebSocket connections take.
+    pub async fn connect_transport(
+        &self,
+        endpoint: &Endpoint,
+    ) -> Result<MaybeTlsStream<TcpStream>> {
+        self.within_timeout(endpoint, self.transport_unbounded(endpoint))
+            .await
+    }
+
+    async fn within_timeout<T>(
+        &self,
+        endpoint: &Endpoint,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let t = self.connect_timeout;
+        tokio::time::timeout(t, work).await.unwrap_or_else(|_| {
+            Err(Error::timeout(format!(
+                "connecting to {} did not complete within {} ms",
+                endpoint.url(),
+                t.as_millis()
+            )))
+        })
+    }
+
+    async fn transport_unbounded(&self, endpoint: &Endpoint) -> Result<MaybeTlsStream<TcpStream>> {
+        let tcp = match &self.proxy {
+            Some(proxy) => tunnel(proxy, endpoint).await?,
+            None => tcp_connect(&endpoint.host, endpoint.port).await?,
+        };
+        let _ = tcp.set_nodelay(true);
+        if !endpoint.tls {
+            return Ok(MaybeTlsStream::Plain(tcp));
+        }
+        let tls = self
+            .tls
+            .as_ref()
+            .ok_or_else(|| Error::internal("no TLS connector for a wss:// endpoint"))?;
+        let stream = tls.connect(&endpoint.host, tcp).await.map_err(|e| {
+            Error::new(
+                Status::TlsFailed,
+                format!("TLS handshake with {} failed: {e}", endpoint.authority()),
+            )
+        })?;
+        Ok(MaybeTlsStream::NativeTls(stream))
     }
 }
 
@@ -124,21 +149,14 @@ async fn tunnel(proxy: &Proxy, target: &Endpoint) -> Result<TcpStream> {
         .await
         .map_err(|e| e.context("proxy"))?;
     let authority = target.authority();
-    let mut request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
-    if let Some(creds) = &proxy.credentials {
-        request.push_str("Proxy-Authorization: Basic ");
-        request.push_str(&base64(creds.expose().as_bytes()));
-        request.push_str("\r\n");
-    }
-    request.push_str("\r\n");
-    let written = tcp.write_all(request.as_bytes()).await;
-    super::secret::wipe(request.into_bytes());
-    written.map_err(|e| {
+    let request = connect_request(&authority, proxy.credentials.as_ref());
+    tcp.write_all(request.as_bytes()).await.map_err(|e| {
         Error::new(
             Status::ConnectFailed,
             format!("proxy: sending CONNECT failed: {e}"),
         )
     })?;
+    drop(request);
 
     // Read the proxy's answer up to the blank line, byte by byte so nothing of
     // the tunnelled stream is consumed. It is short and read once.
@@ -158,21 +176,56 @@ async fn tunnel(proxy: &Proxy, target: &Endpoint) -> Result<TcpStream> {
         })?;
         head.push(byte);
     }
-    let status_line = String::from_utf8_lossy(&head);
-    let status_line = status_line.lines().next().unwrap_or("");
-    let code = status_line.split_whitespace().nth(1).unwrap_or("");
-    if !code.starts_with('2') {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut answer = httparse::Response::new(&mut headers);
+    let code = match answer.parse(&head) {
+        Ok(httparse::Status::Complete(_)) => answer.code.unwrap_or(0),
+        Ok(httparse::Status::Partial) => 0,
+        Err(e) => {
+            return Err(Error::new(
+                Status::ConnectFailed,
+                format!("proxy: the answer to CONNECT is not HTTP/1.x ({e})"),
+            ))
+        }
+    };
+    if !(200..300).contains(&code) {
+        let status_line = String::from_utf8_lossy(&head);
+        let status_line = status_line.lines().next().unwrap_or("");
         let shown: String = status_line.chars().filter(|c| !c.is_control()).collect();
-        let shown: String = redact_credentials(&shown, proxy)
-            .chars()
-            .take(120)
-            .collect();
+        let shown = redact_credentials(&shown, proxy);
+        let shown = super::text::truncate(&shown, 120);
         return Err(Error::new(
             Status::ConnectFailed,
             format!("proxy refused CONNECT to {authority}: {shown}"),
         ));
     }
     Ok(tcp)
+}
+
+/// The CONNECT request, built at its final size in a buffer wiped on drop:
+/// it carries the credentials in Base64.
+fn connect_request(authority: &str, credentials: Option<&Secret>) -> Zeroizing<String> {
+    const AUTH: &str = "Proxy-Authorization: Basic ";
+    let encoded_len = credentials.map_or(0, |c| BASE64.encode_len(c.len()));
+    let capacity = 64 + 2 * authority.len() + AUTH.len() + encoded_len;
+    let mut request = Zeroizing::new(String::with_capacity(capacity));
+    for part in [
+        "CONNECT ",
+        authority,
+        " HTTP/1.1\r\nHost: ",
+        authority,
+        "\r\n",
+    ] {
+        request.push_str(part);
+    }
+    if let Some(creds) = credentials {
+        request.push_str(AUTH);
+        BASE64.encode_append(creds.expose().as_bytes(), &mut request);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    debug_assert_eq!(request.capacity(), capacity, "no reallocation left a copy");
+    request
 }
 
 /// The proxy's words without its credentials: a hostile proxy may echo
@@ -185,74 +238,7 @@ fn redact_credentials(text: &str, proxy: &Proxy) -> String {
     if let Some((_, password)) = creds.expose().split_once(':') {
         out = Secret::new(password).redact(&out);
     }
-    Secret::new(&base64(creds.expose().as_bytes())).redact(&out)
-}
-
-fn base64(input: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// A TCP stream, with or without TLS on top.
-pub enum Transport {
-    Plain(TcpStream),
-    Tls(Box<tokio_native_tls::TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Transport {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Transport {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
-            Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
+    Secret::from_string(BASE64.encode(creds.expose().as_bytes())).redact(&out)
 }
 
 #[cfg(test)]
@@ -260,12 +246,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base64_matches_rfc4648() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
-        assert_eq!(base64(b"user:pass"), "dXNlcjpwYXNz");
+    fn connect_request_carries_basic_credentials() {
+        let creds = Secret::new("user:pass");
+        let r = connect_request("h:443", Some(&creds));
+        assert_eq!(
+            r.as_str(),
+            "CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\nProxy-Authorization: Basic dXNlcjpwYXNz\r\n\r\n"
+        );
+        let r = connect_request("[::1]:9", None);
+        assert_eq!(
+            r.as_str(),
+            "CONNECT [::1]:9 HTTP/1.1\r\nHost: [::1]:9\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn echoed_credentials_are_redacted_in_every_form() {
+        let proxy = Proxy::parse("http://user:s3cr3t@p:1", "proxy").unwrap();
+        let text = "407 user:s3cr3t s3cr3t dXNlcjpzM2NyM3Q=";
+        let out = redact_credentials(text, &proxy);
+        assert!(
+            !out.contains("s3cr3t") && !out.contains("dXNlcjpzM2NyM3Q"),
+            "{out}"
+        );
     }
 }

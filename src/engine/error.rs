@@ -1,5 +1,6 @@
 //! The library's error: a status, a message for humans, and what Binance said.
 
+use std::ffi::CStr;
 use std::fmt;
 
 /// What went wrong, as the C API reports it. The numeric values are the ABI
@@ -35,19 +36,29 @@ impl Status {
         Status::StreamClosed,
     ];
 
+    /// The C constant's name, e.g. "BINANCE_TIMEOUT".
     pub fn name(self) -> &'static str {
+        // ASCII by construction, so never the fallback.
+        self.name_cstr()
+            .to_str()
+            .unwrap_or("BINANCE_UNKNOWN_STATUS")
+    }
+
+    /// [`Status::name`] NUL-terminated, for `binance_status_str`: the one
+    /// table of names.
+    pub fn name_cstr(self) -> &'static CStr {
         match self {
-            Status::Ok => "BINANCE_OK",
-            Status::InvalidArgument => "BINANCE_INVALID_ARGUMENT",
-            Status::ConnectFailed => "BINANCE_CONNECT_FAILED",
-            Status::TlsFailed => "BINANCE_TLS_FAILED",
-            Status::Timeout => "BINANCE_TIMEOUT",
-            Status::ConnectionClosed => "BINANCE_CONNECTION_CLOSED",
-            Status::ProtocolError => "BINANCE_PROTOCOL_ERROR",
-            Status::ApiError => "BINANCE_API_ERROR",
-            Status::RateLimited => "BINANCE_RATE_LIMITED",
-            Status::InternalError => "BINANCE_INTERNAL_ERROR",
-            Status::StreamClosed => "BINANCE_STREAM_CLOSED",
+            Status::Ok => c"BINANCE_OK",
+            Status::InvalidArgument => c"BINANCE_INVALID_ARGUMENT",
+            Status::ConnectFailed => c"BINANCE_CONNECT_FAILED",
+            Status::TlsFailed => c"BINANCE_TLS_FAILED",
+            Status::Timeout => c"BINANCE_TIMEOUT",
+            Status::ConnectionClosed => c"BINANCE_CONNECTION_CLOSED",
+            Status::ProtocolError => c"BINANCE_PROTOCOL_ERROR",
+            Status::ApiError => c"BINANCE_API_ERROR",
+            Status::RateLimited => c"BINANCE_RATE_LIMITED",
+            Status::InternalError => c"BINANCE_INTERNAL_ERROR",
+            Status::StreamClosed => c"BINANCE_STREAM_CLOSED",
         }
     }
 

@@ -1,9 +1,13 @@
 //! User data events: the raw JSON exactly as received, with its type and
 //! time read once, and library events made by the stream itself.
+//!
+//! The one concession to C in the engine, deliberate: the text is stored
+//! with a trailing NUL, so that the C face lends it out without a copy
+//! ([`Event::c_json`]).
 
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::fmt;
 use std::sync::OnceLock;
 
@@ -26,8 +30,6 @@ pub struct Event {
     /// The text as received, followed by a NUL so that C can borrow it
     /// without a copy.
     json: Box<str>,
-    /// For the rare text with a NUL of its own: a copy C can read whole.
-    c_json: OnceLock<CString>,
     parsed: OnceLock<Option<Value>>,
 }
 
@@ -54,7 +56,6 @@ impl Event {
             library: false,
             time_ms,
             json: with_nul(text),
-            c_json: OnceLock::new(),
             parsed: OnceLock::new(),
         }
     }
@@ -68,7 +69,6 @@ impl Event {
             library: false,
             time_ms: 0,
             json: with_nul(text),
-            c_json: OnceLock::new(),
             parsed: OnceLock::new(),
         }
     }
@@ -86,7 +86,6 @@ impl Event {
             library: true,
             time_ms,
             json: with_nul(&Value::Object(obj).to_string()),
-            c_json: OnceLock::new(),
             parsed: OnceLock::new(),
         }
     }
@@ -103,16 +102,11 @@ impl Event {
         &self.json[..self.json.len() - 1]
     }
 
-    /// The JSON as a C string, borrowed from the event: no copy unless the
-    /// text holds a NUL of its own (then a copy with U+FFFD in its place).
-    pub fn c_json(&self) -> &CStr {
-        let bytes = self.json.as_bytes();
-        match CStr::from_bytes_with_nul(bytes) {
-            Ok(c) => c,
-            Err(_) => self.c_json.get_or_init(|| {
-                CString::new(self.json().replace('\0', "\u{fffd}")).unwrap_or_default()
-            }),
-        }
+    /// The JSON as a C string, borrowed from the event without a copy;
+    /// `None` for the rare text with a NUL of its own (the C face then
+    /// applies its NUL policy to a copy).
+    pub fn c_json(&self) -> Option<&CStr> {
+        CStr::from_bytes_with_nul(self.json.as_bytes()).ok()
     }
 
     /// Whether the library made this event (a gap, a renewal, ...). A
@@ -122,22 +116,56 @@ impl Event {
     }
 
     /// The value at an RFC 6901 JSON pointer: strings unquoted, other
-    /// scalars as JSON text, objects and arrays as JSON. `None` when the
-    /// event has no such value (or is not JSON).
-    pub fn get(&self, pointer: &str) -> Option<String> {
+    /// scalars as JSON text, objects and arrays as JSON; "" is the whole
+    /// event. An error says whether the pointer is malformed or the event
+    /// (or a text that is not JSON) has no value there.
+    pub fn lookup(&self, pointer: &str) -> Result<String, PointerError> {
         if pointer.is_empty() {
-            return Some(self.json().to_owned());
+            return Ok(self.json().to_owned());
         }
+        if !pointer.starts_with('/') {
+            return Err(PointerError::Malformed);
+        }
+        let no_value = || PointerError::NoValue(super::text::truncate(pointer, 200).into_owned());
         let doc = self
             .parsed
             .get_or_init(|| serde_json::from_str(self.json()).ok())
-            .as_ref()?;
-        match doc.pointer(pointer)? {
-            Value::String(s) => Some(s.clone()),
-            other => Some(other.to_string()),
+            .as_ref()
+            .ok_or_else(no_value)?;
+        match doc.pointer(pointer).ok_or_else(no_value)? {
+            Value::String(s) => Ok(s.clone()),
+            other => Ok(other.to_string()),
+        }
+    }
+
+    /// [`Event::lookup`] for callers that only care whether there is a
+    /// value.
+    pub fn get(&self, pointer: &str) -> Option<String> {
+        self.lookup(pointer).ok()
+    }
+}
+
+/// Why [`Event::lookup`] found no value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PointerError {
+    /// Neither empty nor starting with '/'.
+    Malformed,
+    /// Well formed, but the event has no value there (the pointer, shortened).
+    NoValue(String),
+}
+
+impl fmt::Display for PointerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PointerError::Malformed => {
+                f.write_str("must be empty or start with '/' (RFC 6901), e.g. \"/o/X\"")
+            }
+            PointerError::NoValue(p) => write!(f, "the event has no value at {p:?}"),
         }
     }
 }
+
+impl std::error::Error for PointerError {}
 
 fn with_nul(text: &str) -> Box<str> {
     let mut s = String::with_capacity(text.len() + 1);
@@ -242,13 +270,30 @@ mod tests {
     }
 
     #[test]
-    fn c_json_borrows_the_text_and_survives_a_nul() {
+    fn c_json_borrows_the_text_unless_it_holds_a_nul() {
         let ev = Event::from_wire(r#"{"e":"X"}"#);
-        assert_eq!(ev.c_json().to_str().unwrap(), ev.json());
-        assert_eq!(ev.c_json().as_ptr(), ev.json().as_ptr().cast(), "no copy");
+        let c = ev.c_json().unwrap();
+        assert_eq!(c.to_str().unwrap(), ev.json());
+        assert_eq!(c.as_ptr(), ev.json().as_ptr().cast(), "no copy");
         let ev = Event::from_wire("bad\0text");
         assert_eq!(ev.json(), "bad\0text");
-        assert_eq!(ev.c_json().to_str().unwrap(), "bad\u{fffd}text");
+        assert!(ev.c_json().is_none());
+    }
+
+    #[test]
+    fn lookup_says_why_there_is_no_value() {
+        let ev = Event::from_wire(r#"{"e":"X","o":{"X":"NEW"}}"#);
+        assert_eq!(ev.lookup("/o/X").as_deref(), Ok("NEW"));
+        assert_eq!(ev.lookup("o/X"), Err(PointerError::Malformed));
+        assert_eq!(ev.lookup("/o/Y"), Err(PointerError::NoValue("/o/Y".into())));
+        let long = format!("/{}", "a".repeat(500));
+        match ev.lookup(&long) {
+            Err(PointerError::NoValue(shown)) => assert_eq!(shown.chars().count(), 201),
+            other => panic!("{other:?}"),
+        }
+        let text = Event::from_wire("not json");
+        assert!(matches!(text.lookup("/e"), Err(PointerError::NoValue(_))));
+        assert_eq!(text.lookup("").as_deref(), Ok("not json"));
     }
 
     #[test]

@@ -11,10 +11,12 @@ pub mod error;
 pub mod event;
 pub mod gate;
 pub mod queue;
+pub mod retry;
 pub mod runtime;
 pub mod secret;
 pub mod session;
 pub mod stream;
+pub mod text;
 pub mod tls;
 pub mod url;
 

@@ -67,7 +67,7 @@ impl Drop for Shared {
         let Some(runtime) = self.runtime.lock().ok().and_then(|mut r| r.take()) else {
             return;
         };
-        if Handle::try_current().is_ok() {
+        if on_runtime_thread() {
             // Dropped from inside a runtime thread (e.g. a callback freed the
             // last client): blocking here is not allowed, so let the threads
             // wind down on their own.
@@ -77,4 +77,22 @@ impl Drop for Shared {
             runtime.shutdown_timeout(Duration::from_secs(2));
         }
     }
+}
+
+/// Whether the calling thread runs async tasks (a Tokio runtime's thread,
+/// the library's or the application's), where blocking is not allowed.
+pub fn on_runtime_thread() -> bool {
+    Handle::try_current().is_ok()
+}
+
+/// Refuses a blocking call on a thread that runs async tasks: blocking there
+/// would stall (or deadlock) the tasks the call waits for. `what` names the
+/// call in the message, e.g. "blocking calls" or "opening a stream".
+pub fn ensure_blocking_allowed(what: &str) -> Result<()> {
+    if on_runtime_thread() {
+        return Err(Error::invalid(format!(
+            "{what} cannot run on a thread that runs async tasks (a library callback, or a Tokio runtime's thread)"
+        )));
+    }
+    Ok(())
 }

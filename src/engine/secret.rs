@@ -1,19 +1,44 @@
-//! Secrets (the API key, proxy credentials): never printed, wiped when dropped.
+//! Secrets (the API key, proxy credentials): never printed, wiped when
+//! dropped.
+//!
+//! Wiping is `zeroize`'s: a `Secret` and every temporary that holds a
+//! secret (`Zeroizing<…>`: request frames, the CONNECT request, decoded
+//! credentials) is zeroed, over its whole allocation, before it is freed.
+//! Temporaries are built with their final capacity so that no reallocation
+//! leaves an unwiped copy behind. What the library cannot reach is not
+//! wiped: tungstenite's frame write buffer (which holds each request,
+//! masked), OpenSSL's TLS buffers, the kernel's socket buffers, and the
+//! caller's own strings.
 
 use std::fmt;
+use zeroize::Zeroizing;
 
 /// Bytes that must not leak: `Debug` prints a placeholder and `Drop` zeroes
 /// the memory before it is released.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(Zeroizing<String>);
 
 impl Secret {
+    /// A copy of `value`; the caller's buffer is its own to wipe.
     pub fn new(value: &str) -> Secret {
-        Secret(value.to_owned())
+        Secret(Zeroizing::new(value.to_owned()))
+    }
+
+    /// Takes `value` without copying it, so no unwiped copy remains.
+    pub fn from_string(value: String) -> Secret {
+        Secret(Zeroizing::new(value))
     }
 
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// Removes every occurrence of the secret from `text`, so a server that
@@ -32,23 +57,6 @@ impl fmt::Debug for Secret {
     }
 }
 
-impl Drop for Secret {
-    fn drop(&mut self) {
-        wipe(std::mem::take(&mut self.0).into_bytes());
-    }
-}
-
-/// Zeroes a buffer in a way the optimiser cannot elide, then frees it.
-pub fn wipe(mut bytes: Vec<u8>) {
-    let len = bytes.capacity();
-    let ptr = bytes.as_mut_ptr();
-    for i in 0..len {
-        // SAFETY: `i < capacity`, the allocation is owned by `bytes` and alive.
-        unsafe { std::ptr::write_volatile(ptr.add(i), 0) };
-    }
-    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +72,13 @@ mod tests {
         let s = Secret::new("abc123");
         assert_eq!(s.redact("x abc123 y abc123"), "x <redacted> y <redacted>");
         assert_eq!(Secret::new("").redact("text"), "text");
+    }
+
+    #[test]
+    fn taking_a_string_keeps_its_buffer() {
+        let value = String::from("K3yK3yK3y");
+        let at = value.as_ptr();
+        let s = Secret::from_string(value);
+        assert_eq!(s.expose().as_ptr(), at, "moved, not copied");
     }
 }

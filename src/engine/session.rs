@@ -23,7 +23,10 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
+// `Bytes::from_owner` (bytes >= 1.9, tungstenite's own) lets the frame be
+// wiped when tungstenite drops it.
+use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
+use zeroize::Zeroizing;
 
 /// What a session needs to know.
 #[derive(Clone)]
@@ -168,8 +171,9 @@ impl Conn {
 impl Session {
     /// Creates a session; nothing is connected until the first request.
     pub fn new(rt: Handle, config: SessionConfig) -> Session {
-        let key_json = Secret::new(
-            &serde_json::to_string(config.api_key.expose()).unwrap_or_else(|_| "\"\"".into()),
+        // Taken, not copied: the serialised key is wiped with the session.
+        let key_json = Secret::from_string(
+            serde_json::to_string(config.api_key.expose()).unwrap_or_else(|_| "\"\"".into()),
         );
         let (closing, _) = watch::channel(false);
         let shared = Arc::new_cyclic(|this| Shared {
@@ -192,12 +196,7 @@ impl Session {
     /// Sends `method` with the API key and waits for its answer. Blocks the
     /// calling thread, which must not be a runtime thread.
     pub fn request(&self, method: &str) -> Result<Answer> {
-        if Handle::try_current().is_ok() {
-            return Err(Error::new(
-                Status::InvalidArgument,
-                "blocking calls cannot be made on a thread that runs async tasks (a library callback, or a Tokio runtime's thread)",
-            ));
-        }
+        super::runtime::ensure_blocking_allowed("blocking calls")?;
         let s = &self.shared;
         super::block::block_on(&s.rt, &s.spin, s.request(method))
     }
@@ -262,7 +261,7 @@ impl Session {
                 let _ = r.await;
             }
         };
-        if Handle::try_current().is_ok() {
+        if super::runtime::on_runtime_thread() {
             s.rt.spawn(work);
         } else {
             s.rt.block_on(work);
@@ -315,16 +314,13 @@ impl Shared {
         method: &str,
         rx: oneshot::Receiver<Result<Answer>>,
     ) -> Result<Answer> {
-        let text = format!(
-            r#"{{"id":{id},"method":"{method}","params":{{"apiKey":{}}}}}"#,
-            self.key_json.expose()
-        );
+        let frame = request_frame(id, method, &self.key_json);
         // If this future is dropped (a cancelled keepalive, a freed client),
         // the waiter must not stay registered until the connection dies.
         let _forget = Forget(&conn, id);
         let sent = {
             let mut sink = conn.sink.lock().await;
-            sink.send(Message::text(text)).await
+            sink.send(Message::Text(frame)).await
         };
         if let Err(e) = sent {
             let err = Error::closed(format!("sending {method} failed: {e}"));
@@ -459,7 +455,7 @@ async fn read_loop(conn: Arc<Conn>, mut stream: SplitStream<Ws>, shared: Weak<Sh
                             "the server closed the connection (code {}{}{})",
                             u16::from(f.code),
                             if reason.is_empty() { "" } else { ": " },
-                            reason.chars().take(120).collect::<String>()
+                            super::text::truncate(&reason, 120)
                         )
                     }
                     None => "the server closed the connection".to_owned(),
@@ -507,6 +503,31 @@ async fn read_loop(conn: Arc<Conn>, mut stream: SplitStream<Ws>, shared: Weak<Sh
     }
 }
 
+/// The request's text frame, with the API key spliced in. Built once at its
+/// final size in a buffer that is wiped when tungstenite drops the message
+/// (it copies the payload into its own write buffer, which the library
+/// cannot wipe: see `secret`).
+fn request_frame(id: u64, method: &str, key_json: &Secret) -> Utf8Bytes {
+    const HEAD: &str = r#"{"id":"#;
+    const MID: &str = r#","method":""#;
+    const PARAMS: &str = r#"","params":{"apiKey":"#;
+    const TAIL: &str = "}}";
+    let id = id.to_string();
+    let len = HEAD.len()
+        + id.len()
+        + MID.len()
+        + method.len()
+        + PARAMS.len()
+        + key_json.len()
+        + TAIL.len();
+    let mut text = Zeroizing::new(Vec::with_capacity(len));
+    for part in [HEAD, &id, MID, method, PARAMS, key_json.expose(), TAIL] {
+        text.extend_from_slice(part.as_bytes());
+    }
+    debug_assert_eq!(text.capacity(), len, "no reallocation left a copy");
+    Utf8Bytes::try_from(Bytes::from_owner(text)).unwrap_or_else(|_| Utf8Bytes::from_static(""))
+}
+
 fn read_error(e: tokio_tungstenite::tungstenite::Error) -> Error {
     use tokio_tungstenite::tungstenite::error::ProtocolError;
     use tokio_tungstenite::tungstenite::Error as WsError;
@@ -524,5 +545,23 @@ fn read_error(e: tokio_tungstenite::tungstenite::Error) -> Error {
             Error::closed("the connection closed")
         }
         other => Error::closed(format!("the connection failed: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_frame_is_the_method_and_the_key_built_at_its_final_size() {
+        // The key as Session::new stores it: a JSON string literal.
+        let key_json = Secret::new(r#""K3y\"q""#);
+        let frame = request_frame(42, "userDataStream.ping", &key_json);
+        assert_eq!(
+            frame.as_str(),
+            r#"{"id":42,"method":"userDataStream.ping","params":{"apiKey":"K3y\"q"}}"#
+        );
+        let parsed: serde_json::Value = serde_json::from_str(frame.as_str()).unwrap();
+        assert_eq!(parsed["params"]["apiKey"], "K3y\"q");
     }
 }

@@ -338,6 +338,54 @@ void close_from_another_thread_ends_the_range()
     CHECK(std::chrono::steady_clock::now() - before < 5s);
 }
 
+void library_events_are_told_apart_by_origin_not_name()
+{
+    binance::client client(exchange_config());
+    binance::user_stream stream(client);
+    const std::string key = env("BINANCE_API_KEY");
+    // A server event named like a library event is still a server event.
+    control(R"({"cmd":"emit","api_key":")" + key + R"(","raw":"{\"e\":\"binance.stream_gap\",\"E\":{E}}"})");
+    const std::optional<binance::event> spoof = stream.next(10s);
+    CHECK(spoof.has_value());
+    if (spoof) {
+        CHECK_EQ(spoof->type(), std::string_view("binance.stream_gap"));
+        CHECK(!spoof->is_library());
+    }
+    // A lost connection makes real library events.
+    control(R"({"cmd":"drop","target":"stream"})");
+    const std::optional<binance::event> lost = stream.next(10s);
+    CHECK(lost.has_value());
+    if (lost) {
+        CHECK_EQ(lost->type().substr(0, 8), std::string_view("binance."));
+        CHECK(lost->is_library());
+    }
+}
+
+void close_wakes_many_readers_at_once()
+{
+    binance::client client(exchange_config());
+    binance::user_stream stream(client);
+    std::atomic<int> closed_seen{0};
+    std::vector<std::thread> readers;
+    for (int i = 0; i < 4; ++i)
+        readers.emplace_back([&] {
+            try {
+                while (stream.next(1h)) {
+                }
+            } catch (const binance::error &e) {
+                if (e.status() == BINANCE_STREAM_CLOSED)
+                    ++closed_seen;
+            }
+        });
+    std::this_thread::sleep_for(200ms);
+    stream.close();
+    for (std::thread &t : readers)
+        t.join();
+    // Each reader waited in one hour-long call and was woken by close().
+    CHECK_EQ(closed_seen.load(), 4);
+    CHECK(!stream.is_open());
+}
+
 void moves_leave_empty_handles()
 {
     static_assert(!std::is_copy_constructible_v<binance::config>);
@@ -410,6 +458,8 @@ int main()
         {"api_errors_carry_code_and_status", api_errors_carry_code_and_status},
         {"user_stream_events_through_the_range", user_stream_events_through_the_range},
         {"close_from_another_thread_ends_the_range", close_from_another_thread_ends_the_range},
+        {"library_events_are_told_apart_by_origin_not_name", library_events_are_told_apart_by_origin_not_name},
+        {"close_wakes_many_readers_at_once", close_wakes_many_readers_at_once},
         {"moves_leave_empty_handles", moves_leave_empty_handles},
     };
     for (const auto &[name, test] : tests) {

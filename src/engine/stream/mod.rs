@@ -28,7 +28,6 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -212,11 +211,7 @@ impl UserStream {
     /// Obtains the listenKey, subscribes it on a stream connection (see
     /// `conn`) and starts delivering. Blocks until subscribed or failed.
     pub fn open(client: &Client, callback: Option<Callback>) -> Result<UserStream> {
-        if Handle::try_current().is_ok() {
-            return Err(Error::invalid(
-                "a stream cannot be opened on a thread that runs async tasks (a library callback, or a Tokio runtime's thread)",
-            ));
-        }
+        super::runtime::ensure_blocking_allowed("opening a stream")?;
         let settings = Arc::new(StreamSettings::from_config(&client.config)?);
         let runtime = client.runtime.clone();
         let session = client.session.clone();
@@ -306,7 +301,7 @@ impl UserStream {
         self.gate.close(|| {});
         let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(task) = task {
-            if Handle::try_current().is_err() {
+            if !super::runtime::on_runtime_thread() {
                 let _ = self.runtime.handle().block_on(task);
             }
         }

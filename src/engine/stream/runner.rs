@@ -12,6 +12,7 @@ use crate::engine::client::listen_key_of;
 use crate::engine::config::StreamForm;
 use crate::engine::error::{Error, Result};
 use crate::engine::event::{now_ms, Event, LISTEN_KEY_RENEWED, STREAM_DISCONNECTED, STREAM_GAP};
+use crate::engine::retry::retry_wait;
 use crate::engine::session::Session;
 use serde_json::json;
 use std::future::Future;
@@ -25,9 +26,6 @@ use tokio::time::{sleep_until, Instant};
 const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 /// A failed keepalive is retried after this (or the interval, if shorter).
 const KEEPALIVE_RETRY: Duration = Duration::from_secs(10);
-/// The longest a server's retry-after may postpone a keepalive: well
-/// inside the key's 60-minute life.
-const MAX_KEEPALIVE_WAIT: Duration = Duration::from_secs(5 * 60);
 
 type Pending = Pin<Box<dyn Future<Output = Result<Answer>> + Send>>;
 
@@ -195,9 +193,7 @@ impl Runner {
             Err(e) if e.api_code == -1125 => Some(trouble("listen_key_invalid", e.message)),
             Err(e) => {
                 let mut next = now + self.settings.keepalive.min(KEEPALIVE_RETRY);
-                if e.retry_after_ms > now_ms() {
-                    let wait = Duration::from_millis((e.retry_after_ms - now_ms()) as u64)
-                        .min(MAX_KEEPALIVE_WAIT);
+                if let Some(wait) = retry_wait(e.retry_after_ms, now_ms()) {
                     next = next.max(now + wait);
                 }
                 self.next_keepalive = next;
