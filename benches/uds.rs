@@ -1316,8 +1316,9 @@ fn scale_rows(rows: &mut Vec<Row>, accounts: usize, s: &Scale) {
     }
 }
 
-const NEEDS_SUBSCRIBE: &str = "not measured: the SDK subscribes with SUBSCRIBE on \
-    /private/stream, which the local exchange does not serve yet (branch exchange)";
+const NEEDS_SUBSCRIBE: &str = "not measured yet: needs the SUBSCRIBE form on \
+    /private/stream in both the local exchange (on branch exchange) and the library's stream \
+    (being rewritten); the SDKs subscribe only that way";
 
 fn peer_rows(rows: &mut Vec<Row>, runs: &[PeerRun]) {
     for r in runs {
@@ -1451,6 +1452,7 @@ native-tls connector with the CA).\n",
 /// `profile <loop> [seconds]`: one loop alone, for a profiler.
 ///   warm-lib | warm-raw      keepalive on an open connection
 ///   conc-lib | conc-raw [N]  N (8) threads on one client | N pipelined
+///   conc-blocking [N]        N (8) threads, a raw client each
 ///   events-lib | events-raw  bursts of 20000 events
 fn profile(args: &[String]) {
     let what = args.first().map(String::as_str).unwrap_or("warm-lib");
@@ -1494,6 +1496,14 @@ fn profile(args: &[String]) {
             rt.block_on(raw::call(&mut ws, 0, START, "prof"));
             let depth = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(8);
             n = rt.block_on(raw_pipelined(&mut ws, "prof", depth, secs, &mut 1));
+        }
+        "conc-blocking" => {
+            let cx = raw::connector(&ex.ca_pem);
+            let rt = current_thread_rt();
+            let mut ws = rt.block_on(raw::connect(&cx, &ex.ws_api));
+            rt.block_on(raw::call(&mut ws, 0, START, "prof"));
+            let threads = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(8);
+            n = raw_blocking_threads(&cx, &ex.ws_api, "prof", threads, secs);
         }
         "events-lib" => {
             let cap = Some(1 << 16);
