@@ -1379,7 +1379,11 @@ roots, tokio-tungstenite with the library's buffer sizes, `serde_json::from_str:
 on every answer or event, and nothing else: no session, no id routing, no timeouts, no \
 error mapping, no queue. Nothing it does can be left out by a real client, and every \
 alternative of the same stack adds work on the path (a multi-thread runtime adds a \
-cross-thread wake-up per answer; a reader task adds a channel).\n\n\
+cross-thread wake-up per answer; a reader task adds a channel). It waits for an answer or \
+event two ways, measured alternately: sleeping in epoll (tokio's default) and busy-polling \
+(`raw::busy`: the task yields between polls, so the runtime checks the socket with a zero \
+timeout and the thread never sleeps, which on this VM saves a wake-up of tens of µs); for \
+each statistic the faster of the two is the floor, and rows 3 and 5 also show both.\n\n\
 1. **Cold.** {n} pairs of fresh processes (this benchmark re-run as `child cold-lib` / \
 `child cold-raw`), alternating. Library: `binance_config_new`, `_set_api_key`, \
 `_set_endpoint`, `_add_root_certificate_pem`, `binance_client_new`, \

@@ -71,6 +71,7 @@ else
 fi
 echo "   Node.js: ${UDS_PEER_NODE_PATH:-${UDS_PEER_NODE_PATH_MISSING:-}}"
 
+echo "   Rust: building benches/peers/rust-sdk (the first time compiles the SDK: minutes)"
 if cargo build --release -p binance-uds-peer-rust-sdk >"$peers/rust-sdk.log" 2>&1; then
     export UDS_PEER_RUST_SDK="$PWD/target/release/peer-rust-sdk"
 else
