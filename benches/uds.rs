@@ -1,33 +1,42 @@
 //! `cargo bench --bench uds` (or `scripts/bench.sh`): binance-uds measured
 //! side by side with the raw floor of its own stack (tokio +
-//! tokio-tungstenite + native-tls + serde_json used by hand), against the
-//! local exchange over loopback TLS. Every figure and its baseline come from
-//! the same run, taken alternately (A, B, A, B, ...), so that the drift of a
-//! shared machine hits both alike. Prints the table and writes
-//! BENCHMARKS.md (keeping its hand-written "## Profile" section).
+//! tokio-tungstenite + native-tls + serde_json used by hand, see
+//! `uds/raw.rs`) and with Binance's official SDKs (`uds/peers.rs`), against
+//! the local exchange over loopback TLS. Every figure and its baseline come
+//! from the same run, taken alternately (A, B, A, B, ...), so that the
+//! drift of a shared machine hits both alike.
+//!
+//! This file measures; `uds/report.rs` turns the figures into tables. A run
+//! prints its table and saves its rows as JSON (`UDS_BENCH_JSON`, default
+//! `target/bench/last-run.json`); it never writes BENCHMARKS.md.
+//! `report OUT.md RUN.json...` merges saved runs (median and range) into
+//! OUT.md, keeping the hand-written "## Profile" section of the current
+//! BENCHMARKS.md; `scripts/bench.sh --write` does that for three runs.
 //!
 //! The library is driven through its C API (`binance_*`), as C programs
 //! use it. Fresh-process measurements re-run this executable with
 //! `child <mode> ...`. `profile <loop> [seconds]` runs one loop alone, for
 //! perf or callgrind (see BENCHMARKS.md).
 //!
-//! Environment: `UDS_BENCH_QUICK=1` for a short smoke run (fewer samples;
-//! then BENCHMARKS.md is not written unless `UDS_BENCH_OUT` names a file);
-//! `UDS_BENCH_OUT=PATH` writes the report there instead.
+//! Environment: `UDS_BENCH_QUICK=1` for a short run (a developer's loop,
+//! under 30 s); `UDS_BENCH_ONLY=cold,warm,events,scale,peers` for some
+//! sections only; the peers' `UDS_PEER_*` variables (`uds/peers.rs`).
 
 #[path = "uds/capi.rs"]
 mod capi;
 #[path = "uds/exchange.rs"]
 mod exchange;
+#[path = "uds/peers.rs"]
+mod peers;
 #[path = "uds/raw.rs"]
 mod raw;
 #[path = "uds/report.rs"]
 mod report;
 
-use capi::{Client, Config, Settings, Stream};
+use capi::{CallbackStream, Client, Config, Settings, Stream};
 use exchange::Exchange;
 use futures_util::{SinkExt, StreamExt};
-use report::{median, pct, Row, Verdict};
+use report::{median, pct, Row, Target, Unit};
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -51,7 +60,6 @@ struct Plan {
     cold_pairs: usize,
     warm_blocks: usize,
     warm_block: usize,
-    python_warm: usize,
     conc_threads: usize,
     conc_rounds: usize,
     conc_secs: f64,
@@ -62,25 +70,30 @@ struct Plan {
     paced_gap: Duration,
     scale_accounts: usize,
     scale_pairs: usize,
+    peer_cold_pairs: usize,
+    peer_warm_rounds: usize,
+    peer_warm_n: usize,
 }
 
 impl Plan {
     fn full() -> Plan {
         Plan {
-            cold_pairs: 30,
+            cold_pairs: 20,
             warm_blocks: 10,
             warm_block: 500,
-            python_warm: 2000,
             conc_threads: 8,
             conc_rounds: 3,
-            conc_secs: 1.5,
+            conc_secs: 1.0,
             burst: 20_000,
             burst_rounds: 3,
-            paced: 1500,
+            paced: 1000,
             paced_rounds: 2,
             paced_gap: Duration::from_micros(500),
             scale_accounts: 100,
             scale_pairs: 2,
+            peer_cold_pairs: 4,
+            peer_warm_rounds: 3,
+            peer_warm_n: 1000,
         }
     }
 
@@ -89,14 +102,17 @@ impl Plan {
             cold_pairs: 4,
             warm_blocks: 4,
             warm_block: 200,
-            python_warm: 300,
             conc_rounds: 1,
-            conc_secs: 0.5,
+            conc_secs: 0.4,
             burst: 5000,
             burst_rounds: 1,
             paced: 300,
             paced_rounds: 1,
+            scale_accounts: 30,
             scale_pairs: 1,
+            peer_cold_pairs: 1,
+            peer_warm_rounds: 1,
+            peer_warm_n: 300,
             ..Plan::full()
         }
     }
@@ -111,6 +127,7 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("child") => child(&args[1..]),
         Some("profile") => profile(&args[1..]),
+        Some("report") => write_report(&args[1..]),
         // `cargo test --all-targets` runs benches as tests, without
         // `--bench`: building is the test; the measurements need an idle
         // machine and are made by `scripts/bench.sh`.
@@ -192,9 +209,36 @@ fn child(args: &[String]) {
         // ws_api stream ca_file accounts
         "scale-lib" => child_scale_lib(a(1), a(2), &ca_pem(), a(4).parse().expect("n")),
         "scale-raw" => child_scale_raw(a(1), a(2), &ca_pem(), a(4).parse().expect("n")),
+        // The peer protocol (uds/peers.rs): cold|warm ws_api ca_file key [n]
+        "peer" => child_peer(a(1), a(2), a(3), a(4), a(5).parse().unwrap_or(0)),
         other => panic!("unknown child mode {other:?}"),
     };
     println!("RESULT {result}");
+}
+
+/// The library's side of the Rust peer row: what the SDK's program does,
+/// through the C API (the first key, or `n` timed keepalives after 300).
+fn child_peer(mode: &str, ws_api: &str, ca_file: &str, key: &str, n: usize) -> Value {
+    let t0 = Instant::now();
+    let pem = std::fs::read_to_string(ca_file).expect("read CA file");
+    let cfg = Config::new(&settings(ws_api, "", &pem, key, None)).expect("cfg");
+    let client = Client::new(&cfg).expect("client");
+    let first = client.start().expect("start");
+    assert_eq!(first.len(), 64);
+    if mode == "cold" {
+        return json!({"us": since_us(t0)});
+    }
+    for _ in 0..300 {
+        client.keepalive().expect("keepalive");
+    }
+    let samples: Vec<f64> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            assert_eq!(client.keepalive().expect("keepalive"), 64);
+            since_us(t)
+        })
+        .collect();
+    json!({ "samples": samples })
 }
 
 fn settings<'a>(
@@ -290,7 +334,7 @@ fn child_scale_raw(ws_api: &str, stream: &str, ca_pem: &str, n: usize) -> Value 
         for i in 0..n {
             let mut api = raw::connect(&cx, ws_api).await;
             let key = raw::call(&mut api, 1, START, &format!("benchScale{i}")).await;
-            let st = raw::connect(&cx, &format!("{stream}/ws/{key}")).await;
+            let st = raw::subscribe(&cx, stream, &key).await;
             for mut ws in [api, st] {
                 tasks.push(tokio::spawn(async move {
                     while let Some(Ok(m)) = ws.next().await {
@@ -320,7 +364,6 @@ fn child_scale_raw(ws_api: &str, stream: &str, ca_pem: &str, n: usize) -> Value 
 struct Bench {
     ex: Exchange,
     exe: PathBuf,
-    python: bool,
 }
 
 impl Bench {
@@ -339,18 +382,6 @@ impl Bench {
             .expect("run child");
         let wall = since_us(t);
         (result_of(&out, mode), wall)
-    }
-
-    /// The Python reference client: (result, wall µs).
-    fn python(&self, args: &[&str]) -> (Value, f64) {
-        let t = Instant::now();
-        let out = Command::new("python3")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python_ws.py"))
-            .args(args)
-            .output()
-            .expect("run python3");
-        let wall = since_us(t);
-        (result_of(&out, "python"), wall)
     }
 }
 
@@ -385,12 +416,9 @@ struct Cold {
     reconnect: Vec<f64>,
     reconnect_failures: u64,
     sequential: Vec<f64>,
-    py: Vec<f64>,
-    py_wall: Vec<f64>,
-    py_import: Vec<f64>,
 }
 
-/// Rows 1, 2 and 7 (cold): fresh processes, alternating.
+/// Rows 1 and 2 (cold): fresh processes, alternating.
 fn cold(b: &Bench, plan: &Plan) -> Cold {
     let mut c = Cold::default();
     let key = "benchCold";
@@ -403,18 +431,13 @@ fn cold(b: &Bench, plan: &Plan) -> Cold {
         c.raw.push(raw["us"].as_f64().expect("us"));
         c.raw_steps.push(f64s(&raw["steps"]));
         c.raw_wall.push(wall);
-        let (later, _) = b.child("later", &b.ex.control.to_string());
-        c.second.extend(f64s(&later["second"]));
-        c.reconnect.extend(f64s(&later["reconnect"]));
-        c.reconnect_failures += later["reconnect_failures"].as_u64().unwrap_or(0);
-        c.sequential.extend(f64s(&later["sequential"]));
-        if b.python {
-            let ca = b.ex.ca_file.to_string_lossy();
-            let (py, wall) = b.python(&["cold", &b.ex.ws_api, &ca, key]);
-            c.py.push(py["us"].as_f64().expect("us"));
-            c.py_import
-                .push(py["import_us"].as_f64().expect("import_us"));
-            c.py_wall.push(wall);
+        // Row 2 needs fewer samples than row 1.
+        if i % 2 == 0 {
+            let (later, _) = b.child("later", &b.ex.control.to_string());
+            c.second.extend(f64s(&later["second"]));
+            c.reconnect.extend(f64s(&later["reconnect"]));
+            c.reconnect_failures += later["reconnect_failures"].as_u64().unwrap_or(0);
+            c.sequential.extend(f64s(&later["sequential"]));
         }
         eprint!("\r  cold: {}/{}", i + 1, plan.cold_pairs);
     }
@@ -425,15 +448,17 @@ fn cold(b: &Bench, plan: &Plan) -> Cold {
 struct Warm {
     lib: Vec<f64>,
     raw: Vec<f64>,
-    python: Option<Value>,
+    /// The floor again, busy-polling instead of sleeping in epoll.
+    raw_busy: Vec<f64>,
     lib_conc: Vec<f64>,
     raw_conc: Vec<f64>,
     /// The same threads as blocking raw clients, each on its own connection.
     raw_blocking: Vec<f64>,
 }
 
-/// Rows 3, 4 and 7 (warm): one open connection each, calls in alternating
-/// blocks; then 8 threads against a pipelined raw connection.
+/// Rows 3 and 4 (warm): one open connection each, calls in alternating
+/// blocks; then 8 threads on one client against 8 blocking raw clients
+/// and a pipelined raw connection.
 fn warm(b: &Bench, plan: &Plan) -> Warm {
     let ex = &b.ex;
     let key = "benchWarm";
@@ -444,17 +469,22 @@ fn warm(b: &Bench, plan: &Plan) -> Warm {
     let cx = raw::connector(&ex.ca_pem);
     let mut ws = rt.block_on(raw::connect(&cx, &ex.ws_api));
     let mut id = 0u64;
-    let mut raw_call = |ws: &mut raw::Ws| {
+    let mut raw_call = |ws: &mut raw::Ws, busy: bool| {
         id += 1;
-        let k = rt.block_on(raw::call(ws, id, PING, key));
+        let k = if busy {
+            rt.block_on(raw::busy(raw::call(ws, id, PING, key)))
+        } else {
+            rt.block_on(raw::call(ws, id, PING, key))
+        };
         assert_eq!(k.len(), 64);
     };
     for _ in 0..300 {
         lib.keepalive().expect("keepalive");
-        raw_call(&mut ws);
+        raw_call(&mut ws, false);
+        raw_call(&mut ws, true);
     }
-    let (mut lib_s, mut raw_s, mut python) = (Vec::new(), Vec::new(), None);
-    for block in 0..plan.warm_blocks {
+    let (mut lib_s, mut raw_s, mut busy_s) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..plan.warm_blocks {
         for _ in 0..plan.warm_block {
             let t = Instant::now();
             lib.keepalive().expect("keepalive");
@@ -462,25 +492,25 @@ fn warm(b: &Bench, plan: &Plan) -> Warm {
         }
         for _ in 0..plan.warm_block {
             let t = Instant::now();
-            raw_call(&mut ws);
+            raw_call(&mut ws, false);
             raw_s.push(since_us(t));
         }
-        if b.python && block == plan.warm_blocks / 2 {
-            let ca = ex.ca_file.to_string_lossy();
-            let n = plan.python_warm.to_string();
-            python = Some(b.python(&["warm", &ex.ws_api, &ca, key, &n]).0);
+        for _ in 0..plan.warm_block {
+            let t = Instant::now();
+            raw_call(&mut ws, true);
+            busy_s.push(since_us(t));
         }
     }
     eprintln!("  warm: done");
 
     let (mut lib_conc, mut raw_conc) = (Vec::new(), Vec::new());
     let secs = plan.conc_secs;
-    lib_concurrent(&lib, plan.conc_threads, 0.3);
+    lib_concurrent(&lib, plan.conc_threads, 0.2);
     rt.block_on(raw_pipelined(
         &mut ws,
         key,
         plan.conc_threads,
-        0.3,
+        0.2,
         &mut 1_000_000,
     ));
     let mut next_id = 2_000_000;
@@ -503,7 +533,7 @@ fn warm(b: &Bench, plan: &Plan) -> Warm {
     Warm {
         lib: lib_s,
         raw: raw_s,
-        python,
+        raw_busy: busy_s,
         lib_conc,
         raw_conc,
         raw_blocking,
@@ -622,9 +652,13 @@ async fn raw_pipelined(ws: &mut raw::Ws, key: &str, depth: usize, secs: f64, id:
 #[derive(Default)]
 struct Events {
     lib_rate: Vec<f64>,
+    cb_rate: Vec<f64>,
     raw_rate: Vec<f64>,
     lib_lat: Vec<f64>,
+    cb_lat: Vec<f64>,
     raw_lat: Vec<f64>,
+    /// The raw consumer busy-polling instead of sleeping in epoll.
+    busy_lat: Vec<f64>,
 }
 
 /// What one consumer saw: when the first and last events returned, and each
@@ -664,25 +698,68 @@ fn lib_consume(st: &Stream, n: usize) -> Seen {
     while seen.lat.len() < n {
         let ev = st.next(5000).expect("next").expect("an event within 5 s");
         let now = now_ns();
-        let kind = ev.kind().to_bytes();
-        if kind.starts_with(b"binance.") {
-            continue; // a library event (none expected)
+        if ev.is_library() {
+            continue; // none expected
         }
-        assert_eq!(kind, b"ORDER_TRADE_UPDATE");
+        assert_eq!(ev.kind().to_bytes(), b"ORDER_TRADE_UPDATE");
         assert!(ev.time_ms() > 0);
         seen.record(send_ns_of(ev.json()), now);
     }
     seen
 }
 
-/// `n` events on the raw stream connection: read, parse to a Value.
+/// A callback stream's consumer: the callback does what `lib_consume` does
+/// with each event (type, time and JSON read, latency recorded) and hands
+/// the count to the waiting bench thread.
+#[derive(Default)]
+struct CallbackSink {
+    seen: std::sync::Mutex<Option<Seen>>,
+    more: std::sync::Condvar,
+}
+
+impl CallbackSink {
+    fn on_event(&self, ev: &capi::EventRef) {
+        let now = now_ns();
+        if ev.is_library() {
+            return;
+        }
+        assert_eq!(ev.kind().to_bytes(), b"ORDER_TRADE_UPDATE");
+        assert!(ev.time_ms() > 0);
+        let sent = send_ns_of(ev.json());
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.get_or_insert_with(Seen::new).record(sent, now);
+        self.more.notify_one();
+    }
+
+    /// Waits for `n` events delivered since the last call.
+    fn take(&self, n: usize) -> Seen {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while seen.as_ref().map_or(0, |s| s.lat.len()) < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "callback: {n} events not delivered in 20 s"
+            );
+            seen = self
+                .more
+                .wait_timeout(seen, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        seen.take().expect("events")
+    }
+}
+
+/// `n` events on the raw stream connection: read, parse to a Value
+/// (wrapped as the SUBSCRIBE form delivers them).
 async fn raw_consume(ws: &mut raw::Ws, n: usize) -> Seen {
     let mut seen = Seen::new();
     while seen.lat.len() < n {
         let t = raw::next_text(ws).await;
         let v: Value = serde_json::from_str(t.as_str()).expect("event JSON");
         let now = now_ns();
-        assert_eq!(v["e"], "ORDER_TRADE_UPDATE");
+        assert_eq!(v["data"]["e"], "ORDER_TRADE_UPDATE");
         seen.record(send_ns_of(t.as_bytes()), now);
     }
     seen
@@ -718,12 +795,13 @@ fn burst(control: SocketAddr, api_key: &str, n: usize) -> (std::net::TcpStream, 
     (exchange::send_control(control, &cmd), cmd)
 }
 
-/// Row 5: bursts for throughput, then paced events for latency,
-/// alternating between the library's stream and a raw stream connection
-/// (two accounts, so each burst reaches one consumer only).
+/// Row 5: bursts for throughput, then paced events for latency, rotating
+/// between the library's stream read with `next`, its callback stream, and
+/// a raw stream connection (three accounts, so each burst reaches one
+/// consumer only).
 fn events(b: &Bench, plan: &Plan) -> Events {
     let ex = &b.ex;
-    let (lib_key, raw_key) = ("benchEvLib", "benchEvRaw");
+    let (lib_key, cb_key, raw_key) = ("benchEvLib", "benchEvCb", "benchEvRaw");
     let capacity = Some((plan.burst as u32 * 2).max(4096));
     let cfg = Config::new(&settings(
         &ex.ws_api, &ex.stream, &ex.ca_pem, lib_key, capacity,
@@ -731,27 +809,38 @@ fn events(b: &Bench, plan: &Plan) -> Events {
     .expect("cfg");
     let client = Client::new(&cfg).expect("client");
     let st = Stream::open(&client).expect("stream");
+    let cb_cfg =
+        Config::new(&settings(&ex.ws_api, &ex.stream, &ex.ca_pem, cb_key, None)).expect("cfg");
+    let cb_client = Client::new(&cb_cfg).expect("client");
+    let sink = std::sync::Arc::new(CallbackSink::default());
+    let cb = {
+        let sink = sink.clone();
+        CallbackStream::open(&cb_client, Box::new(move |ev| sink.on_event(ev))).expect("stream")
+    };
     let rt = current_thread_rt();
     let cx = raw::connector(&ex.ca_pem);
     let mut ws = rt.block_on(async {
         let mut api = raw::connect(&cx, &ex.ws_api).await;
         let key = raw::call(&mut api, 1, START, raw_key).await;
-        raw::connect(&cx, &format!("{}/ws/{key}", ex.stream)).await
+        raw::subscribe(&cx, &ex.stream, &key).await
     });
     let mut out = Events::default();
     // A small burst each to warm up.
     let sizes = std::iter::once(200).chain(std::iter::repeat_n(plan.burst, plan.burst_rounds));
     for (i, n) in sizes.enumerate() {
         let (pending, cmd) = burst(ex.control, lib_key, n);
-        let seen = lib_consume(&st, n);
+        let lib = lib_consume(&st, n);
         exchange::finish_control(pending, &cmd);
-        let lib_rate = seen.rate();
+        let (pending, cmd) = burst(ex.control, cb_key, n);
+        let cbs = sink.take(n);
+        exchange::finish_control(pending, &cmd);
         let (pending, cmd) = burst(ex.control, raw_key, n);
-        let seen = rt.block_on(raw_consume(&mut ws, n));
+        let raw = rt.block_on(raw_consume(&mut ws, n));
         exchange::finish_control(pending, &cmd);
         if i > 0 {
-            out.lib_rate.push(lib_rate);
-            out.raw_rate.push(seen.rate());
+            out.lib_rate.push(lib.rate());
+            out.cb_rate.push(cbs.rate());
+            out.raw_rate.push(raw.rate());
         }
     }
     eprintln!("  event bursts: done");
@@ -759,12 +848,20 @@ fn events(b: &Bench, plan: &Plan) -> Events {
         let t = paced_emitter(ex.control, lib_key, plan.paced, plan.paced_gap);
         out.lib_lat.extend(lib_consume(&st, plan.paced).lat);
         t.join().expect("emitter");
+        let t = paced_emitter(ex.control, cb_key, plan.paced, plan.paced_gap);
+        out.cb_lat.extend(sink.take(plan.paced).lat);
+        t.join().expect("emitter");
         let t = paced_emitter(ex.control, raw_key, plan.paced, plan.paced_gap);
         out.raw_lat
             .extend(rt.block_on(raw_consume(&mut ws, plan.paced)).lat);
         t.join().expect("emitter");
+        let t = paced_emitter(ex.control, raw_key, plan.paced, plan.paced_gap);
+        out.busy_lat
+            .extend(rt.block_on(raw::busy(raw_consume(&mut ws, plan.paced))).lat);
+        t.join().expect("emitter");
     }
     eprintln!("  event latency: done");
+    drop(cb);
     drop(st);
     out
 }
@@ -804,11 +901,101 @@ fn so_size(exe: &Path) -> Option<(u64, u64)> {
     Some((stripped.filter(|_| ok)?, full))
 }
 
-fn python_ready() -> bool {
-    Command::new("python3")
-        .args(["-c", "import websockets.asyncio.client"])
-        .output()
-        .is_ok_and(|o| o.status.success())
+/// What the peers measured: per peer, both sides' cold (in process and
+/// whole process) and warm samples, or why nothing was.
+struct PeerRun {
+    peer: peers::Peer,
+    sdk_cold: Vec<f64>,
+    sdk_wall: Vec<f64>,
+    lib_cold: Vec<f64>,
+    lib_wall: Vec<f64>,
+    sdk_warm: Vec<f64>,
+    lib_warm: Vec<f64>,
+    failed: Option<String>,
+}
+
+/// The SDK rows: every peer's SDK and binance-uds side, alternating (SDK,
+/// library, next peer ...), cold pairs first, then warm rounds.
+fn peer_runs(b: &Bench, plan: &Plan) -> Vec<PeerRun> {
+    let release = b
+        .exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/release");
+    let so = release.join("libbinance_uds.so");
+    let mut runs: Vec<PeerRun> = peers::find(&b.exe, &so, &b.ex.ca_file)
+        .into_iter()
+        .map(|peer| PeerRun {
+            failed: peer.cmds.as_ref().err().cloned(),
+            peer,
+            sdk_cold: Vec::new(),
+            sdk_wall: Vec::new(),
+            lib_cold: Vec::new(),
+            lib_wall: Vec::new(),
+            sdk_warm: Vec::new(),
+            lib_warm: Vec::new(),
+        })
+        .collect();
+    let ws = b.ex.ws_api.as_str();
+    let ca = b.ex.ca_file.to_string_lossy().into_owned();
+    let n = plan.peer_warm_n.to_string();
+    // A peer that fails once is left out of the rest of the run.
+    let fail = |r: &mut PeerRun, e: String| {
+        eprintln!("\n  {}: {e}", r.peer.sdk_name);
+        r.failed = Some(e);
+    };
+    let us = |v: &Value| {
+        v["us"]
+            .as_f64()
+            .ok_or_else(|| "RESULT without us".to_string())
+    };
+    for i in 0..plan.peer_cold_pairs {
+        for r in runs.iter_mut().filter(|r| r.failed.is_none()) {
+            let key = format!("benchPeerCold{}", r.peer.id);
+            let Ok((sdk, lib)) = r.peer.cmds.as_ref() else {
+                continue;
+            };
+            let got = (|| {
+                let (s, sw) = sdk.run(&["cold", ws, &ca, &key])?;
+                let (l, lw) = lib.run(&["cold", ws, &ca, &key])?;
+                Ok::<_, String>([us(&s)?, sw, us(&l)?, lw])
+            })();
+            match got {
+                Ok([s, sw, l, lw]) => {
+                    r.sdk_cold.push(s);
+                    r.sdk_wall.push(sw);
+                    r.lib_cold.push(l);
+                    r.lib_wall.push(lw);
+                }
+                Err(e) => fail(r, e),
+            }
+        }
+        eprint!("\r  peers cold: {}/{}", i + 1, plan.peer_cold_pairs);
+    }
+    eprintln!();
+    for i in 0..plan.peer_warm_rounds {
+        for r in runs.iter_mut().filter(|r| r.failed.is_none()) {
+            let key = format!("benchPeerWarm{}", r.peer.id);
+            let Ok((sdk, lib)) = r.peer.cmds.as_ref() else {
+                continue;
+            };
+            let got = (|| {
+                let s = sdk.run(&["warm", ws, &ca, &key, &n])?.0;
+                let l = lib.run(&["warm", ws, &ca, &key, &n])?.0;
+                Ok::<_, String>((f64s(&s["samples"]), f64s(&l["samples"])))
+            })();
+            match got {
+                Ok((s, l)) => {
+                    r.sdk_warm.extend(s);
+                    r.lib_warm.extend(l);
+                }
+                Err(e) => fail(r, e),
+            }
+        }
+        eprint!("\r  peers warm: {}/{}", i + 1, plan.peer_warm_rounds);
+    }
+    eprintln!();
+    runs
 }
 
 fn run() {
@@ -819,413 +1006,450 @@ fn run() {
     let b = Bench {
         ex: Exchange::start(),
         exe: std::env::current_exe().expect("current exe"),
-        python: python_ready(),
     };
-    if !b.python {
-        eprintln!("  python3 with `websockets` not found: row 7 is skipped");
-    }
     let only = std::env::var("UDS_BENCH_ONLY").ok();
     let want = |s: &str| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == s));
     let cold = want("cold").then(|| cold(&b, &plan));
     let warm = want("warm").then(|| warm(&b, &plan));
     let events = want("events").then(|| events(&b, &plan));
     let scale = want("scale").then(|| scale(&b, &plan));
+    let peers = want("peers").then(|| peer_runs(&b, &plan));
     let took = t0.elapsed();
-    let rows = rows(
-        &plan,
-        cold.as_ref(),
-        warm.as_ref(),
-        events.as_ref(),
-        scale.as_ref(),
-    );
-    println!();
-    report::print_table(&rows);
-    println!("\n(run took {:.0} s)", took.as_secs_f64());
-    let out = match std::env::var_os("UDS_BENCH_OUT") {
-        Some(p) => Some(PathBuf::from(p)),
-        None if quick || only.is_some() => None,
-        None => Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md")),
-    };
-    if let Some(path) = out {
-        let md = markdown(&plan, &machine, &rows, cold.as_ref(), scale.as_ref(), took);
-        std::fs::write(&path, md).expect("write the report");
-        println!("wrote {}", path.display());
+    let mut rows = Vec::new();
+    if let Some(c) = &cold {
+        cold_rows(&mut rows, plan.cold_pairs, c);
     }
+    if let Some(w) = &warm {
+        warm_rows(&mut rows, &plan, w);
+    }
+    if let Some(e) = &events {
+        event_rows(&mut rows, &plan, e);
+    }
+    if let Some(s) = &scale {
+        scale_rows(&mut rows, plan.scale_accounts, s);
+    }
+    if let Some(p) = &peers {
+        peer_rows(&mut rows, p);
+    }
+    let notes = vec![format!(
+        "load average at the end of the run: {}",
+        report::load()
+    )];
+    let saved = report::run_json(&rows, &machine, &notes, took.as_secs_f64(), &method(&plan));
+    println!();
+    report::print_table(&report::merge(std::slice::from_ref(&saved)));
+    println!("\n(run took {:.0} s; {})", took.as_secs_f64(), notes[0]);
+    let path = std::env::var_os("UDS_BENCH_JSON").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench/last-run.json"),
+        PathBuf::from,
+    );
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::write(&path, format!("{saved}\n")).expect("save the run");
+    println!("saved {}", path.display());
 }
 
-// ----------------------------------------------------------------- report
-
-fn rows(
-    plan: &Plan,
-    c: Option<&Cold>,
-    w: Option<&Warm>,
-    e: Option<&Events>,
-    s: Option<&Scale>,
-) -> Vec<Row> {
-    use report::{mib, rate, ratio, us};
-    let mut rows = Vec::new();
-    let mut row = |row, what: String, lib: String, base: String, r: String, target: &str, v| {
-        rows.push(Row {
-            row,
-            what,
-            lib,
-            base,
-            ratio: r,
-            target: target.into(),
-            verdict: v,
+/// `report OUT.md RUN.json...`: BENCHMARKS.md from saved runs.
+fn write_report(args: &[String]) {
+    let (out, runs) = args.split_first().expect("report OUT.md RUN.json...");
+    let runs: Vec<Value> = runs
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{p}: {e}"));
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{p}: {e}"))
         })
-    };
-    let plus = |a: f64, b: f64| format!("{} (+{})", ratio(a, b), us(a - b));
-    if let Some(c) = c {
-        let n = plan.cold_pairs;
-        let (lib, raw) = (median(&c.lib), median(&c.raw));
-        row(
+        .collect();
+    let current = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
+    let old = std::fs::read_to_string(current).unwrap_or_default();
+    let method = runs
+        .first()
+        .and_then(|r| r["method"].as_str())
+        .unwrap_or("");
+    report::print_table(&report::merge(&runs));
+    std::fs::write(out, report::markdown(&runs, method, &old)).expect("write the report");
+    println!("wrote {out}");
+}
+
+// ------------------------------------------------------------------- rows
+
+fn cold_rows(rows: &mut Vec<Row>, n: usize, c: &Cold) {
+    let (lib, raw) = (median(&c.lib), median(&c.raw));
+    rows.push(
+        Row::new(
             "1",
             format!("cold first client, in-process (median of {n})"),
-            us(lib),
-            us(raw),
-            ratio(lib, raw),
-            "ratio ≤ 1.10",
-            Verdict::of(lib / raw <= 1.10),
-        );
-        let (lw, rw) = (median(&c.lib_wall), median(&c.raw_wall));
-        row(
-            "1",
-            "cold first client, whole process (median)".into(),
-            us(lw),
-            us(rw),
-            ratio(lw, rw),
-            "",
-            Verdict::Info,
-        );
-        for (what, v) in [
-            ("later client (another open): new + start + free", &c.second),
-            ("reconnect after `drop`: the next keepalive", &c.reconnect),
-            (
-                "client after the last was freed: new + start + free",
-                &c.sequential,
+            lib,
+            raw,
+            Unit::Us,
+        )
+        .target(Target::RatioMax(0.6)),
+    );
+    rows.push(Row::new(
+        "1",
+        "cold first client, whole process",
+        median(&c.lib_wall),
+        median(&c.raw_wall),
+        Unit::Us,
+    ));
+    let step = |all: &[Vec<f64>], i: usize| median(&all.iter().map(|s| s[i]).collect::<Vec<_>>());
+    for (i, what) in [
+        "step: config (library) / nothing (floor)",
+        "step: client new (runtime, TLS connector)",
+        "step: TCP + TLS + upgrade + first request",
+        "step: client free / close",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (l, r) = match i {
+            // The floor's connect and request are two steps; merge them.
+            0 => (step(&c.lib_steps, 0), 0.0),
+            1 => (step(&c.lib_steps, 1), step(&c.raw_steps, 0)),
+            2 => (
+                step(&c.lib_steps, 2),
+                step(&c.raw_steps, 1) + step(&c.raw_steps, 2),
             ),
-        ] {
-            let m = median(v);
-            row(
+            _ => (step(&c.lib_steps, 3), step(&c.raw_steps, 3)),
+        };
+        rows.push(Row::new("1", what, l, r, Unit::Us));
+    }
+    for (what, v) in [
+        ("later client (another open): new + start + free", &c.second),
+        ("reconnect after `drop`: the next keepalive", &c.reconnect),
+        (
+            "client after the last was freed: new + start + free",
+            &c.sequential,
+        ),
+    ] {
+        rows.push(
+            Row::new(
                 "2",
-                format!("{what} (median of {})", v.len()),
-                us(m),
-                format!("{} (row 1 cold)", us(raw)),
-                format!("{} ({:.0}x faster)", ratio(m, raw), raw / m),
-                "< 5 ms and > 10x faster",
-                Verdict::of(m < 5000.0 && raw / m > 10.0),
-            );
-        }
-    }
-    if let Some(w) = w {
-        let (l50, r50) = (median(&w.lib), median(&w.raw));
-        row(
-            "3",
-            format!("warm keepalive p50 (n = {} each)", w.lib.len()),
-            us(l50),
-            us(r50),
-            plus(l50, r50),
-            "p50 ≤ raw + 15 µs",
-            Verdict::of(l50 - r50 <= 15.0),
-        );
-        let (l99, r99) = (pct(&w.lib, 99.0), pct(&w.raw, 99.0));
-        row(
-            "3",
-            "warm keepalive p99".into(),
-            us(l99),
-            us(r99),
-            plus(l99, r99),
-            "",
-            Verdict::Info,
-        );
-        let (lc, rc) = (median(&w.lib_conc), median(&w.raw_conc));
-        row(
-            "4",
-            format!(
-                "{} threads on one client vs 8 pipelined (median of {} × {:.1} s)",
-                plan.conc_threads, plan.conc_rounds, plan.conc_secs
-            ),
-            rate(lc, "req/s"),
-            rate(rc, "req/s"),
-            ratio(lc, rc),
-            "ratio ≥ 0.8",
-            Verdict::of(lc / rc >= 0.8),
-        );
-        let rb = median(&w.raw_blocking);
-        row(
-            "4",
-            format!(
-                "{} threads on one client vs {} blocking raw clients, a connection each",
-                plan.conc_threads, plan.conc_threads
-            ),
-            rate(lc, "req/s"),
-            rate(rb, "req/s"),
-            ratio(lc, rb),
-            "",
-            Verdict::Info,
+                format!("{what} (vs row 1 cold floor)"),
+                median(v),
+                raw,
+                Unit::Us,
+            )
+            .target(Target::Faster(5000.0, 10.0)),
         );
     }
-    if let Some(e) = e {
-        let (le, re) = (median(&e.lib_rate), median(&e.raw_rate));
-        row(
-            "5",
-            format!(
-                "events/s, bursts of {} (median of {})",
-                plan.burst, plan.burst_rounds
-            ),
-            rate(le, "ev/s"),
-            rate(re, "ev/s"),
-            ratio(le, re),
-            "ratio ≥ 0.9",
-            Verdict::of(le / re >= 0.9),
-        );
-        let (l50, r50) = (median(&e.lib_lat), median(&e.raw_lat));
-        row(
-            "5",
-            format!("event latency p50, send → return (n = {})", e.lib_lat.len()),
-            us(l50),
-            us(r50),
-            plus(l50, r50),
-            "",
-            Verdict::Info,
-        );
-        let (l99, r99) = (pct(&e.lib_lat, 99.0), pct(&e.raw_lat, 99.0));
-        row(
-            "5",
-            "event latency p99".into(),
-            us(l99),
-            us(r99),
-            plus(l99, r99),
-            "p99 < 100 µs",
-            Verdict::of(l99 < 100.0),
-        );
+    if c.reconnect_failures > 0 {
+        let last = rows.len() - 2;
+        rows[last].note = format!("{} reconnects failed", c.reconnect_failures);
     }
-    if let Some(s) = s {
-        let worst =
-            |v: &[Value], f: &dyn Fn(&Value) -> f64| v.iter().map(f).fold(f64::NAN, f64::max);
-        let field = |x: &Value, k: &str| x[k].as_f64().unwrap_or(f64::NAN);
-        let accounts = plan.scale_accounts;
-        let bg = |x: &Value| field(x, "threads_open") - field(x, "threads_before");
-        let (lt, rt) = (worst(&s.lib, &bg), worst(&s.raw, &bg));
-        row(
-            "6",
-            format!("background threads, {accounts} accounts with open streams"),
-            format!("{lt:.0}"),
-            format!("{rt:.0}"),
-            ratio(lt, rt),
-            "≤ 4",
-            Verdict::of(lt <= 4.0),
-        );
-        let rss = |x: &Value| field(x, "rss_open");
-        let (lr, rr) = (worst(&s.lib, &rss), worst(&s.raw, &rss));
-        row(
-            "6",
-            format!("RSS (VmRSS), {accounts} accounts with open streams"),
-            mib(lr),
-            mib(rr),
-            ratio(lr, rr),
-            "< 64 MiB",
-            Verdict::of(lr < 64.0 * 1024.0 * 1024.0),
-        );
-        let left = |x: &Value| field(x, "threads_after") - field(x, "threads_before");
-        row(
-            "6",
-            "threads left after every stream and client is freed".into(),
-            format!("{:.0}", worst(&s.lib, &left)),
-            format!("{:.0}", worst(&s.raw, &left)),
-            String::new(),
-            "",
-            Verdict::Info,
-        );
-        if let Some((stripped, full)) = s.so_size {
-            row(
-                "6",
-                "libbinance_uds.so, stripped (unstripped)".into(),
-                format!("{} ({})", mib(stripped as f64), mib(full as f64)),
-                String::new(),
-                String::new(),
-                "",
-                Verdict::Info,
-            );
-        }
-    }
-    if let Some(c) = c.filter(|c| !c.py.is_empty()) {
-        let (raw, rw) = (median(&c.raw), median(&c.raw_wall));
-        let p = median(&c.py);
-        row(
-            "7",
-            format!(
-                "Python `websockets`: cold start, in-process (median of {})",
-                c.py.len()
-            ),
-            us(p),
-            us(raw),
-            ratio(p, raw),
-            "",
-            Verdict::Info,
-        );
-        let (pw, pi) = (median(&c.py_wall), median(&c.py_import));
-        row(
-            "7",
-            format!("Python: cold, whole process (of which `import` {})", us(pi)),
-            us(pw),
-            us(rw),
-            ratio(pw, rw),
-            "",
-            Verdict::Info,
-        );
-    }
-    if let Some((w, py)) = w.and_then(|w| w.python.as_ref().map(|p| (w, p))) {
-        let (r50, r99) = (median(&w.raw), pct(&w.raw, 99.0));
-        for (name, r) in [("p50", r50), ("p99", r99)] {
-            let v = py[name].as_f64().unwrap_or(f64::NAN);
-            row(
-                "7",
-                format!("Python: warm ping {name} (n = {})", py["n"]),
-                us(v),
-                us(r),
-                ratio(v, r),
-                "",
-                Verdict::Info,
-            );
-        }
-    }
-    rows
 }
 
-fn markdown(
-    plan: &Plan,
-    machine: &[(&str, String)],
-    rows: &[Row],
-    c: Option<&Cold>,
-    s: Option<&Scale>,
-    took: Duration,
-) -> String {
-    let mut md = String::new();
-    md.push_str("# Benchmarks\n\n");
-    md.push_str(
-        "binance-uds against the raw floor of its own stack: tokio + tokio-tungstenite + \
-         native-tls + serde_json used by hand, with none of the library's work (no session, \
-         no id routing, no timeouts, no error mapping, no queue). Both talk to the local \
-         exchange over loopback TLS on the same machine, which runs the exchange too. Every \
-         figure and its baseline come from the same run, taken alternately (A, B, A, B, ...), \
-         so the drift of a shared machine hits both alike: read the ratios first.\n\n",
+fn warm_rows(rows: &mut Vec<Row>, plan: &Plan, w: &Warm) {
+    // The floor is the faster of its two ways of waiting, per statistic.
+    let floor = |p: f64| pct(&w.raw, p).min(pct(&w.raw_busy, p));
+    rows.push(
+        Row::new(
+            "3",
+            format!("warm keepalive p50 (n = {} each)", w.lib.len()),
+            median(&w.lib),
+            floor(50.0),
+            Unit::Us,
+        )
+        .plus()
+        .target(Target::PlusMax(10.0)),
     );
-    md.push_str(&format!(
-        "Produced by `scripts/bench.sh` (`cargo bench --bench uds`) in {:.0} s. \
-         Everything above the *Profile* section is rewritten by each run.\n\n",
-        took.as_secs_f64()
-    ));
-    md.push_str("## Machine\n\n");
-    for (k, v) in machine {
-        md.push_str(&format!("- {k}: {v}\n"));
+    rows.push(
+        Row::new(
+            "3",
+            "warm keepalive p99",
+            pct(&w.lib, 99.0),
+            floor(99.0),
+            Unit::Us,
+        )
+        .plus()
+        .target(Target::RatioMax(1.2)),
+    );
+    for (p, name) in [(50.0, "p50"), (99.0, "p99")] {
+        for (how, v) in [("sleeping in epoll", &w.raw), ("busy-polling", &w.raw_busy)] {
+            rows.push(
+                Row::new(
+                    "3",
+                    format!("warm keepalive {name} vs the floor {how}"),
+                    pct(&w.lib, p),
+                    pct(v, p),
+                    Unit::Us,
+                )
+                .plus(),
+            );
+        }
     }
-    md.push_str("\n## Results\n\n");
-    md.push_str(
-        "Times are medians unless a percentile is named; *ratio* is measured / baseline \
-         (for times lower is better, for rates higher is better).\n\n",
+    let t = plan.conc_threads;
+    let lc = median(&w.lib_conc);
+    rows.push(
+        Row::new(
+            "4",
+            format!("{t} threads on one client vs {t} blocking raw clients, a connection each"),
+            lc,
+            median(&w.raw_blocking),
+            Unit::Rate("req/s"),
+        )
+        .target(Target::RatioMin(0.8)),
     );
-    md.push_str(&report::markdown_table(rows));
-    let steps = |all: &[Vec<f64>]| -> Vec<String> {
-        (0..4)
-            .map(|i| report::us(median(&all.iter().map(|s| s[i]).collect::<Vec<_>>())))
-            .collect()
-    };
+    rows.push(Row::new(
+        "4",
+        format!("{t} threads on one client vs one raw connection pipelining {t}"),
+        lc,
+        median(&w.raw_conc),
+        Unit::Rate("req/s"),
+    ));
+}
+
+fn event_rows(rows: &mut Vec<Row>, plan: &Plan, e: &Events) {
+    let raw_rate = median(&e.raw_rate);
+    // The floor is the faster of its two ways of waiting, per statistic.
+    let floor = |p: f64| pct(&e.raw_lat, p).min(pct(&e.busy_lat, p));
+    for (how, rate, lat) in [
+        ("`next`", &e.lib_rate, &e.lib_lat),
+        ("callback", &e.cb_rate, &e.cb_lat),
+    ] {
+        rows.push(
+            Row::new(
+                "5",
+                format!("events/s through {how}, bursts of {}", plan.burst),
+                median(rate),
+                raw_rate,
+                Unit::Rate("ev/s"),
+            )
+            .target(Target::RatioMin(1.0)),
+        );
+        rows.push(
+            Row::new(
+                "5",
+                format!("event latency p50 through {how} (n = {})", lat.len()),
+                median(lat),
+                floor(50.0),
+                Unit::Us,
+            )
+            .plus()
+            .target(Target::PlusMax(5.0)),
+        );
+        rows.push(
+            Row::new(
+                "5",
+                format!("event latency p99 through {how}"),
+                pct(lat, 99.0),
+                floor(99.0),
+                Unit::Us,
+            )
+            .plus()
+            .target(Target::RatioMax(1.1)),
+        );
+    }
+    for (how, v) in [
+        ("sleeping in epoll", &e.raw_lat),
+        ("busy-polling", &e.busy_lat),
+    ] {
+        for (p, name) in [(50.0, "p50"), (99.0, "p99")] {
+            rows.push(
+                Row::new(
+                    "5",
+                    format!("event latency {name} through `next` vs the floor {how}"),
+                    pct(&e.lib_lat, p),
+                    pct(v, p),
+                    Unit::Us,
+                )
+                .plus(),
+            );
+        }
+    }
+}
+
+fn scale_rows(rows: &mut Vec<Row>, accounts: usize, s: &Scale) {
+    let worst = |v: &[Value], f: &dyn Fn(&Value) -> f64| v.iter().map(f).fold(f64::NAN, f64::max);
+    let field = |x: &Value, k: &str| x[k].as_f64().unwrap_or(f64::NAN);
+    let bg = |x: &Value| field(x, "threads_open") - field(x, "threads_before");
+    rows.push(
+        Row::new(
+            "6",
+            format!("background threads, {accounts} accounts with open streams"),
+            worst(&s.lib, &bg),
+            worst(&s.raw, &bg),
+            Unit::Count,
+        )
+        .target(Target::AbsMax(4.0)),
+    );
+    let rss = |x: &Value| field(x, "rss_open");
+    rows.push(
+        Row::new(
+            "6",
+            format!("RSS (VmRSS), {accounts} accounts with open streams"),
+            worst(&s.lib, &rss),
+            worst(&s.raw, &rss),
+            Unit::Bytes,
+        )
+        .target(Target::AbsMax(64.0 * 1024.0 * 1024.0)),
+    );
+    let left = |x: &Value| field(x, "threads_after") - field(x, "threads_before");
+    rows.push(Row::new(
+        "6",
+        "threads left after every stream and client is freed",
+        worst(&s.lib, &left),
+        worst(&s.raw, &left),
+        Unit::Count,
+    ));
     let open = |v: &[Value]| {
         median(
             &v.iter()
-                .filter_map(|x| x["open_ms"].as_f64())
+                .map(|x| field(x, "open_ms") * 1000.0)
                 .collect::<Vec<_>>(),
         )
     };
-    if let Some(c) = c {
-        let (ls, rs) = (steps(&c.lib_steps), steps(&c.raw_steps));
-        md.push_str(&format!(
-            "\nRow 1, step by step (medians). Library: config with CA {}, client new (runtime, \
-             TLS connector) {}, first start (TCP + TLS + upgrade + request) {}, client free {}. \
-             Floor: runtime and TLS connector {}, TCP + TLS + upgrade {}, request {}, close {}.\n",
-            ls[0], ls[1], ls[2], ls[3], rs[0], rs[1], rs[2], rs[3],
+    rows.push(Row::new(
+        "6",
+        format!("opening the {accounts} streams"),
+        open(&s.lib),
+        open(&s.raw),
+        Unit::Us,
+    ));
+    if let Some((stripped, _)) = s.so_size {
+        rows.push(Row::new(
+            "6",
+            "libbinance_uds.so, stripped",
+            stripped as f64,
+            f64::NAN,
+            Unit::Bytes,
         ));
     }
-    if let Some(s) = s {
-        md.push_str(&format!(
-            "\nRow 6: opening the {} streams took {:.0} ms (floor: {:.0} ms).\n",
-            plan.scale_accounts,
-            open(&s.lib),
-            open(&s.raw),
+}
+
+const NEEDS_SUBSCRIBE: &str = "not measured yet: needs the SUBSCRIBE form on \
+    /private/stream in both the local exchange (on branch exchange) and the library's stream \
+    (being rewritten); the SDKs subscribe only that way";
+
+fn peer_rows(rows: &mut Vec<Row>, runs: &[PeerRun]) {
+    for r in runs {
+        let p = &r.peer;
+        let name = format!("{}: {} vs {}", p.lang, p.lib_name, p.sdk_name);
+        let why = r.failed.clone().unwrap_or_default();
+        let row = |what: &str, lib: f64, sdk: f64| {
+            let row =
+                Row::new(p.id, format!("{name}: {what}"), lib, sdk, Unit::Us).target(Target::Ahead);
+            if why.is_empty() {
+                row
+            } else {
+                row.note(format!("not measured: {why}"))
+            }
+        };
+        rows.push(row(
+            "cold to first key, in process",
+            median(&r.lib_cold),
+            median(&r.sdk_cold),
         ));
+        rows.push(row(
+            "cold to first key, whole process",
+            median(&r.lib_wall),
+            median(&r.sdk_wall),
+        ));
+        rows.push(row(
+            &format!("warm keepalive p50 (n = {} each)", r.lib_warm.len()),
+            median(&r.lib_warm),
+            median(&r.sdk_warm),
+        ));
+        rows.push(row(
+            "warm keepalive p99",
+            pct(&r.lib_warm, 99.0),
+            pct(&r.sdk_warm, 99.0),
+        ));
+        rows.push(
+            Row::new(
+                p.id,
+                format!("{name}: user-stream event latency"),
+                f64::NAN,
+                f64::NAN,
+                Unit::Us,
+            )
+            .note(NEEDS_SUBSCRIBE),
+        );
     }
-    md.push_str(&format!(
-        "\n## How each row is measured\n\n\
+}
+
+/// How each row is measured (goes into BENCHMARKS.md with the run).
+fn method(plan: &Plan) -> String {
+    format!(
+        "## How each row is measured\n\n\
+**The floor** (`benches/uds/raw.rs`) is the fastest client of the same stack written by \
+hand: one current-thread tokio runtime owned by the caller, the caller's own thread \
+polling the socket inside `block_on` (so an answer is read by the thread that waits for \
+it: no hand-off, no wake-up of another thread), a native-tls connector with the same \
+roots, tokio-tungstenite with the library's buffer sizes, `serde_json::from_str::<Value>` \
+on every answer or event, and nothing else: no session, no id routing, no timeouts, no \
+error mapping, no queue. Nothing it does can be left out by a real client, and every \
+alternative of the same stack adds work on the path (a multi-thread runtime adds a \
+cross-thread wake-up per answer; a reader task adds a channel). It waits for an answer or \
+event two ways, measured alternately: sleeping in epoll (tokio's default) and busy-polling \
+(`raw::busy`: the task yields between polls, so the runtime checks the socket with a zero \
+timeout and the thread never sleeps, which on this VM saves a wake-up of tens of µs); for \
+each statistic the faster of the two is the floor, and rows 3 and 5 also show both.\n\n\
 1. **Cold.** {n} pairs of fresh processes (this benchmark re-run as `child cold-lib` / \
 `child cold-raw`), alternating. Library: `binance_config_new`, `_set_api_key`, \
 `_set_endpoint`, `_add_root_certificate_pem`, `binance_client_new`, \
 `binance_config_free`, `binance_listen_key_start`, `binance_string_free`, \
-`binance_client_free`. Floor: current-thread tokio runtime, native-tls connector with the \
-CA (system roots + CA, TLS ≥ 1.2, as the library), TCP connect, TLS, WebSocket upgrade, \
-`userDataStream.start`, answer parsed with `serde_json::from_str::<Value>`, close frame. \
-Timed inside each process from before the first call to after the free/close (the CA file \
-is read before); *whole process* is spawn to exit as the parent sees it.\n\
-2. **Later clients.** In a third fresh process per pair (`child later`), after a first \
-client has its key: 5 × (client new + start + free) while the first stays open (connector \
-cached, runtime running); 5 × (control `drop` of the API connection, 30 ms for the client \
-to notice, then time `binance_listen_key_keepalive`, which reconnects); after the first \
-client is freed, 3 × (client new + start + free), where the shared runtime stops and starts \
-again each time. Baseline: the floor's cold figure of row 1.\n\
+`binance_client_free`. Floor: runtime, native-tls connector with the CA (system roots + \
+CA, TLS ≥ 1.2, as the library), TCP connect, TLS, WebSocket upgrade, \
+`userDataStream.start`, answer parsed, close frame. Timed inside each process from before \
+the first call to after the free/close (the CA file is read before); *whole process* is \
+spawn to exit as the parent sees it.\n\
+2. **Later clients.** In a fresh process every other pair (`child later`), after a first \
+client has its key: 5 × (client new + start + free) while the first stays open; 5 × \
+(control `drop` of the API connection, 30 ms for the client to notice, then time \
+`binance_listen_key_keepalive`, which reconnects); after the first client is freed, 3 × \
+(client new + start + free). Baseline: the floor's cold figure of row 1.\n\
 3. **Warm.** One open connection each, in this process: {blocks} alternating blocks of \
 {block} `binance_listen_key_keepalive` calls (key copied out and freed) and {block} raw \
-calls (send, read the answer, parse, take the key) on a current-thread runtime with \
-`block_on` per call.\n\
-4. **Concurrent.** {threads} threads calling keepalive on one client vs one raw connection \
-with a writer keeping {threads} requests in flight and a reader matching answers by id \
-(both on one current-thread runtime), {rounds} alternating rounds of {secs:.1} s; calls \
-completed in time / duration.\n\
-5. **Events.** Two accounts, so each burst reaches one consumer: the library's stream \
-(queue capacity {cap}) read with `binance_user_stream_next` (type, time and JSON read), and \
-a raw stream connection read with tokio-tungstenite and parsed with \
-`serde_json::from_str::<Value>`. Throughput: bursts of {burst} `emit`ted \
-ORDER_TRADE_UPDATE events (about 700 bytes), alternating, (n − 1) / (last − first return). \
-Latency: {paced} events per round, one every ~{gap} µs, {prounds} alternating rounds; each \
-event carries the exchange's CLOCK_REALTIME at the moment its connection task hands the \
-frame to the WebSocket writer (`{{send_ns}}`), subtracted from the consumer's clock when \
+calls (send, read the answer, parse, take the key).\n\
+4. **Concurrent.** {threads} threads calling keepalive on one client, against {threads} \
+threads each with a raw client of its own (a connection and a current-thread runtime \
+each: what blocking callers cost without the library), and against one raw connection \
+keeping {threads} requests in flight (a writer and a reader matching answers by id on one \
+thread); {rounds} alternating rounds of {secs:.1} s; calls completed / duration.\n\
+5. **Events.** Three accounts, so each burst reaches one consumer: the library's stream \
+read with `binance_user_stream_next`, a stream opened with \
+`binance_user_stream_open_callback` (the callback reads type, time and JSON and records \
+the latency; a waiting thread counts), and a raw stream connection read with \
+tokio-tungstenite and parsed with `serde_json::from_str::<Value>`. Throughput: bursts of \
+{burst} `emit`ted ORDER_TRADE_UPDATE events (about 700 bytes), rotating, (n − 1) / (last − \
+first return). Latency: {paced} events per round, one every ~{gap} µs, {prounds} rotating \
+rounds; each event carries the exchange's CLOCK_REALTIME when its connection task hands \
+the frame to the WebSocket writer (`send_ns`), subtracted from the consumer's clock when \
 the event is in its hands.\n\
-6. **Scale.** Fresh processes (`child scale-lib` / `child scale-raw`), {pairs} alternating \
-pairs: {accounts} distinct API keys, each a client with an open user stream (library), or \
-an API connection with its key and a stream connection, each with a reader task, on a \
-two-worker runtime (floor). Threads from /proc/self/task before the first client and with \
-all open (worst of the runs), VmRSS with all open. The .so is stripped from a copy.\n\
-7. **Python.** `benches/python_ws.py` with the `websockets` asyncio client: cold in a fresh \
-`python3` per pair of row 1 (timed from before the event loop and SSL context to after the \
-close handshake), warm {pyn} pings on one connection, once in the middle of row 3.\n",
+6. **Scale.** Fresh processes (`child scale-lib` / `child scale-raw`), {pairs} \
+alternating pairs: {accounts} distinct API keys, each a client with an open user stream \
+(library), or an API connection with its key and a stream connection, each with a reader \
+task, on a two-worker runtime (floor). Threads from /proc/self/task, VmRSS with all open \
+(worst of the runs). The .so is stripped from a copy.\n\
+P. **Official SDKs** (`benches/uds/peers.rs`; installed by `scripts/bench.sh`, pinned: \
+the Python SDK into a throwaway venv, the JS connector and koffi with npm, the Rust SDK \
+built as the workspace member `benches/peers/rust-sdk`). Each language's SDK against \
+binance-uds as a user of that language calls it: Python's `bindings/python` (ctypes), \
+Node.js calling the C API through koffi (synchronously), Rust through the C API. Both \
+sides run as child processes with one protocol (`cold` / `warm`), alternating SDK, \
+library, SDK, ...: {pcold} cold pairs per peer (timed inside the process from its first \
+line, imports included, to the first key; and spawn to exit), {pwarm} warm rounds of \
+{pn} keepalives each after 300 unmeasured. The SDKs are pointed at loopback as their \
+documentation allows: Python `stream_url` and `https_agent` (an `ssl.SSLContext` with \
+the exchange's CA), JS `wsURL` and `NODE_EXTRA_CA_CERTS`, Rust `ws_url` and `agent` (a \
+native-tls connector with the CA).\n",
         n = plan.cold_pairs,
         blocks = plan.warm_blocks,
         block = plan.warm_block,
         threads = plan.conc_threads,
         rounds = plan.conc_rounds,
         secs = plan.conc_secs,
-        cap = (plan.burst as u32 * 2).max(4096),
         burst = plan.burst,
         paced = plan.paced,
         gap = plan.paced_gap.as_micros(),
         prounds = plan.paced_rounds,
         pairs = plan.scale_pairs,
         accounts = plan.scale_accounts,
-        pyn = plan.python_warm,
-    ));
-    md.push('\n');
-    md.push_str(&profile_section());
-    md
-}
-
-/// The hand-written "## Profile" section of the current BENCHMARKS.md.
-fn profile_section() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
-    let old = std::fs::read_to_string(path).unwrap_or_default();
-    match old.find("\n## Profile") {
-        Some(at) => old[at + 1..].to_string(),
-        None => "## Profile\n\n(not written yet)\n".into(),
-    }
+        pcold = plan.peer_cold_pairs,
+        pwarm = plan.peer_warm_rounds,
+        pn = plan.peer_warm_n,
+    )
 }
 
 // ---------------------------------------------------------------- profile
@@ -1233,6 +1457,7 @@ fn profile_section() -> String {
 /// `profile <loop> [seconds]`: one loop alone, for a profiler.
 ///   warm-lib | warm-raw      keepalive on an open connection
 ///   conc-lib | conc-raw [N]  N (8) threads on one client | N pipelined
+///   conc-blocking [N]        N (8) threads, a raw client each
 ///   events-lib | events-raw  bursts of 20000 events
 fn profile(args: &[String]) {
     let what = args.first().map(String::as_str).unwrap_or("warm-lib");
@@ -1277,6 +1502,14 @@ fn profile(args: &[String]) {
             let depth = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(8);
             n = rt.block_on(raw_pipelined(&mut ws, "prof", depth, secs, &mut 1));
         }
+        "conc-blocking" => {
+            let cx = raw::connector(&ex.ca_pem);
+            let rt = current_thread_rt();
+            let mut ws = rt.block_on(raw::connect(&cx, &ex.ws_api));
+            rt.block_on(raw::call(&mut ws, 0, START, "prof"));
+            let threads = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(8);
+            n = raw_blocking_threads(&cx, &ex.ws_api, "prof", threads, secs);
+        }
         "events-lib" => {
             let cap = Some(1 << 16);
             let cfg = Config::new(&settings(&ex.ws_api, &ex.stream, &ex.ca_pem, "prof", cap))
@@ -1295,7 +1528,7 @@ fn profile(args: &[String]) {
             let mut ws = rt.block_on(async {
                 let mut api = raw::connect(&cx, &ex.ws_api).await;
                 let key = raw::call(&mut api, 1, START, "prof").await;
-                raw::connect(&cx, &format!("{}/ws/{key}", ex.stream)).await
+                raw::subscribe(&cx, &ex.stream, &key).await
             });
             while Instant::now() < end {
                 let (pending, cmd) = burst(ex.control, "prof", 20_000);

@@ -10,17 +10,17 @@ use binance_uds::config::{
 };
 use binance_uds::error::{binance_error, binance_error_free, binance_error_message};
 use binance_uds::event::{
-    binance_event, binance_event_free, binance_event_json, binance_event_time_ms,
-    binance_event_type,
+    binance_event, binance_event_free, binance_event_is_library, binance_event_json,
+    binance_event_time_ms, binance_event_type,
 };
 use binance_uds::listen_key::{binance_listen_key_keepalive, binance_listen_key_start};
 use binance_uds::status::{binance_status, BINANCE_OK, BINANCE_TIMEOUT};
 use binance_uds::string::binance_string_free;
 use binance_uds::user_stream::{
     binance_user_stream, binance_user_stream_close, binance_user_stream_next,
-    binance_user_stream_open,
+    binance_user_stream_open, binance_user_stream_open_callback,
 };
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, c_void, CStr, CString};
 use std::ptr::null_mut;
 
 /// Turns a status and its error object into a Result (freeing the error).
@@ -155,12 +155,12 @@ pub struct Stream(*mut binance_user_stream);
 // SAFETY: documented as readable from any thread.
 unsafe impl Send for Stream {}
 
-/// One event as the consumer sees it: borrowed pointers, freed on drop.
-pub struct Event(*mut binance_event);
+/// An event borrowed from the library (in a callback, or inside [`Event`]).
+pub struct EventRef(*const binance_event);
 
-impl Event {
+impl EventRef {
     pub fn kind(&self) -> &CStr {
-        // SAFETY: borrowed from the event, valid until it is freed.
+        // SAFETY: borrowed from the event, valid while it is.
         unsafe { CStr::from_ptr(binance_event_type(self.0)) }
     }
     pub fn time_ms(&self) -> i64 {
@@ -170,11 +170,24 @@ impl Event {
         // SAFETY: as in `kind`.
         unsafe { CStr::from_ptr(binance_event_json(self.0)) }.to_bytes()
     }
+    pub fn is_library(&self) -> bool {
+        binance_event_is_library(self.0) != 0
+    }
+}
+
+/// One event from `next`, as the consumer owns it: freed on drop.
+pub struct Event(EventRef);
+
+impl std::ops::Deref for Event {
+    type Target = EventRef;
+    fn deref(&self) -> &EventRef {
+        &self.0
+    }
 }
 
 impl Drop for Event {
     fn drop(&mut self) {
-        binance_event_free(self.0);
+        binance_event_free(self.0 .0.cast_mut());
     }
 }
 
@@ -198,13 +211,55 @@ impl Stream {
             return Ok(None);
         }
         check(st, err, "next")?;
-        Ok(Some(Event(ev)))
+        Ok(Some(Event(EventRef(ev))))
     }
 }
 
 impl Drop for Stream {
     fn drop(&mut self) {
         binance_user_stream_close(self.0);
+    }
+}
+
+/// What a callback stream calls with each event, on the library's thread.
+pub type OnEvent = Box<dyn Fn(&EventRef) + Send + Sync>;
+
+/// A `binance_user_stream` opened with `binance_user_stream_open_callback`.
+pub struct CallbackStream {
+    stream: *mut binance_user_stream,
+    /// Boxed twice so the C side holds a thin pointer; freed after close.
+    _on_event: Box<OnEvent>,
+}
+
+extern "C" fn trampoline(ev: *const binance_event, user_data: *mut c_void) {
+    // SAFETY: `user_data` is the `Box<OnEvent>` the stream was opened with,
+    // alive until the stream is closed, and no callback runs after that.
+    let on_event = unsafe { &*(user_data as *const OnEvent) };
+    // A panic must not unwind into the library.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| on_event(&EventRef(ev))));
+}
+
+impl CallbackStream {
+    pub fn open(client: &Client, on_event: OnEvent) -> Result<CallbackStream, String> {
+        let on_event = Box::new(on_event);
+        let user = &*on_event as *const OnEvent as *mut c_void;
+        let (mut s, mut err) = (null_mut(), null_mut());
+        check(
+            binance_user_stream_open_callback(client.0, Some(trampoline), user, &mut s, &mut err),
+            err,
+            "callback stream open",
+        )?;
+        Ok(CallbackStream {
+            stream: s,
+            _on_event: on_event,
+        })
+    }
+}
+
+impl Drop for CallbackStream {
+    fn drop(&mut self) {
+        // Returns once no callback runs any more; then the box may go.
+        binance_user_stream_close(self.stream);
     }
 }
 

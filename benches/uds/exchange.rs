@@ -27,6 +27,14 @@ impl Exchange {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let mut child = Command::new(exchange_bin::exchange_binary())
             .arg("--die-with-stdin")
+            // Benchmarks open hundreds of connections and run keepalives
+            // back to back: far above Binance's per-IP limits, on purpose.
+            .args([
+                "--api-weight-per-min",
+                "0",
+                "--stream-connects-per-5min",
+                "0",
+            ])
             .arg("--ca-out")
             .arg(dir.join("ca.pem"))
             .stdin(Stdio::piped())

@@ -6,8 +6,19 @@
 //! machine) on every answer, which on loopback or a colocated gateway is a
 //! large part of the round trip. So the caller first spins, yielding the
 //! CPU between checks, for a budget derived from recent round trips, and
-//! parks only if the answer is slower than that. On a distant server (round
-//! trips of milliseconds) the budget is zero: nothing is spun.
+//! parks only if the answer is slower than that.
+//!
+//! Whether spinning pays is measured, not assumed. Each call records how
+//! late its caller noticed the answer: after a park, the wake-up (from the
+//! waker's call to the caller running again); while spinning, the delay of
+//! the spinner's next check (long when the yield let other work run, as on
+//! a loaded machine). A caller spins only if spinners notice sooner than
+//! woken callers, and only while the expected wait is within a few
+//! wake-ups (`SPIN_WORTH`); one call in `EXPLORE` waits the other way, so
+//! both figures stay current. On a slower machine the round trip and the
+//! wake-up grow together, so the decision is the same; on a distant server
+//! (round trips of milliseconds against wake-ups of microseconds) nothing
+//! is spun.
 
 use std::future::Future;
 use std::pin::pin;
@@ -18,8 +29,14 @@ use std::thread::Thread;
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 
-/// Round trips longer than this are not worth spinning for.
-const SPIN_CEILING: Duration = Duration::from_micros(400);
+/// A caller spins for a round trip only if it is at most this many measured
+/// wake-ups long: spinning then costs at most this many times the CPU it
+/// saves in latency.
+const SPIN_WORTH: u64 = 8;
+/// Until a wake-up has been measured, it is assumed to cost this much.
+const DEFAULT_WAKE: Duration = Duration::from_micros(30);
+/// One call in this many waits the way not preferred, to measure it.
+const EXPLORE: u32 = 128;
 /// At most this many callers of one session spin at once (the machine's
 /// cores): with more, spinning ones would take the CPU from the reader they
 /// wait for.
@@ -28,38 +45,79 @@ fn max_spinners() -> u32 {
     *N.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(64) as u32))
 }
 
-/// Recent round trips of one session, and who is spinning.
+/// Recent round trips and wake-up costs of one session, and who is
+/// spinning.
 #[derive(Default)]
 pub struct SpinPolicy {
     /// Exponential moving average of round trips, in ns (0: none yet).
     rtt_ns: AtomicU64,
+    /// Exponential moving average of wake-ups after a park, in ns (0: none
+    /// measured yet).
+    wake_ns: AtomicU64,
+    /// Exponential moving average of how late a spinner noticed its
+    /// answer, in ns (0: none measured yet).
+    notice_ns: AtomicU64,
+    calls: AtomicU32,
     spinners: AtomicU32,
+}
+
+/// An exponential moving average (weight 1/8) in `avg`.
+fn average(avg: &AtomicU64, sample: Duration) {
+    let sample = sample.as_nanos().min(u64::MAX as u128) as u64;
+    let old = avg.load(Ordering::Relaxed);
+    let new = if old == 0 {
+        sample.max(1)
+    } else {
+        old - old / 8 + sample / 8
+    };
+    avg.store(new, Ordering::Relaxed);
 }
 
 impl SpinPolicy {
     /// How long a caller may spin now (zero: park at once).
     fn budget(&self) -> Duration {
         let rtt = Duration::from_nanos(self.rtt_ns.load(Ordering::Relaxed));
-        if rtt.is_zero() || rtt > SPIN_CEILING {
+        let wake = match self.wake_ns.load(Ordering::Relaxed) {
+            0 => DEFAULT_WAKE,
+            ns => Duration::from_nanos(ns),
+        };
+        if rtt.is_zero() || rtt.as_nanos() > wake.as_nanos() * u128::from(SPIN_WORTH) {
             return Duration::ZERO;
         }
-        rtt * 2
+        let notice = self.notice_ns.load(Ordering::Relaxed);
+        let prefer_spin = notice == 0 || u128::from(notice) < wake.as_nanos();
+        let explore = self.calls.fetch_add(1, Ordering::Relaxed) % EXPLORE == EXPLORE - 1;
+        if prefer_spin != explore {
+            rtt * 2
+        } else {
+            Duration::ZERO
+        }
     }
 
     fn record(&self, rtt: Duration) {
-        let sample = rtt.as_nanos().min(u64::MAX as u128) as u64;
-        let old = self.rtt_ns.load(Ordering::Relaxed);
-        let new = if old == 0 {
-            sample
-        } else {
-            old - old / 8 + sample / 8
-        };
-        self.rtt_ns.store(new, Ordering::Relaxed);
+        average(&self.rtt_ns, rtt);
     }
+
+    fn record_wake(&self, wake: Duration) {
+        average(&self.wake_ns, wake);
+    }
+
+    fn record_notice(&self, late: Duration) {
+        average(&self.notice_ns, late);
+    }
+}
+
+/// Nanoseconds since the first call, for timestamps kept in atomics.
+fn now_ns() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    epoch.elapsed().as_nanos().min(u64::MAX as u128) as u64
 }
 
 struct Flag {
     woken: AtomicBool,
+    /// When the waker was last called (`now_ns`).
+    woken_at: AtomicU64,
     thread: Thread,
 }
 
@@ -69,6 +127,7 @@ impl Wake for Flag {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
+        self.woken_at.store(now_ns(), Ordering::Relaxed);
         self.woken.store(true, Ordering::Release);
         self.thread.unpark();
     }
@@ -80,6 +139,7 @@ pub fn block_on<F: Future>(handle: &Handle, policy: &SpinPolicy, fut: F) -> F::O
     let _context = handle.enter();
     let flag = Arc::new(Flag {
         woken: AtomicBool::new(false),
+        woken_at: AtomicU64::new(0),
         thread: std::thread::current(),
     });
     let waker = Waker::from(flag.clone());
@@ -94,13 +154,25 @@ pub fn block_on<F: Future>(handle: &Handle, policy: &SpinPolicy, fut: F) -> F::O
         if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
             break out;
         }
+        let (mut parked, mut spun) = (false, false);
         while !flag.woken.load(Ordering::Acquire) {
             if spinning && started.elapsed() < budget {
                 std::thread::yield_now();
+                spun = true;
             } else {
                 // unpark() before park() makes park() return at once: no
                 // wake-up is lost between the check and the park.
                 std::thread::park();
+                parked = true;
+            }
+        }
+        if parked || spun {
+            let at = flag.woken_at.load(Ordering::Relaxed);
+            let late = Duration::from_nanos(now_ns().saturating_sub(at));
+            if parked {
+                policy.record_wake(late);
+            } else {
+                policy.record_notice(late);
             }
         }
     };
@@ -142,10 +214,40 @@ mod tests {
         assert_eq!(p.budget(), Duration::ZERO, "nothing measured: no spin");
         p.record(Duration::from_micros(50));
         assert_eq!(p.budget(), Duration::from_micros(100));
+        // One call in EXPLORE parks, to measure the wake-up.
+        let parks = (0..EXPLORE).filter(|_| p.budget().is_zero()).count();
+        assert_eq!(parks, 1);
         for _ in 0..100 {
             p.record(Duration::from_millis(20));
         }
         assert_eq!(p.budget(), Duration::ZERO, "distant server: no spin");
+    }
+
+    #[test]
+    fn budget_scales_with_the_measured_wake_up() {
+        // A round trip of 600 µs is worth spinning for only where a wake-up
+        // costs more than 600 / SPIN_WORTH µs: the same decision on a machine
+        // three times slower in both.
+        let fast = SpinPolicy::default();
+        fast.record_wake(Duration::from_micros(20));
+        fast.record(Duration::from_micros(600));
+        assert_eq!(fast.budget(), Duration::ZERO);
+        let slow = SpinPolicy::default();
+        slow.record_wake(Duration::from_micros(80));
+        slow.record(Duration::from_micros(600));
+        assert_eq!(slow.budget(), Duration::from_micros(1200));
+    }
+
+    #[test]
+    fn parks_where_spinners_notice_later_than_woken_callers() {
+        // A loaded machine: the yield lets other work run for longer than a
+        // wake-up takes, so spinning is no faster and costs CPU.
+        let p = SpinPolicy::default();
+        p.record(Duration::from_micros(50));
+        p.record_wake(Duration::from_micros(20));
+        p.record_notice(Duration::from_micros(200));
+        let spins = (0..EXPLORE).filter(|_| !p.budget().is_zero()).count();
+        assert_eq!(spins, 1, "only the one exploring call spins");
     }
 
     #[test]

@@ -348,6 +348,11 @@ struct Task {
     touched: Vec<Arc<Sink>>,
     /// When the current link last heard from the server.
     last_frame_ms: i64,
+    /// The latest event time ("E") delivered from this connection: events
+    /// stamped after it, sent but not yet arrived when the connection
+    /// ends, may be lost even if they were stamped before the last frame
+    /// arrived.
+    last_event_ms: i64,
 }
 
 impl Task {
@@ -377,6 +382,7 @@ impl Task {
             rotate_at: None,
             touched: Vec::new(),
             last_frame_ms: now_ms(),
+            last_event_ms: 0,
         }
     }
 
@@ -419,7 +425,7 @@ impl Task {
                     conn: self.stats.id,
                     reason: lost.reason,
                     message: lost.message.clone(),
-                    from_ms: self.last_frame_ms,
+                    from_ms: self.lost_since(),
                 });
             }
         }
@@ -452,6 +458,16 @@ impl Task {
     }
 }
 
+impl Task {
+    /// Since when events may be lost when this connection ends.
+    fn lost_since(&self) -> i64 {
+        match self.last_event_ms {
+            0 => self.last_frame_ms,
+            e => e.min(self.last_frame_ms),
+        }
+    }
+}
+
 /// `<base>/ws?listenKey=<key>`.
 pub fn query_url(base: &Endpoint, key: &str) -> Endpoint {
     let mut e = base.join("ws");
@@ -473,10 +489,19 @@ impl Task {
     /// Serves the connection until it is lost (or no stream is left).
     async fn serve(&mut self, mut link: Link) -> Lost {
         let silence = self.settings.silence;
+        // The silence and rotation timers live across reads and are reset
+        // only when their deadline moves (the silence one lazily, when it
+        // fires): re-arming timers per event would cost more than the event.
+        let silence_timer = sleep_until(link.last_frame + silence);
+        let rotate_timer = sleep_until(far());
+        tokio::pin!(silence_timer, rotate_timer);
         loop {
             let rotate_at = *self
                 .rotate_at
                 .get_or_insert(link.opened + self.settings.rotate_after);
+            if rotate_timer.deadline() != rotate_at {
+                rotate_timer.as_mut().reset(rotate_at);
+            }
             let next_request = self.next_request_at();
             let ack_deadline = self.requests.values().map(|r| r.deadline).min();
             tokio::select! {
@@ -508,12 +533,14 @@ impl Task {
                         return lost;
                     }
                 }
-                _ = sleep_until(link.last_frame + silence) => {
-                    if link.last_frame + silence <= Instant::now() {
+                _ = &mut silence_timer => {
+                    let deadline = link.last_frame + silence;
+                    if deadline <= Instant::now() {
                         return Lost::new("silent", format!("no frame from the server for {} ms", silence.as_millis()));
                     }
+                    silence_timer.as_mut().reset(deadline);
                 }
-                _ = sleep_until(rotate_at) => {
+                _ = &mut rotate_timer => {
                     match self.rotate(link).await {
                         Ok(new) => link = new,
                         Err(lost) => return lost,
@@ -542,14 +569,22 @@ impl Task {
         link: &mut Link,
         first: Option<std::result::Result<Message, tokio_tungstenite::tungstenite::Error>>,
     ) -> std::result::Result<(), Lost> {
-        link.heard();
+        // Only a frame that arrived counts as heard: the end of a
+        // connection is not, or a gap would start after events that were
+        // sent before the end and never arrived.
+        let heard = |link: &mut Link, msg: &Option<std::result::Result<Message, _>>| {
+            if matches!(msg, Some(Ok(m)) if !m.is_close()) {
+                link.heard();
+            }
+        };
+        heard(link, &first);
         let mut r = self.on_message(first);
         let mut n = 0;
         while r.is_ok() && n < BATCH {
             let Some(msg) = link.ws.next().now_or_never() else {
                 break;
             };
-            link.heard();
+            heard(link, &msg);
             r = self.on_message(msg);
             n += 1;
         }
@@ -647,7 +682,11 @@ impl Task {
         }
         let mut ev = ev;
         for sink in sinks {
-            sink.push(ev.take().unwrap_or_else(|| Event::from_wire(text)));
+            let e = ev.take().unwrap_or_else(|| Event::from_wire(text));
+            if e.time_ms() > self.last_event_ms {
+                self.last_event_ms = e.time_ms();
+            }
+            sink.push(e);
             if !self.touched.iter().any(|s| s.id == sink.id) {
                 self.touched.push(sink.clone());
             }

@@ -1,0 +1,113 @@
+//! Benchmark peer: the official Rust SDK (`binance-sdk`, USDⓈ-M futures
+//! WebSocket API) against the local exchange, as an application would use
+//! it. Run by `benches/uds.rs` as a child process, alternating with the
+//! library; prints one `RESULT {json}` line.
+//!
+//!   peer-rust-sdk cold WS_API CA_FILE API_KEY      first listenKey, in µs
+//!   peer-rust-sdk warm WS_API CA_FILE API_KEY N    N keepalives, each in µs
+//!
+//! The SDK is pointed at loopback with its documented `ws_url`, and trusts
+//! the exchange's CA through `agent` (a native-tls connector with the CA
+//! added to the system roots, as the library builds).
+
+use binance_sdk::config::{AgentConnector, ConfigurationWebsocketApi};
+use binance_sdk::derivatives_trading_usds_futures::websocket_api::{
+    KeepaliveUserDataStreamParams, StartUserDataStreamParams, WebsocketApi,
+};
+use binance_sdk::derivatives_trading_usds_futures::DerivativesTradingUsdsFuturesWsApi;
+use std::time::Instant;
+
+fn connector(ca_file: &str) -> AgentConnector {
+    let pem = std::fs::read(ca_file).expect("read the CA file");
+    let ca = native_tls::Certificate::from_pem(&pem).expect("CA PEM");
+    let tls = native_tls::TlsConnector::builder()
+        .add_root_certificate(ca)
+        .build()
+        .expect("TLS connector");
+    AgentConnector(tokio_tungstenite::Connector::NativeTls(tls))
+}
+
+async fn connect(ws_api: &str, ca_file: &str, api_key: &str) -> WebsocketApi {
+    let config = ConfigurationWebsocketApi::builder()
+        .api_key(api_key)
+        // The SDK wants a secret; user-stream calls are not signed.
+        .api_secret("unused")
+        .ws_url(ws_api)
+        .agent(connector(ca_file))
+        .build()
+        .expect("SDK config");
+    DerivativesTradingUsdsFuturesWsApi::from_config(config)
+        .connect()
+        .await
+        .expect("SDK connect")
+}
+
+async fn start(api: &WebsocketApi) -> String {
+    let answer = api
+        .start_user_data_stream(StartUserDataStreamParams::default())
+        .await
+        .expect("userDataStream.start");
+    answer
+        .data()
+        .expect("start answer")
+        .listen_key
+        .expect("a listenKey")
+}
+
+async fn keepalive(api: &WebsocketApi) -> String {
+    let answer = api
+        .keepalive_user_data_stream(KeepaliveUserDataStreamParams::default())
+        .await
+        .expect("userDataStream.ping");
+    answer
+        .data()
+        .expect("keepalive answer")
+        .listen_key
+        .expect("a listenKey")
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let a = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
+    let (ws_api, ca_file, api_key) = (a(1), a(2), a(3));
+    // Timed from before the runtime, as the library's cold row is timed
+    // from its first call.
+    let t0 = Instant::now();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let result = rt.block_on(async {
+        match a(0) {
+            "cold" => {
+                let api = connect(ws_api, ca_file, api_key).await;
+                let key = start(&api).await;
+                assert_eq!(key.len(), 64);
+                let us = t0.elapsed().as_secs_f64() * 1e6;
+                let _ = api.disconnect().await;
+                serde_json::json!({ "us": us })
+            }
+            "warm" => {
+                let n: usize = a(4).parse().expect("N");
+                let api = connect(ws_api, ca_file, api_key).await;
+                start(&api).await;
+                for _ in 0..n.min(300) {
+                    keepalive(&api).await;
+                }
+                let mut samples = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let t = Instant::now();
+                    let key = keepalive(&api).await;
+                    samples.push(t.elapsed().as_secs_f64() * 1e6);
+                    assert_eq!(key.len(), 64);
+                }
+                let _ = api.disconnect().await;
+                serde_json::json!({ "samples": samples })
+            }
+            other => panic!("unknown mode {other:?} (cold | warm)"),
+        }
+    });
+    println!("RESULT {result}");
+    // The SDK keeps background tasks; do not wait for them.
+    std::process::exit(0);
+}
