@@ -18,6 +18,7 @@ pub mod engine;
 mod ffi;
 mod panic;
 
+pub mod account;
 pub mod client;
 pub mod config;
 pub mod error;
