@@ -414,3 +414,30 @@ fn freeing_the_client_ends_a_snapshot_in_flight() {
     let e = waiter.join().unwrap().unwrap_err();
     assert_eq!(e.status, Status::ConnectionClosed, "{e:?}");
 }
+
+#[test]
+fn https_through_a_proxy_with_the_configured_roots() {
+    let (server, pem) = Server::start_tls(|r| Some(binance(r)));
+    let proxy = common::proxy::Proxy::start(None);
+    let mut cfg = config(&server);
+    cfg.set_rest_endpoint(&server.https_url()).unwrap();
+    cfg.set_proxy(&proxy.url()).unwrap();
+    // Not trusted yet: the certificate is refused.
+    let e = Client::new(&cfg).unwrap().account_snapshot().unwrap_err();
+    assert_eq!(e.status, Status::TlsFailed, "{e:?}");
+    assert!(server.requests().is_empty());
+    cfg.add_root_certificate_pem(&pem).unwrap();
+    let doc: Value =
+        serde_json::from_str(&Client::new(&cfg).unwrap().account_snapshot().unwrap()).unwrap();
+    assert_eq!(doc["open_orders"][0]["orderId"], 7);
+    assert_eq!(server.requests().len(), 5);
+    assert!(
+        proxy
+            .tunnels()
+            .iter()
+            .all(|t| *t == server.addr.to_string())
+            && !proxy.tunnels().is_empty(),
+        "{:?}",
+        proxy.tunnels()
+    );
+}

@@ -85,7 +85,7 @@ impl SigningKey {
         Ok(match self {
             SigningKey::Hmac(s) => Signer::Hmac(s.clone()),
             SigningKey::Ed25519Pem(pem) => {
-                Signer::Ed25519(Box::new(parse_ed25519(pem.expose(), "pem")?))
+                Signer::Ed25519(Box::new(parse_ed25519(pem.expose(), "pem")?), pem.clone())
             }
         })
     }
@@ -135,15 +135,16 @@ fn pem_label(pem: &str) -> Option<&str> {
 /// Signs request payloads.
 pub enum Signer {
     Hmac(Secret),
-    /// `ed25519_dalek::SigningKey` zeroes itself when dropped.
-    Ed25519(Box<ed25519_dalek::SigningKey>),
+    /// `ed25519_dalek::SigningKey` zeroes itself when dropped; the PEM is
+    /// kept only to redact it.
+    Ed25519(Box<ed25519_dalek::SigningKey>, Secret),
 }
 
 impl fmt::Debug for Signer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Signer::Hmac(_) => "Signer::Hmac(<redacted>)",
-            Signer::Ed25519(_) => "Signer::Ed25519(<redacted>)",
+            Signer::Ed25519(..) => "Signer::Ed25519(<redacted>)",
         })
     }
 }
@@ -160,19 +161,25 @@ impl Signer {
                 mac.update(payload.as_bytes());
                 data_encoding::HEXLOWER.encode(&mac.finalize().into_bytes())
             }
-            Signer::Ed25519(key) => {
+            Signer::Ed25519(key, _) => {
                 let signature = key.sign(payload.as_bytes());
                 url_encode(&data_encoding::BASE64.encode(&signature.to_bytes()))
             }
         }
     }
 
-    /// Removes the secret from a text a server sent (HMAC: the secret is
-    /// never sent, but a hostile server must not be able to make it show).
+    /// Removes the key from a text a server sent. Neither key is ever sent
+    /// (only signatures made with it), but whatever a server says, the key
+    /// must not show: the HMAC secret whole, the PEM by its Base64 lines.
     pub fn redact(&self, text: &str) -> String {
         match self {
             Signer::Hmac(secret) => secret.redact(text),
-            Signer::Ed25519(_) => text.to_owned(),
+            Signer::Ed25519(_, pem) => pem
+                .expose()
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.len() >= 16 && !l.starts_with("-----"))
+                .fold(text.to_owned(), |t, line| Secret::new(line).redact(&t)),
         }
     }
 }
@@ -279,6 +286,18 @@ TwfSxD223y9mFKxS4mZfGIee+JEvh4bEGOJ0K1G4tSOvQPUhlGG/bqys
         assert!(e.message.contains("not an Ed25519"), "{}", e.message);
         let e = SigningKey::ed25519_pem(&"A".repeat(20_000), "pem").unwrap_err();
         assert!(e.message.contains("16384"), "{}", e.message);
+    }
+
+    #[test]
+    fn redact_removes_the_pem_lines() {
+        let pem = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIEzNCJso/5banbbDRuwRTg9bijGfNaumJNqM9u1PuKb7\n-----END PRIVATE KEY-----\n";
+        let signer = SigningKey::ed25519_pem(pem, "pem")
+            .unwrap()
+            .signer()
+            .unwrap();
+        let shown = signer
+            .redact("echo MC4CAQAwBQYDK2VwBCIEIEzNCJso/5banbbDRuwRTg9bijGfNaumJNqM9u1PuKb7 end");
+        assert_eq!(shown, "echo <redacted> end");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! answered by a closure, connections are kept alive, and every request is
 //! recorded.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -72,6 +72,29 @@ impl Server {
     /// Serves every request with `handler`; `None` means never answer
     /// (the connection stays open and silent).
     pub fn start(handler: impl Fn(&Request) -> Option<Response> + Send + Sync + 'static) -> Server {
+        Self::spawn(None, handler)
+    }
+
+    /// The same over TLS with a self-signed certificate for 127.0.0.1 and
+    /// localhost; returns the server and the certificate (PEM) to trust.
+    pub fn start_tls(
+        handler: impl Fn(&Request) -> Option<Response> + Send + Sync + 'static,
+    ) -> (Server, String) {
+        use openssl::ssl::{SslAcceptor, SslMethod};
+        use openssl::x509::X509;
+        let (pem, key) = self_signed();
+        let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+        acceptor
+            .set_certificate(&X509::from_pem(pem.as_bytes()).unwrap())
+            .unwrap();
+        acceptor.set_private_key(&key).unwrap();
+        (Self::spawn(Some(acceptor.build()), handler), pem)
+    }
+
+    fn spawn(
+        tls: Option<openssl::ssl::SslAcceptor>,
+        handler: impl Fn(&Request) -> Option<Response> + Send + Sync + 'static,
+    ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -86,8 +109,15 @@ impl Server {
                 }
                 let Ok(conn) = conn else { continue };
                 let n = c.fetch_add(1, Ordering::SeqCst);
-                let (r, h) = (r.clone(), handler.clone());
-                std::thread::spawn(move || serve(conn, n, r, h));
+                let (r, h, tls) = (r.clone(), handler.clone(), tls.clone());
+                std::thread::spawn(move || match tls {
+                    None => serve(conn, n, r, h),
+                    Some(acceptor) => {
+                        if let Ok(conn) = acceptor.accept(conn) {
+                            serve(conn, n, r, h)
+                        }
+                    }
+                });
             }
         });
         Server {
@@ -100,6 +130,10 @@ impl Server {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    pub fn https_url(&self) -> String {
+        format!("https://{}", self.addr)
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -123,9 +157,13 @@ impl Drop for Server {
     }
 }
 
-fn serve(conn: TcpStream, n: usize, requests: Arc<Mutex<Vec<Request>>>, handler: Arc<Handler>) {
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut conn = conn;
+fn serve(
+    conn: impl Read + Write,
+    n: usize,
+    requests: Arc<Mutex<Vec<Request>>>,
+    handler: Arc<Handler>,
+) {
+    let mut reader = BufReader::new(conn);
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -172,10 +210,49 @@ fn serve(conn: TcpStream, n: usize, requests: Arc<Mutex<Vec<Request>>>, handler:
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         head.push_str("\r\n");
+        let conn = reader.get_mut();
         if conn.write_all(head.as_bytes()).is_err()
             || conn.write_all(response.body.as_bytes()).is_err()
+            || conn.flush().is_err()
         {
             return;
         }
     }
+}
+
+/// A self-signed certificate for localhost and 127.0.0.1, and its key.
+pub fn self_signed() -> (String, openssl::pkey::PKey<openssl::pkey::Private>) {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::x509::extension::SubjectAlternativeName;
+    use openssl::x509::{X509NameBuilder, X509};
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "localhost").unwrap();
+    let name = name.build();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_serial_number(&BigNum::from_u32(7).unwrap().to_asn1_integer().unwrap())
+        .unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
+        .unwrap();
+    let san = SubjectAlternativeName::new()
+        .dns("localhost")
+        .ip("127.0.0.1")
+        .build(&b.x509v3_context(None, None))
+        .unwrap();
+    b.append_extension(san).unwrap();
+    b.sign(&key, MessageDigest::sha256()).unwrap();
+    let pem = String::from_utf8(b.build().to_pem().unwrap()).unwrap();
+    (pem, key)
 }
