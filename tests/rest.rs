@@ -11,56 +11,20 @@ use common::http::{Request, Response, Server};
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use ed25519_dalek::Verifier;
 use hmac::Mac;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const API_KEY: &str = "RESTKEYabcdef0123456789";
 const SECRET: &str = "RESTSECRETxyz9876543210";
 /// The server's clock runs this far ahead of ours.
 const SKEW_MS: i64 = 3_600_000;
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+use common::http::now_ms;
 
-/// What Binance answers when nothing special is asked.
 fn binance(r: &Request) -> Response {
-    match r.path.as_str() {
-        "/fapi/v1/time" => {
-            Response::json(200, json!({"serverTime": now_ms() + SKEW_MS}).to_string())
-        }
-        "/fapi/v3/account" => Response::json(
-            200,
-            json!({
-                "totalWalletBalance": "100.0",
-                "assets": [{"asset": "USDT", "walletBalance": "100.0", "updateTime": 11}],
-                "positions": [{"symbol": "BTCUSDT", "positionAmt": "0.010"}]
-            })
-            .to_string(),
-        ),
-        "/fapi/v3/positionRisk" => Response::json(
-            200,
-            json!([{"symbol": "BTCUSDT", "positionSide": "BOTH", "positionAmt": "0.010",
-                     "entryPrice": "60000.0", "updateTime": 12}])
-            .to_string(),
-        ),
-        "/fapi/v1/openOrders" => Response::json(
-            200,
-            json!([{"orderId": 7, "symbol": "BTCUSDT", "status": "NEW", "updateTime": 13}])
-                .to_string(),
-        ),
-        "/fapi/v1/openAlgoOrders" => Response::json(
-            200,
-            json!([{"algoId": 9, "symbol": "BTCUSDT", "algoStatus": "NEW", "updateTime": 14}])
-                .to_string(),
-        ),
-        _ => Response::json(404, r#"{"code":-1000,"msg":"no such path"}"#),
-    }
+    common::http::binance_answer(r, SKEW_MS)
 }
 
 fn config(server: &Server) -> Config {

@@ -7,6 +7,51 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// What Binance answers the snapshot's requests, with fixed content; the
+/// server clock runs `skew_ms` ahead of ours.
+pub fn binance_answer(r: &Request, skew_ms: i64) -> Response {
+    use serde_json::json;
+    match r.path.as_str() {
+        "/fapi/v1/time" => {
+            Response::json(200, json!({"serverTime": now_ms() + skew_ms}).to_string())
+        }
+        "/fapi/v3/account" => Response::json(
+            200,
+            json!({
+                "totalWalletBalance": "100.0",
+                "assets": [{"asset": "USDT", "walletBalance": "100.0", "updateTime": 11}],
+                "positions": [{"symbol": "BTCUSDT", "positionAmt": "0.010"}]
+            })
+            .to_string(),
+        ),
+        "/fapi/v3/positionRisk" => Response::json(
+            200,
+            json!([{"symbol": "BTCUSDT", "positionSide": "BOTH", "positionAmt": "0.010",
+                     "entryPrice": "60000.0", "updateTime": 12}])
+            .to_string(),
+        ),
+        "/fapi/v1/openOrders" => Response::json(
+            200,
+            json!([{"orderId": 7, "symbol": "BTCUSDT", "status": "NEW", "updateTime": 13}])
+                .to_string(),
+        ),
+        "/fapi/v1/openAlgoOrders" => Response::json(
+            200,
+            json!([{"algoId": 9, "symbol": "BTCUSDT", "algoStatus": "NEW", "updateTime": 14}])
+                .to_string(),
+        ),
+        _ => Response::json(404, r#"{"code":-1000,"msg":"no such path"}"#),
+    }
+}
 
 /// One request as received.
 #[derive(Clone, Debug)]
