@@ -241,10 +241,10 @@ extern "C" {
  Needs a signing key on the config (`binance_config_set_secret_key` or
  `binance_config_set_private_key_pem`): BINANCE_INVALID_ARGUMENT without
  one. Costs 91 request weight. Blocks until the snapshot is complete: up
- to the connect timeout plus 7 request timeouts (BINANCE_TIMEOUT after);
- one snapshot runs at a time per client, and a call made while another
- runs first waits for it, then shares the next one with the other calls
- that waited. BINANCE_RATE_LIMITED, without sending anything, when the
+ to the connect timeout plus 7 request timeouts (BINANCE_TIMEOUT after).
+ One snapshot runs at a time per client: a call made while another runs
+ first waits for it (so it may block up to twice that bound), then shares
+ the next one with the other calls that waited. BINANCE_RATE_LIMITED, without sending anything, when the
  request weight left this minute is too small or after a 429/418 until
  the time the server gave (`binance_error_retry_after_ms`); a -1021
  (timestamp outside recvWindow) resynchronises the clock and is retried

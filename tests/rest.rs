@@ -405,3 +405,24 @@ fn https_through_a_proxy_with_the_configured_roots() {
         proxy.tunnels()
     );
 }
+
+#[test]
+fn the_stream_gets_the_snapshot_as_a_library_event() {
+    let server = Server::start(|r| Some(binance(r)));
+    let client = Client::new(&config(&server)).unwrap();
+    let rest = client.rest().unwrap().clone();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let event = rt.block_on(rest.fetch_snapshot_event()).unwrap();
+    assert_eq!(event.kind(), "binance.account_snapshot");
+    assert!(event.is_library());
+    assert!(event.time_ms() > 0);
+    assert_eq!(event.get("/open_orders/0/orderId").as_deref(), Some("7"));
+    assert_eq!(
+        event.get("/positions/0/positionAmt").as_deref(),
+        Some("0.010")
+    );
+}
