@@ -48,3 +48,32 @@ lib="$PWD/target/debug/libbinance_uds.so"
 got=$(cd / && BINANCE_UDS_LIBRARY="$lib" "$venv/bin/python" -c 'import binance_uds; print(binance_uds.version())')
 [ "$got" = "$want" ] || { echo "installed module reports $got, Cargo.toml says $want"; exit 1; }
 echo "binance_uds $got installed with pip and loaded"
+
+# --- official Binance SDKs against the local exchange (issue 9) ---
+# They are code nobody here wrote: if they work against the local exchange,
+# it speaks Binance's protocol, not just the library's idea of it. Each is
+# installed into a throwaway directory; only that install needs the network.
+PY_SDK=(binance-sdk-derivatives-trading-usds-futures==18.1.0 binance-common==4.7.0)
+JS_SDK=@binance/derivatives-trading-usds-futures@38.1.1
+sdk_venv=$(mktemp -d)
+js_dir=$(mktemp -d)
+trap 'rm -rf "$venv" "$sdk_venv" "$js_dir"' EXIT
+export BINANCE_UDS_EXCHANGE="$PWD/target/debug/local-exchange"
+
+step "official Python SDK (${PY_SDK[0]}) opens its user data stream (tests/sdk/python_sdk.py)"
+python3 -m venv "$sdk_venv"
+"$sdk_venv/bin/python" -m pip install --quiet --disable-pip-version-check "${PY_SDK[@]}" || {
+    echo "test.sh: pip could not install ${PY_SDK[*]} from the package registry (no network, or PyPI unreachable?): the SDK test cannot run"
+    exit 1
+}
+"$sdk_venv/bin/python" tests/sdk/python_sdk.py
+
+step "official Python SDK's REST and signed WebSocket API calls, HMAC and Ed25519 (tests/sdk/python_sdk_rest.py)"
+"$sdk_venv/bin/python" tests/sdk/python_sdk_rest.py
+
+step "official JS connector ($JS_SDK) opens its user data stream (tests/sdk/js_sdk.cjs)"
+(cd "$js_dir" && npm init -y >/dev/null && npm install --silent --no-audit --no-fund "$JS_SDK") || {
+    echo "test.sh: npm could not install $JS_SDK from the registry (no network, or npm unreachable?): the SDK test cannot run"
+    exit 1
+}
+NODE_PATH="$js_dir/node_modules" node tests/sdk/js_sdk.cjs

@@ -122,13 +122,14 @@ async fn start_ping_stop_and_key_reuse() {
     let k1 = listen_key(&r);
     assert_eq!(r["id"], 1);
     let rl = &r["rateLimits"][0];
+    // Per IP: two handshakes (5 each) and this request (1).
     assert_eq!(
         (
             rl["rateLimitType"].as_str(),
             rl["limit"].as_u64(),
             rl["count"].as_u64()
         ),
-        (Some("REQUEST_WEIGHT"), Some(2400), Some(1))
+        (Some("REQUEST_WEIGHT"), Some(2400), Some(11))
     );
 
     // Same account on another connection: same key. Another account: another key.
@@ -211,7 +212,8 @@ async fn malformed_requests_and_routes() {
     let r = call(&mut quiet, req(json!(1), "userDataStream.start", "k")).await;
     assert!(r.get("rateLimits").is_none(), "{r}");
     let r = call(&mut quiet, json!({"id": 2, "method": "userDataStream.ping", "params": {"apiKey": "k", "returnRateLimits": true}})).await;
-    assert_eq!(r["rateLimits"][0]["count"], 2);
+    // Weight per IP: 2 handshakes (5 each) and 11 requests so far.
+    assert_eq!(r["rateLimits"][0]["count"], 21, "{r}");
 
     // Routes: 404 elsewhere, the legacy route accepted.
     let base = ex.ws_api.trim_end_matches("/ws-fapi/v1").to_string();
@@ -243,7 +245,7 @@ async fn fail_then_emit_with_increasing_e() {
     );
     let key = listen_key(&call(&mut ws, req(json!(3), "userDataStream.start", "acct")).await);
 
-    let mut stream = connect(&ex, &format!("{}/ws/{key}", ex.stream)).await;
+    let mut stream = connect(&ex, &format!("{}/ws?listenKey={key}", ex.stream)).await;
     let a = ex.control(json!({"cmd": "emit", "api_key": "acct", "count": 5}));
     assert_eq!(
         (a["emitted"].as_u64(), a["delivered"].as_u64()),
@@ -288,7 +290,7 @@ async fn listen_key_expired_on_lapse() {
     let mut ws = connect(&ex, &ex.ws_api).await;
     let t0 = Instant::now();
     let key = listen_key(&call(&mut ws, req(json!(1), "userDataStream.start", "lapse")).await);
-    let mut stream = connect(&ex, &format!("{}/ws/{key}", ex.stream)).await;
+    let mut stream = connect(&ex, &format!("{}/ws?listenKey={key}", ex.stream)).await;
     let ev = next_json(&mut stream).await;
     let waited = t0.elapsed();
     assert!(
@@ -419,7 +421,7 @@ async fn connection_commands() {
         Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 503),
         other => panic!("expected 503, got {:?}", other.map(|_| ())),
     }
-    let mut stream = connect(&ex, &format!("{}/ws/{key}", ex.stream)).await;
+    let mut stream = connect(&ex, &format!("{}/ws?listenKey={key}", ex.stream)).await;
     ex.control(json!({"cmd": "refuse", "enabled": false}));
     assert_eq!(ex.stats()["refused_total"], 1);
 
@@ -487,7 +489,7 @@ async fn emit_raw_stamps_the_send_time() {
     let ex = Exchange::start(&[]);
     let mut ws = connect(&ex, &ex.ws_api).await;
     let key = listen_key(&call(&mut ws, req(json!(1), "userDataStream.start", "stamp")).await);
-    let mut stream = connect(&ex, &format!("{}/ws/{key}", ex.stream)).await;
+    let mut stream = connect(&ex, &format!("{}/ws?listenKey={key}", ex.stream)).await;
     let now_ns = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -505,4 +507,703 @@ async fn emit_raw_stamps_the_send_time() {
     );
     assert!(before <= sa && sa <= sb && sb <= after, "{a} {b}");
     assert!(a["E"].as_u64().unwrap() < b["E"].as_u64().unwrap());
+}
+
+/// The next text message, as the exact text.
+async fn next_text(ws: &mut Ws) -> String {
+    loop {
+        match timeout(WAIT, ws.next()).await.expect("no message in time") {
+            Some(Ok(Message::Text(t))) => return t.to_string(),
+            Some(Ok(_)) => {}
+            other => panic!("connection ended: {other:?}"),
+        }
+    }
+}
+
+/// `scheme://host:port` of the exchange.
+fn base(ex: &Exchange) -> String {
+    ex.ws_api.trim_end_matches("/ws-fapi/v1").to_string()
+}
+
+/// Starts a listenKey for `api_key` on a fresh API connection.
+async fn start_key(ex: &Exchange, api_key: &str) -> String {
+    let mut ws = connect(ex, &ex.ws_api).await;
+    listen_key(&call(&mut ws, req(json!(1), "userDataStream.start", api_key)).await)
+}
+
+fn emit_raw(ex: &Exchange, api_key: &str, raw: &str) -> Value {
+    ex.control(json!({"cmd": "emit", "api_key": api_key, "raw": raw}))
+}
+
+fn stream_conns(ex: &Exchange) -> Value {
+    ex.control(json!({"cmd": "stream_connections"}))
+}
+
+#[tokio::test]
+async fn subscribe_form_wraps_and_routes_by_key() {
+    let ex = Exchange::start(&[]);
+    let (k1, k2) = (start_key(&ex, "sub1").await, start_key(&ex, "sub2").await);
+    let mut a = connect(&ex, &format!("{}/stream?streams=", ex.stream)).await;
+    let mut b = connect(&ex, &format!("{}/stream", ex.stream)).await;
+    let ack = call(
+        &mut a,
+        json!({"method": "SUBSCRIBE", "params": [k1, k2], "id": 1}),
+    )
+    .await;
+    assert_eq!(ack, json!({"result": null, "id": 1}));
+    let ack = call(
+        &mut b,
+        json!({"method": "SUBSCRIBE", "params": [k2, "notakey"], "id": 7}),
+    )
+    .await;
+    assert_eq!(ack, json!({"result": null, "id": 7}));
+    let list = call(&mut a, json!({"method": "LIST_SUBSCRIPTIONS", "id": 2})).await;
+    assert_eq!(list, json!({"result": [k1, k2], "id": 2}));
+
+    // The event is inside the wrapper byte for byte; each key to its subscribers.
+    let ev = r#"{"e":"ORDER_TRADE_UPDATE","E":{E},"o":{"s":"BTCUSDT","q":"0.0010"}}"#;
+    let r = emit_raw(&ex, "sub1", ev);
+    let e1 = r["first_E"].as_u64().unwrap();
+    assert_eq!(r["delivered"], 1);
+    assert_eq!(
+        next_text(&mut a).await,
+        format!(
+            r#"{{"stream":"{k1}","data":{}}}"#,
+            ev.replace("{E}", &e1.to_string())
+        )
+    );
+    assert_eq!(emit_raw(&ex, "sub2", ev)["delivered"], 2);
+    for ws in [&mut a, &mut b] {
+        let w = next_json(ws).await;
+        assert_eq!(
+            (&w["stream"], &w["data"]["e"]),
+            (&json!(k2), &json!("ORDER_TRADE_UPDATE"))
+        );
+    }
+
+    // UNSUBSCRIBE: nothing more for that key on this connection.
+    let ack = call(
+        &mut a,
+        json!({"method": "UNSUBSCRIBE", "params": [k1], "id": 3}),
+    )
+    .await;
+    assert_eq!(ack, json!({"result": null, "id": 3}));
+    assert_eq!(emit_raw(&ex, "sub1", ev)["delivered"], 0);
+    quiet_for(&mut a, Duration::from_millis(100)).await;
+
+    // SET_PROPERTY combined=false: bare events.
+    let r = call(
+        &mut b,
+        json!({"method": "SET_PROPERTY", "params": ["combined", false], "id": 4}),
+    )
+    .await;
+    assert_eq!(r, json!({"result": null, "id": 4}));
+    let r = call(
+        &mut b,
+        json!({"method": "GET_PROPERTY", "params": ["combined"], "id": 5}),
+    )
+    .await;
+    assert_eq!(r, json!({"result": false, "id": 5}));
+    emit_raw(&ex, "sub2", ev);
+    assert_eq!(next_json(&mut b).await["e"], "ORDER_TRADE_UPDATE");
+    assert_eq!(next_json(&mut a).await["stream"], json!(k2));
+
+    let c = stream_conns(&ex);
+    let conns = c["connections"].as_array().unwrap();
+    assert_eq!(conns.len(), 2, "{c}");
+    assert_eq!(
+        (&conns[0]["path"], &conns[0]["form"], &conns[0]["keys"]),
+        (&json!("/private/stream"), &json!("subscribe"), &json!([k2]))
+    );
+    assert_eq!(conns[1]["keys"], json!([k2, "notakey"]));
+    assert_eq!(c["path_form_connects"], 0);
+}
+
+#[tokio::test]
+async fn stream_request_errors() {
+    let ex = Exchange::start_plain(&[]);
+    let mut ws = connect(&ex, &format!("{}/stream", ex.stream)).await;
+    let cases = [
+        ("{nope", json!(3), None),
+        (
+            r#"{"method":"SUBSCRIBE","params":["k"],"id":"abc"}"#,
+            json!(2),
+            None,
+        ),
+        (
+            r#"{"method":"SUBSCRIBE","params":["k"],"id":-1}"#,
+            json!(2),
+            None,
+        ),
+        (r#"{"method":"SUBSCRIBE","params":["k"]}"#, json!(2), None),
+        (r#"{"params":["k"],"id":9}"#, json!(2), Some(9)),
+        (r#"{"method":"PING","id":10}"#, json!(2), Some(10)),
+        (
+            r#"{"method":"SUBSCRIBE","params":"k","id":11}"#,
+            json!(2),
+            Some(11),
+        ),
+        (
+            r#"{"method":"SUBSCRIBE","params":[5],"id":12}"#,
+            json!(2),
+            Some(12),
+        ),
+        (
+            r#"{"method":"GET_PROPERTY","params":["nope"],"id":13}"#,
+            json!(0),
+            Some(13),
+        ),
+        (
+            r#"{"method":"SET_PROPERTY","params":["combined",1],"id":14}"#,
+            json!(1),
+            Some(14),
+        ),
+    ];
+    for (text, code, id) in cases {
+        send(&mut ws, text).await;
+        let r = next_json(&mut ws).await;
+        assert_eq!(r["code"], code, "{text}: {r}");
+        assert!(r["msg"].as_str().is_some(), "{r}");
+        assert_eq!(r.get("id").and_then(Value::as_u64), id, "{text}: {r}");
+    }
+    // --stream-string-ids accepts what the official SDKs send.
+    let ex = Exchange::start_plain(&["--stream-string-ids"]);
+    let mut ws = connect(&ex, &format!("{}/stream", ex.stream)).await;
+    let id = "2b0a6c7e-6f35-4f8e-9d40-0d4bbbd30c61";
+    let r = call(
+        &mut ws,
+        json!({"method": "SUBSCRIBE", "params": ["k"], "id": id}),
+    )
+    .await;
+    assert_eq!(r, json!({"result": null, "id": id}));
+}
+
+#[tokio::test]
+async fn query_forms_filter_events() {
+    let ex = Exchange::start(&[]);
+    let (k1, k2) = (start_key(&ex, "q1").await, start_key(&ex, "q2").await);
+    let mut ws_form = connect(
+        &ex,
+        &format!(
+            "{}/ws?listenKey={k1}&events=ACCOUNT_UPDATE/TRADE_LITE",
+            ex.stream
+        ),
+    )
+    .await;
+    let mut multi = connect(
+        &ex,
+        &format!(
+            "{}/stream?listenKey={k1}&events=ORDER_TRADE_UPDATE&listenKey={k2}",
+            ex.stream
+        ),
+    )
+    .await;
+    for typ in ["ORDER_TRADE_UPDATE", "ACCOUNT_UPDATE"] {
+        ex.control(json!({"cmd": "emit", "api_key": "q1", "type": typ}));
+    }
+    ex.control(json!({"cmd": "emit", "api_key": "q2", "type": "MARGIN_CALL"}));
+    let ev = next_json(&mut ws_form).await;
+    assert_eq!(
+        (&ev["e"], ev.get("stream")),
+        (&json!("ACCOUNT_UPDATE"), None)
+    );
+    let ev = next_json(&mut multi).await;
+    assert_eq!(
+        (&ev["stream"], &ev["data"]["e"]),
+        (&json!(k1), &json!("ORDER_TRADE_UPDATE"))
+    );
+    let ev = next_json(&mut multi).await;
+    assert_eq!(
+        (&ev["stream"], &ev["data"]["e"]),
+        (&json!(k2), &json!("MARGIN_CALL"))
+    );
+
+    // listenKeyExpired passes every filter.
+    ex.control(json!({"cmd": "expire", "api_key": "q1"}));
+    assert_eq!(next_json(&mut ws_form).await["e"], "listenKeyExpired");
+    let ev = next_json(&mut multi).await;
+    assert_eq!(
+        (&ev["stream"], &ev["data"]["e"]),
+        (&json!(k1), &json!("listenKeyExpired"))
+    );
+
+    let c = stream_conns(&ex);
+    assert_eq!(c["connections"][0]["form"], "query");
+    assert_eq!(c["connections"][0]["path"], "/private/ws");
+    assert_eq!(
+        c["connections"][1]["events"],
+        json!([["ORDER_TRADE_UPDATE"], null])
+    );
+
+    // stop closes a query-form connection left with no valid key.
+    let mut api = connect(&ex, &ex.ws_api).await;
+    call(&mut api, req(json!(1), "userDataStream.stop", "q2")).await;
+    assert_eq!(close_code(&mut multi).await, 1000);
+}
+
+#[tokio::test]
+async fn path_legacy_and_dead_keys_are_silent() {
+    let ex = Exchange::start(&[]);
+    let key = start_key(&ex, "silent").await;
+    let mut path = connect(&ex, &format!("{}/ws/{key}", ex.stream)).await;
+    let mut legacy = connect(&ex, &format!("{}/ws/{key}", base(&ex))).await;
+    let mut subscribed = connect(&ex, &format!("{}/stream", ex.stream)).await;
+    let r = call(
+        &mut subscribed,
+        json!({"method": "SUBSCRIBE", "params": [key], "id": 1}),
+    )
+    .await;
+    assert_eq!(r["id"], 1);
+    let r = ex.control(json!({"cmd": "emit", "api_key": "silent"}));
+    assert_eq!(r["delivered"], 1, "only the SUBSCRIBE connection");
+    next_json(&mut subscribed).await;
+    quiet_for(&mut path, Duration::from_millis(100)).await;
+    quiet_for(&mut legacy, Duration::from_millis(10)).await;
+
+    // A dead (stopped) key: SUBSCRIBE is still acknowledged, nothing comes.
+    let mut api = connect(&ex, &ex.ws_api).await;
+    call(&mut api, req(json!(1), "userDataStream.stop", "silent")).await;
+    let mut late = connect(&ex, &format!("{}/stream", ex.stream)).await;
+    let r = call(
+        &mut late,
+        json!({"method": "SUBSCRIBE", "params": [key], "id": 2}),
+    )
+    .await;
+    assert_eq!(r, json!({"result": null, "id": 2}));
+    assert_eq!(
+        ex.control(json!({"cmd": "emit", "api_key": "silent"}))["delivered"],
+        0
+    );
+    quiet_for(&mut late, Duration::from_millis(100)).await;
+    // The SUBSCRIBE-form connection stays open after stop.
+    quiet_for(&mut subscribed, Duration::from_millis(10)).await;
+
+    let c = stream_conns(&ex);
+    let forms: Vec<&str> = c["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["form"].as_str().unwrap())
+        .collect();
+    assert_eq!(forms, ["path", "legacy", "subscribe", "subscribe"]);
+    assert_eq!(
+        (&c["path_form_connects"], &c["legacy_connects"]),
+        (&json!(1), &json!(1))
+    );
+}
+
+#[tokio::test]
+async fn market_routes_accept_and_subscribe() {
+    let ex = Exchange::start(&[]);
+    let b = base(&ex);
+    for path in [
+        "/public/stream?streams=",
+        "/market/stream?streams=btcusdt@aggTrade",
+        "/public/ws",
+        "/market/ws/btcusdt@markPrice",
+    ] {
+        let mut ws = connect(&ex, &format!("{b}{path}")).await;
+        let r = call(
+            &mut ws,
+            json!({"method": "SUBSCRIBE", "params": ["ethusdt@bookTicker"], "id": 1}),
+        )
+        .await;
+        assert_eq!(r, json!({"result": null, "id": 1}), "{path}");
+        let r = call(&mut ws, json!({"method": "LIST_SUBSCRIPTIONS", "id": 2})).await;
+        assert!(r["result"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("ethusdt@bookTicker")));
+    }
+    let c = stream_conns(&ex);
+    assert!(c["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["form"] == "market"));
+}
+
+#[tokio::test]
+async fn stream_limits_disconnect() {
+    let ex = Exchange::start_plain(&[
+        "--stream-max-msgs-per-sec",
+        "3",
+        "--stream-max-streams",
+        "2",
+    ]);
+    let mut ws = connect(&ex, &format!("{}/stream", ex.stream)).await;
+    for i in 0..4 {
+        send(
+            &mut ws,
+            &json!({"method": "LIST_SUBSCRIPTIONS", "id": i}).to_string(),
+        )
+        .await;
+    }
+    for i in 0..3 {
+        assert_eq!(next_json(&mut ws).await["id"], i);
+    }
+    assert_eq!(close_code(&mut ws).await, 1008);
+
+    // Paced under the limit: fine.
+    let mut ws = connect(&ex, &format!("{}/stream", ex.stream)).await;
+    for i in 0..4 {
+        call(&mut ws, json!({"method": "LIST_SUBSCRIPTIONS", "id": i})).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let r = call(
+        &mut ws,
+        json!({"method": "SUBSCRIBE", "params": ["a", "b"], "id": 9}),
+    )
+    .await;
+    assert_eq!(r["id"], 9);
+    send(
+        &mut ws,
+        &json!({"method": "SUBSCRIBE", "params": ["c"], "id": 10}).to_string(),
+    )
+    .await;
+    assert_eq!(close_code(&mut ws).await, 1008);
+
+    let mut ws = connect(
+        &ex,
+        &format!("{}/stream?listenKey=a&listenKey=b&listenKey=c", ex.stream),
+    )
+    .await;
+    assert_eq!(close_code(&mut ws).await, 1008);
+    assert_eq!(ex.stats()["stream_limit_closes"], 3);
+}
+
+#[tokio::test]
+async fn weight_per_ip_over_a_rolling_minute() {
+    let ex = Exchange::start_plain(&["--api-weight-per-min", "14"]);
+    let (mut a, mut b) = (
+        connect(&ex, &ex.ws_api).await,
+        connect(&ex, &ex.ws_api).await,
+    );
+    // 10 for the handshakes, then 4 requests across both connections.
+    for i in 0..4u64 {
+        let ws = if i % 2 == 0 { &mut a } else { &mut b };
+        let r = call(ws, req(json!(i), "userDataStream.start", "w")).await;
+        assert_eq!(r["rateLimits"][0]["count"], 11 + i, "{r}");
+    }
+    let r = call(&mut b, req(json!(9), "userDataStream.ping", "w")).await;
+    assert_eq!(error_code(&r), (429, -1003), "{r}");
+    let data = &r["error"]["data"];
+    let wait = data["retryAfter"].as_u64().unwrap() - data["serverTime"].as_u64().unwrap();
+    assert!(wait > 50_000 && wait <= 60_000, "{r}");
+    assert_eq!(r["rateLimits"][0]["count"], 14);
+    match try_connect(&ex, &ex.ws_api).await {
+        Err(tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 429);
+            assert!(resp.headers().contains_key("retry-after"));
+        }
+        other => panic!("expected 429, got {:?}", other.map(|_| ())),
+    }
+    assert_eq!(ex.stats()["weight_used"]["127.0.0.1"], 14);
+}
+
+#[tokio::test]
+async fn server_shutdown_then_close() {
+    let ex = Exchange::start(&[]);
+    let key = start_key(&ex, "sd").await;
+    let mut api = connect(&ex, &ex.ws_api).await;
+    let mut st = connect(&ex, &format!("{}/stream", ex.stream)).await;
+    call(
+        &mut st,
+        json!({"method": "SUBSCRIBE", "params": [key], "id": 1}),
+    )
+    .await;
+    let t0 = Instant::now();
+    let r = ex.control(json!({"cmd": "server_shutdown", "target": "all", "close_after_ms": 300}));
+    assert_eq!(r["connections"], 2);
+    for ws in [&mut api, &mut st] {
+        let ev = next_json(ws).await;
+        assert_eq!(ev["event"]["e"], "serverShutdown", "{ev}");
+        assert!(ev["event"]["E"].as_u64().is_some());
+    }
+    // Still served during the grace period.
+    ex.control(json!({"cmd": "emit", "api_key": "sd"}));
+    assert_eq!(next_json(&mut st).await["stream"], json!(key));
+    let r = call(&mut api, req(json!(2), "userDataStream.ping", "sd")).await;
+    assert_eq!(r["status"], 200);
+    assert_eq!(close_code(&mut st).await, 1001);
+    assert_eq!(close_code(&mut api).await, 1001);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(280),
+        "{:?}",
+        t0.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn one_connection_by_id_and_the_connection_rate() {
+    let ex = Exchange::start_plain(&["--stream-connects-per-5min", "3"]);
+    let key = start_key(&ex, "byid").await;
+    let url = format!("{}/stream?streams={key}", ex.stream);
+    let (mut a, mut b) = (connect(&ex, &url).await, connect(&ex, &url).await);
+    let conns = stream_conns(&ex)["connections"].clone();
+    assert_eq!(conns[0]["keys"], json!([key]));
+    let id = conns[1]["id"].as_u64().unwrap();
+    assert_eq!(
+        ex.control(json!({"cmd": "drop", "id": id}))["connections"],
+        1
+    );
+    ends_abruptly(&mut b).await;
+    assert_eq!(
+        ex.control(json!({"cmd": "emit", "api_key": "byid"}))["delivered"],
+        1
+    );
+    next_json(&mut a).await;
+    let r = ex.control_raw(json!({"cmd": "close", "id": 999}));
+    assert_eq!(r["ok"], false);
+
+    let _c = connect(&ex, &url).await;
+    match try_connect(&ex, &url).await {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 429),
+        other => panic!("expected 429, got {:?}", other.map(|_| ())),
+    }
+}
+
+const SECRET: &str = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
+
+fn hmac_hex(payload: &str) -> String {
+    use openssl::{hash::MessageDigest, pkey::PKey, sign::Signer};
+    let key = PKey::hmac(SECRET.as_bytes()).unwrap();
+    let mut s = Signer::new(MessageDigest::sha256(), &key).unwrap();
+    let mac = s.sign_oneshot_to_vec(payload.as_bytes()).unwrap();
+    mac.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// One HTTP/1.1 request to the REST port: (status, JSON body, weight header).
+async fn http(
+    ex: &Exchange,
+    method: &str,
+    target: &str,
+    api_key: Option<&str>,
+) -> (u16, Value, u64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = ex.rest.split_once("://").unwrap().1.to_string();
+    let tcp = TcpStream::connect(&addr).await.unwrap();
+    let mut io: Box<dyn Io> = match &ex.ca_file {
+        None => Box::new(tcp),
+        Some(path) => {
+            let ca = native_tls::Certificate::from_pem(&std::fs::read(path).unwrap()).unwrap();
+            let cx = native_tls::TlsConnector::builder()
+                .add_root_certificate(ca)
+                .build()
+                .unwrap();
+            let tls = tokio_native_tls::TlsConnector::from(cx);
+            Box::new(tls.connect("127.0.0.1", tcp).await.unwrap())
+        }
+    };
+    let key = api_key
+        .map(|k| format!("X-MBX-APIKEY: {k}\r\n"))
+        .unwrap_or_default();
+    let req =
+        format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\n{key}Connection: close\r\n\r\n");
+    io.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    timeout(WAIT, io.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let weight = head
+        .lines()
+        .find_map(|l| l.strip_prefix("X-MBX-USED-WEIGHT-1M: "))
+        .map_or(0, |w| w.parse().unwrap());
+    (status, serde_json::from_str(body).unwrap(), weight)
+}
+
+/// A signed GET with the HMAC secret: `query` without timestamp and signature.
+async fn signed_get(ex: &Exchange, path: &str, query: &str, api_key: &str) -> (u16, Value) {
+    let q = format!(
+        "{query}{}timestamp={}",
+        if query.is_empty() { "" } else { "&" },
+        now_ms()
+    );
+    let target = format!("{path}?{q}&signature={}", hmac_hex(&q));
+    let (s, v, _) = http(ex, "GET", &target, Some(api_key)).await;
+    (s, v)
+}
+
+#[tokio::test]
+async fn account_commands_keep_snapshot_and_events_equal() {
+    let ex = Exchange::start(&["--account", &format!("acctK:{SECRET}")]);
+    let key = start_key(&ex, "acctK").await;
+    let mut st = connect(&ex, &format!("{}/ws?listenKey={key}", ex.stream)).await;
+
+    let r = ex.control(json!({"cmd": "deposit", "api_key": "acctK", "amount": "1000"}));
+    let ev = next_json(&mut st).await;
+    assert_eq!(
+        (ev["e"].as_str(), ev["E"].as_u64()),
+        (Some("ACCOUNT_UPDATE"), r["E"][0].as_u64())
+    );
+    assert_eq!(ev["a"]["m"], "DEPOSIT");
+    assert_eq!(ev["a"]["B"][0]["wb"], "1000.00000000");
+
+    let r = ex.control(
+        json!({"cmd": "order_place", "api_key": "acctK", "symbol": "BTCUSDT",
+        "side": "BUY", "quantity": "0.2", "price": "100", "client_order_id": "mine"}),
+    );
+    let oid = r["order_id"].as_u64().unwrap();
+    let ev = next_json(&mut st).await;
+    assert_eq!(
+        (&ev["o"]["x"], &ev["o"]["X"], &ev["o"]["i"], &ev["o"]["c"]),
+        (&json!("NEW"), &json!("NEW"), &json!(oid), &json!("mine"))
+    );
+    let (status, open) = signed_get(&ex, "/fapi/v1/openOrders", "symbol=BTCUSDT", "acctK").await;
+    assert_eq!(status, 200, "{open}");
+    assert_eq!(
+        (&open[0]["orderId"], &open[0]["status"], &open[0]["origQty"]),
+        (&json!(oid), &json!("NEW"), &json!("0.2"))
+    );
+
+    ex.control(json!({"cmd": "order_amend", "api_key": "acctK", "order_id": oid, "price": "101"}));
+    assert_eq!(next_json(&mut st).await["o"]["x"], "AMENDMENT");
+    ex.control(
+        json!({"cmd": "order_fill", "api_key": "acctK", "order_id": oid, "quantity": "0.05"}),
+    );
+    let (lite, upd, acc) = (
+        next_json(&mut st).await,
+        next_json(&mut st).await,
+        next_json(&mut st).await,
+    );
+    assert_eq!(
+        (lite["e"].as_str(), lite["l"].as_str(), lite["L"].as_str()),
+        (Some("TRADE_LITE"), Some("0.05"), Some("101"))
+    );
+    assert_eq!(
+        (
+            upd["o"]["x"].as_str(),
+            upd["o"]["X"].as_str(),
+            upd["o"]["z"].as_str()
+        ),
+        (Some("TRADE"), Some("PARTIALLY_FILLED"), Some("0.05"))
+    );
+    assert_eq!(acc["a"]["m"], "ORDER");
+    let snap = ex.control(json!({"cmd": "snapshot", "api_key": "acctK"}));
+    // The events and the snapshot agree: order, position and wallet.
+    assert_eq!(snap["open_orders"][0]["executedQty"], upd["o"]["z"]);
+    assert_eq!(snap["positions"][0]["positionAmt"], acc["a"]["P"][0]["pa"]);
+    assert_eq!(snap["positions"][0]["entryPrice"], acc["a"]["P"][0]["ep"]);
+    assert_eq!(snap["balance"][0]["balance"], acc["a"]["B"][0]["wb"]);
+    // 1000 - 0.05 * 101 * 0.0002 (maker fee).
+    assert_eq!(acc["a"]["B"][0]["wb"], "999.99899000");
+    let (_, risk) = signed_get(&ex, "/fapi/v3/positionRisk", "", "acctK").await;
+    assert_eq!(risk, snap["positions"]);
+    let (_, account) = signed_get(&ex, "/fapi/v3/account", "", "acctK").await;
+    assert_eq!(account, snap["account"]);
+
+    ex.control(json!({"cmd": "order_fill", "api_key": "acctK", "order_id": oid}));
+    let (_, upd) = (next_json(&mut st).await, next_json(&mut st).await);
+    assert_eq!(
+        (upd["o"]["X"].as_str(), upd["o"]["z"].as_str()),
+        (Some("FILLED"), Some("0.2"))
+    );
+    next_json(&mut st).await;
+    let r = ex.control(json!({"cmd": "order_place", "api_key": "acctK", "side": "SELL", "quantity": "0.1", "price": "120"}));
+    next_json(&mut st).await;
+    ex.control(json!({"cmd": "order_cancel", "api_key": "acctK", "order_id": r["order_id"]}));
+    assert_eq!(next_json(&mut st).await["o"]["X"], "CANCELED");
+    let r = ex.control(json!({"cmd": "algo_place", "api_key": "acctK", "side": "SELL", "quantity": "0.2", "trigger_price": "90"}));
+    let ev = next_json(&mut st).await;
+    assert_eq!(
+        (&ev["e"], &ev["o"]["X"], &ev["o"]["aid"]),
+        (&json!("ALGO_UPDATE"), &json!("NEW"), &r["algo_id"])
+    );
+    let (_, algos) = signed_get(&ex, "/fapi/v1/openAlgoOrders", "", "acctK").await;
+    assert_eq!(
+        (&algos[0]["algoId"], &algos[0]["triggerPrice"]),
+        (&r["algo_id"], &json!("90"))
+    );
+    ex.control(json!({"cmd": "algo_cancel", "api_key": "acctK", "algo_id": r["algo_id"]}));
+    assert_eq!(next_json(&mut st).await["o"]["X"], "CANCELED");
+    let snap = ex.control(json!({"cmd": "snapshot", "api_key": "acctK"}));
+    assert_eq!(
+        (
+            snap["open_orders"].as_array().unwrap().len(),
+            snap["open_algo_orders"].as_array().unwrap().len()
+        ),
+        (0, 0)
+    );
+    assert_eq!(snap["positions"][0]["positionAmt"], "0.2");
+    let r = ex.control_raw(json!({"cmd": "order_fill", "api_key": "acctK", "order_id": oid}));
+    assert_eq!(r["ok"], false, "a filled order is no longer open");
+}
+
+#[tokio::test]
+async fn signatures_timestamps_and_rest_weight() {
+    let ex = Exchange::start_plain(&[
+        "--account",
+        &format!("sigK:{SECRET}"),
+        "--api-weight-per-min",
+        "86",
+    ]);
+    let (s, v, w) = http(&ex, "GET", "/fapi/v1/time", None).await;
+    assert!(
+        s == 200 && v["serverTime"].as_u64().unwrap() > 0 && w == 1,
+        "{s} {v} {w}"
+    );
+    assert_eq!(
+        signed_get(&ex, "/fapi/v3/balance", "recvWindow=5000", "sigK")
+            .await
+            .0,
+        200
+    );
+
+    let q = format!("timestamp={}", now_ms());
+    let bad = format!(
+        "/fapi/v3/balance?{q}&signature={}",
+        hmac_hex(&format!("{q}0"))
+    );
+    let (s, v, _) = http(&ex, "GET", &bad, Some("sigK")).await;
+    assert_eq!((s, &v["code"]), (400, &json!(-1022)), "{v}");
+    let q = format!("recvWindow=1000&timestamp={}", now_ms() - 5000);
+    let stale = format!("/fapi/v3/balance?{q}&signature={}", hmac_hex(&q));
+    let (s, v, _) = http(&ex, "GET", &stale, Some("sigK")).await;
+    assert_eq!((s, &v["code"]), (400, &json!(-1021)), "{v}");
+    let (s, v, _) = http(&ex, "GET", "/fapi/v3/balance?timestamp=1", None).await;
+    assert_eq!((s, &v["code"]), (401, &json!(-2014)));
+    let (s, v) = signed_get(&ex, "/fapi/v3/balance", "", "nobody").await;
+    assert_eq!((s, &v["code"]), (401, &json!(-2015)));
+    let (s, v, _) = http(&ex, "GET", "/fapi/v3/balance?timestamp=1", Some("sigK")).await;
+    assert_eq!((s, &v["code"]), (400, &json!(-1102)), "no signature");
+
+    // The same signed methods on the WebSocket API (params sorted by name).
+    let mut ws = connect(&ex, &ex.ws_api).await;
+    let ts = now_ms();
+    let payload = format!("apiKey=sigK&timestamp={ts}");
+    let r = call(
+        &mut ws,
+        json!({"id": 1, "method": "v2/account.balance",
+        "params": {"timestamp": ts, "apiKey": "sigK", "signature": hmac_hex(&payload)}}),
+    )
+    .await;
+    assert_eq!(r["status"], 200, "{r}");
+    assert!(r["result"].is_array());
+    let r = call(
+        &mut ws,
+        json!({"id": 2, "method": "account.status",
+        "params": {"timestamp": ts, "apiKey": "sigK", "signature": hmac_hex("x")}}),
+    )
+    .await;
+    assert_eq!(error_code(&r), (400, -1022));
+
+    // Weight is shared by REST and the WebSocket API of one IP: 1 + 6x5
+    // (refused requests too) + 5 (handshake) + 2x5 = 46 so far; openOrders
+    // without a symbol costs 40, which reaches the limit of 86.
+    assert_eq!(ex.stats()["weight_used"]["127.0.0.1"], 46);
+    let (s, v) = signed_get(&ex, "/fapi/v1/openOrders", "", "sigK").await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v, _) = http(&ex, "GET", "/fapi/v1/time", None).await;
+    assert_eq!((s, &v["code"]), (429, &json!(-1003)), "{v}");
 }

@@ -1,10 +1,12 @@
 //! WebSocket API requests: validation, `userDataStream.start|ping|stop`, and
 //! the faults that change an answer (see "Control" in docs/local-exchange.md).
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::sign;
 use crate::state::{FaultKind, Reply, Shared, State};
 
 const START: &str = "userDataStream.start";
@@ -16,18 +18,37 @@ pub struct ApiConn {
     pub id: u64,
     /// Default for `rateLimits` in answers (`?returnRateLimits=false` turns it off).
     pub rate_limits: bool,
-    minute: u64,
-    count: u64,
+    /// Request weight is counted per IP, shared by its connections.
+    pub ip: IpAddr,
 }
 
 impl ApiConn {
-    pub fn new(id: u64, rate_limits: bool) -> Self {
+    pub fn new(id: u64, rate_limits: bool, ip: IpAddr) -> Self {
         ApiConn {
             id,
             rate_limits,
-            minute: 0,
-            count: 0,
+            ip,
         }
+    }
+}
+
+/// The signed account methods (v1 and `v2/` shapes), weight 5 each.
+const ACCOUNT_METHODS: [&str; 6] = [
+    "account.status",
+    "v2/account.status",
+    "account.balance",
+    "v2/account.balance",
+    "account.position",
+    "v2/account.position",
+];
+
+/// Request weight: 5 for the account methods, 1 for the rest
+/// (`userDataStream.*` are documented at 1; other and malformed requests
+/// are assumed to cost 1).
+fn weight(method: Option<&str>) -> u64 {
+    match method {
+        Some(m) if ACCOUNT_METHODS.contains(&m) => 5,
+        _ => 1,
     }
 }
 
@@ -56,11 +77,6 @@ fn err(status: u16, code: i64, msg: &str) -> ApiError {
 
 pub fn handle(shared: &Shared, c: &mut ApiConn, text: &str) -> Action {
     let now = crate::state::now_ms();
-    if now / 60_000 != c.minute {
-        (c.minute, c.count) = (now / 60_000, 0);
-    }
-    c.count += 1;
-
     let parsed: Option<Value> = serde_json::from_str(text).ok();
     let obj = parsed.as_ref().and_then(Value::as_object);
     let id = obj
@@ -72,22 +88,48 @@ pub fn handle(shared: &Shared, c: &mut ApiConn, text: &str) -> Action {
     let want_rl = params
         .and_then(|p| p.get("returnRateLimits"))
         .and_then(Value::as_bool);
+
+    let mut st = shared.lock();
+    let charged = st.charge(c.ip, weight(method));
+    let limit = st.limits.api_weight_per_min;
+    let count = match charged {
+        Ok(n) | Err((n, _)) => n,
+    };
     let rl = if want_rl.unwrap_or(c.rate_limits) {
         format!(
-            r#","rateLimits":[{{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":2400,"count":{}}}]"#,
-            c.count
+            r#","rateLimits":[{{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":{limit},"count":{count}}}]"#,
         )
     } else {
         String::new()
     };
-
-    let mut st = shared.lock();
     if let Some(m) = method {
         *st.stats.requests.entry(m.to_string()).or_default() += 1;
     }
     let (mut fail, mut raw, mut oversize, mut delay_ms) = (None, None, None, 0);
     let (mut duplicate, mut cut) = (false, false);
-    for f in st.take_faults(method) {
+    if let Err((_, retry_ms)) = charged {
+        // Past the IP's weight: Binance's -1003, retry time as Spot's WS API gives it.
+        let msg = format!(
+            "Too many requests; current limit of IP({}) is {limit} requests per minute. \
+Please use the websocket for live updates to avoid polling the API.",
+            c.ip
+        );
+        fail = Some(ApiError {
+            status: 429,
+            code: -1003,
+            msg,
+            data: Some(format!(
+                r#"{{"serverTime":{now},"retryAfter":{}}}"#,
+                now + retry_ms
+            )),
+        });
+    }
+    let faults = if charged.is_ok() {
+        st.take_faults(method)
+    } else {
+        Vec::new()
+    };
+    for f in faults {
         match f {
             FaultKind::Reset => return Action::Reset,
             FaultKind::NoAnswer => return Action::Nothing,
@@ -179,6 +221,9 @@ fn execute(
             "Malformed request: expected a JSON object with a string 'method'.",
         ));
     };
+    if ACCOUNT_METHODS.contains(&method) {
+        return account(st, method, params);
+    }
     if ![START, PING, STOP].contains(&method) {
         return Err(err(400, -1020, "This operation is not supported."));
     }
@@ -211,4 +256,58 @@ fn execute(
             .then(|| "{}".to_string())
             .ok_or_else(no_key),
     }
+}
+
+/// A signed account method: params `apiKey`, `timestamp`, optional
+/// `recvWindow`, `signature` over the other params sorted by name
+/// (`k=v&...`, values as sent: strings bare, numbers as JSON).
+fn account(st: &mut State, method: &str, params: Option<&Value>) -> Result<String, ApiError> {
+    let Some(p) = params.and_then(Value::as_object) else {
+        let msg = "Mandatory parameter 'apiKey' was not sent, was empty/null, or malformed.";
+        return Err(err(400, -1102, msg));
+    };
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut pairs: Vec<(String, String)> = p
+        .iter()
+        .filter(|(k, _)| k.as_str() != "signature" && k.as_str() != "returnRateLimits")
+        .map(|(k, v)| (k.clone(), text(v)))
+        .collect();
+    pairs.sort();
+    let api_key = match p.get("apiKey") {
+        Some(Value::String(k)) if !k.is_empty() => k.clone(),
+        _ => {
+            let msg = "Mandatory parameter 'apiKey' was not sent, was empty/null, or malformed.";
+            return Err(err(400, -1102, msg));
+        }
+    };
+    let refused = |r: sign::Refusal| ApiError {
+        status: r.status,
+        code: r.code,
+        msg: r.msg,
+        data: None,
+    };
+    let cred = st
+        .creds
+        .get(&api_key)
+        .ok_or_else(|| refused(sign::unknown_key()))?;
+    let payload = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let signature = p.get("signature").and_then(Value::as_str);
+    sign::check(cred, &pairs, payload.as_bytes(), signature).map_err(refused)?;
+    let symbol = p.get("symbol").and_then(Value::as_str);
+    let book = st.books.entry(api_key).or_default();
+    let v = match method {
+        "account.status" => book.account(true),
+        "v2/account.status" => book.account(false),
+        "account.balance" | "v2/account.balance" => book.balance(),
+        "account.position" => book.position_risk(symbol, true),
+        _ => book.position_risk(symbol, false),
+    };
+    Ok(v.to_string())
 }

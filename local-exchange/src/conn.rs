@@ -3,6 +3,7 @@
 //! answers, close frames), pings on a timer and closes at the end of its life.
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::api::{self, Action, ApiConn};
 use crate::state::{now_ms, now_ns, Conn, Kind, Out, Reply, Shared};
+use crate::stream::{self, Answer};
 use crate::Route;
 
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -46,6 +48,10 @@ struct Link {
     pending: VecDeque<String>,
     seq: u64,
     closing: bool,
+    /// Stream connections: arrival times of counted incoming messages (last second).
+    arrivals: VecDeque<Instant>,
+    /// The close frame sent when the end timer fires (end of life, serverShutdown).
+    end_frame: (u16, &'static str),
 }
 
 /// A connection registered during the upgrade, before the 101 answer goes
@@ -56,25 +62,28 @@ pub struct Registration {
     id: u64,
     kind: Kind,
     rate_limits: bool,
+    ip: IpAddr,
     tx: mpsc::UnboundedSender<Out>,
     rx: mpsc::UnboundedReceiver<Out>,
     kill: Arc<Notify>,
 }
 
-pub fn register(shared: &Arc<Shared>, route: Route) -> Registration {
+pub fn register(shared: &Arc<Shared>, route: Route, path: &str, ip: IpAddr) -> Registration {
     let (tx, rx) = mpsc::unbounded_channel();
     let kill = Arc::new(Notify::new());
-    let (kind, listen_key, rate_limits) = match route {
+    let (kind, stream, rate_limits) = match route {
         Route::Api { rate_limits } => (Kind::Api, None, rate_limits),
-        Route::Stream { listen_key } => (Kind::Stream, listen_key, false),
+        Route::Stream(s) => (Kind::Stream, Some(s), false),
     };
-    let (tx2, kill2, api_keys) = (tx.clone(), kill.clone(), Default::default());
     let conn = Conn {
         kind,
-        tx: tx2,
-        kill: kill2,
-        listen_key,
-        api_keys,
+        tx: tx.clone(),
+        kill: kill.clone(),
+        path: path.to_string(),
+        ip,
+        opened_ms: now_ms(),
+        stream,
+        api_keys: Default::default(),
     };
     let id = shared.lock().register(conn);
     let _registered = Registered(shared.clone(), id);
@@ -83,6 +92,7 @@ pub fn register(shared: &Arc<Shared>, route: Route) -> Registration {
         id,
         kind,
         rate_limits,
+        ip,
         tx,
         rx,
         kill,
@@ -91,9 +101,12 @@ pub fn register(shared: &Arc<Shared>, route: Route) -> Registration {
 
 pub async fn run(shared: Arc<Shared>, ws: Ws, reg: Registration) {
     let (id, kind) = (reg.id, reg.kind);
-    let (timings, ping_first) = {
+    let (timings, ping_first, too_many_streams) = {
         let st = shared.lock();
-        (st.timings, st.sw.ping_first)
+        let max = st.limits.stream_max_streams;
+        let subs = st.conns.get(&id).and_then(|c| c.stream.as_ref());
+        let over = subs.is_some_and(|s| max > 0 && s.subs.len() as u64 > max);
+        (st.timings, st.sw.ping_first, over)
     };
     vlog!(
         "connection {id} opened ({})",
@@ -108,7 +121,7 @@ pub async fn run(shared: Arc<Shared>, ws: Ws, reg: Registration) {
     let every = Duration::from_millis(timings.ping_interval_ms.max(1));
     let mut pings = interval_at(Instant::now() + every, every);
     pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut api = ApiConn::new(id, reg.rate_limits);
+    let mut api = ApiConn::new(id, reg.rate_limits, reg.ip);
     let (pending, seq, closing) = (VecDeque::new(), 0, false);
     let mut link = Link {
         shared,
@@ -117,9 +130,15 @@ pub async fn run(shared: Arc<Shared>, ws: Ws, reg: Registration) {
         pending,
         seq,
         closing,
+        arrivals: VecDeque::new(),
+        end_frame: (1000, ""),
     };
     if kind == Kind::Api && ping_first && !link.ping().await {
         return;
+    }
+    if too_many_streams {
+        link.violation(1008, "Too many streams").await;
+        end.as_mut().reset(Instant::now() + CLOSE_GRACE);
     }
 
     loop {
@@ -131,8 +150,18 @@ pub async fn run(shared: Arc<Shared>, ws: Ws, reg: Registration) {
                 Some(Ok(Message::Binary(b))) if kind == Kind::Api => {
                     link.request(&mut api, &String::from_utf8_lossy(&b)).await
                 }
+                Some(Ok(Message::Text(t))) => link.control(t.as_str()).await,
+                Some(Ok(Message::Binary(b))) => link.control(&String::from_utf8_lossy(&b)).await,
                 Some(Ok(Message::Pong(p))) => {
-                    link.pong(&p);
+                    // Only unsolicited pongs count towards a stream's message limit.
+                    let solicited = link.pong(&p);
+                    if !solicited && kind == Kind::Stream {
+                        link.arrive().await;
+                    }
+                    true
+                }
+                Some(Ok(Message::Ping(_))) if kind == Kind::Stream => {
+                    link.arrive().await;
                     true
                 }
                 // tungstenite answers the close; keep reading until the stream ends.
@@ -143,14 +172,25 @@ pub async fn run(shared: Arc<Shared>, ws: Ws, reg: Registration) {
                 Some(Ok(_)) => true,
                 Some(Err(_)) | None => false,
             },
-            Some(out) = link.reg.rx.recv() => link.out(out).await,
+            Some(out) = link.reg.rx.recv() => match out {
+                Out::Shutdown(after) => {
+                    let event = format!(r#"{{"event":{{"e":"serverShutdown","E":{}}}}}"#, now_ms());
+                    if !closing {
+                        link.end_frame = (1001, "server shutdown");
+                        end.as_mut().reset(Instant::now() + after);
+                    }
+                    closing || link.send(Message::text(event)).await
+                }
+                out => link.out(out).await,
+            },
             _ = pings.tick(), if !closing => {
                 let silent = kind == Kind::Stream && link.shared.lock().sw.silent;
                 silent || link.ping().await
             }
             () = &mut end => {
                 // End of life: close frame 1000, then give the peer a moment to answer.
-                !closing && link.close(1000, String::new()).await
+                let (code, reason) = link.end_frame;
+                !closing && link.close(code, reason.to_string()).await
             }
         };
         if !keep {
@@ -206,6 +246,49 @@ impl Link {
         }
     }
 
+    /// Counts an incoming message against the stream limit; one past it
+    /// starts the close (the connection is then `closing`).
+    async fn arrive(&mut self) {
+        let max = self.shared.lock().limits.stream_max_msgs_per_sec;
+        let now = Instant::now();
+        while self
+            .arrivals
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            self.arrivals.pop_front();
+        }
+        self.arrivals.push_back(now);
+        if max > 0 && self.arrivals.len() as u64 > max && !self.closing {
+            self.violation(1008, "Too many messages").await;
+        }
+    }
+
+    /// A broken limit: a close frame, then the usual grace for the peer's answer.
+    async fn violation(&mut self, code: u16, reason: &str) {
+        vlog!("connection {}: closed, {reason}", self.reg.id);
+        self.shared.lock().stats.stream_limit_closes += 1;
+        let _ = self.close(code, reason.to_string()).await;
+    }
+
+    /// A stream control message (SUBSCRIBE and the like).
+    async fn control(&mut self, text: &str) -> bool {
+        if self.closing {
+            return true;
+        }
+        self.arrive().await;
+        if self.closing {
+            return true;
+        }
+        match stream::handle(&self.shared, self.reg.id, text) {
+            Answer::Send(t) => self.send(Message::text(t)).await,
+            Answer::Close(code, reason) => {
+                self.violation(code, reason).await;
+                true
+            }
+        }
+    }
+
     async fn reply(&mut self, r: Reply) -> bool {
         if self.closing {
             return true;
@@ -242,6 +325,7 @@ impl Link {
                 true
             }
             Out::Close(code, reason) => self.close(code, reason).await,
+            Out::Shutdown(_) => true, // handled by the task loop (it owns the end timer)
             Out::Revoke => {
                 self.closing
                     || (self.send(Message::text(REVOKED)).await
@@ -276,7 +360,8 @@ impl Link {
 
     /// A pong is good when it echoes an outstanding ping (a peer may answer
     /// only the latest of several); the earlier ones are then settled too.
-    fn pong(&mut self, payload: &[u8]) {
+    /// Returns whether the pong answered one of our pings.
+    fn pong(&mut self, payload: &[u8]) -> bool {
         let hit = self.pending.iter().position(|p| p.as_bytes() == payload);
         if let Some(i) = hit {
             self.pending.drain(..=i);
@@ -286,6 +371,7 @@ impl Link {
             Some(_) => st.stats.pongs_ok += 1,
             None => st.stats.pongs_bad += 1,
         }
+        hit.is_some()
     }
 
     /// Writes the first half of the answer's frame (unmasked text frame:

@@ -7,7 +7,9 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::account::{Dec, Event, NewAlgo, NewOrder};
 use crate::events;
+use crate::sign::Cred;
 use crate::state::{key_hash, short, Fault, FaultKind, Kind, Out, Shared, Switches, Target};
 
 /// A longer line is cut there (and then fails to parse).
@@ -81,6 +83,112 @@ fn opt_str<'a>(cmd: &'a Value, name: &str) -> Result<Option<&'a str>, String> {
     }
 }
 
+fn need_str<'a>(cmd: &'a Value, name: &str) -> Result<&'a str, String> {
+    opt_str(cmd, name)?.ok_or(format!("'{name}' is required"))
+}
+
+/// A decimal given as a string ("0.001"), as Binance writes them.
+fn opt_dec(cmd: &Value, name: &str) -> Result<Option<Dec>, String> {
+    opt_str(cmd, name)?
+        .map(|s| Dec::parse(s).ok_or(format!("'{name}' is not a decimal (\"0.001\"): {s}")))
+        .transpose()
+}
+
+fn opt_bool(cmd: &Value, name: &str, default: bool) -> Result<bool, String> {
+    match cmd.get(name) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v.as_bool().ok_or(format!("'{name}' must be a boolean")),
+    }
+}
+
+/// The account commands: change the book, emit its events, answer their `E`s.
+fn trade(shared: &Shared, name: &str, cmd: &Value) -> Result<Value, String> {
+    let key = need_str(cmd, "api_key")?;
+    let side = || -> Result<String, String> {
+        match need_str(cmd, "side")? {
+            s @ ("BUY" | "SELL") => Ok(s.to_string()),
+            s => Err(format!("'side' must be BUY or SELL, not {s}")),
+        }
+    };
+    let positive = |name: &str| -> Result<Dec, String> {
+        opt_dec(cmd, name)?
+            .filter(|d| d.signum() > 0)
+            .ok_or(format!("'{name}' is required, above 0"))
+    };
+    let t = crate::state::now_ms();
+    let mut st = shared.lock();
+    let id = st.next_id();
+    let book = st.books.entry(key.to_string()).or_default();
+    let mut extra = json!({});
+    let events: Vec<Event> = match name {
+        "deposit" => {
+            let amount = opt_dec(cmd, "amount")?.ok_or("'amount' is required")?;
+            book.deposit(opt_str(cmd, "asset")?.unwrap_or("USDT"), amount, t)
+        }
+        "order_place" => {
+            let typ = opt_str(cmd, "type")?.unwrap_or("LIMIT").to_string();
+            let price = match typ.as_str() {
+                "MARKET" => opt_dec(cmd, "price")?.unwrap_or(Dec::ZERO),
+                _ => positive("price")?,
+            };
+            let n = NewOrder {
+                client_id: opt_str(cmd, "client_order_id")?.map(String::from),
+                symbol: opt_str(cmd, "symbol")?.unwrap_or("BTCUSDT").to_string(),
+                side: side()?,
+                tif: opt_str(cmd, "time_in_force")?.unwrap_or("GTC").to_string(),
+                typ,
+                qty: positive("quantity")?,
+                price,
+                stop_price: opt_dec(cmd, "stop_price")?.unwrap_or(Dec::ZERO),
+                reduce_only: opt_bool(cmd, "reduce_only", false)?,
+            };
+            let (oid, ev) = book.place(n, id, t);
+            extra["order_id"] = oid.into();
+            ev
+        }
+        "order_amend" => {
+            let oid = need_u64(cmd, "order_id")?;
+            book.amend(oid, opt_dec(cmd, "quantity")?, opt_dec(cmd, "price")?, t)?
+        }
+        "order_fill" => {
+            let oid = need_u64(cmd, "order_id")?;
+            let maker = opt_bool(cmd, "maker", true)?;
+            let ev = book.fill(
+                oid,
+                opt_dec(cmd, "quantity")?,
+                opt_dec(cmd, "price")?,
+                maker,
+                id,
+                t,
+            )?;
+            extra["trade_id"] = id.into();
+            ev
+        }
+        "order_cancel" => book.cancel(need_u64(cmd, "order_id")?, t)?,
+        "algo_place" => {
+            let n = NewAlgo {
+                client_id: opt_str(cmd, "client_algo_id")?.map(String::from),
+                symbol: opt_str(cmd, "symbol")?.unwrap_or("BTCUSDT").to_string(),
+                side: side()?,
+                order_type: opt_str(cmd, "type")?.unwrap_or("STOP_MARKET").to_string(),
+                tif: opt_str(cmd, "time_in_force")?.unwrap_or("GTC").to_string(),
+                qty: positive("quantity")?,
+                trigger_price: positive("trigger_price")?,
+                price: opt_dec(cmd, "price")?.unwrap_or(Dec::ZERO),
+                reduce_only: opt_bool(cmd, "reduce_only", false)?,
+            };
+            let (aid, ev) = book.algo_place(n, id, t);
+            extra["algo_id"] = aid.into();
+            ev
+        }
+        _ => book.algo_cancel(need_u64(cmd, "algo_id")?, t)?,
+    };
+    let es = st.emit_all(key, events);
+    extra["E"] = json!(es);
+    extra["T"] = t.into();
+    Ok(extra)
+}
+
 fn enabled(cmd: &Value) -> Result<bool, String> {
     match cmd.get("enabled") {
         None | Some(Value::Null) => Ok(true),
@@ -96,6 +204,8 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
     };
     let method = opt_str(cmd, "method")?.map(String::from);
     let target = Target::parse(opt_str(cmd, "target")?)?;
+    // `id`: one connection (from `stream_connections`) instead of all of the target.
+    let id = opt_u64(cmd, "id")?;
     let fault = |kind| {
         shared.lock().faults.push(Fault {
             kind,
@@ -109,7 +219,39 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
         Ok(json!({}))
     };
     match name {
-        "stats" => Ok(shared.lock().stats.to_json()),
+        "stats" => {
+            let mut st = shared.lock();
+            let mut v = st.stats.to_json();
+            v["weight_used"] = json!(st.weights_used());
+            Ok(v)
+        }
+        "stream_connections" => {
+            let st = shared.lock();
+            let mut conns: Vec<(&u64, &crate::state::Conn)> = st.conns.iter().collect();
+            conns.sort_by_key(|(id, _)| **id);
+            let list: Vec<Value> = conns
+                .into_iter()
+                .filter_map(|(id, c)| {
+                    let s = c.stream.as_ref()?;
+                    let keys: Vec<&str> = s.subs.iter().map(|x| x.name.as_str()).collect();
+                    let events: Vec<&Option<Vec<String>>> =
+                        s.subs.iter().map(|x| &x.events).collect();
+                    Some(json!({"id": id, "path": c.path, "form": s.form.name(),
+                        "combined": s.combined, "keys": keys, "events": events,
+                        "ip": c.ip.to_string(), "opened_ms": c.opened_ms}))
+                })
+                .collect();
+            Ok(json!({"connections": list,
+                "path_form_connects": st.stats.path_form_connects,
+                "legacy_connects": st.stats.legacy_connects}))
+        }
+        "server_shutdown" => {
+            let after = Duration::from_millis(opt_u64(cmd, "close_after_ms")?.unwrap_or(10_000));
+            let n = each(shared, target, id, |c| {
+                c.tx.send(Out::Shutdown(after)).is_ok()
+            })?;
+            Ok(json!({ "connections": n }))
+        }
         "fail" => {
             let status = opt_u64(cmd, "status")?.unwrap_or(400);
             let status = u16::try_from(status).map_err(|_| "'status' out of range")?;
@@ -162,21 +304,26 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
         }
         "ping_flood" => {
             let n = u64::try_from(count).map_err(|_| "'count' must be >= 0")?;
-            Ok(
-                json!({"connections": each(shared, Target::Api, |c| c.tx.send(Out::Pings(n)).is_ok())}),
-            )
+            let n = each(shared, Target::Api, None, |c| {
+                c.tx.send(Out::Pings(n)).is_ok()
+            })?;
+            Ok(json!({ "connections": n }))
         }
         "revoke" => {
             let key = opt_str(cmd, "api_key")?;
             let hit = |c: &crate::state::Conn| key.is_none_or(|k| c.api_keys.contains(k));
-            Ok(
-                json!({"connections": each(shared, Target::Api, |c| hit(c) && c.tx.send(Out::Revoke).is_ok())}),
-            )
+            let n = each(shared, Target::Api, None, |c| {
+                hit(c) && c.tx.send(Out::Revoke).is_ok()
+            })?;
+            Ok(json!({ "connections": n }))
         }
-        "drop" => Ok(json!({"connections": each(shared, target, |c| {
-            c.kill.notify_one();
-            true
-        })})),
+        "drop" => {
+            let n = each(shared, target, id, |c| {
+                c.kill.notify_one();
+                true
+            })?;
+            Ok(json!({ "connections": n }))
+        }
         "close" => {
             let code = opt_u64(cmd, "code")?.unwrap_or(1001);
             // Codes a peer may legally receive (RFC 6455 §7.4).
@@ -189,7 +336,7 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
             }
             let out =
                 |c: &crate::state::Conn| c.tx.send(Out::Close(code as u16, reason.into())).is_ok();
-            Ok(json!({"connections": each(shared, target, out)}))
+            Ok(json!({"connections": each(shared, target, id, out)?}))
         }
         "emit" => emit(shared, cmd, count).await,
         "expire" => {
@@ -215,12 +362,17 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
         }
         "set" => {
             let mut st = shared.lock();
-            let t = &mut st.timings;
+            let st = &mut *st;
+            let (t, l) = (&mut st.timings, &mut st.limits);
             for (field, slot) in [
                 ("key_lifetime_ms", &mut t.key_lifetime_ms),
                 ("ping_interval_ms", &mut t.ping_interval_ms),
                 ("api_lifetime_ms", &mut t.api_lifetime_ms),
                 ("stream_lifetime_ms", &mut t.stream_lifetime_ms),
+                ("stream_max_msgs_per_sec", &mut l.stream_max_msgs_per_sec),
+                ("stream_max_streams", &mut l.stream_max_streams),
+                ("api_weight_per_min", &mut l.api_weight_per_min),
+                ("stream_connects_per_5min", &mut l.stream_connects_per_5min),
             ] {
                 if let Some(v) = opt_u64(cmd, field)? {
                     *slot = v;
@@ -234,18 +386,56 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
             st.sw = Switches::default();
             Ok(json!({}))
         }
+        "account" => {
+            let key = need_str(cmd, "api_key")?;
+            let cred = match (opt_str(cmd, "secret")?, opt_str(cmd, "ed25519_pem")?) {
+                (Some(s), None) => Cred::Hmac(s.as_bytes().to_vec()),
+                (None, Some(pem)) => Cred::ed25519(pem.as_bytes())?,
+                _ => return Err("give exactly one of 'secret' and 'ed25519_pem'".into()),
+            };
+            let mut st = shared.lock();
+            st.creds.insert(key.to_string(), cred);
+            st.books.entry(key.to_string()).or_default();
+            Ok(json!({}))
+        }
+        "deposit" | "order_place" | "order_amend" | "order_fill" | "order_cancel"
+        | "algo_place" | "algo_cancel" => trade(shared, name, cmd),
+        "snapshot" => {
+            let key = need_str(cmd, "api_key")?;
+            let mut st = shared.lock();
+            let b = st.books.entry(key.to_string()).or_default();
+            Ok(
+                json!({"server_time": crate::state::now_ms(), "account": b.account(false),
+                "balance": b.balance(), "positions": b.position_risk(None, false),
+                "open_orders": b.open_orders(None), "open_algo_orders": b.open_algo_orders(None)}),
+            )
+        }
         other => Err(format!("unknown cmd {other}")),
     }
 }
 
-/// Applies `f` to every open connection of the target; returns how many it took.
-fn each(shared: &Shared, target: Target, mut f: impl FnMut(&crate::state::Conn) -> bool) -> u64 {
+/// Applies `f` to every open connection of the target (or to connection
+/// `id` only); returns how many it took. An `id` that is not open is an error.
+fn each(
+    shared: &Shared,
+    target: Target,
+    id: Option<u64>,
+    mut f: impl FnMut(&crate::state::Conn) -> bool,
+) -> Result<u64, String> {
     let st = shared.lock();
-    st.conns
+    if let Some(id) = id {
+        let c = st
+            .conns
+            .get(&id)
+            .ok_or(format!("no open connection {id}"))?;
+        return Ok(f(c) as u64);
+    }
+    Ok(st
+        .conns
         .values()
         .filter(|c| target.has(c.kind))
         .map(|c| f(c) as u64)
-        .sum()
+        .sum())
 }
 
 /// Paces to `at` more finely than the timer wheel's 1 ms: sleep most of the

@@ -11,11 +11,15 @@ macro_rules! vlog {
     };
 }
 
+mod account;
 mod api;
 mod conn;
 mod control;
 mod events;
+mod rest;
+mod sign;
 mod state;
+mod stream;
 mod tls;
 
 use std::io::{Read, Write};
@@ -31,11 +35,14 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::{StatusCode, Uri};
 
 use conn::Io;
-use state::{Shared, Timings};
+use state::{Limits, Shared, StreamConn, Timings, HANDSHAKE_WEIGHT};
 
 const USAGE: &str =
     "usage: local-exchange [--listen ADDR] [--ca-out PATH] [--ca-key PATH] [--plain] \
 [--key-lifetime-ms N] [--ping-interval-ms N] [--api-lifetime-ms N] [--stream-lifetime-ms N] \
+[--stream-max-msgs-per-sec N] [--stream-max-streams N] [--api-weight-per-min N] \
+[--stream-connects-per-5min N] [--stream-string-ids] \
+[--account API_KEY:SECRET]... [--account-ed25519 API_KEY:PEM_FILE]... \
 [--control JSON]... [--die-with-stdin] [--verbose]";
 
 /// A TLS handshake or WebSocket upgrade that takes longer than this is dropped.
@@ -47,6 +54,9 @@ struct Opts {
     ca_key: Option<PathBuf>,
     plain: bool,
     timings: Timings,
+    limits: Limits,
+    /// (API key, credential) from `--account` and `--account-ed25519`.
+    accounts: Vec<(String, sign::Cred)>,
     controls: Vec<String>,
     die_with_stdin: bool,
 }
@@ -55,8 +65,8 @@ struct Opts {
 pub enum Route {
     /// `/ws-fapi/v1`; `rate_limits` is false with `?returnRateLimits=false`.
     Api { rate_limits: bool },
-    /// `/private/ws/<listenKey>`, or the legacy `/ws/<listenKey>` (`None`: silent).
-    Stream { listen_key: Option<String> },
+    /// A stream route: `/private/...`, `/public/...`, `/market/...`, legacy.
+    Stream(StreamConn),
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -66,6 +76,8 @@ fn parse_args() -> Result<Opts, String> {
         ca_key: None,
         plain: false,
         timings: Timings::default(),
+        limits: Limits::default(),
+        accounts: Vec::new(),
         controls: Vec::new(),
         die_with_stdin: false,
     };
@@ -74,6 +86,7 @@ fn parse_args() -> Result<Opts, String> {
         match a.as_str() {
             "--plain" => o.plain = true,
             "--die-with-stdin" => o.die_with_stdin = true,
+            "--stream-string-ids" => o.limits.strict_stream_ids = false,
             "--verbose" => state::VERBOSE.store(true, std::sync::atomic::Ordering::Relaxed),
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -93,7 +106,32 @@ fn parse_args() -> Result<Opts, String> {
                     "--ping-interval-ms" => o.timings.ping_interval_ms = ms()?,
                     "--api-lifetime-ms" => o.timings.api_lifetime_ms = ms()?,
                     "--stream-lifetime-ms" => o.timings.stream_lifetime_ms = ms()?,
+                    "--stream-max-msgs-per-sec" => o.limits.stream_max_msgs_per_sec = ms()?,
+                    "--stream-max-streams" => o.limits.stream_max_streams = ms()?,
+                    "--api-weight-per-min" => o.limits.api_weight_per_min = ms()?,
+                    "--stream-connects-per-5min" => o.limits.stream_connects_per_5min = ms()?,
                     "--control" => o.controls.push(v.clone()),
+                    "--account" | "--account-ed25519" => {
+                        let (key, rest) = v
+                            .split_once(':')
+                            .filter(|(k, r)| !k.is_empty() && !r.is_empty())
+                            .ok_or(format!(
+                                "{a} wants API_KEY:{}",
+                                if a == "--account" {
+                                    "SECRET"
+                                } else {
+                                    "PEM_FILE"
+                                }
+                            ))?;
+                        let cred = if a == "--account" {
+                            sign::Cred::Hmac(rest.as_bytes().to_vec())
+                        } else {
+                            let pem =
+                                std::fs::read(rest).map_err(|e| format!("{a}: {rest}: {e}"))?;
+                            sign::Cred::ed25519(&pem).map_err(|e| format!("{a}: {rest}: {e}"))?
+                        };
+                        o.accounts.push((key.to_string(), cred));
+                    }
                     _ => return Err(format!("unknown option {a}")),
                 }
             }
@@ -126,11 +164,26 @@ async fn main() {
     let listener = TcpListener::bind(&opts.listen)
         .await
         .unwrap_or_else(|e| die(format!("cannot listen on {}: {e}", opts.listen)));
+    // REST on a port of its own beside the WebSocket one (as Binance's
+    // REST host is not its WebSocket host), on the same interface.
+    let rest_bind = SocketAddr::new(
+        listener
+            .local_addr()
+            .map_or(Ipv4Addr::LOCALHOST.into(), |a| a.ip()),
+        0,
+    );
+    let rest = TcpListener::bind(rest_bind)
+        .await
+        .unwrap_or_else(|e| die(format!("cannot bind the REST port: {e}")));
     let control = TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| die(format!("cannot bind the control port: {e}")));
-    let (addr, caddr) = match (listener.local_addr(), control.local_addr()) {
-        (Ok(a), Ok(c)) => (a, c),
+    let (addr, caddr, raddr) = match (
+        listener.local_addr(),
+        control.local_addr(),
+        rest.local_addr(),
+    ) {
+        (Ok(a), Ok(c), Ok(r)) => (a, c, r),
         _ => die("cannot read the bound addresses"),
     };
     let tls = if opts.plain {
@@ -144,7 +197,8 @@ async fn main() {
         Some((acceptor, std::fs::canonicalize(&ca_out).unwrap_or(ca_out)))
     };
 
-    let shared = Arc::new(Shared::new(opts.timings));
+    let shared = Arc::new(Shared::new(opts.timings, opts.limits));
+    shared.lock().creds.extend(opts.accounts);
     for c in &opts.controls {
         let cmd = serde_json::from_str(c).unwrap_or_else(|e| die(format!("--control {c}: {e}")));
         let answer = control::command(&shared, &cmd).await;
@@ -154,6 +208,11 @@ async fn main() {
     }
     tokio::spawn(sweeper(shared.clone()));
     tokio::spawn(control::serve(shared.clone(), control));
+    tokio::spawn(rest::serve(
+        shared.clone(),
+        rest,
+        tls.as_ref().map(|(a, _)| a.clone()),
+    ));
 
     let (scheme, host) = (if tls.is_some() { "wss" } else { "ws" }, printable(addr));
     let mut ready = vec![
@@ -164,6 +223,9 @@ async fn main() {
     if let Some((_, ca)) = &tls {
         ready.push(format!("ca_file={}", ca.display()));
     }
+    // Last, so that readers that stop at ca_file= (or control=) still work.
+    let http = if tls.is_some() { "https" } else { "http" };
+    ready.push(format!("rest={http}://{}", printable(raddr)));
     let mut out = std::io::stdout();
     for line in ready {
         // A closed stdout is not a reason to stop serving.
@@ -210,24 +272,14 @@ async fn sweeper(shared: Arc<Shared>) {
 }
 
 fn classify(uri: &Uri) -> Option<Route> {
-    let path = uri.path();
+    let (path, query) = (uri.path(), uri.query().unwrap_or(""));
     if path == "/ws-fapi/v1" {
-        let query = uri.query().unwrap_or("");
         let off = query
             .split('&')
             .any(|kv| kv.eq_ignore_ascii_case("returnRateLimits=false"));
         return Some(Route::Api { rate_limits: !off });
     }
-    let valid = |k: &str| !k.is_empty() && !k.contains('/');
-    if let Some(k) = path.strip_prefix("/private/ws/").filter(|k| valid(k)) {
-        return Some(Route::Stream {
-            listen_key: Some(k.to_string()),
-        });
-    }
-    if path.strip_prefix("/ws/").is_some_and(valid) {
-        return Some(Route::Stream { listen_key: None });
-    }
-    None
+    stream::route(path, query).map(Route::Stream)
 }
 
 fn http_error(status: StatusCode) -> ErrorResponse {
@@ -238,11 +290,21 @@ fn http_error(status: StatusCode) -> ErrorResponse {
     r
 }
 
+/// HTTP 429 with `Retry-After` (whole seconds, rounded up).
+fn too_many(retry_after_ms: u64) -> ErrorResponse {
+    let mut r = http_error(StatusCode::TOO_MANY_REQUESTS);
+    if let Ok(v) = retry_after_ms.div_ceil(1000).to_string().parse() {
+        r.headers_mut().insert("Retry-After", v);
+    }
+    r
+}
+
 /// TLS (unless plain), then the WebSocket upgrade with routing, then serve.
 // The upgrade callback's error type is tungstenite's, not ours to shrink.
 #[allow(clippy::result_large_err)]
 async fn accept(shared: Arc<Shared>, tcp: TcpStream, tls: Option<TlsAcceptor>) {
     let _ = tcp.set_nodelay(true);
+    let Ok(peer) = tcp.peer_addr() else { return };
     let io: Box<dyn Io> = match tls {
         None => Box::new(tcp),
         Some(acceptor) => match timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -256,14 +318,43 @@ async fn accept(shared: Arc<Shared>, tcp: TcpStream, tls: Option<TlsAcceptor>) {
         let mut st = shared.lock();
         let refused = match r {
             Route::Api { .. } => st.sw.refuse_api,
-            Route::Stream { .. } => st.sw.refuse_stream,
+            Route::Stream(_) => st.sw.refuse_stream,
         };
         if refused {
             st.stats.refused_total += 1;
             return Err(http_error(StatusCode::SERVICE_UNAVAILABLE));
         }
+        match &r {
+            Route::Api { .. } => {
+                st.charge(peer.ip(), HANDSHAKE_WEIGHT)
+                    .map_err(|(_, ms)| too_many(ms))?;
+            }
+            Route::Stream(s) => {
+                st.stream_connect(peer.ip()).map_err(too_many)?;
+                match s.form {
+                    state::Form::Path => {
+                        st.stats.path_form_connects += 1;
+                        vlog!(
+                            "{}: path form: nothing will be pushed (Binance's /private pushes \
+nothing on /private/ws/<listenKey> since 2026-04-23; use /private/stream and SUBSCRIBE, \
+or /private/ws?listenKey=)",
+                            req.uri().path()
+                        );
+                    }
+                    state::Form::Legacy => {
+                        st.stats.legacy_connects += 1;
+                        vlog!(
+                            "{}: legacy route: nothing will be pushed (retired 2026-04-23; \
+use /private)",
+                            req.uri().path()
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        }
         drop(st);
-        registration = Some(conn::register(&shared, r));
+        registration = Some(conn::register(&shared, r, req.uri().path(), peer.ip()));
         Ok(resp)
     };
     let upgrade = tokio_tungstenite::accept_hdr_async_with_config(io, check, None);

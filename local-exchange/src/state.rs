@@ -2,8 +2,9 @@
 //! switches and counters. One mutex guards it all; it is never held across an
 //! `.await`, so every operation on it is short and atomic.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::mem::discriminant;
+use std::net::IpAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -11,7 +12,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
 
+use crate::account::{Book, Event};
 use crate::events;
+use crate::sign::Cred;
 
 pub static VERBOSE: AtomicBool = AtomicBool::new(false);
 
@@ -58,6 +61,84 @@ impl Default for Timings {
             stream_lifetime_ms: 86_400_000,
         }
     }
+}
+
+/// Binance's limits (defaults), settable by flags and `set`; 0 turns one off.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Incoming messages per second on a stream connection.
+    pub stream_max_msgs_per_sec: u64,
+    /// Streams (subscriptions) per stream connection.
+    pub stream_max_streams: u64,
+    /// Request weight per IP per rolling minute (WebSocket API and REST).
+    pub api_weight_per_min: u64,
+    /// New stream connections per IP per rolling 5 minutes.
+    pub stream_connects_per_5min: u64,
+    /// Stream request ids must be unsigned integers (Binance's documented
+    /// rule); off, strings of 1 to 36 characters and null are accepted too.
+    pub strict_stream_ids: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            stream_max_msgs_per_sec: 10,
+            stream_max_streams: 1024,
+            api_weight_per_min: 2400,
+            stream_connects_per_5min: 300,
+            strict_stream_ids: true,
+        }
+    }
+}
+
+/// Weight of a WebSocket API handshake (DOC-WSAPI).
+pub const HANDSHAKE_WEIGHT: u64 = 5;
+const WEIGHT_WINDOW: Duration = Duration::from_secs(60);
+const CONNECT_WINDOW: Duration = Duration::from_secs(300);
+
+/// How a stream connection asked for its streams (`stream_connections`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Form {
+    /// `/private/stream` or `/private/ws` without `listenKey=`: SUBSCRIBE (and `?streams=`).
+    Subscribe,
+    /// `/private/ws?listenKey=` or `/private/stream?listenKey=..&listenKey=..`.
+    Query,
+    /// `/private/ws/<listenKey>`: accepted, silent (as mainnet since 2026-04-23).
+    Path,
+    /// `/ws`, `/ws/<x>`, `/stream`: accepted, silent.
+    Legacy,
+    /// `/public/...` and `/market/...`: accepted, no market data.
+    Market,
+}
+
+impl Form {
+    pub fn name(self) -> &'static str {
+        match self {
+            Form::Subscribe => "subscribe",
+            Form::Query => "query",
+            Form::Path => "path",
+            Form::Legacy => "legacy",
+            Form::Market => "market",
+        }
+    }
+    /// Whether user data is ever pushed on this form.
+    pub fn delivers(self) -> bool {
+        matches!(self, Form::Subscribe | Form::Query)
+    }
+}
+
+/// One stream of a connection: a listenKey on `/private` (or any name elsewhere).
+pub struct Sub {
+    pub name: String,
+    /// `events=A/B`: only these event types (listenKeyExpired always passes).
+    pub events: Option<Vec<String>>,
+}
+
+pub struct StreamConn {
+    pub form: Form,
+    /// Stream mode: events wrapped as `{"stream":..,"data":..}`; ws mode: bare.
+    pub combined: bool,
+    pub subs: Vec<Sub>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -107,6 +188,8 @@ pub enum Out {
     Pings(u64),
     Close(u16, String),
     Revoke,
+    /// Send `serverShutdown`, then close (1001) after this long.
+    Shutdown(Duration),
 }
 
 pub struct Conn {
@@ -114,8 +197,11 @@ pub struct Conn {
     pub tx: mpsc::UnboundedSender<Out>,
     /// Notified to drop the TCP connection without a close frame.
     pub kill: Arc<Notify>,
-    /// Stream connections: the listenKey in the path (`None` on the legacy route).
-    pub listen_key: Option<String>,
+    pub path: String,
+    pub ip: IpAddr,
+    pub opened_ms: u64,
+    /// Stream connections: route form and subscriptions.
+    pub stream: Option<StreamConn>,
     /// API connections: the API keys used on it (for `revoke`).
     pub api_keys: HashSet<String>,
 }
@@ -158,7 +244,11 @@ counters!(
     pongs_bad,
     events_emitted,
     events_delivered,
-    refused_total
+    refused_total,
+    rate_limited_total,
+    path_form_connects,
+    legacy_connects,
+    stream_limit_closes
 );
 
 /// Switches set by control commands; `reset` restores the default.
@@ -199,6 +289,16 @@ pub struct Fault {
 
 pub struct State {
     pub timings: Timings,
+    pub limits: Limits,
+    /// Signing credentials per API key (`--account`, `--account-ed25519`, `account`).
+    pub creds: HashMap<String, Cred>,
+    /// The futures account behind each API key (created on first use).
+    pub books: HashMap<String, Book>,
+    next_order_id: u64,
+    /// Request weight per IP: (when, weight), oldest first, within a minute.
+    weights: HashMap<IpAddr, VecDeque<(Instant, u64)>>,
+    /// Stream connections accepted per IP, within 5 minutes.
+    connects: HashMap<IpAddr, VecDeque<Instant>>,
     pub accounts: HashMap<String, Account>,
     pub conns: HashMap<u64, Conn>,
     next_id: u64,
@@ -215,9 +315,9 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(timings: Timings) -> Self {
+    pub fn new(timings: Timings, limits: Limits) -> Self {
         Shared {
-            state: Mutex::new(State::new(timings)),
+            state: Mutex::new(State::new(timings, limits)),
             sweep: Notify::new(),
         }
     }
@@ -230,13 +330,19 @@ impl Shared {
 const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 impl State {
-    fn new(timings: Timings) -> Self {
+    fn new(timings: Timings, limits: Limits) -> Self {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let rng = (nanos ^ ((std::process::id() as u64) << 32) ^ 0x9e37_79b9_7f4a_7c15) | 1;
         State {
             timings,
+            limits,
+            creds: HashMap::new(),
+            books: HashMap::new(),
+            next_order_id: 8_886_774,
+            weights: HashMap::new(),
+            connects: HashMap::new(),
             accounts: HashMap::new(),
             conns: HashMap::new(),
             next_id: 1,
@@ -362,7 +468,9 @@ impl State {
         Some(k)
     }
 
-    /// `userDataStream.stop`: invalidate and close the key's stream connections.
+    /// `userDataStream.stop`: invalidate the key. Query-form connections left
+    /// with no valid key are closed (1000); SUBSCRIBE-form connections stay
+    /// open (they may carry other keys) and the key goes silent on them.
     pub fn stop_key(&mut self, api_key: &str) -> bool {
         let Some(key) = self.active_key(api_key) else {
             return false;
@@ -370,12 +478,17 @@ impl State {
         if let Some(a) = self.accounts.get_mut(api_key) {
             a.listen_key = None;
         }
-        for c in self
-            .conns
-            .values()
-            .filter(|c| c.listen_key.as_deref() == Some(&key))
-        {
-            let _ = c.tx.send(Out::Close(1000, String::new()));
+        let valid: HashSet<&str> = (self.accounts.values())
+            .filter_map(|a| a.listen_key.as_deref())
+            .collect();
+        for c in self.conns.values() {
+            let Some(s) = c.stream.as_ref().filter(|s| s.form == Form::Query) else {
+                continue;
+            };
+            let has = |k: &str| s.subs.iter().any(|x| x.name == k);
+            if has(&key) && !s.subs.iter().any(|x| valid.contains(x.name.as_str())) {
+                let _ = c.tx.send(Out::Close(1000, String::new()));
+            }
         }
         vlog!("listenKey {}… stopped for {}", &key[..8], short(api_key));
         true
@@ -391,7 +504,7 @@ impl State {
             return false;
         };
         let e = self.next_e(api_key);
-        self.send_to_key(&key, events::expired(e, &key));
+        self.send_to_key(&key, events::expired(e, &key), None);
         vlog!("listenKey {}… expired for {}", &key[..8], short(api_key));
         true
     }
@@ -412,31 +525,144 @@ impl State {
             .min()
     }
 
-    /// One event for the account: allocates `E`, queues the text on the
-    /// connections of its valid key. Returns (E, connections reached).
+    /// One event for the account: allocates `E`, queues the text on every
+    /// connection subscribed to its valid key (filtered by `events=` on the
+    /// event's `e`). Returns (E, connections reached).
     pub fn emit_one(&mut self, api_key: &str, make: &dyn Fn(u64) -> String) -> (u64, u64) {
         let key = self.active_key(api_key);
         let e = self.next_e(api_key);
         self.stats.events_emitted += 1;
-        let delivered = key.map_or(0, |k| self.send_to_key(&k, make(e)));
-        (e, delivered)
+        let Some(k) = key else {
+            return (e, 0);
+        };
+        let text = make(e);
+        let typ = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.get("e").and_then(Value::as_str).map(String::from));
+        (
+            e,
+            self.send_to_key(&k, text, Some(typ.as_deref().unwrap_or(""))),
+        )
     }
 
-    fn send_to_key(&mut self, key: &str, text: String) -> u64 {
+    /// Queues `text` (an event of type `typ`; `None`: passes every filter)
+    /// on the connections subscribed to `key`: wrapped in stream mode.
+    fn send_to_key(&mut self, key: &str, text: String, typ: Option<&str>) -> u64 {
         if self.sw.silent {
             return 0;
         }
         let mut n = 0;
-        for c in self
-            .conns
-            .values()
-            .filter(|c| c.kind == Kind::Stream && c.listen_key.as_deref() == Some(key))
-        {
-            if c.tx.send(Out::Text(text.clone())).is_ok() {
+        let mut wrapped = None;
+        for c in self.conns.values() {
+            let Some(s) = c.stream.as_ref().filter(|s| s.form.delivers()) else {
+                continue;
+            };
+            let Some(sub) = s.subs.iter().find(|x| x.name == key) else {
+                continue;
+            };
+            let passes = match (&sub.events, typ) {
+                (Some(ev), Some(t)) => ev.iter().any(|x| x == t),
+                _ => true,
+            };
+            if !passes {
+                continue;
+            }
+            let out = if s.combined {
+                let w = wrapped.get_or_insert_with(|| {
+                    format!(r#"{{"stream":{},"data":{text}}}"#, Value::from(key))
+                });
+                w.clone()
+            } else {
+                text.clone()
+            };
+            if c.tx.send(Out::Text(out)).is_ok() {
                 n += 1;
             }
         }
         self.stats.events_delivered += n;
         n
+    }
+
+    /// A fresh order, algo or trade id (one sequence for all).
+    pub fn next_id(&mut self) -> u64 {
+        self.next_order_id += 1;
+        self.next_order_id
+    }
+
+    /// Emits an account change's events in order; returns their `E`s.
+    pub fn emit_all(&mut self, api_key: &str, events: Vec<Event>) -> Vec<u64> {
+        events
+            .iter()
+            .map(|ev| self.emit_one(api_key, &|e| ev(e)).0)
+            .collect()
+    }
+
+    /// Charges `weight` to `ip` in the rolling minute. `Ok(count)` is the
+    /// weight used including this; `Err((count, retry_after_ms))` when it
+    /// would pass the limit (then nothing is charged).
+    pub fn charge(&mut self, ip: IpAddr, weight: u64) -> Result<u64, (u64, u64)> {
+        let now = Instant::now();
+        let q = self.weights.entry(ip).or_default();
+        while q
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) >= WEIGHT_WINDOW)
+        {
+            q.pop_front();
+        }
+        let used: u64 = q.iter().map(|(_, w)| w).sum();
+        let limit = self.limits.api_weight_per_min;
+        if limit > 0 && used + weight > limit {
+            // Retry when enough of the oldest weight has left the window.
+            let mut left = used + weight - limit;
+            let mut at = now;
+            for (t, w) in q.iter() {
+                at = *t + WEIGHT_WINDOW;
+                left = left.saturating_sub(*w);
+                if left == 0 {
+                    break;
+                }
+            }
+            let ms = at.saturating_duration_since(now).as_millis() as u64;
+            self.stats.rate_limited_total += 1;
+            return Err((used, ms.max(1)));
+        }
+        q.push_back((now, weight));
+        Ok(used + weight)
+    }
+
+    /// The weight each IP used in the rolling minute.
+    pub fn weights_used(&mut self) -> BTreeMap<String, u64> {
+        let now = Instant::now();
+        let mut out = BTreeMap::new();
+        for (ip, q) in &mut self.weights {
+            while q
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) >= WEIGHT_WINDOW)
+            {
+                q.pop_front();
+            }
+            out.insert(ip.to_string(), q.iter().map(|(_, w)| w).sum());
+        }
+        out
+    }
+
+    /// Counts a new stream connection from `ip`; `Err(retry_after_ms)` past the limit.
+    pub fn stream_connect(&mut self, ip: IpAddr) -> Result<(), u64> {
+        let now = Instant::now();
+        let q = self.connects.entry(ip).or_default();
+        while q
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= CONNECT_WINDOW)
+        {
+            q.pop_front();
+        }
+        let limit = self.limits.stream_connects_per_5min;
+        if limit > 0 && q.len() as u64 >= limit {
+            self.stats.rate_limited_total += 1;
+            let at = q.front().map_or(now, |t| *t + CONNECT_WINDOW);
+            return Err(at.saturating_duration_since(now).as_millis() as u64);
+        }
+        q.push_back(now);
+        Ok(())
     }
 }

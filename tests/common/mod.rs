@@ -29,6 +29,8 @@ pub struct Exchange {
     /// `wss://127.0.0.1:PORT/private`: streams are at `{stream}/ws/<listenKey>`.
     pub stream: String,
     pub control: SocketAddr,
+    /// `https://127.0.0.1:PORT` (`http://` when plain): the REST API.
+    pub rest: String,
     /// The CA to trust (TLS only).
     pub ca_file: Option<PathBuf>,
     pub ca_pem: Option<String>,
@@ -98,8 +100,15 @@ impl Exchange {
         });
         let deadline = Instant::now() + READY_TIMEOUT;
         let (mut ws_api, mut stream, mut control, mut ca_file) = (None, None, None, None);
-        let wanted = if plain { 3 } else { 4 };
-        for _ in 0..wanted {
+        let mut rest = None;
+        let missing = |v: &[bool]| v.iter().any(|have| !have);
+        while missing(&[
+            ws_api.is_some(),
+            stream.is_some(),
+            control.is_some(),
+            rest.is_some(),
+            plain || ca_file.is_some(),
+        ]) {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
                 Ok(l) => l,
@@ -117,7 +126,8 @@ impl Exchange {
                 "stream" => stream = Some(v.to_string()),
                 "control" => control = Some(v.parse().expect("control address")),
                 "ca_file" => ca_file = Some(PathBuf::from(v)),
-                _ => panic!("unexpected line {line:?}"),
+                "rest" => rest = Some(v.to_string()),
+                _ => {} // a ready line added later: not ours to know
             }
         }
         let ca_pem = ca_file
@@ -127,6 +137,7 @@ impl Exchange {
             ws_api: ws_api.expect("ws_api line"),
             stream: stream.expect("stream line"),
             control: control.expect("control line"),
+            rest: rest.expect("rest line"),
             ca_file,
             ca_pem,
             child,

@@ -1,0 +1,285 @@
+//! The REST API (`rest=` ready line): a small HTTP/1.1 server (keep-alive,
+//! `Content-Length` bodies) on its own port, TLS unless `--plain`, serving
+//! the account snapshot endpoints and the listenKey endpoints. Requests are
+//! parsed with httparse (already in the tree through tungstenite); the
+//! endpoints are a handful of small GETs, so no server framework.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+use tokio_native_tls::TlsAcceptor;
+
+use crate::conn::Io;
+use crate::sign::{self, Refusal};
+use crate::state::{now_ms, Shared, State};
+use crate::stream::query_pairs;
+
+const MAX_HEAD: usize = 16 * 1024;
+const MAX_BODY: usize = 64 * 1024;
+const IDLE: Duration = Duration::from_secs(60);
+
+pub async fn serve(shared: Arc<Shared>, listener: TcpListener, tls: Option<TlsAcceptor>) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, _)) => {
+                tokio::spawn(client(shared.clone(), tcp, tls.clone()));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+struct Answer {
+    status: u16,
+    body: String,
+    retry_after_s: Option<u64>,
+}
+
+fn answer(status: u16, body: Value) -> Answer {
+    Answer {
+        status,
+        body: body.to_string(),
+        retry_after_s: None,
+    }
+}
+
+fn error(status: u16, code: i64, msg: &str) -> Answer {
+    answer(status, json!({"code": code, "msg": msg}))
+}
+
+fn refused(r: Refusal) -> Answer {
+    error(r.status, r.code, &r.msg)
+}
+
+async fn client(shared: Arc<Shared>, tcp: TcpStream, tls: Option<TlsAcceptor>) {
+    let _ = tcp.set_nodelay(true);
+    let Ok(peer) = tcp.peer_addr() else { return };
+    let mut io: Box<dyn Io> = match tls {
+        None => Box::new(tcp),
+        Some(a) => match timeout(Duration::from_secs(10), a.accept(tcp)).await {
+            Ok(Ok(s)) => Box::new(s),
+            _ => return,
+        },
+    };
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        // Read one request: the head, then Content-Length bytes of body.
+        let (head_len, method, target, api_key, body_len, close) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut req = httparse::Request::new(&mut headers);
+            match req.parse(&buf) {
+                Ok(httparse::Status::Complete(n)) => {
+                    let header = |name: &str| {
+                        req.headers
+                            .iter()
+                            .find(|h| h.name.eq_ignore_ascii_case(name))
+                            .map(|h| String::from_utf8_lossy(h.value).trim().to_string())
+                    };
+                    let len = header("content-length").and_then(|v| v.parse::<usize>().ok());
+                    let close = header("connection")
+                        .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+                        || req.version == Some(0);
+                    break (
+                        n,
+                        req.method.unwrap_or("").to_string(),
+                        req.path.unwrap_or("/").to_string(),
+                        header("x-mbx-apikey"),
+                        len.unwrap_or(0),
+                        close,
+                    );
+                }
+                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
+                _ => return, // malformed or too long: drop the connection
+            }
+            let mut chunk = [0u8; 4096];
+            match timeout(IDLE, io.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => return,
+            }
+        };
+        if body_len > MAX_BODY {
+            return;
+        }
+        while buf.len() < head_len + body_len {
+            let mut chunk = [0u8; 4096];
+            match timeout(IDLE, io.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => return,
+            }
+        }
+        let body = String::from_utf8_lossy(&buf[head_len..head_len + body_len]).into_owned();
+        buf.drain(..head_len + body_len);
+
+        let (a, used) = {
+            let mut st = shared.lock();
+            let a = handle(
+                &mut st,
+                peer.ip(),
+                &method,
+                &target,
+                api_key.as_deref(),
+                &body,
+            );
+            let used = st
+                .weights_used()
+                .get(&peer.ip().to_string())
+                .copied()
+                .unwrap_or(0);
+            (a, used)
+        };
+        let reason = match a.status {
+            200 => "OK",
+            400 => "Bad Request",
+            401 => "Unauthorized",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            429 => "Too Many Requests",
+            _ => "Error",
+        };
+        let retry = a
+            .retry_after_s
+            .map(|s| format!("Retry-After: {s}\r\n"))
+            .unwrap_or_default();
+        let head = format!(
+            "HTTP/1.1 {} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+X-MBX-USED-WEIGHT-1M: {used}\r\n{retry}Connection: {}\r\n\r\n",
+            a.status,
+            a.body.len(),
+            if close { "close" } else { "keep-alive" }
+        );
+        let sent = io.write_all(head.as_bytes()).await.is_ok()
+            && io.write_all(a.body.as_bytes()).await.is_ok()
+            && io.flush().await.is_ok();
+        if !sent || close {
+            let _ = io.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// The weight of an endpoint (Binance's documented figures).
+fn weight(path: &str, has_symbol: bool) -> u64 {
+    match path {
+        "/fapi/v1/openOrders" | "/fapi/v1/openAlgoOrders" if !has_symbol => 40,
+        "/fapi/v3/account"
+        | "/fapi/v2/account"
+        | "/fapi/v3/positionRisk"
+        | "/fapi/v3/balance"
+        | "/fapi/v2/balance" => 5,
+        _ => 1,
+    }
+}
+
+fn handle(
+    st: &mut State,
+    ip: IpAddr,
+    method: &str,
+    target: &str,
+    api_key: Option<&str>,
+    body: &str,
+) -> Answer {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let known = [
+        "/fapi/v1/time",
+        "/fapi/v1/ping",
+        "/fapi/v1/listenKey",
+        "/fapi/v1/openOrders",
+        "/fapi/v1/openAlgoOrders",
+        "/fapi/v3/account",
+        "/fapi/v2/account",
+        "/fapi/v3/positionRisk",
+        "/fapi/v3/balance",
+        "/fapi/v2/balance",
+    ];
+    if !known.contains(&path) {
+        return error(404, -1000, &format!("No such endpoint: {path}"));
+    }
+    let mut params = query_pairs(query);
+    params.extend(query_pairs(body));
+    let symbol = params
+        .iter()
+        .find(|(k, _)| k == "symbol")
+        .map(|(_, v)| v.clone());
+    if let Err((_, ms)) = st.charge(ip, weight(path, symbol.is_some())) {
+        let mut a = error(
+            429,
+            -1003,
+            &format!(
+                "Too many requests; current limit of IP({ip}) is {} requests per minute. \
+Please use the websocket for live updates to avoid polling the API.",
+                st.limits.api_weight_per_min
+            ),
+        );
+        a.retry_after_s = Some(ms.div_ceil(1000));
+        return a;
+    }
+    *st.stats
+        .requests
+        .entry(format!("{method} {path}"))
+        .or_default() += 1;
+    match (method, path) {
+        ("GET", "/fapi/v1/time") => return answer(200, json!({"serverTime": now_ms()})),
+        ("GET", "/fapi/v1/ping") => return answer(200, json!({})),
+        (_, "/fapi/v1/time" | "/fapi/v1/ping") => return error(405, -1000, "Method not allowed."),
+        _ => {}
+    }
+    // Every other endpoint needs the API key.
+    let Some(api_key) = api_key.filter(|k| !k.is_empty()) else {
+        return error(401, -2014, "API-key format invalid.");
+    };
+    if path == "/fapi/v1/listenKey" {
+        // USER_STREAM: the key only, no signature.
+        let no_key = || error(400, -1125, "This listenKey does not exist.");
+        return match method {
+            "POST" => answer(200, json!({"listenKey": st.start_key(api_key)})),
+            "PUT" => st
+                .ping_key(api_key)
+                .map_or_else(no_key, |k| answer(200, json!({"listenKey": k}))),
+            "DELETE" => {
+                if st.stop_key(api_key) {
+                    answer(200, json!({}))
+                } else {
+                    no_key()
+                }
+            }
+            _ => error(405, -1000, "Method not allowed."),
+        };
+    }
+    if method != "GET" {
+        return error(405, -1000, "Method not allowed.");
+    }
+    let Some(cred) = st.creds.get(api_key) else {
+        return refused(sign::unknown_key());
+    };
+    // totalParams: the query string, then the body, as sent, without `signature`.
+    let unsigned = |s: &str| -> String {
+        s.split('&')
+            .filter(|kv| !kv.is_empty() && !kv.starts_with("signature="))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    let payload = unsigned(query) + &unsigned(body);
+    let signature = params
+        .iter()
+        .find(|(k, _)| k == "signature")
+        .map(|(_, v)| v.as_str());
+    if let Err(r) = sign::check(cred, &params, payload.as_bytes(), signature) {
+        return refused(r);
+    }
+    let book = st.books.entry(api_key.to_string()).or_default();
+    let sym = symbol.as_deref();
+    let v = match path {
+        "/fapi/v1/openOrders" => book.open_orders(sym),
+        "/fapi/v1/openAlgoOrders" => book.open_algo_orders(sym),
+        "/fapi/v3/account" => book.account(false),
+        "/fapi/v2/account" => book.account(true),
+        "/fapi/v3/positionRisk" => book.position_risk(sym, false),
+        _ => book.balance(),
+    };
+    answer(200, v)
+}
