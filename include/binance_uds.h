@@ -234,9 +234,12 @@ extern "C" {
  `server_time_ms` is the server's clock when the snapshot started
  (`GET /fapi/v1/time`), `E` when it was complete, both on the server's
  clock like the events' `E`. Every event with `E` before `server_time_ms`
- is reflected in it; events from `server_time_ms` on may or may not be:
- apply them only where their time is newer than the item's `updateTime`
- (the README's "Resynchronising after a gap" gives the whole rule).
+ should be reflected in it; events from `server_time_ms` on may or may
+ not be. Skip an event for an item whose `updateTime` in the snapshot is
+ later than the event's (`o.T` for orders, `T` otherwise) and apply the
+ rest: every field is an absolute value, so an event already reflected
+ changes nothing (the README's "Resynchronising after a gap" gives the
+ whole rule).
 
  Needs a signing key on the config (`binance_config_set_secret_key` or
  `binance_config_set_private_key_pem`): BINANCE_INVALID_ARGUMENT without

@@ -110,21 +110,13 @@ fn signature_verifies(r: &common::http::Request, ed25519: &ed25519_dalek::Verify
 #[test]
 fn account_snapshot_signing_and_errors() {
     use common::http::{binance_answer, Response, Server};
-    use ed25519_dalek::pkcs8::EncodePrivateKey;
     let mode = Mode::from_env();
     let exe = compile("tests/c/account.c", "cc", C_FLAGS, "account", mode);
     let ex = Exchange::start(&[]);
-    let key = ed25519_dalek::SigningKey::from_bytes(&[42u8; 32]);
-    let verifying = key.verifying_key();
+    let (pem, verifying) = common::http::ed25519_key();
     let pem_file =
         std::env::temp_dir().join(format!("binance-uds-c-account-{}.pem", std::process::id()));
-    std::fs::write(
-        &pem_file,
-        key.to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-            .unwrap()
-            .as_bytes(),
-    )
-    .unwrap();
+    std::fs::write(&pem_file, pem).unwrap();
     let rest = Server::start(move |r| {
         if r.path == "/fapi/v1/time" {
             return Some(binance_answer(r, 0));

@@ -8,7 +8,6 @@ mod common;
 
 use binance_uds::engine::{Client, Config, Status};
 use common::http::{Request, Response, Server};
-use ed25519_dalek::pkcs8::EncodePrivateKey;
 use ed25519_dalek::Verifier;
 use hmac::Mac;
 use serde_json::Value;
@@ -102,16 +101,12 @@ fn snapshot_is_one_document_signed_with_hmac_on_one_connection() {
 
 #[test]
 fn ed25519_signatures_verify_with_the_public_key() {
-    let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
-    let pem = key
-        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-        .unwrap();
+    let (pem, verifying) = common::http::ed25519_key();
     let server = Server::start(|r| Some(binance(r)));
     let mut cfg = config(&server);
     cfg.set_private_key_pem(&pem).unwrap();
     cfg.set_recv_window_ms(7000).unwrap();
     Client::new(&cfg).unwrap().account_snapshot().unwrap();
-    let verifying = key.verifying_key();
     let requests = server.requests();
     for r in requests
         .iter()

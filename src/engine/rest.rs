@@ -300,8 +300,12 @@ impl Rest {
     }
 
     /// `GET /fapi/v1/time`: sets the clock offset; returns the server time.
+    ///
+    /// The offset is taken as if the server read its clock when the answer
+    /// arrived, the latest it can have: timestamps then never run ahead of
+    /// the server's clock, which Binance refuses beyond 1 s, and lag it by
+    /// at most one round trip, well inside the recvWindow.
     async fn sync_clock(&self) -> Result<i64> {
-        let before = now_ms();
         let reply = self.send(&TIME, String::new()).await?;
         let after = now_ms();
         let answer = self.json_of(&TIME, reply)?;
@@ -314,8 +318,7 @@ impl Rest {
                     TIME.path
                 ))
             })?;
-        self.offset_ms
-            .store(server - (before + after) / 2, Ordering::Relaxed);
+        self.offset_ms.store(server - after, Ordering::Relaxed);
         Ok(server)
     }
 

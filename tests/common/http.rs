@@ -301,3 +301,16 @@ pub fn self_signed() -> (String, openssl::pkey::PKey<openssl::pkey::Private>) {
     let pem = String::from_utf8(b.build().to_pem().unwrap()).unwrap();
     (pem, key)
 }
+
+/// A new Ed25519 private key as `openssl genpkey -algorithm ed25519` (and
+/// so Binance's key generator) writes it: PKCS#8 v1 PEM. Also its
+/// verifying key.
+pub fn ed25519_key() -> (String, ed25519_dalek::VerifyingKey) {
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    let key = openssl::pkey::PKey::generate_ed25519().unwrap();
+    let pem = String::from_utf8(key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    let verifying = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem)
+        .unwrap()
+        .verifying_key();
+    (pem, verifying)
+}
