@@ -68,6 +68,11 @@ fn snapshot_is_one_document_signed_with_hmac_on_one_connection() {
     // Times are on the server's clock, an hour ahead of ours.
     let server_time = doc["server_time_ms"].as_i64().unwrap();
     let done = doc["E"].as_i64().unwrap();
+    let requested = doc["requested_ms"].as_i64().unwrap();
+    assert!(
+        before - 1000 <= requested && requested <= server_time,
+        "{doc}"
+    );
     assert!(
         before - 1000 <= server_time && server_time <= done && done <= after + 1000,
         "{doc}"

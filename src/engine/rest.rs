@@ -173,7 +173,7 @@ impl Rest {
     pub async fn fetch_snapshot(&self) -> Result<String> {
         self.until_closed(async {
             let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
-            let requested_ms = self.server_now();
+            let requested_local_ms = now_ms();
             let mut slot = self.snapshot.lock().await;
             if let Some((covered, result)) = slot.as_ref() {
                 if *covered >= ticket {
@@ -185,13 +185,14 @@ impl Rest {
             let covered = self.tickets.load(Ordering::SeqCst);
             let bound = self.config.dialer.connect_timeout
                 + self.config.request_timeout * SNAPSHOT_REQUESTS;
-            let result = match tokio::time::timeout(bound, self.take_snapshot(requested_ms)).await {
-                Ok(r) => r,
-                Err(_) => Err(Error::timeout(format!(
-                    "account snapshot: not complete within {} ms",
-                    bound.as_millis()
-                ))),
-            };
+            let result =
+                match tokio::time::timeout(bound, self.take_snapshot(requested_local_ms)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::timeout(format!(
+                        "account snapshot: not complete within {} ms",
+                        bound.as_millis()
+                    ))),
+                };
             *slot = Some((covered, result.clone()));
             result
         })
@@ -253,9 +254,10 @@ impl Rest {
         now_ms() + self.clock_offset_ms()
     }
 
-    async fn take_snapshot(&self, requested_ms: i64) -> Result<String> {
+    async fn take_snapshot(&self, requested_local_ms: i64) -> Result<String> {
         self.check_weight(SNAPSHOT_WEIGHT)?;
         let server_time_ms = self.sync_clock().await?;
+        let requested_ms = requested_local_ms + self.clock_offset_ms();
         let mut account = self.signed_get(&ACCOUNT).await?;
         let positions = self.signed_get(&POSITION_RISK).await?;
         let open_orders = self.signed_get(&OPEN_ORDERS).await?;
