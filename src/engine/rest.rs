@@ -105,6 +105,9 @@ pub struct RestConfig {
 pub struct Rest {
     rt: Handle,
     config: RestConfig,
+    /// `X-MBX-APIKEY`, made once (each request shares it, no copy), marked
+    /// sensitive.
+    key_header: Result<HeaderValue>,
     /// Server clock minus local clock, in ms, from the latest
     /// `GET /fapi/v1/time`.
     offset_ms: AtomicI64,
@@ -139,8 +142,15 @@ struct Reply {
 impl Rest {
     pub fn new(rt: Handle, config: RestConfig) -> Rest {
         let (closing, _) = watch::channel(false);
+        let key_header = HeaderValue::from_str(config.api_key.expose())
+            .map(|mut v| {
+                v.set_sensitive(true);
+                v
+            })
+            .map_err(|_| Error::invalid("api_key: not a valid header value"));
         Rest {
             rt,
+            key_header,
             config,
             offset_ms: AtomicI64::new(0),
             conn: tokio::sync::Mutex::new(None),
@@ -427,9 +437,7 @@ impl Rest {
     }
 
     async fn exchange(&self, sender: &mut SendRequest<Full<Bytes>>, target: &str) -> Result<Reply> {
-        let mut key = HeaderValue::from_str(self.config.api_key.expose())
-            .map_err(|_| Error::invalid("api_key: not a valid header value"))?;
-        key.set_sensitive(true);
+        let key = self.key_header.clone()?;
         let request = hyper::Request::get(target)
             .header(HOST, host_header(&self.config.base))
             .header(
