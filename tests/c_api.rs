@@ -106,17 +106,24 @@ fn signature_verifies(r: &common::http::Request, ed25519: &ed25519_dalek::Verify
 }
 
 /// tests/c/account.c against a REST server that verifies its signatures
-/// and answers by the recvWindow the program chose (see the program).
+/// and answers by the recvWindow the program chose (see the program), and
+/// against the local exchange's signed REST API with both key types.
 #[test]
 fn account_snapshot_signing_and_errors() {
     use common::http::{binance_answer, Response, Server};
     let mode = Mode::from_env();
     let exe = compile("tests/c/account.c", "cc", C_FLAGS, "account", mode);
-    let ex = Exchange::start(&[]);
     let (pem, verifying) = common::http::ed25519_key();
     let pem_file =
         std::env::temp_dir().join(format!("binance-uds-c-account-{}.pem", std::process::id()));
     std::fs::write(&pem_file, pem).unwrap();
+    const ED25519_API_KEY: &str = "EDKEY0123456789abcdef";
+    let ex = Exchange::start(&[
+        "--account",
+        &format!("{API_KEY}:{SECRET_KEY}"),
+        "--account-ed25519",
+        &format!("{ED25519_API_KEY}:{}", pem_file.display()),
+    ]);
     let rest = Server::start(move |r| {
         if r.path == "/fapi/v1/time" {
             return Some(binance_answer(r, 0));
@@ -139,6 +146,8 @@ fn account_snapshot_signing_and_errors() {
     env.push(("BINANCE_REST_URL", rest.url()));
     env.push(("BINANCE_SECRET_KEY", SECRET_KEY.to_owned()));
     env.push(("BINANCE_PRIVATE_KEY_FILE", pem_file.display().to_string()));
+    env.push(("BINANCE_EXCHANGE_REST_URL", ex.rest.clone()));
+    env.push(("BINANCE_ED25519_API_KEY", ED25519_API_KEY.to_owned()));
     let run = run(&exe, &env, mode);
     let _ = std::fs::remove_file(&pem_file);
     run.assert_exit(0, API_KEY);

@@ -10,7 +10,9 @@
  * The runner's REST server (BINANCE_REST_URL) answers by the recvWindow a
  * request carries: 5000 is Binance's normal answer, 4291 a 429 with
  * Retry-After: 3, 1021 a -1021 every time, anything else a -1022 when the
- * signature does not verify.
+ * signature does not verify. The local exchange's own REST API
+ * (BINANCE_EXCHANGE_REST_URL, https with its CA) knows the API key with the
+ * secret key, and BINANCE_ED25519_API_KEY with the private key.
  */
 #include "harness.h"
 
@@ -173,11 +175,58 @@ static void test_errors(void)
     binance_client_free(client);
 }
 
+/* The order the exchange placed, found in a snapshot from its REST API. */
+static void check_exchange_snapshot(binance_config *cfg, const char *api_key)
+{
+    binance_error *err = NULL;
+    binance_client *client = NULL;
+    char cmd[512], reply[4096];
+    char *json = NULL;
+    long long order_id;
+
+    CHECK_OK(binance_config_set_rest_endpoint(cfg, test_env("BINANCE_EXCHANGE_REST_URL"), &err), err);
+    client = test_client_from(cfg);
+    snprintf(cmd, sizeof cmd,
+             "{\"cmd\":\"order_place\",\"api_key\":\"%s\",\"symbol\":\"BTCUSDT\",\"side\":\"BUY\","
+             "\"quantity\":\"0.01\",\"price\":\"50000\"}",
+             api_key);
+    CHECK(control_reply(cmd, reply, sizeof reply) == 0);
+    order_id = json_number(reply, "order_id");
+    CHECK(order_id > 0);
+    CHECK_OK(binance_client_account_snapshot(client, &json, &err), err);
+    if (json != NULL) {
+        CHECK(json_number(json, "orderId") == order_id);
+        CHECK(strstr(json, "\"open_algo_orders\":[]") != NULL);
+    }
+    binance_string_free(json);
+    binance_client_free(client);
+}
+
+static void test_against_the_exchange(void)
+{
+    binance_error *err = NULL;
+    binance_config *cfg = test_config();
+    char *pem = NULL;
+
+    CHECK_OK(binance_config_set_secret_key(cfg, test_secret_key(), &err), err);
+    check_exchange_snapshot(cfg, test_api_key());
+
+    cfg = test_config();
+    CHECK_OK(binance_config_set_api_key(cfg, test_env("BINANCE_ED25519_API_KEY"), &err), err);
+    pem = read_file(test_env("BINANCE_PRIVATE_KEY_FILE"));
+    CHECK(pem != NULL);
+    if (pem != NULL)
+        CHECK_OK(binance_config_set_private_key_pem(cfg, pem, &err), err);
+    free(pem);
+    check_exchange_snapshot(cfg, test_env("BINANCE_ED25519_API_KEY"));
+}
+
 int main(void)
 {
     test_setters();
     test_arguments_and_no_key();
     test_snapshot_hmac_and_ed25519();
     test_errors();
+    test_against_the_exchange();
     return harness_finish("account");
 }
