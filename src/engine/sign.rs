@@ -289,6 +289,22 @@ TwfSxD223y9mFKxS4mZfGIee+JEvh4bEGOJ0K1G4tSOvQPUhlGG/bqys
     }
 
     #[test]
+    fn openssl_pems_are_accepted_with_any_line_ending() {
+        // `openssl genpkey -algorithm ed25519`, as Binance's key generator
+        // writes it; and the same with CRLF line endings.
+        let pem = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIEzNCJso/5banbbDRuwRTg9bijGfNaumJNqM9u1PuKb7\n-----END PRIVATE KEY-----\n";
+        let a = SigningKey::ed25519_pem(pem, "pem")
+            .unwrap()
+            .signer()
+            .unwrap();
+        let b = SigningKey::ed25519_pem(&pem.replace('\n', "\r\n"), "pem")
+            .unwrap()
+            .signer()
+            .unwrap();
+        assert_eq!(a.sign("x=1"), b.sign("x=1"));
+    }
+
+    #[test]
     fn redact_removes_the_pem_lines() {
         let pem = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIEzNCJso/5banbbDRuwRTg9bijGfNaumJNqM9u1PuKb7\n-----END PRIVATE KEY-----\n";
         let signer = SigningKey::ed25519_pem(pem, "pem")
