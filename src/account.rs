@@ -35,15 +35,17 @@ use std::ffi::c_char;
 /// one. Costs 91 request weight. Blocks until the snapshot is complete: up
 /// to the connect timeout plus 7 request timeouts (BINANCE_TIMEOUT after).
 /// One snapshot runs at a time per client: a call made while another runs
-/// first waits for it (so it may block up to twice that bound), then shares
-/// the next one with the other calls that waited. BINANCE_RATE_LIMITED, without sending anything, when the
-/// request weight left this minute is too small or after a 429/418 until
-/// the time the server gave (`binance_error_retry_after_ms`); a -1021
-/// (timestamp outside recvWindow) resynchronises the clock and is retried
-/// once; other refusals are BINANCE_API_ERROR with Binance's code (e.g.
-/// -1022 bad signature, -2015 key rejected) and HTTP status. Thread-safe.
-/// Must not be called from a stream callback. Caller owns `*out_json`;
-/// free it with `binance_string_free`. On failure it is NULL.
+/// first waits for it (so it may block up to twice that bound), then
+/// shares the next one with the other calls that waited.
+///
+/// BINANCE_RATE_LIMITED, without sending anything, when the request weight
+/// left this minute is too small, or after a 429/418 until the time the
+/// server gave (`binance_error_retry_after_ms`). A -1021 (timestamp outside
+/// recvWindow) resynchronises the clock and is retried once. Other
+/// refusals are BINANCE_API_ERROR with Binance's code (e.g. -1022 bad
+/// signature, -2015 key rejected) and HTTP status. Thread-safe. Caller
+/// owns `*out_json`; free it with `binance_string_free`. On failure it is
+/// NULL.
 #[no_mangle]
 pub extern "C" fn binance_client_account_snapshot(
     client: *mut binance_client,
