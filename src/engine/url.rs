@@ -41,7 +41,10 @@ impl Endpoint {
 
     /// The URL of an endpoint from [`Endpoint::parse_http`].
     pub fn http_url(&self) -> String {
-        self.url_with(&HTTP)
+        let url = self.url();
+        let rest = url.split_once("://").map_or("", |(_, r)| r);
+        let scheme = if self.tls { HTTP.secure } else { HTTP.plain };
+        format!("{scheme}://{rest}")
     }
 
     fn parse_with(url: &str, what: &str, schemes: &Schemes) -> Result<Endpoint> {
@@ -138,10 +141,6 @@ impl Endpoint {
     }
 
     pub fn url(&self) -> String {
-        self.url_with(&WEBSOCKET)
-    }
-
-    fn url_with(&self, schemes: &Schemes) -> String {
         let default_port = if self.tls { 443 } else { 80 };
         let authority = if self.port == default_port {
             host_port(&self.host, 0).trim_end_matches(":0").to_owned()
@@ -150,11 +149,7 @@ impl Endpoint {
         };
         format!(
             "{}://{}{}",
-            if self.tls {
-                schemes.secure
-            } else {
-                schemes.plain
-            },
+            if self.tls { "wss" } else { "ws" },
             authority,
             self.path
         )
