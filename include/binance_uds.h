@@ -82,6 +82,12 @@ typedef struct binance_user_stream binance_user_stream;
 typedef int32_t binance_status;
 
 /*
+ How a stream connection subscribes its listenKey: one of the
+ `BINANCE_STREAM_FORM_*` values.
+ */
+typedef int32_t binance_stream_form;
+
+/*
  Called with each event, in order, for a stream opened with
  `binance_user_stream_open_callback`. `ev` is borrowed: valid only during
  the call (copy what you need; do not free it).
@@ -153,7 +159,44 @@ typedef struct {
      none yet.
      */
     int64_t last_keepalive_ms;
+    /*
+     When the server last pinged the stream's connection, ms since the
+     Unix epoch; 0 if not yet (Binance pings every 3 minutes).
+     */
+    int64_t last_server_ping_ms;
+    /*
+     The stream connection this stream is on: an id shared by every
+     stream on the same connection; 0 while it has none.
+     */
+    uint64_t connection_id;
+    /*
+     Streams on that connection, this one included (see
+     `binance_config_set_connection_sharing`); 0 while it has none.
+     */
+    uint64_t connection_streams;
+    /*
+     1 once the server acknowledged the current listenKey's
+     subscription (on the query form: once its connection is up), 0
+     while subscribing or reconnecting.
+     */
+    int32_t subscribed;
 } binance_stream_health;
+
+/*
+ Default: connect to `<stream url>/stream`, send
+ `{"method":"SUBSCRIBE","params":["<listenKey>"],"id":N}` and wait for its
+ acknowledgement; events arrive wrapped as `{"stream":"<listenKey>",
+ "data":{...}}` and are delivered unwrapped. What all four official
+ Binance SDKs do; one connection can carry many streams.
+ */
+#define BINANCE_STREAM_FORM_SUBSCRIBE 0
+
+/*
+ Connect to `<stream url>/ws?listenKey=<listenKey>`: events arrive bare.
+ One connection per stream; a new key means a new connection. For use if
+ Binance moves again and the SUBSCRIBE form stops delivering.
+ */
+#define BINANCE_STREAM_FORM_QUERY 1
 
 /*
  Success.
@@ -373,10 +416,15 @@ binance_status binance_config_set_rest_endpoint(binance_config *cfg, const char 
 binance_status binance_config_set_recv_window_ms(binance_config *cfg, uint32_t ms, binance_error **out_err);
 
 /*
- Sets the user data stream base URL; the stream connects to
- `<url>/ws/<listenKey>`. Default `BINANCE_STREAM_URL_PRODUCTION`
- (`wss://fstream.binance.com/private`, the route user data moved to in
- 2026: the legacy route connects but delivers nothing).
+ Sets the user data stream base URL. Default
+ `BINANCE_STREAM_URL_PRODUCTION` (`wss://fstream.binance.com/private`,
+ the route user data moved to in 2026: the legacy route connects but
+ delivers nothing); testnet `BINANCE_STREAM_URL_TESTNET`. How the stream
+ subscribes on it is `binance_config_set_stream_form`'s choice: by
+ default it connects to `<url>/stream` and sends `SUBSCRIBE` with the
+ listenKey, as Binance's own SDKs do. (The form with the key in the URL
+ path is never used: mainnet accepts the connection and then sends
+ nothing.)
  */
 binance_status binance_config_set_stream_endpoint(binance_config *cfg, const char *url, binance_error **out_err);
 
@@ -386,6 +434,31 @@ binance_status binance_config_set_stream_endpoint(binance_config *cfg, const cha
  Default 30 minutes.
  */
 binance_status binance_config_set_keepalive_interval_ms(binance_config *cfg, uint32_t ms, binance_error **out_err);
+
+/*
+ Chooses how user streams subscribe: `BINANCE_STREAM_FORM_SUBSCRIBE`
+ (default) or `BINANCE_STREAM_FORM_QUERY`. BINANCE_INVALID_ARGUMENT for
+ any other value.
+ */
+binance_status binance_config_set_stream_form(binance_config *cfg, binance_stream_form form, binance_error **out_err);
+
+/*
+ Whether user streams of clients configured alike (same stream URL,
+ proxy, trusted roots, form, timeouts and cap) share stream connections:
+ 1 (default) or 0. Shared, a thousand accounts' streams need a handful of
+ connections; each stream keeps its own queue, key, keepalives, gaps and
+ health. The cost: a lost shared connection is a gap for every stream on
+ it, each reported in its own stream. 0 gives every stream a connection
+ of its own (separate failure domains). The query form never shares.
+ */
+binance_status binance_config_set_connection_sharing(binance_config *cfg, int32_t enabled, binance_error **out_err);
+
+/*
+ The most user streams one shared stream connection carries: 1 to 1024
+ (Binance's limit per connection). Default 200. Subscriptions are sent in
+ batches, paced under Binance's 10 incoming messages per second.
+ */
+binance_status binance_config_set_stream_subscriptions_per_connection(binance_config *cfg, uint32_t n, binance_error **out_err);
 
 /*
  Sends every connection (WebSocket API and stream) through an HTTP CONNECT
@@ -567,17 +640,22 @@ void binance_string_free(char *s);
 
 /*
  Opens the account's user data stream: obtains the listenKey over the
- client's WebSocket API connection (`userDataStream.start`), connects to
- `<stream endpoint>/ws/<listenKey>` and starts queueing events. Blocks
- until connected: up to the connect and request timeouts. Events are then
- read with `binance_user_stream_next`. The stream keeps the key alive on
- the configured interval, and on a lost or silent connection, an expired
- or unknown (-1125) key, or a key that changed, obtains a valid key and
- reconnects with backoff, delivering `binance.stream_gap` so you know to
- resynchronise over REST. On success the caller owns `*out_stream`; close
- it with `binance_user_stream_close` (before or after freeing the client:
- a stream whose client is freed ends, and its reads return
- BINANCE_STREAM_CLOSED).
+ client's WebSocket API connection (`userDataStream.start`), subscribes
+ it on a stream connection (see `binance_config_set_stream_form`; by
+ default `SUBSCRIBE` on `<stream endpoint>/stream`, sharing a connection
+ with streams of clients configured alike) and starts queueing events.
+ Blocks until the server acknowledged the subscription: up to the connect
+ and request timeouts. BINANCE_API_ERROR if the stream server refused the
+ subscription (its code kept), BINANCE_TIMEOUT if it did not answer.
+ Events are then read with `binance_user_stream_next`. The stream keeps
+ the key alive on the configured interval; on a lost or silent
+ connection it reconnects with backoff, and on an expired or unknown
+ (-1125) key, or a key that changed, it subscribes a valid key (on the
+ same connection where the form allows), delivering `binance.stream_gap`
+ so you know events may have been lost. On success the caller owns
+ `*out_stream`; close it with `binance_user_stream_close` (before or
+ after freeing the client: a stream whose client is freed ends, and its
+ reads return BINANCE_STREAM_CLOSED). Thread-safe.
  */
 binance_status binance_user_stream_open(binance_client *client, binance_user_stream **out_stream, binance_error **out_err);
 

@@ -14,6 +14,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "Rust and C tests (cargo test)"
 cargo test --workspace --all-targets -- --skip soak_under_random_faults
 
+step "the core stream tests again, on the query form (<base>/ws?listenKey=)"
+BINANCE_UDS_TEST_STREAM_FORM=query cargo test --test user_stream
+
 step "soak: threads, a stream and random faults (BINANCE_UDS_SOAK_SECS, default 60)"
 cargo test --test soak -- --nocapture
 

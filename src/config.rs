@@ -168,10 +168,15 @@ pub extern "C" fn binance_config_set_recv_window_ms(
     })
 }
 
-/// Sets the user data stream base URL; the stream connects to
-/// `<url>/ws/<listenKey>`. Default `BINANCE_STREAM_URL_PRODUCTION`
-/// (`wss://fstream.binance.com/private`, the route user data moved to in
-/// 2026: the legacy route connects but delivers nothing).
+/// Sets the user data stream base URL. Default
+/// `BINANCE_STREAM_URL_PRODUCTION` (`wss://fstream.binance.com/private`,
+/// the route user data moved to in 2026: the legacy route connects but
+/// delivers nothing); testnet `BINANCE_STREAM_URL_TESTNET`. How the stream
+/// subscribes on it is `binance_config_set_stream_form`'s choice: by
+/// default it connects to `<url>/stream` and sends `SUBSCRIBE` with the
+/// listenKey, as Binance's own SDKs do. (The form with the key in the URL
+/// path is never used: mainnet accepts the connection and then sends
+/// nothing.)
 #[no_mangle]
 pub extern "C" fn binance_config_set_stream_endpoint(
     cfg: *mut binance_config,
@@ -197,6 +202,71 @@ pub extern "C" fn binance_config_set_keepalive_interval_ms(
         ffi::obj_mut(cfg, "cfg")?
             .inner
             .set_keepalive_interval_ms(ms)
+    })
+}
+
+/// How a stream connection subscribes its listenKey: one of the
+/// `BINANCE_STREAM_FORM_*` values.
+pub type binance_stream_form = i32;
+
+/// Default: connect to `<stream url>/stream`, send
+/// `{"method":"SUBSCRIBE","params":["<listenKey>"],"id":N}` and wait for its
+/// acknowledgement; events arrive wrapped as `{"stream":"<listenKey>",
+/// "data":{...}}` and are delivered unwrapped. What all four official
+/// Binance SDKs do; one connection can carry many streams.
+pub const BINANCE_STREAM_FORM_SUBSCRIBE: binance_stream_form = 0;
+/// Connect to `<stream url>/ws?listenKey=<listenKey>`: events arrive bare.
+/// One connection per stream; a new key means a new connection. For use if
+/// Binance moves again and the SUBSCRIBE form stops delivering.
+pub const BINANCE_STREAM_FORM_QUERY: binance_stream_form = 1;
+
+/// Chooses how user streams subscribe: `BINANCE_STREAM_FORM_SUBSCRIBE`
+/// (default) or `BINANCE_STREAM_FORM_QUERY`. BINANCE_INVALID_ARGUMENT for
+/// any other value.
+#[no_mangle]
+pub extern "C" fn binance_config_set_stream_form(
+    cfg: *mut binance_config,
+    form: binance_stream_form,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        ffi::obj_mut(cfg, "cfg")?.inner.set_stream_form(form)
+    })
+}
+
+/// Whether user streams of clients configured alike (same stream URL,
+/// proxy, trusted roots, form, timeouts and cap) share stream connections:
+/// 1 (default) or 0. Shared, a thousand accounts' streams need a handful of
+/// connections; each stream keeps its own queue, key, keepalives, gaps and
+/// health. The cost: a lost shared connection is a gap for every stream on
+/// it, each reported in its own stream. 0 gives every stream a connection
+/// of its own (separate failure domains). The query form never shares.
+#[no_mangle]
+pub extern "C" fn binance_config_set_connection_sharing(
+    cfg: *mut binance_config,
+    enabled: i32,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        ffi::obj_mut(cfg, "cfg")?
+            .inner
+            .set_connection_sharing(enabled)
+    })
+}
+
+/// The most user streams one shared stream connection carries: 1 to 1024
+/// (Binance's limit per connection). Default 200. Subscriptions are sent in
+/// batches, paced under Binance's 10 incoming messages per second.
+#[no_mangle]
+pub extern "C" fn binance_config_set_stream_subscriptions_per_connection(
+    cfg: *mut binance_config,
+    n: u32,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        ffi::obj_mut(cfg, "cfg")?
+            .inner
+            .set_stream_subscriptions_per_connection(n)
     })
 }
 

@@ -59,6 +59,19 @@ pub struct binance_stream_health {
     /// When the latest keepalive finished, ms since the Unix epoch; 0 if
     /// none yet.
     pub last_keepalive_ms: i64,
+    /// When the server last pinged the stream's connection, ms since the
+    /// Unix epoch; 0 if not yet (Binance pings every 3 minutes).
+    pub last_server_ping_ms: i64,
+    /// The stream connection this stream is on: an id shared by every
+    /// stream on the same connection; 0 while it has none.
+    pub connection_id: u64,
+    /// Streams on that connection, this one included (see
+    /// `binance_config_set_connection_sharing`); 0 while it has none.
+    pub connection_streams: u64,
+    /// 1 once the server acknowledged the current listenKey's
+    /// subscription (on the query form: once its connection is up), 0
+    /// while subscribing or reconnecting.
+    pub subscribed: i32,
 }
 
 /// Called with each event, in order, for a stream opened with
@@ -68,17 +81,22 @@ pub type binance_event_callback =
     Option<extern "C" fn(ev: *const binance_event, user_data: *mut c_void)>;
 
 /// Opens the account's user data stream: obtains the listenKey over the
-/// client's WebSocket API connection (`userDataStream.start`), connects to
-/// `<stream endpoint>/ws/<listenKey>` and starts queueing events. Blocks
-/// until connected: up to the connect and request timeouts. Events are then
-/// read with `binance_user_stream_next`. The stream keeps the key alive on
-/// the configured interval, and on a lost or silent connection, an expired
-/// or unknown (-1125) key, or a key that changed, obtains a valid key and
-/// reconnects with backoff, delivering `binance.stream_gap` so you know to
-/// resynchronise over REST. On success the caller owns `*out_stream`; close
-/// it with `binance_user_stream_close` (before or after freeing the client:
-/// a stream whose client is freed ends, and its reads return
-/// BINANCE_STREAM_CLOSED).
+/// client's WebSocket API connection (`userDataStream.start`), subscribes
+/// it on a stream connection (see `binance_config_set_stream_form`; by
+/// default `SUBSCRIBE` on `<stream endpoint>/stream`, sharing a connection
+/// with streams of clients configured alike) and starts queueing events.
+/// Blocks until the server acknowledged the subscription: up to the connect
+/// and request timeouts. BINANCE_API_ERROR if the stream server refused the
+/// subscription (its code kept), BINANCE_TIMEOUT if it did not answer.
+/// Events are then read with `binance_user_stream_next`. The stream keeps
+/// the key alive on the configured interval; on a lost or silent
+/// connection it reconnects with backoff, and on an expired or unknown
+/// (-1125) key, or a key that changed, it subscribes a valid key (on the
+/// same connection where the form allows), delivering `binance.stream_gap`
+/// so you know events may have been lost. On success the caller owns
+/// `*out_stream`; close it with `binance_user_stream_close` (before or
+/// after freeing the client: a stream whose client is freed ends, and its
+/// reads return BINANCE_STREAM_CLOSED). Thread-safe.
 #[no_mangle]
 pub extern "C" fn binance_user_stream_open(
     client: *mut binance_client,
@@ -216,6 +234,10 @@ impl From<Health> for binance_stream_health {
             last_event_ms: h.last_event_ms,
             key_age_ms: h.key_age_ms,
             last_keepalive_ms: h.last_keepalive_ms,
+            last_server_ping_ms: h.last_server_ping_ms,
+            connection_id: h.connection_id,
+            connection_streams: h.connection_streams,
+            subscribed: i32::from(h.subscribed),
         }
     }
 }

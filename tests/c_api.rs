@@ -297,9 +297,13 @@ fn c_user_stream_example_end_to_end() {
     let emitter = std::thread::spawn(move || {
         // Once the example's stream is up, some account activity.
         let deadline = Instant::now() + Duration::from_secs(60);
-        while common::control_at(control, serde_json::json!({"cmd": "stats"}))
-            ["stream_connections_open"]
-            != 1
+        while common::control_at(control, serde_json::json!({"cmd": "stream_connections"}))
+            ["connections"]
+            .as_array()
+            .is_none_or(|c| {
+                c.iter()
+                    .all(|c| c["keys"].as_array().is_none_or(Vec::is_empty))
+            })
         {
             assert!(
                 Instant::now() < deadline,

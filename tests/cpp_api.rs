@@ -13,7 +13,6 @@ use common::native::{self, manifest_dir, Build, Mode, Program, CXX_FLAGS};
 use common::Exchange;
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 /// Recognisable, so we can assert it is never printed.
 const API_KEY: &str = "TESTKEYcpp0123456789abcdef";
@@ -58,14 +57,7 @@ fn user_stream_example_prints_events() {
 
     // Emit once its stream is connected (an event emitted before is not
     // delivered to it).
-    let deadline = Instant::now() + mode.time_limit();
-    while ex.stats()["stream_connections_open"] != 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the example never connected its stream"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    ex.wait_subscribed(1, mode.time_limit());
     let orders = ex.control(
         json!({"cmd": "emit", "api_key": API_KEY, "type": "ORDER_TRADE_UPDATE", "count": 2}),
     );

@@ -450,6 +450,12 @@ fn check_incoming(incoming: Incoming, v: &Value) -> Result<(), String> {
                 return Err(format!("session error without an error object: {e:?}"));
             }
         }
+        Incoming::ServerShutdown => {
+            let named = v.pointer("/event/e").and_then(Value::as_str) == Some("serverShutdown");
+            if !named || v.get("id").is_some_and(|id| !id.is_null()) {
+                return Err(format!("serverShutdown read from {v}"));
+            }
+        }
         Incoming::Unrelated => {
             if text_id.is_some() && v.is_object() {
                 return Err("a message with a u64 id was skipped as unrelated".into());

@@ -31,7 +31,10 @@ fn close_and_free_leave_no_thread_or_socket() {
     std::thread::sleep(Duration::from_millis(200));
     let (threads_before, fds_before) = (threads(), fds());
 
-    for _ in 0..3 {
+    for round in 0..4 {
+        // Alternately shared (five streams on one connection) and not.
+        let sharing = round % 2 == 0;
+        cfg.set_connection_sharing(i32::from(sharing)).unwrap();
         let clients: Vec<Client> = (0..5).map(|_| Client::new(&cfg).unwrap()).collect();
         let streams: Vec<UserStream> = clients
             .iter()
@@ -41,7 +44,11 @@ fn close_and_free_leave_no_thread_or_socket() {
             threads() <= threads_before + 2,
             "one shared runtime of two threads, not one per client"
         );
-        assert_eq!(ex.stats()["stream_connections_open"], 5);
+        assert_eq!(
+            ex.stats()["stream_connections_open"],
+            if sharing { 1 } else { 5 },
+            "sharing {sharing}"
+        );
         for s in &streams {
             s.close();
         }

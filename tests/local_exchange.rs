@@ -69,9 +69,14 @@ async fn quiet_for(ws: &mut Ws, d: Duration) {
 
 /// Waits for the close frame (skipping pings) and returns its code.
 async fn close_code(ws: &mut Ws) -> u16 {
+    close_frame(ws).await.0
+}
+
+/// Waits for the close frame (skipping pings): its code and reason.
+async fn close_frame(ws: &mut Ws) -> (u16, String) {
     loop {
         match timeout(WAIT, ws.next()).await.expect("close in time") {
-            Some(Ok(Message::Close(Some(f)))) => return f.code.into(),
+            Some(Ok(Message::Close(Some(f)))) => return (f.code.into(), f.reason.to_string()),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
             other => panic!("expected a close frame, got {other:?}"),
         }
@@ -718,6 +723,11 @@ async fn query_forms_filter_events() {
         (&json!(k2), &json!("MARGIN_CALL"))
     );
 
+    // A raw text with placeholders is filtered by its "e" too.
+    let raw = r#"{"e":"TRADE_LITE","E":{E},"send_ns":{send_ns}}"#;
+    assert_eq!(emit_raw(&ex, "q1", raw)["delivered"], 1);
+    assert_eq!(next_json(&mut ws_form).await["e"], "TRADE_LITE");
+
     // listenKeyExpired passes every filter.
     ex.control(json!({"cmd": "expire", "api_key": "q1"}));
     assert_eq!(next_json(&mut ws_form).await["e"], "listenKeyExpired");
@@ -842,14 +852,18 @@ async fn stream_limits_disconnect() {
     for i in 0..3 {
         assert_eq!(next_json(&mut ws).await["id"], i);
     }
-    assert_eq!(close_code(&mut ws).await, 1008);
+    assert_eq!(
+        close_frame(&mut ws).await,
+        (1008, "Too many messages".into())
+    );
 
-    // Paced under the limit: fine.
+    // Paced under the limit: fine; then one stream too many.
     let mut ws = connect(&ex, &format!("{}/stream", ex.stream)).await;
     for i in 0..4 {
         call(&mut ws, json!({"method": "LIST_SUBSCRIPTIONS", "id": i})).await;
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     let r = call(
         &mut ws,
         json!({"method": "SUBSCRIBE", "params": ["a", "b"], "id": 9}),
@@ -861,14 +875,20 @@ async fn stream_limits_disconnect() {
         &json!({"method": "SUBSCRIBE", "params": ["c"], "id": 10}).to_string(),
     )
     .await;
-    assert_eq!(close_code(&mut ws).await, 1008);
+    assert_eq!(
+        close_frame(&mut ws).await,
+        (1008, "Too many streams".into())
+    );
 
     let mut ws = connect(
         &ex,
         &format!("{}/stream?listenKey=a&listenKey=b&listenKey=c", ex.stream),
     )
     .await;
-    assert_eq!(close_code(&mut ws).await, 1008);
+    assert_eq!(
+        close_frame(&mut ws).await,
+        (1008, "Too many streams".into())
+    );
     assert_eq!(ex.stats()["stream_limit_closes"], 3);
 }
 
@@ -1127,6 +1147,34 @@ async fn account_commands_keep_snapshot_and_events_equal() {
     );
     ex.control(json!({"cmd": "algo_cancel", "api_key": "acctK", "algo_id": r["algo_id"]}));
     assert_eq!(next_json(&mut st).await["o"]["X"], "CANCELED");
+    // A triggered algo order leaves the algo list and places its order.
+    let r = ex.control(
+        json!({"cmd": "algo_place", "api_key": "acctK", "side": "SELL",
+        "type": "STOP_MARKET", "quantity": "0.2", "trigger_price": "95"}),
+    );
+    next_json(&mut st).await;
+    let t = ex.control(json!({"cmd": "algo_trigger", "api_key": "acctK", "algo_id": r["algo_id"]}));
+    let (algo, order) = (next_json(&mut st).await, next_json(&mut st).await);
+    assert_eq!(
+        (&algo["o"]["X"], &algo["o"]["ai"]),
+        (&json!("TRIGGERED"), &json!(t["order_id"].to_string()))
+    );
+    assert_eq!(
+        (&order["o"]["x"], &order["o"]["o"], &order["o"]["i"]),
+        (&json!("NEW"), &json!("MARKET"), &t["order_id"])
+    );
+    ex.control(json!({"cmd": "order_fill", "api_key": "acctK", "order_id": t["order_id"], "price": "95", "maker": false}));
+    for _ in 0..3 {
+        next_json(&mut st).await;
+    }
+    let snap = ex.control(json!({"cmd": "snapshot", "api_key": "acctK"}));
+    assert_eq!(snap["positions"].as_array().unwrap().len(), 0, "{snap}");
+    ex.control(json!({"cmd": "order_place", "api_key": "acctK", "side": "BUY", "quantity": "0.2", "price": "90"}));
+    let id = next_json(&mut st).await["o"]["i"].clone();
+    ex.control(json!({"cmd": "order_fill", "api_key": "acctK", "order_id": id}));
+    for _ in 0..3 {
+        next_json(&mut st).await;
+    }
     let snap = ex.control(json!({"cmd": "snapshot", "api_key": "acctK"}));
     assert_eq!(
         (
@@ -1206,4 +1254,149 @@ async fn signatures_timestamps_and_rest_weight() {
     assert_eq!(s, 200, "{v}");
     let (s, v, _) = http(&ex, "GET", "/fapi/v1/time", None).await;
     assert_eq!((s, &v["code"]), (429, &json!(-1003)), "{v}");
+}
+
+#[tokio::test]
+async fn rest_faults_clock_offset_and_listen_key() {
+    let ex = Exchange::start_plain(&["--account", &format!("rf:{SECRET}")]);
+    // Faults name a REST endpoint ("METHOD /path") or "REST"; unnamed ones stay on the WebSocket API.
+    ex.control(
+        json!({"cmd": "fail", "status": 418, "code": -1003, "msg": "banned",
+        "retry_after_ms": 2500, "method": "GET /fapi/v3/balance"}),
+    );
+    ex.control(json!({"cmd": "fail", "code": -1000}));
+    let (s, v) = signed_get(&ex, "/fapi/v3/balance", "", "rf").await;
+    assert_eq!((s, &v["code"]), (418, &json!(-1003)), "{v}");
+    assert_eq!(signed_get(&ex, "/fapi/v3/balance", "", "rf").await.0, 200);
+    ex.control(json!({"cmd": "reset"}));
+    ex.control(json!({"cmd": "delay", "ms": 300, "method": "REST"}));
+    let t0 = Instant::now();
+    assert_eq!(http(&ex, "GET", "/fapi/v1/time", None).await.0, 200);
+    assert!(t0.elapsed() >= Duration::from_millis(290));
+
+    // A server clock 10 s ahead: a client timestamp is stale until it syncs.
+    ex.control(json!({"cmd": "set", "clock_offset_ms": 10000}));
+    let (_, t, _) = http(&ex, "GET", "/fapi/v1/time", None).await;
+    let ahead = t["serverTime"].as_u64().unwrap() as i64 - now_ms() as i64;
+    assert!((9000..11000).contains(&ahead), "{ahead}");
+    let (s, v) = signed_get(&ex, "/fapi/v1/openOrders", "", "rf").await;
+    assert_eq!((s, &v["code"]), (400, &json!(-1021)), "{v}");
+    ex.control(json!({"cmd": "set", "clock_offset_ms": 0}));
+
+    // listenKey over REST: the same key as userDataStream.start.
+    let (s, v, _) = http(&ex, "POST", "/fapi/v1/listenKey", Some("rf")).await;
+    assert_eq!(s, 200);
+    let key = v["listenKey"].as_str().unwrap().to_string();
+    assert_eq!(start_key(&ex, "rf").await, key);
+    assert_eq!(
+        http(&ex, "PUT", "/fapi/v1/listenKey", Some("rf")).await.1["listenKey"],
+        json!(key)
+    );
+    assert_eq!(
+        http(&ex, "DELETE", "/fapi/v1/listenKey", Some("rf"))
+            .await
+            .1,
+        json!({})
+    );
+    let (s, v, _) = http(&ex, "PUT", "/fapi/v1/listenKey", Some("rf")).await;
+    assert_eq!((s, &v["code"]), (400, &json!(-1125)));
+    assert_eq!(http(&ex, "GET", "/nope", None).await.0, 404);
+}
+
+/// The next binary frame's bytes (skipping control frames).
+async fn next_binary(ws: &mut Ws) -> Vec<u8> {
+    loop {
+        match timeout(WAIT, ws.next()).await.expect("no message in time") {
+            Some(Ok(Message::Binary(b))) => return b.to_vec(),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            other => panic!("expected a binary frame, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn binary_frames_on_both_connections() {
+    let ex = Exchange::start_plain(&[]);
+    let key = start_key(&ex, "bin").await;
+    let mut st = connect(&ex, &format!("{}/stream?streams={key}", ex.stream)).await;
+    let r = ex.control(json!({"cmd": "emit", "api_key": "bin", "binary": true,
+        "raw": r#"{"e":"X","E":{E}}"#}));
+    let got = String::from_utf8(next_binary(&mut st).await).unwrap();
+    assert_eq!(
+        got,
+        format!(
+            r#"{{"stream":"{key}","data":{{"e":"X","E":{}}}}}"#,
+            r["first_E"]
+        )
+    );
+    ex.control(json!({"cmd": "emit", "api_key": "bin", "hex": "7b22ff"}));
+    assert_eq!(next_binary(&mut st).await, vec![0x7b, 0x22, 0xff]);
+
+    let mut ws = connect(&ex, &ex.ws_api).await;
+    ex.control(json!({"cmd": "binary"}));
+    send(
+        &mut ws,
+        &req(json!(1), "userDataStream.ping", "bin").to_string(),
+    )
+    .await;
+    let a: Value = serde_json::from_slice(&next_binary(&mut ws).await).unwrap();
+    assert_eq!(
+        (&a["id"], &a["result"]["listenKey"]),
+        (&json!(1), &json!(key))
+    );
+    ex.control(json!({"cmd": "binary", "hex": "c328"}));
+    send(
+        &mut ws,
+        &req(json!(2), "userDataStream.ping", "bin").to_string(),
+    )
+    .await;
+    assert_eq!(next_binary(&mut ws).await, vec![0xc3, 0x28]);
+    assert_eq!(
+        call(&mut ws, req(json!(3), "userDataStream.ping", "bin")).await["id"],
+        3
+    );
+    assert_eq!(
+        ex.control_raw(json!({"cmd": "binary", "hex": "zz"}))["ok"],
+        false
+    );
+}
+
+#[tokio::test]
+async fn faults_on_stream_requests() {
+    let ex = Exchange::start_plain(&[]);
+    let key = start_key(&ex, "sf").await;
+    let mut ws = connect(&ex, &format!("{}/stream", ex.stream)).await;
+    let sub = |id: u64| json!({"method": "SUBSCRIBE", "params": [key], "id": id});
+    // Faults name the stream method; an unnamed one stays on the WebSocket API.
+    ex.control(json!({"cmd": "fail", "code": -1, "msg": "nope"}));
+    ex.control(
+        json!({"cmd": "fail", "code": 2, "msg": "Invalid request: refused", "method": "SUBSCRIBE"}),
+    );
+    let r = call(&mut ws, sub(1)).await;
+    assert_eq!(
+        r,
+        json!({"code": 2, "msg": "Invalid request: refused", "id": 1})
+    );
+    let listed = call(&mut ws, json!({"method": "LIST_SUBSCRIPTIONS", "id": 2})).await;
+    assert_eq!(
+        listed["result"],
+        json!([]),
+        "a failed SUBSCRIBE has no effect"
+    );
+
+    ex.control(json!({"cmd": "no_answer", "method": "SUBSCRIBE"}));
+    send(&mut ws, &sub(3).to_string()).await;
+    quiet_for(&mut ws, Duration::from_millis(300)).await;
+    ex.control(json!({"cmd": "delay", "ms": 300, "method": "SUBSCRIBE"}));
+    let t0 = Instant::now();
+    assert_eq!(
+        call(&mut ws, sub(4)).await,
+        json!({"result": null, "id": 4})
+    );
+    assert!(t0.elapsed() >= Duration::from_millis(290));
+    assert_eq!(
+        ex.control(json!({"cmd": "emit", "api_key": "sf"}))["delivered"],
+        1
+    );
+    next_json(&mut ws).await;
 }

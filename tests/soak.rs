@@ -183,7 +183,17 @@ fn soak_under_random_faults() {
         .as_nanos() as u64
         | 1;
     println!("soak: {duration:?}, seed {seed:#x}");
-    let ex = Exchange::start(&["--ping-interval-ms", "1000"]);
+    // Threads keep alive back to back, far above Binance's 2400 request
+    // weight a minute: the soak is about faults, so those limits are off
+    // (429s are among its faults anyway).
+    let ex = Exchange::start(&[
+        "--ping-interval-ms",
+        "1000",
+        "--api-weight-per-min",
+        "0",
+        "--stream-connects-per-5min",
+        "0",
+    ]);
     let mut cfg = Config::default();
     cfg.set_api_key(KEY).unwrap();
     cfg.set_endpoint(&ex.ws_api).unwrap();

@@ -15,8 +15,14 @@ use std::time::{Duration, Instant};
 
 const KEY: &str = "TESTKEYstreamABCDEF0123456789";
 
+/// The SUBSCRIBE form (the default); scripts/test.sh runs this file again
+/// with BINANCE_UDS_TEST_STREAM_FORM=query for the query form.
 fn config(ex: &Exchange) -> Config {
-    common::config(ex, KEY, 5000, 500)
+    let mut c = common::config(ex, KEY, 5000, 500);
+    if std::env::var("BINANCE_UDS_TEST_STREAM_FORM").as_deref() == Ok("query") {
+        c.set_stream_form(1).unwrap();
+    }
+    c
 }
 
 fn open(cfg: &Config) -> (Client, UserStream) {

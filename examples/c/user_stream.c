@@ -9,6 +9,9 @@
  *   BINANCE_WS_API_URL  the WebSocket API endpoint (default: production)
  *   BINANCE_STREAM_URL  the user data stream base (default: production,
  *                       wss://fstream.binance.com/private)
+ *   BINANCE_STREAM_FORM "query" to subscribe with <base>/ws?listenKey=<key>
+ *                       instead of SUBSCRIBE on <base>/stream (the default,
+ *                       what Binance's own SDKs do)
  *   BINANCE_CA_FILE     a PEM file of extra CA certificates (optional)
  *   BINANCE_MAX_EVENTS  stop after this many events (optional; default: run
  *                       until interrupted)
@@ -99,6 +102,7 @@ int main(void)
     const char *api_key = getenv("BINANCE_API_KEY");
     const char *url = getenv("BINANCE_WS_API_URL");
     const char *stream_url = getenv("BINANCE_STREAM_URL");
+    const char *form = getenv("BINANCE_STREAM_FORM");
     const char *ca_file = getenv("BINANCE_CA_FILE");
     const char *max = getenv("BINANCE_MAX_EVENTS");
 
@@ -128,6 +132,11 @@ int main(void)
     if (stream_url != NULL && *stream_url != '\0' &&
         (status = binance_config_set_stream_endpoint(cfg, stream_url, &err)) != BINANCE_OK) {
         print_error("binance_config_set_stream_endpoint", status, err);
+        goto cleanup;
+    }
+    if (form != NULL && strcmp(form, "query") == 0 &&
+        (status = binance_config_set_stream_form(cfg, BINANCE_STREAM_FORM_QUERY, &err)) != BINANCE_OK) {
+        print_error("binance_config_set_stream_form", status, err);
         goto cleanup;
     }
     if (ca_file != NULL && *ca_file != '\0') {

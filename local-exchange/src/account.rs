@@ -161,6 +161,8 @@ pub struct Algo {
     pub reduce_only: bool,
     pub create_time: u64,
     pub update_time: u64,
+    /// The order placed when it triggered.
+    pub actual_order_id: Option<u64>,
 }
 
 #[derive(Default)]
@@ -252,7 +254,7 @@ impl Book {
             json!({"e": "ALGO_UPDATE", "T": t, "E": e, "o": {
                 "caid": a.client_id, "aid": a.id, "at": "CONDITIONAL", "o": a.order_type,
                 "s": a.symbol, "S": a.side, "ps": "BOTH", "f": a.tif, "q": a.qty.to_string(),
-                "X": a.status, "ai": "", "ap": "0", "aq": "0", "act": "0",
+                "X": a.status, "ai": a.actual_order_id.map_or(String::new(), |i| i.to_string()), "ap": "0", "aq": "0", "act": "0",
                 "tp": a.trigger_price.to_string(), "p": a.price.to_string(),
                 "V": "EXPIRE_MAKER", "wt": "CONTRACT_PRICE", "pm": "NONE", "cp": false,
                 "pP": false, "R": a.reduce_only, "tt": 0, "gtd": 0, "rm": ""}})
@@ -472,6 +474,7 @@ impl Book {
             reduce_only: n.reduce_only,
             create_time: t,
             update_time: t,
+            actual_order_id: None,
         };
         self.algos.insert(id, a.clone());
         self.update_time = t;
@@ -487,6 +490,35 @@ impl Book {
         a.update_time = t;
         self.update_time = t;
         Ok(vec![Book::algo_event(&a, t)])
+    }
+
+    /// The trigger price was reached: the algo order leaves the open algo
+    /// orders (ALGO_UPDATE TRIGGERED, `ai` the new order's id) and its
+    /// order is placed (ORDER_TRADE_UPDATE NEW): MARKET for a *_MARKET
+    /// type, else LIMIT at the algo's price.
+    pub fn algo_trigger(&mut self, id: u64, order_id: u64, t: u64) -> Result<Vec<Event>, String> {
+        let mut a = self
+            .algos
+            .remove(&id)
+            .ok_or(format!("no open algo order {id}"))?;
+        a.status = "TRIGGERED";
+        a.actual_order_id = Some(order_id);
+        a.update_time = t;
+        let market = a.order_type.ends_with("MARKET");
+        let n = NewOrder {
+            client_id: None,
+            symbol: a.symbol.clone(),
+            side: a.side.clone(),
+            typ: if market { "MARKET" } else { "LIMIT" }.to_string(),
+            tif: a.tif.clone(),
+            qty: a.qty,
+            price: if market { Dec::ZERO } else { a.price },
+            stop_price: a.trigger_price,
+            reduce_only: a.reduce_only,
+        };
+        let mut events = vec![Book::algo_event(&a, t)];
+        events.extend(self.place(n, order_id, t).1);
+        Ok(events)
     }
 
     // --- snapshots ---------------------------------------------------------

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::sign;
-use crate::state::{FaultKind, Reply, Shared, State};
+use crate::state::{FaultKind, Reply, Scope, Shared, State};
 
 const START: &str = "userDataStream.start";
 const PING: &str = "userDataStream.ping";
@@ -106,7 +106,7 @@ pub fn handle(shared: &Shared, c: &mut ApiConn, text: &str) -> Action {
         *st.stats.requests.entry(m.to_string()).or_default() += 1;
     }
     let (mut fail, mut raw, mut oversize, mut delay_ms) = (None, None, None, 0);
-    let (mut duplicate, mut cut) = (false, false);
+    let (mut duplicate, mut cut, mut binary, mut bytes) = (false, false, false, None);
     if let Err((_, retry_ms)) = charged {
         // Past the IP's weight: Binance's -1003, retry time as Spot's WS API gives it.
         let msg = format!(
@@ -125,7 +125,7 @@ Please use the websocket for live updates to avoid polling the API.",
         });
     }
     let faults = if charged.is_ok() {
-        st.take_faults(method)
+        st.take_faults(method, Scope::Api)
     } else {
         Vec::new()
     };
@@ -153,6 +153,7 @@ Please use the websocket for live updates to avoid polling the API.",
             FaultKind::Delay(ms) => delay_ms = ms,
             FaultKind::Duplicate => duplicate = true,
             FaultKind::Cut => cut = true,
+            FaultKind::Binary(b) => (binary, bytes) = (true, b),
         }
     }
 
@@ -202,6 +203,8 @@ Please use the websocket for live updates to avoid polling the API.",
             spam,
             duplicate,
             cut,
+            binary,
+            bytes,
         },
         delay,
     )

@@ -281,7 +281,29 @@ impl Link {
             return true;
         }
         match stream::handle(&self.shared, self.reg.id, text) {
-            Answer::Send(t) => self.send(Message::text(t)).await,
+            Answer::Send(t) => {
+                let sent = self.send(Message::text(t)).await;
+                self.shared.lock().stats.answers_sent += sent as u64;
+                sent
+            }
+            Answer::Nothing => true,
+            Answer::Reset => false,
+            Answer::Later(text, delay) => {
+                let tx = self.reg.tx.clone();
+                tokio::spawn(async move {
+                    sleep(delay).await;
+                    let reply = Reply {
+                        text,
+                        spam: Vec::new(),
+                        duplicate: false,
+                        cut: false,
+                        binary: false,
+                        bytes: None,
+                    };
+                    let _ = tx.send(Out::Reply(reply));
+                });
+                true
+            }
             Answer::Close(code, reason) => {
                 self.violation(code, reason).await;
                 true
@@ -304,7 +326,12 @@ impl Link {
             return false;
         }
         for _ in 0..if r.duplicate { 2 } else { 1 } {
-            if !self.send(Message::text(r.text.clone())).await {
+            let msg = match (&r.bytes, r.binary) {
+                (Some(b), _) => Message::Binary(b.clone().into()),
+                (None, true) => Message::Binary(r.text.clone().into_bytes().into()),
+                (None, false) => Message::text(r.text.clone()),
+            };
+            if !self.send(msg).await {
                 return false;
             }
             self.shared.lock().stats.answers_sent += 1;
@@ -314,7 +341,14 @@ impl Link {
 
     async fn out(&mut self, out: Out) -> bool {
         match out {
-            Out::Text(t) => self.closing || self.send(Message::text(stamp(t))).await,
+            Out::Event(t, false) => self.closing || self.send(Message::text(stamp(t))).await,
+            Out::Event(t, true) => {
+                self.closing
+                    || self
+                        .send(Message::Binary(stamp(t).into_bytes().into()))
+                        .await
+            }
+            Out::Bytes(b) => self.closing || self.send(Message::Binary(b.into())).await,
             Out::Reply(r) => self.reply(r).await,
             Out::Pings(n) => {
                 for _ in 0..n {

@@ -10,7 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::account::{Dec, Event, NewAlgo, NewOrder};
 use crate::events;
 use crate::sign::Cred;
-use crate::state::{key_hash, short, Fault, FaultKind, Kind, Out, Shared, Switches, Target};
+use crate::state::{key_hash, short, Fault, FaultKind, Frame, Kind, Out, Shared, Switches, Target};
 
 /// A longer line is cut there (and then fails to parse).
 const MAX_LINE: u64 = 1 << 20;
@@ -81,6 +81,22 @@ fn opt_str<'a>(cmd: &'a Value, name: &str) -> Result<Option<&'a str>, String> {
             .map(Some)
             .ok_or(format!("'{name}' must be a string")),
     }
+}
+
+/// Bytes given as hex ("ff00"), for frames that are not valid UTF-8.
+fn opt_hex(cmd: &Value, name: &str) -> Result<Option<Vec<u8>>, String> {
+    let Some(h) = opt_str(cmd, name)? else {
+        return Ok(None);
+    };
+    let bad = || format!("'{name}' must be hex digits, two per byte");
+    if h.len() % 2 != 0 {
+        return Err(bad());
+    }
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(h.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
+        .collect::<Result<Vec<u8>, String>>()
+        .map(Some)
 }
 
 fn need_str<'a>(cmd: &'a Value, name: &str) -> Result<&'a str, String> {
@@ -181,6 +197,11 @@ fn trade(shared: &Shared, name: &str, cmd: &Value) -> Result<Value, String> {
             extra["algo_id"] = aid.into();
             ev
         }
+        "algo_trigger" => {
+            let ev = book.algo_trigger(need_u64(cmd, "algo_id")?, id, t)?;
+            extra["order_id"] = id.into();
+            ev
+        }
         _ => book.algo_cancel(need_u64(cmd, "algo_id")?, t)?,
     };
     let es = st.emit_all(key, events);
@@ -277,6 +298,7 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
         "oversize" => fault(FaultKind::Oversize(need_u64(cmd, "bytes")? as usize)),
         "duplicate" => fault(FaultKind::Duplicate),
         "cut" => fault(FaultKind::Cut),
+        "binary" => fault(FaultKind::Binary(opt_hex(cmd, "hex")?)),
         "reset_mid_request" => fault(FaultKind::Reset),
         "shuffle" => {
             let us = need_u64(cmd, "max_delay_us")?;
@@ -378,6 +400,13 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
                     *slot = v;
                 }
             }
+            match cmd.get("clock_offset_ms") {
+                None | Some(Value::Null) => {}
+                Some(v) => {
+                    let ms = v.as_i64().ok_or("'clock_offset_ms' must be an integer")?;
+                    crate::state::CLOCK_OFFSET_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
             Ok(json!({}))
         }
         "reset" => {
@@ -399,7 +428,7 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
             Ok(json!({}))
         }
         "deposit" | "order_place" | "order_amend" | "order_fill" | "order_cancel"
-        | "algo_place" | "algo_cancel" => trade(shared, name, cmd),
+        | "algo_place" | "algo_cancel" | "algo_trigger" => trade(shared, name, cmd),
         "snapshot" => {
             let key = need_str(cmd, "api_key")?;
             let mut st = shared.lock();
@@ -472,6 +501,14 @@ async fn emit(shared: &Shared, cmd: &Value, count: i64) -> Result<Value, String>
         Some(r) => r.replace("{E}", &e.to_string()),
         None => events::render(&typ, e),
     };
+    let frame = match (
+        opt_hex(cmd, "hex")?,
+        cmd.get("binary").and_then(Value::as_bool),
+    ) {
+        (Some(b), _) => Frame::Bytes(b),
+        (None, Some(true)) => Frame::Binary,
+        _ => Frame::Text,
+    };
     let (mut first, mut last, mut emitted, mut delivered) = (None::<u64>, None::<u64>, 0u64, 0u64);
     let start = Instant::now();
     for i in 0..n {
@@ -491,7 +528,7 @@ async fn emit(shared: &Shared, cmd: &Value, count: i64) -> Result<Value, String>
             }
         };
         for k in accounts {
-            let (e, d) = st.emit_one(&k, &make);
+            let (e, d) = st.emit_framed(&k, &make, &frame);
             first = Some(first.map_or(e, |f| f.min(e)));
             last = Some(last.map_or(e, |l| l.max(e)));
             emitted += 1;

@@ -334,19 +334,19 @@ async fn accept(shared: Arc<Shared>, tcp: TcpStream, tls: Option<TlsAcceptor>) {
                 match s.form {
                     state::Form::Path => {
                         st.stats.path_form_connects += 1;
+                        // The path holds a listenKey: not logged.
                         vlog!(
-                            "{}: path form: nothing will be pushed (Binance's /private pushes \
-nothing on /private/ws/<listenKey> since 2026-04-23; use /private/stream and SUBSCRIBE, \
-or /private/ws?listenKey=)",
-                            req.uri().path()
+                            "/private/ws/<listenKey>: path form, nothing will be pushed \
+(Binance's /private pushes nothing on it since 2026-04-23; use /private/stream and \
+SUBSCRIBE, or /private/ws?listenKey=)"
                         );
                     }
                     state::Form::Legacy => {
                         st.stats.legacy_connects += 1;
                         vlog!(
-                            "{}: legacy route: nothing will be pushed (retired 2026-04-23; \
+                            "/{}: legacy route, nothing will be pushed (retired 2026-04-23; \
 use /private)",
-                            req.uri().path()
+                            req.uri().path().split('/').nth(1).unwrap_or("")
                         );
                     }
                     _ => {}

@@ -16,7 +16,7 @@ use tokio_native_tls::TlsAcceptor;
 
 use crate::conn::Io;
 use crate::sign::{self, Refusal};
-use crate::state::{now_ms, Shared, State};
+use crate::state::{server_ms, FaultKind, Scope, Shared, State};
 use crate::stream::query_pairs;
 
 const MAX_HEAD: usize = 16 * 1024;
@@ -38,6 +38,15 @@ struct Answer {
     status: u16,
     body: String,
     retry_after_s: Option<u64>,
+}
+
+/// What a request gets, faults applied.
+enum Outcome {
+    Send(Answer, Duration),
+    /// `no_answer`: say nothing more on this connection.
+    Silence,
+    /// `reset_mid_request`: close the TCP connection.
+    Reset,
 }
 
 fn answer(status: u16, body: Value) -> Answer {
@@ -115,26 +124,34 @@ async fn client(shared: Arc<Shared>, tcp: TcpStream, tls: Option<TlsAcceptor>) {
         let body = String::from_utf8_lossy(&buf[head_len..head_len + body_len]).into_owned();
         buf.drain(..head_len + body_len);
 
-        let (a, used) = {
+        let (outcome, used) = {
             let mut st = shared.lock();
-            let a = handle(
-                &mut st,
-                peer.ip(),
-                &method,
-                &target,
-                api_key.as_deref(),
-                &body,
-            );
-            let used = st
-                .weights_used()
-                .get(&peer.ip().to_string())
-                .copied()
-                .unwrap_or(0);
-            (a, used)
+            let ip = peer.ip();
+            let o = with_faults(&mut st, ip, &method, &target, api_key.as_deref(), &body);
+            let used = st.weights_used().get(&ip.to_string()).copied();
+            (o, used.unwrap_or(0))
+        };
+        let a = match outcome {
+            Outcome::Send(a, delay) => {
+                tokio::time::sleep(delay).await;
+                a
+            }
+            Outcome::Reset => return,
+            Outcome::Silence => {
+                // Keep the socket open, unanswered, until the peer leaves.
+                let mut sink = [0u8; 4096];
+                while let Ok(Ok(n)) = timeout(IDLE, io.read(&mut sink)).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                return;
+            }
         };
         let reason = match a.status {
             200 => "OK",
             400 => "Bad Request",
+            418 => "I'm a teapot",
             401 => "Unauthorized",
             404 => "Not Found",
             405 => "Method Not Allowed",
@@ -162,6 +179,19 @@ X-MBX-USED-WEIGHT-1M: {used}\r\n{retry}Connection: {}\r\n\r\n",
     }
 }
 
+const KNOWN: [&str; 10] = [
+    "/fapi/v1/time",
+    "/fapi/v1/ping",
+    "/fapi/v1/listenKey",
+    "/fapi/v1/openOrders",
+    "/fapi/v1/openAlgoOrders",
+    "/fapi/v3/account",
+    "/fapi/v2/account",
+    "/fapi/v3/positionRisk",
+    "/fapi/v3/balance",
+    "/fapi/v2/balance",
+];
+
 /// The weight of an endpoint (Binance's documented figures).
 fn weight(path: &str, has_symbol: bool) -> u64 {
     match path {
@@ -175,37 +205,27 @@ fn weight(path: &str, has_symbol: bool) -> u64 {
     }
 }
 
-fn handle(
+/// The request, unless a fault (one naming this endpoint, "GET /fapi/v1/openOrders",
+/// or "REST") takes its place: `fail`, `delay`, `no_answer`,
+/// `reset_mid_request`, `raw` (the text as a 200 body).
+fn with_faults(
     st: &mut State,
     ip: IpAddr,
     method: &str,
     target: &str,
     api_key: Option<&str>,
     body: &str,
-) -> Answer {
+) -> Outcome {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let known = [
-        "/fapi/v1/time",
-        "/fapi/v1/ping",
-        "/fapi/v1/listenKey",
-        "/fapi/v1/openOrders",
-        "/fapi/v1/openAlgoOrders",
-        "/fapi/v3/account",
-        "/fapi/v2/account",
-        "/fapi/v3/positionRisk",
-        "/fapi/v3/balance",
-        "/fapi/v2/balance",
-    ];
-    if !known.contains(&path) {
-        return error(404, -1000, &format!("No such endpoint: {path}"));
+    if !KNOWN.contains(&path) {
+        let a = error(404, -1000, &format!("No such endpoint: {path}"));
+        return Outcome::Send(a, Duration::ZERO);
     }
-    let mut params = query_pairs(query);
-    params.extend(query_pairs(body));
-    let symbol = params
-        .iter()
-        .find(|(k, _)| k == "symbol")
-        .map(|(_, v)| v.clone());
-    if let Err((_, ms)) = st.charge(ip, weight(path, symbol.is_some())) {
+    let has_symbol = query_pairs(query)
+        .into_iter()
+        .chain(query_pairs(body))
+        .any(|(k, _)| k == "symbol");
+    if let Err((_, ms)) = st.charge(ip, weight(path, has_symbol)) {
         let mut a = error(
             429,
             -1003,
@@ -216,14 +236,57 @@ Please use the websocket for live updates to avoid polling the API.",
             ),
         );
         a.retry_after_s = Some(ms.div_ceil(1000));
-        return a;
+        return Outcome::Send(a, Duration::ZERO);
     }
     *st.stats
         .requests
         .entry(format!("{method} {path}"))
         .or_default() += 1;
+    let mut delay = Duration::ZERO;
+    let mut fail = None;
+    for f in st.take_faults(Some(&format!("{method} {path}")), Scope::Rest) {
+        match f {
+            FaultKind::Reset => return Outcome::Reset,
+            FaultKind::NoAnswer => return Outcome::Silence,
+            FaultKind::Delay(ms) => delay = Duration::from_millis(ms),
+            FaultKind::Fail {
+                status,
+                code,
+                msg,
+                retry_after_ms,
+            } => {
+                let mut a = error(status, code, &msg);
+                a.retry_after_s = retry_after_ms.map(|ms| ms.div_ceil(1000));
+                fail = Some(a);
+            }
+            FaultKind::Raw(text) => {
+                fail = Some(Answer {
+                    status: 200,
+                    body: text,
+                    retry_after_s: None,
+                })
+            }
+            FaultKind::Oversize(_)
+            | FaultKind::Duplicate
+            | FaultKind::Cut
+            | FaultKind::Binary(_) => {}
+        }
+    }
+    // As on the WebSocket API: with `fail` or `raw` the request has no effect.
+    let a = fail.unwrap_or_else(|| handle(st, method, target, api_key, body));
+    Outcome::Send(a, delay)
+}
+
+fn handle(st: &mut State, method: &str, target: &str, api_key: Option<&str>, body: &str) -> Answer {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut params = query_pairs(query);
+    params.extend(query_pairs(body));
+    let symbol = params
+        .iter()
+        .find(|(k, _)| k == "symbol")
+        .map(|(_, v)| v.clone());
     match (method, path) {
-        ("GET", "/fapi/v1/time") => return answer(200, json!({"serverTime": now_ms()})),
+        ("GET", "/fapi/v1/time") => return answer(200, json!({"serverTime": server_ms()})),
         ("GET", "/fapi/v1/ping") => return answer(200, json!({})),
         (_, "/fapi/v1/time" | "/fapi/v1/ping") => return error(405, -1000, "Method not allowed."),
         _ => {}

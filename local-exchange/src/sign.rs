@@ -8,7 +8,7 @@ use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Public};
 use openssl::sign::{Signer, Verifier};
 
-use crate::state::now_ms;
+use crate::state::server_ms;
 
 pub enum Cred {
     Hmac(Vec<u8>),
@@ -119,7 +119,7 @@ pub fn check(
             "Signature for this request is not valid.",
         ));
     }
-    let now = now_ms();
+    let now = server_ms();
     if ts > now + 1000 {
         return Err(refuse(
             400,
@@ -127,7 +127,7 @@ pub fn check(
             "Timestamp for this request was 1000ms ahead of the server's time.",
         ));
     }
-    if now - ts > window {
+    if now.saturating_sub(ts) > window {
         return Err(refuse(
             400,
             -1021,

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::mem::discriminant;
 use std::net::IpAddr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,6 +18,15 @@ use crate::sign::Cred;
 
 pub static VERBOSE: AtomicBool = AtomicBool::new(false);
 
+/// `set clock_offset_ms`: how far the server's clock (for `serverTime` and
+/// signed requests' timestamp checks) is ahead of the real one.
+pub static CLOCK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
+
+/// The server's clock as signed requests see it (the real one, offset).
+pub fn server_ms() -> u64 {
+    now_ms().saturating_add_signed(CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -29,6 +38,16 @@ pub fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// An event's `e`: from its JSON, or (a `raw` text with placeholders that
+/// is not JSON) from the first `"e":"…"` in it.
+fn event_type(text: &str) -> Option<String> {
+    if let Ok(v) = serde_json::from_str::<Value>(text) {
+        return v.get("e").and_then(Value::as_str).map(String::from);
+    }
+    let rest = &text[text.find(r#""e":""#)? + 5..];
+    Some(rest[..rest.find('"')?].to_string())
 }
 
 /// API keys are never logged in full: the first 4 characters only.
@@ -179,11 +198,25 @@ pub struct Reply {
     pub duplicate: bool,
     /// Send only the first half of the frame's bytes, then go silent.
     pub cut: bool,
+    /// Send the answer in a binary frame.
+    pub binary: bool,
+    /// Send these bytes (a binary frame) instead of the answer.
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// How an emitted event goes on the wire.
+pub enum Frame {
+    Text,
+    Binary,
+    Bytes(Vec<u8>),
 }
 
 /// What other tasks ask a connection task to do.
 pub enum Out {
-    Text(String),
+    /// An event's text, in a text frame (or a binary one when `true`).
+    Event(String, bool),
+    /// Exact bytes in a binary frame (`emit` with `hex`).
+    Bytes(Vec<u8>),
     Reply(Reply),
     Pings(u64),
     Close(u16, String),
@@ -278,6 +311,16 @@ pub enum FaultKind {
     Duplicate,
     Cut,
     Reset,
+    /// The answer in a binary frame, or these bytes instead of it.
+    Binary(Option<Vec<u8>>),
+}
+
+/// Where a request came in, for the faults that apply to it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Api,
+    Rest,
+    Stream,
 }
 
 pub struct Fault {
@@ -394,11 +437,19 @@ impl State {
         }
     }
 
-    /// Takes at most one fault of each kind that applies to a request of `method`.
-    pub fn take_faults(&mut self, method: Option<&str>) -> Vec<FaultKind> {
+    /// Takes at most one fault of each kind that applies to a request of
+    /// `method`. A fault without a method applies to WebSocket API requests
+    /// only; REST requests (`method` "GET /fapi/v1/openOrders") take the
+    /// faults naming them or "REST"; stream requests ("SUBSCRIBE", …) the
+    /// faults naming them.
+    pub fn take_faults(&mut self, method: Option<&str>, scope: Scope) -> Vec<FaultKind> {
         let mut taken: Vec<FaultKind> = Vec::new();
         for f in &mut self.faults {
-            let applies = f.method.as_deref().is_none_or(|m| Some(m) == method);
+            let applies = match f.method.as_deref() {
+                None => scope == Scope::Api,
+                Some("REST") => scope == Scope::Rest,
+                Some(m) => Some(m) == method,
+            };
             if f.left == 0
                 || !applies
                 || taken
@@ -504,7 +555,7 @@ impl State {
             return false;
         };
         let e = self.next_e(api_key);
-        self.send_to_key(&key, events::expired(e, &key), None);
+        self.send_to_key(&key, events::expired(e, &key), false, &Frame::Text);
         vlog!("listenKey {}… expired for {}", &key[..8], short(api_key));
         true
     }
@@ -527,32 +578,39 @@ impl State {
 
     /// One event for the account: allocates `E`, queues the text on every
     /// connection subscribed to its valid key (filtered by `events=` on the
-    /// event's `e`). Returns (E, connections reached).
+    /// event's `e`), in a text frame. Returns (E, connections reached).
     pub fn emit_one(&mut self, api_key: &str, make: &dyn Fn(u64) -> String) -> (u64, u64) {
+        self.emit_framed(api_key, make, &Frame::Text)
+    }
+
+    /// `emit_one` with the frame chosen: `Binary` sends the same (wrapped)
+    /// text in a binary frame; `Bytes` sends exactly these bytes, unwrapped
+    /// and unfiltered, in a binary frame (`make` then only takes the `E`).
+    pub fn emit_framed(
+        &mut self,
+        api_key: &str,
+        make: &dyn Fn(u64) -> String,
+        frame: &Frame,
+    ) -> (u64, u64) {
         let key = self.active_key(api_key);
         let e = self.next_e(api_key);
         self.stats.events_emitted += 1;
         let Some(k) = key else {
             return (e, 0);
         };
-        let text = make(e);
-        let typ = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v.get("e").and_then(Value::as_str).map(String::from));
-        (
-            e,
-            self.send_to_key(&k, text, Some(typ.as_deref().unwrap_or(""))),
-        )
+        (e, self.send_to_key(&k, make(e), true, frame))
     }
 
-    /// Queues `text` (an event of type `typ`; `None`: passes every filter)
-    /// on the connections subscribed to `key`: wrapped in stream mode.
-    fn send_to_key(&mut self, key: &str, text: String, typ: Option<&str>) -> u64 {
+    /// Queues the event `text` on the connections subscribed to `key`
+    /// (wrapped in stream mode); `filtered`: subject to `events=` filters
+    /// (listenKeyExpired is not).
+    fn send_to_key(&mut self, key: &str, text: String, filtered: bool, frame: &Frame) -> u64 {
         if self.sw.silent {
             return 0;
         }
         let mut n = 0;
         let mut wrapped = None;
+        let mut typ = None; // read from the text only when a filter asks
         for c in self.conns.values() {
             let Some(s) = c.stream.as_ref().filter(|s| s.form.delivers()) else {
                 continue;
@@ -560,22 +618,28 @@ impl State {
             let Some(sub) = s.subs.iter().find(|x| x.name == key) else {
                 continue;
             };
-            let passes = match (&sub.events, typ) {
-                (Some(ev), Some(t)) => ev.iter().any(|x| x == t),
+            let passes = match &sub.events {
+                _ if matches!(frame, Frame::Bytes(_)) => true,
+                Some(ev) if filtered => {
+                    let t = typ.get_or_insert_with(|| event_type(&text));
+                    ev.iter().any(|x| Some(x.as_str()) == t.as_deref())
+                }
                 _ => true,
             };
             if !passes {
                 continue;
             }
-            let out = if s.combined {
+            let out = if let Frame::Bytes(b) = frame {
+                Out::Bytes(b.clone())
+            } else if s.combined {
                 let w = wrapped.get_or_insert_with(|| {
                     format!(r#"{{"stream":{},"data":{text}}}"#, Value::from(key))
                 });
-                w.clone()
+                Out::Event(w.clone(), matches!(frame, Frame::Binary))
             } else {
-                text.clone()
+                Out::Event(text.clone(), matches!(frame, Frame::Binary))
             };
-            if c.tx.send(Out::Text(out)).is_ok() {
+            if c.tx.send(out).is_ok() {
                 n += 1;
             }
         }

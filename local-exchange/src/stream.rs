@@ -5,7 +5,9 @@
 
 use serde_json::{json, Value};
 
-use crate::state::{Form, Shared, StreamConn, Sub};
+use std::time::Duration;
+
+use crate::state::{FaultKind, Form, Scope, Shared, StreamConn, Sub};
 
 /// What a stream route's URL asks for, before the upgrade is accepted.
 pub fn route(path: &str, query: &str) -> Option<StreamConn> {
@@ -90,6 +92,12 @@ fn decode(s: &str) -> String {
 /// The outcome of one incoming control message.
 pub enum Answer {
     Send(String),
+    /// Send this after a delay (a `delay` fault).
+    Later(String, Duration),
+    /// Send nothing (a `no_answer` fault).
+    Nothing,
+    /// Close the TCP connection (a `reset_mid_request` fault).
+    Reset,
     /// Close the connection (a limit was broken): code and reason.
     Close(u16, &'static str),
 }
@@ -159,7 +167,36 @@ pub fn handle(shared: &Shared, conn: u64, text: &str) -> Answer {
         );
         return error(2, &msg, Some(&id));
     };
-    let params = match obj.get("params") {
+    // Faults naming this method: the request has no effect with `fail`,
+    // `raw` or `no_answer`; `delay` holds its answer back.
+    let mut delay = Duration::ZERO;
+    for f in st.take_faults(Some(method), Scope::Stream) {
+        match f {
+            FaultKind::Reset => return Answer::Reset,
+            FaultKind::NoAnswer => return Answer::Nothing,
+            FaultKind::Fail { code, msg, .. } => return error(code, &msg, Some(&id)),
+            FaultKind::Raw(t) => return Answer::Send(t.replace("{id}", &id.to_string())),
+            FaultKind::Delay(ms) => delay = Duration::from_millis(ms),
+            _ => {}
+        }
+    }
+    let answer = handle_valid(&mut st, conn, method, obj.get("params"), &id);
+    match answer {
+        Answer::Send(t) if !delay.is_zero() => Answer::Later(t, delay),
+        other => other,
+    }
+}
+
+/// A well-formed request with a known method and a valid id.
+fn handle_valid(
+    st: &mut crate::state::State,
+    conn: u64,
+    method: &str,
+    params: Option<&Value>,
+    id: &Value,
+) -> Answer {
+    let id = id.clone();
+    let params = match params {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(a)) => a.clone(),
         Some(_) => {

@@ -25,6 +25,9 @@ pub enum Incoming {
     /// An error for no particular request (`"id": null`): Binance revokes
     /// the whole session this way (401, -2015).
     SessionError(Error),
+    /// `{"event":{"e":"serverShutdown",...}}`: the server will close this
+    /// connection soon; new requests should go to a new one.
+    ServerShutdown,
     /// Not addressed to any request of ours; skipped.
     Unrelated,
 }
@@ -52,6 +55,14 @@ pub fn parse(text: &str, secret: &Secret) -> Result<Incoming, Error> {
     };
     let rate_limits = obj.get("rateLimits").map(|v| v.to_string());
     let Some(id) = id else {
+        if obj
+            .get("event")
+            .and_then(|e| e.get("e"))
+            .and_then(Value::as_str)
+            == Some("serverShutdown")
+        {
+            return Ok(Incoming::ServerShutdown);
+        }
         // An id-less message is ours only when it is an error: revocation.
         if obj.get("error").is_some_and(Value::is_object) {
             let status = obj.get("status").and_then(Value::as_i64).unwrap_or(0);

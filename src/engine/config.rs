@@ -30,6 +30,19 @@ pub const MAX_QUEUE_CAPACITY: u32 = 1_000_000;
 /// Stream connections must be rotated before Binance's 24 h limit.
 pub const MAX_ROTATION_MS: u32 = 23 * 3600 * 1000 + 59 * 60 * 1000;
 
+/// The most streams Binance allows on one connection.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
+
+/// How a stream connection subscribes its listenKey.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StreamForm {
+    /// `<base>/stream`, then `SUBSCRIBE` with the key; events wrapped as
+    /// `{"stream":"<key>","data":{...}}` (what Binance's own SDKs do).
+    Subscribe,
+    /// `<base>/ws?listenKey=<key>`; events bare; one key per connection.
+    Query,
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub api_key: Option<Secret>,
@@ -55,6 +68,11 @@ pub struct Config {
     /// Reconnection backoff: first delay and cap.
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+    pub stream_form: StreamForm,
+    /// Streams of clients configured alike share stream connections.
+    pub connection_sharing: bool,
+    /// Subscriptions one shared stream connection carries at most.
+    pub stream_subscriptions_per_connection: usize,
     /// The key signed REST requests use (the account snapshot); at most one.
     pub signing_key: Option<SigningKey>,
     /// The REST base URL.
@@ -80,6 +98,11 @@ impl Default for Config {
             api_rotate_after: Duration::from_secs(23 * 3600),
             backoff_initial: Duration::from_millis(250),
             backoff_max: Duration::from_secs(30),
+            stream_form: StreamForm::Subscribe,
+            connection_sharing: true,
+            // Well under Binance's 1024: a lost connection is a gap for
+            // every stream on it, and 1000 accounts still fit on 5.
+            stream_subscriptions_per_connection: 200,
             signing_key: None,
             rest_endpoint: Endpoint::parse_http(PRODUCTION_REST, "url").expect("valid default"),
             recv_window_ms: DEFAULT_RECV_WINDOW_MS,
@@ -229,6 +252,38 @@ impl Config {
         }
         self.backoff_initial = Duration::from_millis(initial_ms.into());
         self.backoff_max = Duration::from_millis(max_ms.into());
+        Ok(())
+    }
+
+    pub fn set_stream_form(&mut self, form: i32) -> Result<()> {
+        self.stream_form = match form {
+            0 => StreamForm::Subscribe,
+            1 => StreamForm::Query,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "form: {form} is not a stream form (BINANCE_STREAM_FORM_SUBSCRIBE or BINANCE_STREAM_FORM_QUERY)"
+                )))
+            }
+        };
+        Ok(())
+    }
+
+    pub fn set_connection_sharing(&mut self, enabled: i32) -> Result<()> {
+        self.connection_sharing = match enabled {
+            0 => false,
+            1 => true,
+            _ => return Err(Error::invalid(format!("enabled: {enabled} is not 0 or 1"))),
+        };
+        Ok(())
+    }
+
+    pub fn set_stream_subscriptions_per_connection(&mut self, n: u32) -> Result<()> {
+        if !(1..=MAX_STREAMS_PER_CONNECTION).contains(&n) {
+            return Err(Error::invalid(format!(
+                "n: {n} subscriptions per connection is out of range (1 to {MAX_STREAMS_PER_CONNECTION}, Binance's limit)"
+            )));
+        }
+        self.stream_subscriptions_per_connection = n as usize;
         Ok(())
     }
 

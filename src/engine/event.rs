@@ -62,6 +62,20 @@ impl Event {
         }
     }
 
+    /// A server message that could not be read as an event (not a JSON
+    /// object, or a binary frame that is not UTF-8, given here lossily):
+    /// type `binance.unparsed`, kept as received.
+    pub fn unparsed(text: &str) -> Event {
+        Event {
+            kind: UNPARSED.into(),
+            library: false,
+            time_ms: 0,
+            json: with_nul(text),
+            c_json: OnceLock::new(),
+            parsed: OnceLock::new(),
+        }
+    }
+
     /// A library event of type `kind` with the given fields (plus "e", "E").
     pub fn library(kind: &str, time_ms: i64, fields: Value) -> Event {
         let mut obj = serde_json::Map::new();

@@ -2,12 +2,14 @@
 //! translates to and from it.
 
 pub mod answer;
+pub mod backoff;
 pub mod block;
 pub mod client;
 pub mod config;
 pub mod connect;
 pub mod error;
 pub mod event;
+pub mod gate;
 pub mod queue;
 pub mod rest;
 pub mod runtime;

@@ -419,11 +419,17 @@ impl Shared {
 }
 
 async fn read_loop(conn: Arc<Conn>, mut stream: SplitStream<Ws>, shared: Weak<Shared>) {
+    // Set when the server announced serverShutdown: by then every request
+    // sent on this connection has been answered or timed out.
+    let mut retire_at: Option<tokio::time::Instant> = None;
     let err = loop {
         let next = tokio::select! {
             next = stream.next() => next,
             // Killed elsewhere: its requests were failed; close the socket.
             _ = conn.killed.notified() => return,
+            _ = tokio::time::sleep_until(retire_at.unwrap_or_else(tokio::time::Instant::now)), if retire_at.is_some() => {
+                break Error::closed("the connection was replaced after the server announced serverShutdown");
+            }
         };
         let msg = match next {
             Some(Ok(msg)) => msg,
@@ -432,6 +438,14 @@ async fn read_loop(conn: Arc<Conn>, mut stream: SplitStream<Ws>, shared: Weak<Sh
         };
         let text = match msg {
             Message::Text(t) => t,
+            // Binance sends text; a binary frame is read as text when it
+            // is UTF-8, so that an answer in one is not lost to a timeout.
+            Message::Binary(b) => match tokio_tungstenite::tungstenite::Utf8Bytes::try_from(b) {
+                Ok(t) => t,
+                Err(_) => break Error::protocol(
+                    "the server sent a binary frame that is not UTF-8 text; connection replaced",
+                ),
+            },
             Message::Close(frame) => {
                 break Error::closed(match frame {
                     Some(f) => {
@@ -476,6 +490,13 @@ async fn read_loop(conn: Arc<Conn>, mut stream: SplitStream<Ws>, shared: Weak<Sh
             // fail what is pending with its error, and let the next call
             // open a new connection rather than race the close.
             Ok(Incoming::SessionError(e)) => break e,
+            // Make-before-break: the next request opens a new connection
+            // while this one keeps serving the answers still due on it,
+            // until the server closes it.
+            Ok(Incoming::ServerShutdown) => {
+                sh.drop_current(&conn);
+                retire_at.get_or_insert(tokio::time::Instant::now() + sh.config.request_timeout);
+            }
             Ok(Incoming::Unrelated) => {}
             Err(e) => break e,
         }

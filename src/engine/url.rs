@@ -10,7 +10,7 @@ pub const MAX_URL_LEN: usize = 2048;
 
 /// A WebSocket endpoint: `wss://host[:port]/path[?query]` (or `ws://` on
 /// loopback).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Endpoint {
     pub tls: bool,
     /// Host name or IP literal, without IPv6 brackets.
@@ -375,9 +375,9 @@ mod tests {
     #[test]
     fn join_keeps_query() {
         let e = Endpoint::parse("wss://h/private", "u").unwrap();
-        assert_eq!(e.join("ws/KEY").path, "/private/ws/KEY");
+        assert_eq!(e.join("stream").path, "/private/stream");
         let e = Endpoint::parse("wss://h/private/?a=1", "u").unwrap();
-        assert_eq!(e.join("ws/KEY").path, "/private/ws/KEY?a=1");
+        assert_eq!(e.join("stream").path, "/private/stream?a=1");
     }
 
     #[test]

@@ -107,6 +107,21 @@ static void config_setters(void)
                "initial_ms");
     CHECK_FAIL(binance_config_set_reconnect_backoff_ms(cfg, 500, 100, &err), BINANCE_INVALID_ARGUMENT, err,
                "max_ms");
+    CHECK_OK(binance_config_set_stream_form(cfg, BINANCE_STREAM_FORM_QUERY, &err), err);
+    CHECK_OK(binance_config_set_stream_form(cfg, BINANCE_STREAM_FORM_SUBSCRIBE, &err), err);
+    CHECK_FAIL(binance_config_set_stream_form(cfg, 2, &err), BINANCE_INVALID_ARGUMENT, err, "form");
+    CHECK_FAIL(binance_config_set_stream_form(cfg, -1, &err), BINANCE_INVALID_ARGUMENT, err,
+               "BINANCE_STREAM_FORM_QUERY");
+    CHECK_FAIL(binance_config_set_stream_form(NULL, 0, &err), BINANCE_INVALID_ARGUMENT, err, "cfg");
+    CHECK_OK(binance_config_set_connection_sharing(cfg, 0, &err), err);
+    CHECK_OK(binance_config_set_connection_sharing(cfg, 1, &err), err);
+    CHECK_FAIL(binance_config_set_connection_sharing(cfg, 2, &err), BINANCE_INVALID_ARGUMENT, err, "enabled");
+    CHECK_OK(binance_config_set_stream_subscriptions_per_connection(cfg, 1024, &err), err);
+    CHECK_OK(binance_config_set_stream_subscriptions_per_connection(cfg, 1, &err), err);
+    CHECK_FAIL(binance_config_set_stream_subscriptions_per_connection(cfg, 0, &err), BINANCE_INVALID_ARGUMENT,
+               err, "n");
+    CHECK_FAIL(binance_config_set_stream_subscriptions_per_connection(cfg, 1025, &err),
+               BINANCE_INVALID_ARGUMENT, err, "1024");
     /* out_err may be NULL */
     CHECK(binance_config_set_event_queue_capacity(cfg, 0, NULL) == BINANCE_INVALID_ARGUMENT);
     binance_config_free(cfg);
@@ -240,7 +255,12 @@ static void events_and_getters(void)
     CHECK(wait_for(s, "binance.listen_key_renewed", NULL));
     CHECK_OK(binance_user_stream_health(s, &h, &err), err);
     CHECK(h.key_renewals == 1);
-    CHECK(h.reconnects == 2);
+    /* Renewed on the same connection (SUBSCRIBE form): only the drop
+       reconnected. */
+    CHECK(h.reconnects == 1);
+    CHECK(h.subscribed == 1);
+    CHECK(h.connection_id != 0);
+    CHECK(h.connection_streams == 1);
 
     binance_user_stream_close(s);
     binance_user_stream_close(NULL);

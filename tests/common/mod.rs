@@ -26,7 +26,7 @@ const CONTROL_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Exchange {
     /// `wss://127.0.0.1:PORT/ws-fapi/v1` (`ws://` when plain).
     pub ws_api: String,
-    /// `wss://127.0.0.1:PORT/private`: streams are at `{stream}/ws/<listenKey>`.
+    /// `wss://127.0.0.1:PORT/private`: the stream base (SUBSCRIBE on `{stream}/stream`).
     pub stream: String,
     pub control: SocketAddr,
     /// `https://127.0.0.1:PORT` (`http://` when plain): the REST API.
@@ -174,6 +174,31 @@ impl Exchange {
             panic!("control {cmd} failed: {}", answer["error"]);
         }
         answer
+    }
+
+    /// Stream subscriptions (listenKeys on user-data connections) now.
+    pub fn subscriptions(&self) -> usize {
+        let c = self.control(serde_json::json!({"cmd": "stream_connections"}));
+        c["connections"].as_array().map_or(0, |conns| {
+            conns
+                .iter()
+                .filter(|c| c["form"] == "subscribe" || c["form"] == "query")
+                .map(|c| c["keys"].as_array().map_or(0, Vec::len))
+                .sum()
+        })
+    }
+
+    /// Waits until `n` stream subscriptions exist (an event emitted before
+    /// a stream subscribed is not delivered to it).
+    pub fn wait_subscribed(&self, n: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.subscriptions() < n {
+            assert!(
+                Instant::now() < deadline,
+                "no {n} stream subscription(s) within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn stats(&self) -> Value {

@@ -1,8 +1,12 @@
-// The official Binance JS connector against the local exchange (issue 9):
+// The official Binance JS connector against the local exchange (issues 9
+// and 11):
 // its WebSocket API client obtains a listenKey (userDataStream.start), its
 // streams client opens the /market, /public and /private pool and subscribes
 // the key (userData), the control port emits an ORDER_TRADE_UPDATE, and the
-// connector's callback must receive it intact. Run by scripts/test.sh with
+// connector's callback must receive it intact. Then its REST client, with an
+// HMAC key and with an Ed25519 key, must get the account's state from the
+// signed endpoints, and a wrong signature must be refused (-1022). Run by
+// scripts/test.sh with
 // @binance/derivatives-trading-usds-futures (pinned there) on NODE_PATH. It
 // starts the exchange itself (target/debug/local-exchange, or
 // $BINANCE_UDS_EXCHANGE) and trusts its CA through the connector's `agent`
@@ -11,6 +15,7 @@
 'use strict';
 
 const { spawn } = require('node:child_process');
+const crypto = require('node:crypto');
 const fs = require('node:fs');
 const https = require('node:https');
 const net = require('node:net');
@@ -22,11 +27,14 @@ const { DerivativesTradingUsdsFutures } = require('@binance/derivatives-trading-
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const API_KEY = 'JsSdkKey0123456789';
+const HMAC_KEY = 'JsRestHmacKey01';
+const HMAC_SECRET = 'jsS3cretForTheLocalExchange0123456789abcdef';
+const ED_KEY = 'JsRestEd25519Key01';
 const WAIT_MS = 15000;
 
-function startExchange(caFile, caKey) {
+function startExchange(caFile, caKey, extra) {
     const exe = process.env.BINANCE_UDS_EXCHANGE || path.join(ROOT, 'target', 'debug', 'local-exchange');
-    const child = spawn(exe, ['--die-with-stdin', '--stream-string-ids', '--ca-out', caFile, '--ca-key', caKey], {
+    const child = spawn(exe, ['--die-with-stdin', '--stream-string-ids', '--ca-out', caFile, '--ca-key', caKey, ...extra], {
         stdio: ['pipe', 'pipe', 'inherit'],
     });
     return new Promise((resolve, reject) => {
@@ -35,7 +43,7 @@ function startExchange(caFile, caKey) {
         lines.on('line', (line) => {
             const i = line.indexOf('=');
             ready[line.slice(0, i)] = line.slice(i + 1); // unknown lines are kept
-            if (['ws_api', 'stream', 'control', 'ca_file'].every((k) => k in ready)) resolve({ child, ready });
+            if (['ws_api', 'stream', 'control', 'ca_file', 'rest'].every((k) => k in ready)) resolve({ child, ready });
         });
         child.on('exit', (code) => reject(new Error(`local-exchange (${exe}) exited ${code} before it was ready`)));
         child.on('error', reject);
@@ -64,7 +72,11 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function main() {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'js-sdk-exchange-'));
-    const { child, ready } = await startExchange(path.join(dir, 'ca.pem'), path.join(dir, 'ca.key'));
+    const ed = crypto.generateKeyPairSync('ed25519');
+    const pub = path.join(dir, 'ed25519.pub.pem');
+    fs.writeFileSync(pub, ed.publicKey.export({ type: 'spki', format: 'pem' }));
+    const accounts = ['--account', `${HMAC_KEY}:${HMAC_SECRET}`, '--account-ed25519', `${ED_KEY}:${pub}`];
+    const { child, ready } = await startExchange(path.join(dir, 'ca.pem'), path.join(dir, 'ca.key'), accounts);
     try {
         const agent = new https.Agent({ ca: fs.readFileSync(ready.ca_file) });
         const base = ready.stream.slice(0, ready.stream.lastIndexOf('/private'));
@@ -139,6 +151,29 @@ async function main() {
 
         await streams.disconnect();
         await api.disconnect();
+
+        // REST: signed requests, HMAC and Ed25519, answered with the account's state.
+        const rest = (cred) => new DerivativesTradingUsdsFutures({
+            configurationRestAPI: { basePath: ready.rest, httpsAgent: agent, ...cred },
+        }).restAPI;
+        const ed25519Pem = ed.privateKey.export({ type: 'pkcs8', format: 'pem' });
+        for (const [key, cred] of [[HMAC_KEY, { apiSecret: HMAC_SECRET }], [ED_KEY, { privateKey: ed25519Pem }]]) {
+            await control(ready, { cmd: 'deposit', api_key: key, amount: '2500' });
+            const o = await control(ready, { cmd: 'order_place', api_key: key, side: 'SELL', quantity: '1.5', price: '2999.9', symbol: 'ETHUSDT' });
+            await control(ready, { cmd: 'order_fill', api_key: key, order_id: o.order_id, quantity: '0.5' });
+            await control(ready, { cmd: 'algo_place', api_key: key, side: 'BUY', quantity: '0.5', trigger_price: '3100' });
+            const client = rest({ apiKey: key, ...cred });
+            const snap = await control(ready, { cmd: 'snapshot', api_key: key });
+            assert.deepEqual(await (await client.currentAllOpenOrders()).data(), snap.open_orders);
+            assert.deepEqual(await (await client.currentAllAlgoOpenOrders()).data(), snap.open_algo_orders);
+            assert.deepEqual(await (await client.accountInformationV3()).data(), snap.account);
+            assert.deepEqual(await (await client.positionInformationV3()).data(), snap.positions);
+            assert.deepEqual(await (await client.futuresAccountBalanceV3()).data(), snap.balance);
+        }
+        console.log('js SDK REST: HMAC- and Ed25519-signed requests answered with the account\'s state');
+        const wrong = rest({ apiKey: HMAC_KEY, apiSecret: `${HMAC_SECRET}x`, retries: 0 });
+        await assert.rejects(() => wrong.currentAllOpenOrders(), (e) => e.name === 'BadRequestError' && e.code === -1022);
+        console.log('js SDK REST: a wrong signature is refused (-1022)');
     } finally {
         child.stdin.end();
         child.kill();

@@ -131,6 +131,10 @@ class _Health(Structure):
         ("last_event_ms", c_int64),
         ("key_age_ms", c_int64),
         ("last_keepalive_ms", c_int64),
+        ("last_server_ping_ms", c_int64),
+        ("connection_id", c_uint64),
+        ("connection_streams", c_uint64),
+        ("subscribed", c_int32),
     ]
 
 
@@ -451,7 +455,7 @@ class Config:
         return self._set(_lib().binance_config_set_endpoint, _c_string(url, "url"))
 
     def stream_endpoint(self, url: str) -> "Config":
-        """Sets the user data stream base URL; streams connect to ``<url>/ws/<listenKey>``."""
+        """Sets the user data stream base URL; streams subscribe on ``<url>/stream``."""
         return self._set(_lib().binance_config_set_stream_endpoint, _c_string(url, "url"))
 
     def timeouts_ms(self, connect_ms: int, request_ms: int) -> "Config":
@@ -686,6 +690,14 @@ class StreamHealth:
     """How long the current listenKey has been in use, in ms."""
     last_keepalive_ms: int
     """When the latest keepalive finished, ms since the Unix epoch; 0 if none yet."""
+    last_server_ping_ms: int
+    """When the server last pinged the stream's connection, ms since the Unix epoch; 0 if not yet."""
+    connection_id: int
+    """The stream connection this stream is on (shared by every stream on it); 0 while none."""
+    connection_streams: int
+    """Streams on that connection, this one included; 0 while none."""
+    subscribed: bool
+    """True once the server acknowledged the current listenKey's subscription."""
 
 
 class UserStream:
@@ -793,6 +805,10 @@ class UserStream:
             last_event_ms=h.last_event_ms,
             key_age_ms=h.key_age_ms,
             last_keepalive_ms=h.last_keepalive_ms,
+            last_server_ping_ms=h.last_server_ping_ms,
+            connection_id=h.connection_id,
+            connection_streams=h.connection_streams,
+            subscribed=bool(h.subscribed),
         )
 
     @property

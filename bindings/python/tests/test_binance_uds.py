@@ -428,7 +428,7 @@ def test_readme_stream_snippet_runs(exchange: Exchange) -> None:
     )
     try:
         deadline = time.monotonic() + 10
-        while exchange.stats()["stream_connections_open"] != 1:
+        while not any(c["keys"] for c in exchange.control({"cmd": "stream_connections"})["connections"]):
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.02)

@@ -1,0 +1,320 @@
+//! The user data stream: events delivered in order, with keepalive, key
+//! renewal, reconnection, rotation and silence detection done for the user.
+//!
+//! - `conn`: one stream connection and the subscriptions it carries (the
+//!   SUBSCRIBE form by default; the query form on request), routing, pacing,
+//!   make-before-break rotation;
+//! - `pool`: connections shared by streams configured alike;
+//! - `runner`: one task per stream, keeping its key alive and renewed and
+//!   moving it to a working connection, with a `binance.stream_gap` for
+//!   every span in which events may have been lost;
+//! - `wire`: what a stream connection receives, told apart;
+//! - this module: the handle the application holds, its queue and health.
+
+mod conn;
+pub mod pool;
+mod runner;
+mod wire;
+
+use super::config::Config;
+use super::error::{Error, Result, Status};
+use super::event::Event;
+use super::gate::Gate;
+use super::queue::{Popped, Queue};
+use super::runtime::RuntimeRef;
+use super::Client;
+use conn::{ConnSettings, ConnStats, Sink};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// The callback form: called in order, from the stream's own thread.
+pub type Callback = Box<dyn FnMut(Event) + Send>;
+
+/// What a stream needs from the client's config.
+pub struct StreamSettings {
+    pub conn: Arc<ConnSettings>,
+    pub keepalive: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub capacity: usize,
+}
+
+impl StreamSettings {
+    pub fn from_config(config: &Config) -> Result<StreamSettings> {
+        let base = config.stream_endpoint.clone();
+        let dialer = super::client::dialer(config, &base)?;
+        // Streams that could share a connection: same place, same way.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        base.hash(&mut h);
+        dialer
+            .proxy
+            .as_ref()
+            .map(|p| (&p.host, p.port, p.credentials.as_ref().map(|c| c.expose())))
+            .hash(&mut h);
+        config.extra_roots.hash(&mut h);
+        config.stream_form.hash(&mut h);
+        config.stream_subscriptions_per_connection.hash(&mut h);
+        (
+            config.connect_timeout,
+            config.request_timeout,
+            config.silence_timeout,
+            config.rotate_after,
+        )
+            .hash(&mut h);
+        Ok(StreamSettings {
+            conn: Arc::new(ConnSettings {
+                base,
+                dialer,
+                form: config.stream_form,
+                request_timeout: config.request_timeout,
+                silence: config.silence_timeout,
+                rotate_after: config.rotate_after,
+                max_streams: config.stream_subscriptions_per_connection,
+                sharing: config.connection_sharing,
+                identity: h.finish(),
+            }),
+            keepalive: config.keepalive_interval,
+            backoff_initial: config.backoff_initial,
+            backoff_max: config.backoff_max,
+            capacity: config.queue_capacity,
+        })
+    }
+}
+
+/// A snapshot of a stream's health.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    pub connected: bool,
+    /// The server acknowledged the current key's subscription (on the
+    /// query form: the connection carrying it is up).
+    pub subscribed: bool,
+    pub reconnects: u64,
+    pub events_delivered: u64,
+    pub events_dropped: u64,
+    pub events_queued: u64,
+    pub last_event_ms: i64,
+    pub key_age_ms: i64,
+    /// Status of the latest keepalive (0 = OK); -1 before the first.
+    pub last_keepalive_status: i32,
+    pub last_keepalive_ms: i64,
+    pub key_renewals: u64,
+    pub gaps: u64,
+    /// When the server last pinged the stream's connection; 0 if never.
+    pub last_server_ping_ms: i64,
+    /// The connection the stream is on (0 while it has none).
+    pub connection_id: u64,
+    /// Streams on that connection, this one included.
+    pub connection_streams: u64,
+}
+
+/// What the connection and the runner record for `health`.
+pub(crate) struct Info {
+    connected: bool,
+    subscribed: bool,
+    reconnects: u64,
+    last_event_ms: i64,
+    key_since: Instant,
+    last_keepalive_status: i32,
+    last_keepalive_ms: i64,
+    key_renewals: u64,
+    gaps: u64,
+    conn: Option<Arc<ConnStats>>,
+}
+
+/// A stream's queue and health, shared by its handle, its runner and its
+/// connection.
+pub(crate) struct Shared {
+    queue: Queue,
+    info: Mutex<Info>,
+}
+
+impl Shared {
+    fn new(capacity: usize) -> Shared {
+        Shared {
+            queue: Queue::new(capacity),
+            info: Mutex::new(Info {
+                connected: false,
+                subscribed: false,
+                reconnects: 0,
+                last_event_ms: 0,
+                key_since: Instant::now(),
+                last_keepalive_status: -1,
+                last_keepalive_ms: 0,
+                key_renewals: 0,
+                gaps: 0,
+                conn: None,
+            }),
+        }
+    }
+
+    fn info(&self) -> MutexGuard<'_, Info> {
+        self.info.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// An open user data stream.
+pub struct UserStream {
+    shared: Arc<Shared>,
+    task: Mutex<Option<JoinHandle<()>>>,
+    dispatcher: Mutex<Option<std::thread::JoinHandle<()>>>,
+    runtime: RuntimeRef,
+    gate: Gate,
+    callback_mode: bool,
+}
+
+impl UserStream {
+    /// Obtains the listenKey, subscribes it on a stream connection (see
+    /// `conn`) and starts delivering. Blocks until subscribed or failed.
+    pub fn open(client: &Client, callback: Option<Callback>) -> Result<UserStream> {
+        if Handle::try_current().is_ok() {
+            return Err(Error::invalid(
+                "a stream cannot be opened on a thread that runs async tasks (a library callback, or a Tokio runtime's thread)",
+            ));
+        }
+        let settings = Arc::new(StreamSettings::from_config(&client.config)?);
+        let runtime = client.runtime.clone();
+        let session = client.session.clone();
+        let shared = Arc::new(Shared::new(settings.capacity));
+        let (sink, signals) = Sink::new(shared.clone());
+        let (key, member) = runtime
+            .handle()
+            .block_on(runner::establish(&session, &settings, &sink))?;
+        shared.info().key_since = Instant::now();
+        let runner = runner::Runner::new(session, settings, sink, signals, key, member);
+        let task = runtime.handle().spawn(runner.run());
+        let callback_mode = callback.is_some();
+        let dispatcher = match callback {
+            Some(cb) => Some(spawn_dispatcher(shared.clone(), cb).inspect_err(|_| task.abort())?),
+            None => None,
+        };
+        Ok(UserStream {
+            shared,
+            task: Mutex::new(Some(task)),
+            dispatcher: Mutex::new(dispatcher),
+            runtime,
+            gate: Gate::default(),
+            callback_mode,
+        })
+    }
+
+    /// The next event, waiting up to `timeout`. `Ok(None)` when nothing
+    /// arrived in time; STREAM_CLOSED once the stream is closed.
+    pub fn next(&self, timeout: Duration) -> Result<Option<Event>> {
+        if self.callback_mode {
+            return Err(Error::invalid(
+                "stream: this stream delivers to its callback; binance_user_stream_next is not available",
+            ));
+        }
+        let _in = self
+            .gate
+            .enter()
+            .map_err(|_| Error::new(Status::StreamClosed, "the stream is closed"))?;
+        match self.shared.queue.pop(timeout) {
+            Popped::Event(ev) => Ok(Some(ev)),
+            Popped::TimedOut => Ok(None),
+            Popped::Closed => Err(Error::new(Status::StreamClosed, "the stream is closed")),
+        }
+    }
+
+    pub fn health(&self) -> Health {
+        let (delivered, dropped, queued) = self.shared.queue.counts();
+        let i = self.shared.info();
+        let conn = i.conn.as_ref();
+        Health {
+            connected: i.connected,
+            subscribed: i.subscribed,
+            reconnects: i.reconnects,
+            events_delivered: delivered,
+            events_dropped: dropped,
+            events_queued: queued as u64,
+            last_event_ms: i.last_event_ms,
+            key_age_ms: i.key_since.elapsed().as_millis() as i64,
+            last_keepalive_status: i.last_keepalive_status,
+            last_keepalive_ms: i.last_keepalive_ms,
+            key_renewals: i.key_renewals,
+            gaps: i.gaps,
+            last_server_ping_ms: conn.map_or(0, |c| c.last_ping_ms.load(Ordering::Relaxed)),
+            connection_id: conn.map_or(0, |c| c.id),
+            connection_streams: conn.map_or(0, |c| c.streams.load(Ordering::Relaxed) as u64),
+        }
+    }
+
+    /// Ends the stream without freeing anything: blocked readers wake with
+    /// STREAM_CLOSED, later reads are refused, the callback thread ends
+    /// after the callback in progress, and the stream's task is told to
+    /// stop (its subscription ends). Never blocks; safe to race with
+    /// `next` from any thread.
+    pub fn shutdown(&self) {
+        self.gate.shut(|| self.shared.queue.close());
+        if let Some(task) = self.task.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            task.abort();
+        }
+    }
+
+    /// Stops everything: `shutdown`, then waits for readers to leave, for
+    /// the task to end (its subscription is dropped, and a connection no
+    /// stream uses any more closes) and for the callback thread. The
+    /// listenKey is left alone: other streams and processes share it.
+    pub fn close(&self) {
+        self.shutdown();
+        self.gate.close(|| {});
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            if Handle::try_current().is_err() {
+                let _ = self.runtime.handle().block_on(task);
+            }
+        }
+        let dispatcher = self
+            .dispatcher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(d) = dispatcher {
+            // Closing from inside the callback: the thread ends by itself
+            // as soon as the callback returns.
+            if d.thread().id() != std::thread::current().id() {
+                let _ = d.join();
+            }
+        }
+    }
+}
+
+impl Drop for UserStream {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn spawn_dispatcher(shared: Arc<Shared>, mut cb: Callback) -> Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("binance-uds-cb".into())
+        .spawn(move || loop {
+            match shared.queue.pop(Duration::from_secs(3600)) {
+                Popped::Event(ev) => cb(ev),
+                Popped::TimedOut => {}
+                Popped::Closed => return,
+            }
+        })
+        .map_err(|e| Error::internal(format!("starting the callback thread failed: {e}")))
+}
+
+/// The first characters of a listenKey, enough to recognise it in a log.
+fn mask(key: &str) -> String {
+    format!("{}…", &key[..key.len().min(4)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_shows_a_prefix_only() {
+        assert_eq!(mask("abcdefgh"), "abcd…");
+        assert_eq!(mask("ab"), "ab…");
+    }
+}

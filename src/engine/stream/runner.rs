@@ -1,0 +1,338 @@
+//! One account's stream, kept alive: the listenKey pinged on schedule (on
+//! the client's WebSocket API session), renewed when it expires, changes
+//! or is reported unknown (-1125), and the stream moved to a new
+//! connection when its connection is lost. Whenever events may have been
+//! lost it queues a `binance.stream_gap` saying why and over what time.
+
+use super::conn::{Membership, Signal, Sink};
+use super::{mask, pool, StreamSettings};
+use crate::engine::answer::Answer;
+use crate::engine::backoff::{jitter, Backoff};
+use crate::engine::client::listen_key_of;
+use crate::engine::config::StreamForm;
+use crate::engine::error::{Error, Result};
+use crate::engine::event::{now_ms, Event, LISTEN_KEY_RENEWED, STREAM_DISCONNECTED, STREAM_GAP};
+use crate::engine::session::Session;
+use serde_json::json;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+
+/// A connection that lived this long was healthy: the backoff starts over.
+const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+/// A failed keepalive is retried after this (or the interval, if shorter).
+const KEEPALIVE_RETRY: Duration = Duration::from_secs(10);
+/// The longest a server's retry-after may postpone a keepalive: well
+/// inside the key's 60-minute life.
+const MAX_KEEPALIVE_WAIT: Duration = Duration::from_secs(5 * 60);
+
+type Pending = Pin<Box<dyn Future<Output = Result<Answer>> + Send>>;
+
+/// A valid listenKey (start returns the account's key, extended) and the
+/// stream subscribed to it on a connection.
+pub async fn establish(
+    session: &Session,
+    settings: &StreamSettings,
+    sink: &Arc<Sink>,
+) -> Result<(String, Membership)> {
+    let key = start_key(session).await?;
+    let conn = pool::acquire(&settings.conn, &key);
+    let member = Membership::join(conn, sink, &key).await.map_err(|mut e| {
+        e.message = e.message.replace(&key, &mask(&key));
+        e
+    })?;
+    Ok((key, member))
+}
+
+async fn start_key(session: &Session) -> Result<String> {
+    let answer = session.request_async("userDataStream.start").await?;
+    listen_key_of("userDataStream.start", &answer.result)
+        .inspect_err(|e| session.replace_connection(e))
+}
+
+/// Why the stream must be renewed or moved, and since when events may
+/// have been lost.
+struct Trouble {
+    reason: &'static str,
+    message: String,
+    from_ms: i64,
+    /// The connection is gone (not just the key).
+    disconnected: bool,
+}
+
+pub struct Runner {
+    pub session: Arc<Session>,
+    pub settings: Arc<StreamSettings>,
+    pub sink: Arc<Sink>,
+    pub signals: mpsc::UnboundedReceiver<Signal>,
+    pub key: String,
+    pub member: Option<Membership>,
+    pub next_keepalive: Instant,
+    keepalive: Option<Pending>,
+    backoff: Backoff,
+    /// The latest moment the key was known to be valid (ms since epoch).
+    key_valid_ms: i64,
+}
+
+impl Runner {
+    pub fn new(
+        session: Arc<Session>,
+        settings: Arc<StreamSettings>,
+        sink: Arc<Sink>,
+        signals: mpsc::UnboundedReceiver<Signal>,
+        key: String,
+        member: Membership,
+    ) -> Runner {
+        Runner {
+            next_keepalive: first_keepalive(settings.keepalive),
+            backoff: Backoff::new(settings.backoff_initial, settings.backoff_max),
+            session,
+            settings,
+            sink,
+            signals,
+            key,
+            member: Some(member),
+            keepalive: None,
+            key_valid_ms: now_ms(),
+        }
+    }
+
+    pub async fn run(mut self) {
+        let mut closing = self.session.closing_signal();
+        loop {
+            let keepalive_idle = self.keepalive.is_none();
+            let trouble = tokio::select! {
+                sig = self.signals.recv() => match sig {
+                    Some(sig) => self.on_signal(sig),
+                    None => None,
+                },
+                r = async { self.keepalive.as_mut().expect("in flight").await }, if !keepalive_idle => {
+                    self.keepalive = None;
+                    self.on_keepalive(r)
+                }
+                _ = sleep_until(self.next_keepalive), if keepalive_idle => {
+                    let session = self.session.clone();
+                    self.keepalive = Some(Box::pin(async move {
+                        session.request_async("userDataStream.ping").await
+                    }));
+                    None
+                }
+                _ = closing.wait_for(|c| *c) => break,
+            };
+            if let Some(t) = trouble {
+                let done = if t.disconnected || self.settings.conn.form == StreamForm::Query {
+                    self.recover(t).await
+                } else {
+                    self.renew(t).await
+                };
+                if done.is_err() {
+                    break;
+                }
+            }
+        }
+        // The client was freed: nothing can keep this stream alive.
+        self.sink.shared.info().connected = false;
+        self.sink.shared.queue.close();
+    }
+
+    fn on_signal(&mut self, sig: Signal) -> Option<Trouble> {
+        match sig {
+            Signal::Lost {
+                conn,
+                reason,
+                message,
+                from_ms,
+            } => {
+                // A connection this stream already left says nothing of it.
+                let current = self.member.as_ref().map(|m| m.conn.stats.id);
+                (current == Some(conn)).then_some(Trouble {
+                    reason,
+                    message,
+                    from_ms,
+                    disconnected: true,
+                })
+            }
+            Signal::Expired { at_ms } => Some(Trouble {
+                reason: "listen_key_expired",
+                message: "the server sent listenKeyExpired".into(),
+                from_ms: at_ms,
+                disconnected: false,
+            }),
+        }
+    }
+
+    fn on_keepalive(&mut self, r: Result<Answer>) -> Option<Trouble> {
+        let now = Instant::now();
+        let r = r.and_then(|a| listen_key_of("userDataStream.ping", &a.result));
+        {
+            let mut i = self.sink.shared.info();
+            i.last_keepalive_status = match &r {
+                Ok(_) => 0,
+                Err(e) => e.status as i32,
+            };
+            i.last_keepalive_ms = now_ms();
+        }
+        let trouble = |reason, message: String| Trouble {
+            reason,
+            message,
+            from_ms: self.key_valid_ms,
+            disconnected: false,
+        };
+        match r {
+            Ok(k) if k == self.key => {
+                self.key_valid_ms = now_ms();
+                self.next_keepalive =
+                    now + jitter(self.settings.keepalive * 9 / 10, self.settings.keepalive);
+                None
+            }
+            Ok(_) => Some(trouble(
+                "listen_key_changed",
+                "userDataStream.ping returned a different listenKey".into(),
+            )),
+            Err(e) if e.api_code == -1125 => Some(trouble("listen_key_invalid", e.message)),
+            Err(e) => {
+                let mut next = now + self.settings.keepalive.min(KEEPALIVE_RETRY);
+                if e.retry_after_ms > now_ms() {
+                    let wait = Duration::from_millis((e.retry_after_ms - now_ms()) as u64)
+                        .min(MAX_KEEPALIVE_WAIT);
+                    next = next.max(now + wait);
+                }
+                self.next_keepalive = next;
+                None
+            }
+        }
+    }
+
+    /// A new key on the same connection (SUBSCRIBE form): subscribe it,
+    /// unsubscribe the old one. Falls back to `recover` if the connection
+    /// fails meanwhile. Fails only when the client was freed.
+    async fn renew(&mut self, t: Trouble) -> Result<()> {
+        self.keepalive = None;
+        let sink = self.sink.clone();
+        let mut attempts = 0;
+        let key = loop {
+            if self.session.is_closing() {
+                return Err(Error::closed("the client was freed"));
+            }
+            attempts += 1;
+            let result = async {
+                let key = start_key(&self.session).await?;
+                let member = self
+                    .member
+                    .as_mut()
+                    .ok_or_else(|| Error::closed("no connection"))?;
+                member.swap(&sink, &key).await?;
+                Ok::<_, Error>(key)
+            }
+            .await;
+            match result {
+                Ok(key) => break key,
+                Err(_)
+                    if attempts >= 3 || self.member.as_ref().is_none_or(|m| m.conn.is_dead()) =>
+                {
+                    return self.recover(t).await;
+                }
+                Err(e) => {
+                    self.backoff.failed(e.retry_after_ms);
+                    if let Some(delay) = self.backoff.delay() {
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+            }
+        };
+        self.backoff.reset();
+        self.resumed(&t, key, false);
+        Ok(())
+    }
+
+    /// Moves the stream to a connection that works: reports the disconnect,
+    /// obtains a valid key and subscribes it with backoff, then reports the
+    /// gap. Fails only when the client was freed.
+    async fn recover(&mut self, t: Trouble) -> Result<()> {
+        self.keepalive = None;
+        let healthy = self
+            .member
+            .take()
+            .is_some_and(|m| m.since.elapsed() >= HEALTHY_AFTER);
+        {
+            let mut i = self.sink.shared.info();
+            i.connected = false;
+            i.subscribed = false;
+            i.conn = None;
+        }
+        self.sink.shared.queue.push_library(Event::library(
+            STREAM_DISCONNECTED,
+            now_ms(),
+            json!({ "reason": t.reason, "message": t.message }),
+        ));
+        if healthy {
+            self.backoff.reset();
+        }
+        let (key, member) = loop {
+            if let Some(delay) = self.backoff.delay() {
+                let mut closing = self.session.closing_signal();
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = closing.wait_for(|c| *c) => {}
+                }
+            }
+            if self.session.is_closing() {
+                return Err(Error::closed("the client was freed"));
+            }
+            match establish(&self.session, &self.settings, &self.sink).await {
+                Ok(ok) => break ok,
+                Err(e) => {
+                    if self.session.is_closing() {
+                        return Err(e);
+                    }
+                    self.backoff.failed(e.retry_after_ms);
+                }
+            }
+        };
+        self.member = Some(member);
+        self.resumed(&t, key, true);
+        Ok(())
+    }
+
+    /// The stream is subscribed again: the gap, and the renewal if any.
+    fn resumed(&mut self, t: &Trouble, key: String, reconnected: bool) {
+        let to_ms = now_ms();
+        let renewed = key != self.key;
+        {
+            let mut i = self.sink.shared.info();
+            if reconnected {
+                i.reconnects += 1;
+            }
+            i.gaps += 1;
+            if renewed {
+                i.key_renewals += 1;
+                i.key_since = Instant::now();
+            }
+        }
+        self.sink.shared.queue.push_library(Event::library(
+            STREAM_GAP,
+            to_ms,
+            json!({ "reason": t.reason, "message": t.message, "from_ms": t.from_ms, "to_ms": to_ms }),
+        ));
+        if renewed {
+            self.sink.shared.queue.push_library(Event::library(
+                LISTEN_KEY_RENEWED,
+                to_ms,
+                json!({ "reason": t.reason, "listenKey": mask(&key) }),
+            ));
+        }
+        self.key = key;
+        self.key_valid_ms = to_ms;
+        self.next_keepalive =
+            Instant::now() + jitter(self.settings.keepalive * 9 / 10, self.settings.keepalive);
+    }
+}
+
+/// The first keepalive: spread over the interval's second half, so that
+/// many streams opened together do not ping in one burst.
+fn first_keepalive(interval: Duration) -> Instant {
+    Instant::now() + jitter(interval / 2, interval)
+}
