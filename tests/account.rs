@@ -402,3 +402,92 @@ fn snapshot_then_events_by_the_merge_rule_equals_the_exchange() {
     }
     assert_eq!(healed.state(), truth(&ex), "after the gap");
 }
+
+fn rest_requests(ex: &Exchange, path: &str) -> i64 {
+    ex.stats()["requests"][format!("GET {path}")]
+        .as_i64()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_server_clock_far_off_ours_is_measured_and_signed_for() {
+    let ex = Exchange::start(&["--account", &format!("{API_KEY}:{SECRET}")]);
+    let client = Client::new(&hmac_config(&ex)).unwrap();
+    for offset in [3_600_000i64, -3_600_000] {
+        ex.control(json!({"cmd": "set", "clock_offset_ms": offset}));
+        let doc: Value = serde_json::from_str(&client.account_snapshot().unwrap()).unwrap();
+        let measured = client.rest().unwrap().clock_offset_ms();
+        assert!(
+            (measured - offset).abs() < 2000,
+            "offset {offset}, measured {measured}"
+        );
+        let server_time = doc["server_time_ms"].as_i64().unwrap();
+        let ours = common::http::now_ms();
+        assert!((server_time - ours - offset).abs() < 2000, "{doc}");
+    }
+}
+
+#[test]
+fn the_exchanges_minus_1021_resyncs_and_retries_once() {
+    let ex = Exchange::start(&["--account", &format!("{API_KEY}:{SECRET}")]);
+    let client = Client::new(&hmac_config(&ex)).unwrap();
+    ex.control(
+        json!({"cmd": "fail", "method": "GET /fapi/v3/account", "status": 400, "code": -1021,
+                      "msg": "Timestamp for this request is outside of the recvWindow."}),
+    );
+    client.account_snapshot().unwrap();
+    assert_eq!(rest_requests(&ex, "/fapi/v1/time"), 2);
+    assert_eq!(rest_requests(&ex, "/fapi/v3/account"), 2);
+}
+
+#[test]
+fn the_exchanges_429_with_retry_after_stops_requests_until_then() {
+    let ex = Exchange::start(&["--account", &format!("{API_KEY}:{SECRET}")]);
+    let client = Client::new(&hmac_config(&ex)).unwrap();
+    ex.control(
+        json!({"cmd": "fail", "method": "GET /fapi/v1/openOrders", "status": 429, "code": -1003,
+                      "msg": "Too many requests.", "retry_after_ms": 5000}),
+    );
+    let t0 = common::http::now_ms();
+    let e = client.account_snapshot().unwrap_err();
+    assert_eq!(
+        (e.status, e.api_code, e.http_status),
+        (Status::RateLimited, -1003, 429),
+        "{e:?}"
+    );
+    assert!(e.retry_after_ms >= t0 + 4000, "{e:?}");
+    let sent = rest_requests(&ex, "/fapi/v1/time");
+    let again = client.account_snapshot().unwrap_err();
+    assert_eq!(again.status, Status::RateLimited);
+    assert_eq!(
+        rest_requests(&ex, "/fapi/v1/time"),
+        sent,
+        "asked again before Retry-After"
+    );
+}
+
+#[test]
+fn a_kept_alive_connection_reset_is_replaced_and_a_silent_one_times_out() {
+    let ex = Exchange::start(&["--account", &format!("{API_KEY}:{SECRET}")]);
+    let mut cfg = hmac_config(&ex);
+    cfg.set_timeouts_ms(1000, 1000).unwrap();
+    let client = Client::new(&cfg).unwrap();
+    client.account_snapshot().unwrap();
+    let opened = client.rest().unwrap().connections_opened();
+    // The server closes the kept-alive connection on the next request: it
+    // is sent again on a new one, and the snapshot succeeds.
+    ex.control(json!({"cmd": "reset_mid_request", "method": "GET /fapi/v3/positionRisk"}));
+    client.account_snapshot().unwrap();
+    assert_eq!(client.rest().unwrap().connections_opened(), opened + 1);
+    // An unanswered request is a timeout naming the endpoint.
+    ex.control(json!({"cmd": "no_answer", "method": "GET /fapi/v1/openAlgoOrders"}));
+    let e = client.account_snapshot().unwrap_err();
+    assert_eq!(e.status, Status::Timeout, "{e:?}");
+    assert!(
+        e.message.contains("/fapi/v1/openAlgoOrders"),
+        "{}",
+        e.message
+    );
+    // And the client carries on.
+    client.account_snapshot().unwrap();
+}
