@@ -4,9 +4,12 @@
 
 mod common;
 
+use binance_uds::engine::event::STREAM_GAP;
+use binance_uds::engine::stream::UserStream;
 use binance_uds::engine::{Client, Config, Status};
 use common::Exchange;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 const API_KEY: &str = "ACCTKEYabcdef0123456789";
 const SECRET: &str = "ACCTSECRETqwerty0123456789";
@@ -288,33 +291,29 @@ impl Book {
     }
 }
 
-/// Reads user data events straight from the exchange's stream (query
-/// form), independent of the library's stream.
-struct RawStream(tokio_tungstenite::tungstenite::WebSocket<std::net::TcpStream>);
-
-impl RawStream {
-    fn open(ex: &Exchange, listen_key: &str) -> RawStream {
-        let url = format!("{}/ws?listenKey={listen_key}", ex.stream);
-        let addr = ex.addr();
-        let tcp = std::net::TcpStream::connect(&addr).unwrap();
-        tcp.set_read_timeout(Some(std::time::Duration::from_millis(200)))
-            .unwrap();
-        let (ws, _) = tokio_tungstenite::tungstenite::client::client(url.as_str(), tcp).unwrap();
-        RawStream(ws)
+/// Every event the stream delivers until it has been quiet a while, with
+/// the `binance.stream_gap` events among them.
+fn drain(s: &UserStream) -> Vec<Value> {
+    let mut got = Vec::new();
+    while let Some(ev) = s.next(Duration::from_millis(300)).unwrap() {
+        got.push(serde_json::from_str(ev.json()).unwrap());
     }
+    got
+}
 
-    /// Every event that arrives until the stream has been quiet a while.
-    fn drain(&mut self) -> Vec<Value> {
-        use tokio_tungstenite::tungstenite::Message;
-        let mut got = Vec::new();
-        loop {
-            match self.0.read() {
-                Ok(Message::Text(t)) => got.push(serde_json::from_str(t.as_str()).unwrap()),
-                Ok(_) => {}
-                Err(_) => return got, // the read timeout: quiet
+/// Waits for the stream's next `binance.stream_gap`, applying the events
+/// before it.
+fn until_gap(s: &UserStream, book: &mut Book) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if let Some(ev) = s.next(Duration::from_millis(100)).unwrap() {
+            if ev.kind() == STREAM_GAP {
+                return;
             }
+            book.apply(&serde_json::from_str(ev.json()).unwrap());
         }
     }
+    panic!("no binance.stream_gap after the stream was dropped");
 }
 
 fn truth(ex: &Exchange) -> Value {
@@ -328,28 +327,28 @@ fn truth(ex: &Exchange) -> Value {
     .state()
 }
 
-/// A gap healed by the on-demand snapshot: events are lost while the
-/// stream is away, the account keeps changing while the snapshot is taken,
-/// and applying snapshot then events by the merge rule gives exactly the
+/// A gap healed by the on-demand snapshot, as an application does it with
+/// the library's own stream: events are lost while the stream is away, the
+/// account keeps changing while the snapshot is taken, and applying the
+/// snapshot, then the events by the merge rule, gives exactly the
 /// exchange's state.
 #[test]
 fn snapshot_then_events_by_the_merge_rule_equals_the_exchange() {
-    let ex = Exchange::start_plain(&["--account", &format!("{API_KEY}:{SECRET}")]);
-    let client = std::sync::Arc::new(Client::new(&hmac_config(&ex)).unwrap());
-    let key = client.listen_key_start().unwrap();
+    let ex = Exchange::start(&["--account", &format!("{API_KEY}:{SECRET}")]);
+    let client = Client::new(&hmac_config(&ex)).unwrap();
 
     // The application starts: stream first, then the snapshot.
-    let mut stream = RawStream::open(&ex, &key);
+    let stream = UserStream::open(&client, None).unwrap();
     let mut book =
         Book::from_snapshot(&serde_json::from_str(&client.account_snapshot().unwrap()).unwrap());
     trade(&ex);
-    for ev in stream.drain() {
+    for ev in drain(&stream) {
         book.apply(&ev);
     }
     assert_eq!(book.state(), truth(&ex), "before the gap");
 
-    // The gap: the stream is gone while the account changes.
-    drop(stream);
+    // The gap: the stream connection drops, the account changes meanwhile.
+    ex.control(json!({"cmd": "drop", "target": "stream"}));
     let open: Vec<Value> = ex.control(json!({"cmd": "snapshot", "api_key": API_KEY}))
         ["open_orders"]
         .as_array()
@@ -362,9 +361,9 @@ fn snapshot_then_events_by_the_merge_rule_equals_the_exchange() {
         json!({"cmd": "order_place", "api_key": API_KEY, "symbol": "ETHUSDT", "side": "BUY",
                       "quantity": "1", "price": "2000"}),
     );
+    until_gap(&stream, &mut book);
 
-    // Healing: the stream back, then the snapshot while trading goes on.
-    let mut stream = RawStream::open(&ex, &key);
+    // Healing: the snapshot, taken while trading goes on.
     let trader = {
         let control = ex.control;
         std::thread::spawn(move || {
@@ -395,9 +394,9 @@ fn snapshot_then_events_by_the_merge_rule_equals_the_exchange() {
     let doc: Value = serde_json::from_str(&client.account_snapshot().unwrap()).unwrap();
     trader.join().unwrap();
     let mut healed = Book::from_snapshot(&doc);
-    // Events the stream delivered after it came back, before and after the
-    // snapshot was taken: all go through the rule.
-    for ev in stream.drain() {
+    // Every event after the gap, from before and after the snapshot was
+    // taken, goes through the rule.
+    for ev in drain(&stream) {
         healed.apply(&ev);
     }
     assert_eq!(healed.state(), truth(&ex), "after the gap");
