@@ -47,7 +47,10 @@ fn main() {
          #define BINANCE_WS_API_URL_PRODUCTION \"wss://ws-fapi.binance.com/ws-fapi/v1\"\n\
          #define BINANCE_WS_API_URL_TESTNET \"wss://testnet.binancefuture.com/ws-fapi/v1\"\n\
          #define BINANCE_STREAM_URL_PRODUCTION \"wss://fstream.binance.com/private\"\n\
-         #define BINANCE_STREAM_URL_TESTNET \"wss://fstream.binancefuture.com/private\"\n",
+         #define BINANCE_STREAM_URL_TESTNET \"wss://fstream.binancefuture.com/private\"\n\
+         /* The REST base URL signed requests use (binance_config_set_rest_endpoint). */\n\
+         #define BINANCE_REST_URL_PRODUCTION \"https://fapi.binance.com\"\n\
+         #define BINANCE_REST_URL_TESTNET \"https://demo-fapi.binance.com\"\n",
         v("CARGO_PKG_VERSION_MAJOR"),
         v("CARGO_PKG_VERSION_MINOR"),
         v("CARGO_PKG_VERSION_PATCH"),

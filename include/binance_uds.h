@@ -81,6 +81,9 @@
 #define BINANCE_WS_API_URL_TESTNET "wss://testnet.binancefuture.com/ws-fapi/v1"
 #define BINANCE_STREAM_URL_PRODUCTION "wss://fstream.binance.com/private"
 #define BINANCE_STREAM_URL_TESTNET "wss://fstream.binancefuture.com/private"
+/* The REST base URL signed requests use (binance_config_set_rest_endpoint). */
+#define BINANCE_REST_URL_PRODUCTION "https://fapi.binance.com"
+#define BINANCE_REST_URL_TESTNET "https://demo-fapi.binance.com"
 
 
 /**
@@ -449,6 +452,47 @@ binance_status binance_config_set_timeouts_ms(binance_config *cfg, uint32_t conn
 binance_status binance_config_add_root_certificate_pem(binance_config *cfg, const char *pem, binance_error **out_err);
 
 /**
+ * Sets the HMAC-SHA256 secret key that signs REST requests (the account
+ * snapshot, `binance_client_account_snapshot`). Treated like the API key:
+ * never sent (only signatures made with it are), never logged or put in
+ * an error message or event, wiped from memory when the config is freed.
+ * Copied. Replaces a private key set with
+ * `binance_config_set_private_key_pem`: one key signs. BINANCE_INVALID_ARGUMENT
+ * for NULL, empty, not printable ASCII, or longer than 256 bytes.
+ */
+binance_status binance_config_set_secret_key(binance_config *cfg, const char *secret, binance_error **out_err);
+
+/**
+ * Sets the Ed25519 private key that signs REST requests, as the PKCS#8 PEM
+ * Binance's key generator (or `openssl genpkey -algorithm ed25519`) writes:
+ * `-----BEGIN PRIVATE KEY-----`, unencrypted. Treated like the API key
+ * (never logged or shown, wiped when the config is freed). Copied. Replaces
+ * a secret key set with `binance_config_set_secret_key`.
+ * BINANCE_INVALID_ARGUMENT naming `pem` when it is not such a key (another
+ * algorithm, another PEM type, malformed); the message never shows key
+ * material.
+ */
+binance_status binance_config_set_private_key_pem(binance_config *cfg, const char *pem, binance_error **out_err);
+
+/**
+ * Sets the REST base URL signed requests go to, `https://host[:port][/path]`
+ * without a query. Default `BINANCE_REST_URL_PRODUCTION`
+ * (`https://fapi.binance.com`); Binance's testnet is
+ * `BINANCE_REST_URL_TESTNET`. Plain `http://` is accepted only to a
+ * loopback host. The proxy and extra root certificates apply as for the
+ * WebSocket connections.
+ */
+binance_status binance_config_set_rest_endpoint(binance_config *cfg, const char *url, binance_error **out_err);
+
+/**
+ * Sets `recvWindow`, how long after its timestamp Binance accepts a signed
+ * request, in ms: 1 to 60000 (Binance's limit). Default 5000. The library
+ * keeps its timestamps on the server's clock (it measures the offset), so
+ * a local clock that is off does not need a wider window.
+ */
+binance_status binance_config_set_recv_window_ms(binance_config *cfg, uint32_t ms, binance_error **out_err);
+
+/**
  * Sets the user data stream base URL. Default
  * `BINANCE_STREAM_URL_PRODUCTION` (`wss://fstream.binance.com/private`,
  * the route user data moved to in 2026: the legacy route connects but
@@ -545,9 +589,10 @@ binance_status binance_config_set_stream_rotation_ms(binance_config *cfg, uint32
 binance_status binance_config_set_reconnect_backoff_ms(binance_config *cfg, uint32_t initial_ms, uint32_t max_ms, binance_error **out_err);
 
 /**
- * Frees a configuration (and wipes the API key and proxy credentials it
- * held). NULL is accepted. Clients created from it are not affected. Must
- * not be called twice, nor while another thread uses the config.
+ * Frees a configuration (and wipes the API key, signing keys and proxy
+ * credentials it held). NULL is accepted. Clients created from it are not
+ * affected. Must not be called twice, nor while another thread uses the
+ * config.
  */
 void binance_config_free(binance_config *cfg);
 
@@ -584,6 +629,48 @@ binance_status binance_client_rate_limits_json(const binance_client *client, cha
  * twice.
  */
 void binance_client_free(binance_client *client);
+
+/**
+ * The account's state as one JSON document, fetched over signed REST:
+ *
+ * ```text
+ * {"e":"binance.account_snapshot","E":<ms>,"requested_ms":<ms>,
+ *  "server_time_ms":<ms>,"account":{...},"balances":[...],
+ *  "positions":[...],"open_orders":[...],"open_algo_orders":[...]}
+ * ```
+ *
+ * `balances` is `GET /fapi/v3/account`'s `assets` (the rest of that answer
+ * is `account`), `positions` is `GET /fapi/v3/positionRisk`, `open_orders`
+ * `GET /fapi/v1/openOrders` and `open_algo_orders`
+ * `GET /fapi/v1/openAlgoOrders`, each exactly as Binance sends it.
+ * `server_time_ms` is the server's clock when the snapshot started
+ * (`GET /fapi/v1/time`), `E` when it was complete, both on the server's
+ * clock like the events' `E`. Every event with `E` before `server_time_ms`
+ * should be reflected in it; events from `server_time_ms` on may or may
+ * not be. Skip an event for an item whose `updateTime` in the snapshot is
+ * later than the event's (`o.T` for orders, `T` otherwise) and apply the
+ * rest: every field is an absolute value, so an event already reflected
+ * changes nothing (the README's "Resynchronising after a gap" gives the
+ * whole rule).
+ *
+ * Needs a signing key on the config (`binance_config_set_secret_key` or
+ * `binance_config_set_private_key_pem`): BINANCE_INVALID_ARGUMENT without
+ * one. Costs 91 request weight. Blocks until the snapshot is complete: up
+ * to the connect timeout plus 7 request timeouts (BINANCE_TIMEOUT after).
+ * One snapshot runs at a time per client: a call made while another runs
+ * first waits for it (so it may block up to twice that bound), then
+ * shares the next one with the other calls that waited.
+ *
+ * BINANCE_RATE_LIMITED, without sending anything, when the request weight
+ * left this minute is too small, or after a 429/418 until the time the
+ * server gave (`binance_error_retry_after_ms`). A -1021 (timestamp outside
+ * recvWindow) resynchronises the clock and is retried once. Other
+ * refusals are BINANCE_API_ERROR with Binance's code (e.g. -1022 bad
+ * signature, -2015 key rejected) and HTTP status. Thread-safe. Caller
+ * owns `*out_json`; free it with `binance_string_free`. On failure it is
+ * NULL.
+ */
+binance_status binance_client_account_snapshot(binance_client *client, char **out_json, binance_error **out_err);
 
 /**
  * `userDataStream.start`: obtains the account's listenKey. If the account

@@ -115,6 +115,78 @@ pub extern "C" fn binance_config_add_root_certificate_pem(
     })
 }
 
+/// Sets the HMAC-SHA256 secret key that signs REST requests (the account
+/// snapshot, `binance_client_account_snapshot`). Treated like the API key:
+/// never sent (only signatures made with it are), never logged or put in
+/// an error message or event, wiped from memory when the config is freed.
+/// Copied. Replaces a private key set with
+/// `binance_config_set_private_key_pem`: one key signs. BINANCE_INVALID_ARGUMENT
+/// for NULL, empty, not printable ASCII, or longer than 256 bytes.
+#[no_mangle]
+pub extern "C" fn binance_config_set_secret_key(
+    cfg: *mut binance_config,
+    secret: *const c_char,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        let cfg = ffi::obj_mut(cfg, "cfg")?;
+        cfg.inner.set_secret_key(ffi::str_arg(secret, "secret")?)
+    })
+}
+
+/// Sets the Ed25519 private key that signs REST requests, as the PKCS#8 PEM
+/// Binance's key generator (or `openssl genpkey -algorithm ed25519`) writes:
+/// `-----BEGIN PRIVATE KEY-----`, unencrypted. Treated like the API key
+/// (never logged or shown, wiped when the config is freed). Copied. Replaces
+/// a secret key set with `binance_config_set_secret_key`.
+/// BINANCE_INVALID_ARGUMENT naming `pem` when it is not such a key (another
+/// algorithm, another PEM type, malformed); the message never shows key
+/// material.
+#[no_mangle]
+pub extern "C" fn binance_config_set_private_key_pem(
+    cfg: *mut binance_config,
+    pem: *const c_char,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        let cfg = ffi::obj_mut(cfg, "cfg")?;
+        cfg.inner.set_private_key_pem(ffi::str_arg(pem, "pem")?)
+    })
+}
+
+/// Sets the REST base URL signed requests go to, `https://host[:port][/path]`
+/// without a query. Default `BINANCE_REST_URL_PRODUCTION`
+/// (`https://fapi.binance.com`); Binance's testnet is
+/// `BINANCE_REST_URL_TESTNET`. Plain `http://` is accepted only to a
+/// loopback host. The proxy and extra root certificates apply as for the
+/// WebSocket connections.
+#[no_mangle]
+pub extern "C" fn binance_config_set_rest_endpoint(
+    cfg: *mut binance_config,
+    url: *const c_char,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        let cfg = ffi::obj_mut(cfg, "cfg")?;
+        cfg.inner.set_rest_endpoint(ffi::str_arg(url, "url")?)
+    })
+}
+
+/// Sets `recvWindow`, how long after its timestamp Binance accepts a signed
+/// request, in ms: 1 to 60000 (Binance's limit). Default 5000. The library
+/// keeps its timestamps on the server's clock (it measures the offset), so
+/// a local clock that is off does not need a wider window.
+#[no_mangle]
+pub extern "C" fn binance_config_set_recv_window_ms(
+    cfg: *mut binance_config,
+    ms: u32,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        ffi::obj_mut(cfg, "cfg")?.inner.set_recv_window_ms(ms)
+    })
+}
+
 /// Sets the user data stream base URL. Default
 /// `BINANCE_STREAM_URL_PRODUCTION` (`wss://fstream.binance.com/private`,
 /// the route user data moved to in 2026: the legacy route connects but
@@ -309,9 +381,10 @@ pub extern "C" fn binance_config_set_reconnect_backoff_ms(
     })
 }
 
-/// Frees a configuration (and wipes the API key and proxy credentials it
-/// held). NULL is accepted. Clients created from it are not affected. Must
-/// not be called twice, nor while another thread uses the config.
+/// Frees a configuration (and wipes the API key, signing keys and proxy
+/// credentials it held). NULL is accepted. Clients created from it are not
+/// affected. Must not be called twice, nor while another thread uses the
+/// config.
 #[no_mangle]
 pub extern "C" fn binance_config_free(cfg: *mut binance_config) {
     ffi::free_box(cfg)

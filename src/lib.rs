@@ -39,6 +39,9 @@ pub mod config;
 pub mod client;
 
 #[allow(clippy::not_unsafe_ptr_arg_deref)]
+pub mod account;
+
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
 pub mod listen_key;
 
 #[allow(clippy::not_unsafe_ptr_arg_deref)]

@@ -78,6 +78,89 @@ fn user_stream_and_events() {
     c_test("tests/c/user_stream.c", "cc", C_FLAGS, "user_stream");
 }
 
+/// The secret key the account program signs with (the harness's default).
+const SECRET_KEY: &str = "TESTSECRETzyxw9876543210";
+
+/// Whether a signed request's signature verifies, with the HMAC secret or
+/// the Ed25519 key.
+fn signature_verifies(r: &common::http::Request, ed25519: &ed25519_dalek::VerifyingKey) -> bool {
+    use ed25519_dalek::Verifier;
+    use hmac::Mac;
+    let Some((payload, signature)) = r.query.rsplit_once("&signature=") else {
+        return false;
+    };
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET_KEY.as_bytes()).unwrap();
+    mac.update(payload.as_bytes());
+    if data_encoding::HEXLOWER.encode(&mac.finalize().into_bytes()) == signature {
+        return true;
+    }
+    let b64 = signature
+        .replace("%2B", "+")
+        .replace("%2F", "/")
+        .replace("%3D", "=");
+    data_encoding::BASE64
+        .decode(b64.as_bytes())
+        .ok()
+        .and_then(|b| ed25519_dalek::Signature::from_slice(&b).ok())
+        .is_some_and(|sig| ed25519.verify(payload.as_bytes(), &sig).is_ok())
+}
+
+/// tests/c/account.c against a REST server that verifies its signatures
+/// and answers by the recvWindow the program chose (see the program), and
+/// against the local exchange's signed REST API with both key types.
+#[test]
+fn account_snapshot_signing_and_errors() {
+    use common::http::{binance_answer, Response, Server};
+    let mode = Mode::from_env();
+    let exe = compile("tests/c/account.c", "cc", C_FLAGS, "account", mode);
+    let (pem, verifying) = common::http::ed25519_key();
+    let pem_file =
+        std::env::temp_dir().join(format!("binance-uds-c-account-{}.pem", std::process::id()));
+    std::fs::write(&pem_file, pem).unwrap();
+    const ED25519_API_KEY: &str = "EDKEY0123456789abcdef";
+    let ex = Exchange::start(&[
+        "--account",
+        &format!("{API_KEY}:{SECRET_KEY}"),
+        "--account-ed25519",
+        &format!("{ED25519_API_KEY}:{}", pem_file.display()),
+    ]);
+    let rest = Server::start(move |r| {
+        if r.path == "/fapi/v1/time" {
+            return Some(binance_answer(r, 0));
+        }
+        Some(match r.param("recvWindow") {
+            Some("4291") => Response::json(429, r#"{"code":-1003,"msg":"Too many requests."}"#)
+                .header("Retry-After", "3"),
+            Some("1021") => Response::json(
+                400,
+                r#"{"code":-1021,"msg":"Timestamp for this request is outside of the recvWindow."}"#,
+            ),
+            _ if !signature_verifies(r, &verifying) => Response::json(
+                400,
+                r#"{"code":-1022,"msg":"Signature for this request is not valid."}"#,
+            ),
+            _ => binance_answer(r, 0),
+        })
+    });
+    let mut env = exchange_env(&ex);
+    env.push(("BINANCE_REST_URL", rest.url()));
+    env.push(("BINANCE_SECRET_KEY", SECRET_KEY.to_owned()));
+    env.push(("BINANCE_PRIVATE_KEY_FILE", pem_file.display().to_string()));
+    env.push(("BINANCE_EXCHANGE_REST_URL", ex.rest.clone()));
+    env.push(("BINANCE_ED25519_API_KEY", ED25519_API_KEY.to_owned()));
+    let run = run(&exe, &env, mode);
+    let _ = std::fs::remove_file(&pem_file);
+    run.assert_exit(0, API_KEY);
+    run.assert_exit(0, SECRET_KEY);
+    // Three good snapshots reached the server, each with its five requests.
+    assert!(
+        rest.count("/fapi/v1/openAlgoOrders") >= 3,
+        "{:?}",
+        rest.requests()
+    );
+    println!("{}", run.output());
+}
+
 #[test]
 fn one_client_from_many_threads() {
     c_test("tests/c/threads.c", "cc", C_FLAGS, "threads");

@@ -1,6 +1,7 @@
-//! Secrets and limits: the API key and proxy credentials never show in an
-//! error message, a `Debug`, a library event or the process's output, even
-//! when a hostile server or proxy echoes them; TLS is always verified;
+//! Secrets and limits: the API key, the signing keys (HMAC secret, Ed25519
+//! private key) and proxy credentials never show in an error message, a
+//! `Debug`, a library event or the process's output, even when a hostile
+//! server or proxy echoes them; TLS is always verified;
 //! plain `ws://` only to loopback; every input size is bounded.
 
 mod common;
@@ -8,6 +9,7 @@ mod common;
 use binance_uds::engine::event::Event;
 use binance_uds::engine::stream::UserStream;
 use binance_uds::engine::{Client, Config, Error, Status};
+use common::http::self_signed;
 use common::Exchange;
 use serde_json::json;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -20,13 +22,37 @@ const PROXY_CREDS: &str = "proxyuser:PROXYPASS1234";
 const PROXY_PASS: &str = "PROXYPASS1234";
 /// `PROXY_CREDS` as sent in Proxy-Authorization.
 const PROXY_BASIC: &str = "cHJveHl1c2VyOlBST1hZUEFTUzEyMzQ=";
+/// A recognisable HMAC secret key.
+const SECRET: &str = "HMACSECRET0123456789qwertyHMAC";
+/// The seed of the Ed25519 private key (its PEM is `private_key_pem`).
+const SEED: [u8; 32] = *b"ED25519SEEDed25519seedED25519SEE";
 /// Set in the child process that replays the error paths.
 const CHILD: &str = "BINANCE_UDS_SECRETS_CHILD";
 
-fn leaks(text: &str) -> Option<&'static str> {
-    [KEY, PROXY_PASS, PROXY_BASIC]
+/// The Ed25519 private key, PKCS#8 PEM.
+fn private_key_pem() -> String {
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    ed25519_dalek::SigningKey::from_bytes(&SEED)
+        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .unwrap()
+        .to_string()
+}
+
+/// The private key's material as it could show: the PEM's Base64 line,
+/// its tail (where the seed is), the seed itself.
+fn key_material() -> Vec<String> {
+    let pem = private_key_pem();
+    let body = pem.lines().nth(1).unwrap().to_owned();
+    let tail = body[body.len() - 24..].to_owned();
+    vec![body, tail, String::from_utf8(SEED.to_vec()).unwrap()]
+}
+
+fn leaks(text: &str) -> Option<String> {
+    [KEY, PROXY_PASS, PROXY_BASIC, SECRET]
         .into_iter()
-        .find(|s| text.contains(s))
+        .map(str::to_owned)
+        .chain(key_material())
+        .find(|s| text.contains(s.as_str()))
 }
 
 fn config(ex: &Exchange) -> Config {
@@ -348,10 +374,130 @@ fn error_paths(seen: &mut Seen) {
     assert!(h.gaps >= 3, "{h:?}");
     s.close();
 
+    rest_error_paths(seen);
+
     // Debug of everything that holds a secret.
     seen.text("Config (Debug)", &format!("{scfg:?}"));
     seen.text("Health (Debug)", &format!("{h:?}"));
     drop(key);
+}
+
+/// The signing keys: refused as arguments, and in play while a hostile
+/// REST server echoes them (and the API key) in every way it can.
+fn rest_error_paths(seen: &mut Seen) {
+    let pem = private_key_pem();
+    let body = pem.lines().nth(1).unwrap().to_owned();
+    let mut cfg = Config::default();
+    for bad in [
+        format!("{SECRET} x"),
+        format!("{SECRET}\u{7}"),
+        SECRET.repeat(9),
+    ] {
+        seen.fails(
+            "bad secret key",
+            cfg.set_secret_key(&bad),
+            Status::InvalidArgument,
+        );
+    }
+    for bad in [
+        pem.replace("PRIVATE KEY", "RSA PRIVATE KEY"),
+        pem.replace("PRIVATE KEY", "ENCRYPTED PRIVATE KEY"),
+        pem.replace(&body, &body[..body.len() - 4]),
+        pem.replace(&body, &format!("{body}{body}")),
+        format!("-----BEGIN PRIVATE KEY-----\n{body}"),
+        body.clone(),
+        format!("-----BEGIN {body}-----\n{body}\n-----END {body}-----\n"),
+        SECRET.to_owned(),
+    ] {
+        seen.fails(
+            "bad private key PEM",
+            cfg.set_private_key_pem(&bad),
+            Status::InvalidArgument,
+        );
+    }
+    seen.fails(
+        "bad REST URL",
+        cfg.set_rest_endpoint(&format!("https://{SECRET}:{KEY}@example.com/")),
+        Status::InvalidArgument,
+    );
+
+    // A server that echoes every secret the client holds: the API key and
+    // its signing key.
+    for (kind, signing_key, set) in [
+        (
+            "HMAC",
+            SECRET.to_owned(),
+            Box::new(|c: &mut Config| c.set_secret_key(SECRET))
+                as Box<dyn Fn(&mut Config) -> Result<(), Error>>,
+        ),
+        (
+            "Ed25519",
+            body.clone(),
+            Box::new(|c: &mut Config| c.set_private_key_pem(&private_key_pem())),
+        ),
+    ] {
+        let echo = format!("key {KEY} signing key {signing_key}");
+        let server = common::http::Server::start(move |r| {
+            use common::http::Response;
+            let json_echo = serde_json::to_string(&echo).unwrap();
+            Some(match r.path.as_str() {
+                "/fapi/v1/time" => Response::json(200, r#"{"serverTime":1}"#),
+                _ => Response::json(400, format!(r#"{{"code":-1022,"msg":{json_echo}}}"#)),
+            })
+        });
+        let mut cfg = Config::default();
+        cfg.set_api_key(KEY).unwrap();
+        set(&mut cfg).unwrap();
+        cfg.set_rest_endpoint(&server.url()).unwrap();
+        cfg.set_timeouts_ms(2000, 2000).unwrap();
+        seen.text(&format!("{kind} config (Debug)"), &format!("{cfg:?}"));
+        let client = Client::new(&cfg).unwrap();
+        seen.text(
+            &format!("{kind} REST (Debug)"),
+            &format!("{:?}", client.rest().map(|_| ())),
+        );
+        seen.fails(
+            &format!("{kind}: API error echoing the keys"),
+            client.account_snapshot(),
+            Status::ApiError,
+        );
+    }
+    let echo = format!("key {KEY} secret {SECRET}");
+    // Each of the other failing answers, reached in turn.
+    for (failing, status) in [
+        ("/fapi/v3/positionRisk", Status::RateLimited),
+        ("/fapi/v1/openOrders", Status::ProtocolError),
+        ("/fapi/v1/openAlgoOrders", Status::ProtocolError),
+    ] {
+        let echo = echo.clone();
+        let server = common::http::Server::start(move |r| {
+            use common::http::Response;
+            let json_echo = serde_json::to_string(&echo).unwrap();
+            Some(match r.path.as_str() {
+                p if p == failing && status == Status::RateLimited => {
+                    Response::json(429, format!(r#"{{"code":-1003,"msg":{json_echo}}}"#))
+                }
+                p if p == failing => Response::json(502, format!("<html>{echo}</html>")),
+                "/fapi/v1/time" => Response::json(200, r#"{"serverTime":1}"#),
+                "/fapi/v3/account" => Response::json(200, r#"{"assets":[]}"#),
+                _ => Response::json(200, "[]"),
+            })
+        });
+        let mut cfg = Config::default();
+        cfg.set_api_key(KEY).unwrap();
+        cfg.set_secret_key(SECRET).unwrap();
+        cfg.set_rest_endpoint(&server.url()).unwrap();
+        seen.fails(
+            &format!("{failing} echoing the secrets"),
+            Client::new(&cfg).unwrap().account_snapshot(),
+            status,
+        );
+        // The secret never goes over the wire, only signatures made with it.
+        for r in server.requests() {
+            let wire = format!("{r:?}");
+            assert!(!wire.contains(SECRET), "{} carried the secret", r.path);
+        }
+    }
 }
 
 #[test]
@@ -375,6 +521,14 @@ fn no_error_message_debug_or_library_event_shows_a_secret() {
     assert!(
         shown.iter().any(|t| t.contains("bye <redacted>")),
         "{shown:?}"
+    );
+    assert_eq!(
+        shown
+            .iter()
+            .filter(|t| t.contains("key <redacted> signing key <redacted>"))
+            .count(),
+        4,
+        "both signing keys echoed and redacted (message and Debug each)"
     );
     assert!(shown.iter().any(|t| t.contains("407")), "{shown:?}");
 }
@@ -418,43 +572,6 @@ fn child_replays_the_error_paths() {
     let mut seen = Seen(Vec::new(), true);
     error_paths(&mut seen);
     println!("child: done");
-}
-
-/// A self-signed certificate for localhost and 127.0.0.1 and its key.
-fn self_signed() -> (String, openssl::pkey::PKey<openssl::pkey::Private>) {
-    use openssl::asn1::Asn1Time;
-    use openssl::bn::BigNum;
-    use openssl::ec::{EcGroup, EcKey};
-    use openssl::hash::MessageDigest;
-    use openssl::nid::Nid;
-    use openssl::pkey::PKey;
-    use openssl::x509::extension::SubjectAlternativeName;
-    use openssl::x509::{X509NameBuilder, X509};
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-    let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", "localhost").unwrap();
-    let name = name.build();
-    let mut b = X509::builder().unwrap();
-    b.set_version(2).unwrap();
-    b.set_serial_number(&BigNum::from_u32(7).unwrap().to_asn1_integer().unwrap())
-        .unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(&name).unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
-        .unwrap();
-    let san = SubjectAlternativeName::new()
-        .dns("localhost")
-        .ip("127.0.0.1")
-        .build(&b.x509v3_context(None, None))
-        .unwrap();
-    b.append_extension(san).unwrap();
-    b.sign(&key, MessageDigest::sha256()).unwrap();
-    let pem = String::from_utf8(b.build().to_pem().unwrap()).unwrap();
-    (pem, key)
 }
 
 /// A TLS server with a self-signed certificate; after a handshake it

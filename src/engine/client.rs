@@ -5,6 +5,7 @@ use super::config::Config;
 use super::connect::Dialer;
 use super::error::{Error, Result};
 use super::gate::Gate;
+use super::rest::{Rest, RestConfig};
 use super::runtime::RuntimeRef;
 use super::session::{Session, SessionConfig};
 use super::tls;
@@ -18,6 +19,8 @@ pub struct Client {
     pub(crate) session: Arc<Session>,
     pub(crate) config: Config,
     pub(crate) runtime: RuntimeRef,
+    /// Signed REST, when the config has a signing key.
+    rest: Option<Arc<Rest>>,
     gate: Gate,
 }
 
@@ -42,10 +45,25 @@ impl Client {
                 max_connection_age: config.api_rotate_after,
             },
         );
+        let rest = match &config.signing_key {
+            Some(key) => Some(Arc::new(Rest::new(
+                runtime.handle().clone(),
+                RestConfig {
+                    base: config.rest_endpoint.clone(),
+                    dialer: dialer(config, &config.rest_endpoint)?,
+                    request_timeout: config.request_timeout,
+                    api_key: config.api_key.clone().expect("checked above"),
+                    signer: key.signer()?,
+                    recv_window_ms: config.recv_window_ms,
+                },
+            ))),
+            None => None,
+        };
         Ok(Client {
             session: Arc::new(session),
             config: config.clone(),
             runtime,
+            rest,
             gate: Gate::default(),
         })
     }
@@ -68,6 +86,23 @@ impl Client {
         let _in = self.gate.enter()?;
         self.session.request("userDataStream.stop")?;
         Ok(())
+    }
+
+    /// The account snapshot (see [`Rest::fetch_snapshot`]), blocking.
+    /// INVALID_ARGUMENT when the config had no signing key.
+    pub fn account_snapshot(&self) -> Result<String> {
+        let _in = self.gate.enter()?;
+        self.rest()?.fetch_snapshot_blocking()
+    }
+
+    /// The signed REST client, for the account snapshot; INVALID_ARGUMENT
+    /// when the config had no secret key or private key.
+    pub fn rest(&self) -> Result<&Arc<Rest>> {
+        self.rest.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "client: no key to sign requests with: set binance_config_set_secret_key or binance_config_set_private_key_pem",
+            )
+        })
     }
 
     fn listen_key_call(&self, method: &str) -> Result<String> {
@@ -96,7 +131,12 @@ impl Client {
     /// BINANCE_CONNECTION_CLOSED at once), waits for them to return, and
     /// closes the connection. Called by drop.
     pub fn close(&self) {
-        self.gate.close(|| self.session.shutdown());
+        self.gate.close(|| {
+            if let Some(rest) = &self.rest {
+                rest.shutdown();
+            }
+            self.session.shutdown();
+        });
     }
 }
 

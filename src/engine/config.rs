@@ -3,6 +3,7 @@
 
 use super::error::{Error, Result};
 use super::secret::Secret;
+use super::sign::SigningKey;
 use super::tls;
 use super::url::{Endpoint, Proxy};
 use std::sync::Arc;
@@ -13,6 +14,13 @@ pub const PRODUCTION_WS_API: &str = "wss://ws-fapi.binance.com/ws-fapi/v1";
 pub const TESTNET_WS_API: &str = "wss://testnet.binancefuture.com/ws-fapi/v1";
 pub const PRODUCTION_STREAM: &str = "wss://fstream.binance.com/private";
 pub const TESTNET_STREAM: &str = "wss://fstream.binancefuture.com/private";
+/// REST base URLs (USDⓈ-M Futures general info: production, and the testnet
+/// host the 2025 page gives, `demo-fapi`).
+pub const PRODUCTION_REST: &str = "https://fapi.binance.com";
+pub const TESTNET_REST: &str = "https://demo-fapi.binance.com";
+/// Binance's default and largest `recvWindow`, in ms.
+pub const DEFAULT_RECV_WINDOW_MS: u32 = 5000;
+pub const MAX_RECV_WINDOW_MS: u32 = 60_000;
 
 /// The longest API key accepted (Binance's are 64 characters).
 pub const MAX_API_KEY_LEN: usize = 256;
@@ -66,6 +74,12 @@ pub struct Config {
     pub connection_sharing: bool,
     /// Subscriptions one shared stream connection carries at most.
     pub stream_subscriptions_per_connection: usize,
+    /// The key signed REST requests use (the account snapshot); at most one.
+    pub signing_key: Option<SigningKey>,
+    /// The REST base URL.
+    pub rest_endpoint: Endpoint,
+    /// `recvWindow` sent with signed requests.
+    pub recv_window_ms: u32,
 }
 
 impl Default for Config {
@@ -90,6 +104,9 @@ impl Default for Config {
             // Well under Binance's 1024: a lost connection is a gap for
             // every stream on it, and 1000 accounts still fit on 5.
             stream_subscriptions_per_connection: 200,
+            signing_key: None,
+            rest_endpoint: Endpoint::parse_http(PRODUCTION_REST, "url").expect("valid default"),
+            recv_window_ms: DEFAULT_RECV_WINDOW_MS,
         }
     }
 }
@@ -111,6 +128,35 @@ impl Config {
             ));
         }
         self.api_key = Some(Secret::new(key));
+        Ok(())
+    }
+
+    /// Sets the HMAC-SHA256 secret key signed requests use (replacing an
+    /// Ed25519 key set before).
+    pub fn set_secret_key(&mut self, secret: &str) -> Result<()> {
+        self.signing_key = Some(SigningKey::hmac(secret, "secret")?);
+        Ok(())
+    }
+
+    /// Sets the Ed25519 private key (PKCS#8 PEM) signed requests use
+    /// (replacing an HMAC secret set before).
+    pub fn set_private_key_pem(&mut self, pem: &str) -> Result<()> {
+        self.signing_key = Some(SigningKey::ed25519_pem(pem, "pem")?);
+        Ok(())
+    }
+
+    pub fn set_rest_endpoint(&mut self, url: &str) -> Result<()> {
+        self.rest_endpoint = Endpoint::parse_http(url, "url")?;
+        Ok(())
+    }
+
+    pub fn set_recv_window_ms(&mut self, ms: u32) -> Result<()> {
+        if !(1..=MAX_RECV_WINDOW_MS).contains(&ms) {
+            return Err(Error::invalid(format!(
+                "ms: recvWindow {ms} is out of range (1 to {MAX_RECV_WINDOW_MS}, Binance's limit)"
+            )));
+        }
+        self.recv_window_ms = ms;
         Ok(())
     }
 
@@ -297,6 +343,32 @@ mod tests {
         c.set_api_key("vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A")
             .unwrap();
         assert!(!format!("{c:?}").contains("vmPUZE6"));
+    }
+
+    #[test]
+    fn signing_keys_and_rest_settings() {
+        let mut c = Config::default();
+        assert_eq!(c.rest_endpoint.http_url(), format!("{PRODUCTION_REST}/"));
+        assert_eq!(c.recv_window_ms, 5000);
+        assert!(c.signing_key.is_none());
+        c.set_secret_key("S3cr3tS3cr3t").unwrap();
+        assert!(matches!(c.signing_key, Some(SigningKey::Hmac(_))));
+        assert!(!format!("{c:?}").contains("S3cr3t"));
+        let e = c.set_private_key_pem("S3cr3t").unwrap_err();
+        assert!(e.message.starts_with("pem:") && !e.message.contains("S3cr3t"));
+        assert!(
+            matches!(c.signing_key, Some(SigningKey::Hmac(_))),
+            "kept on error"
+        );
+        assert!(c.set_recv_window_ms(0).is_err());
+        assert!(c
+            .set_recv_window_ms(60_001)
+            .unwrap_err()
+            .message
+            .starts_with("ms:"));
+        c.set_recv_window_ms(60_000).unwrap();
+        c.set_rest_endpoint(TESTNET_REST).unwrap();
+        assert!(c.set_rest_endpoint("http://demo-fapi.binance.com").is_err());
     }
 
     #[test]

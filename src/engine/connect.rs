@@ -134,7 +134,7 @@ fn handshake_error(endpoint: &Endpoint, e: tokio_tungstenite::tungstenite::Error
     }
 }
 
-async fn tcp_connect(host: &str, port: u16) -> Result<TcpStream> {
+pub(crate) async fn tcp_connect(host: &str, port: u16) -> Result<TcpStream> {
     TcpStream::connect((host, port)).await.map_err(|e| {
         Error::new(
             Status::ConnectFailed,
@@ -144,7 +144,7 @@ async fn tcp_connect(host: &str, port: u16) -> Result<TcpStream> {
 }
 
 /// Opens a tunnel to `target` through an HTTP CONNECT proxy.
-async fn tunnel(proxy: &Proxy, target: &Endpoint) -> Result<TcpStream> {
+pub(crate) async fn tunnel(proxy: &Proxy, target: &Endpoint) -> Result<TcpStream> {
     let mut tcp = tcp_connect(&proxy.host, proxy.port)
         .await
         .map_err(|e| e.context("proxy"))?;

@@ -17,6 +17,9 @@ pub const STREAM_GAP: &str = "binance.stream_gap";
 pub const LISTEN_KEY_RENEWED: &str = "binance.listen_key_renewed";
 /// Library event: the stream connection was lost; reconnecting.
 pub const STREAM_DISCONNECTED: &str = "binance.stream_disconnected";
+/// Library event: the account's state over REST (balances, positions, open
+/// orders and algo orders), see `rest::Rest::fetch_snapshot`.
+pub const ACCOUNT_SNAPSHOT: &str = "binance.account_snapshot";
 /// Type given to a message that is not a JSON object.
 pub const UNPARSED: &str = "binance.unparsed";
 

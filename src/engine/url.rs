@@ -24,6 +24,36 @@ pub struct Endpoint {
 impl Endpoint {
     /// Parses and checks a WebSocket URL; `what` names the argument in errors.
     pub fn parse(url: &str, what: &str) -> Result<Endpoint> {
+        Self::parse_with(url, what, &WEBSOCKET)
+    }
+
+    /// Parses and checks a REST base URL, `https://host[:port][/path]` (or
+    /// `http://` on loopback), with no query: requests append their own
+    /// path and query to it.
+    pub fn parse_http(url: &str, what: &str) -> Result<Endpoint> {
+        let e = Self::parse_with(url, what, &HTTP)?;
+        if e.path.contains('?') || e.path.contains('#') {
+            return Err(Error::invalid(format!(
+                "{what}: a REST base URL takes no query or fragment"
+            )));
+        }
+        Ok(e)
+    }
+
+    /// The URL of an endpoint from [`Endpoint::parse_http`].
+    pub fn http_url(&self) -> String {
+        let url = self.url();
+        let rest = url.split_once("://").map_or("", |(_, r)| r);
+        let scheme = if self.tls { HTTP.secure } else { HTTP.plain };
+        format!("{scheme}://{rest}")
+    }
+
+    fn parse_with(url: &str, what: &str, schemes: &Schemes) -> Result<Endpoint> {
+        let Schemes {
+            secure,
+            plain,
+            kind,
+        } = schemes;
         if url.len() > MAX_URL_LEN {
             return Err(Error::invalid(format!(
                 "{what}: URL longer than {MAX_URL_LEN} bytes"
@@ -38,16 +68,16 @@ impl Endpoint {
             .parse()
             .map_err(|e| Error::invalid(format!("{what}: not a valid URL ({e})")))?;
         let tls = match uri.scheme_str() {
-            Some("wss") => true,
-            Some("ws") => false,
+            Some(s) if s == *secure => true,
+            Some(s) if s == *plain => false,
             Some(other) => {
                 return Err(Error::invalid(format!(
-                    "{what}: scheme must be wss:// (or ws:// to loopback), not {other}://"
+                    "{what}: scheme must be {secure}:// (or {plain}:// to loopback), not {other}://"
                 )))
             }
             None => {
                 return Err(Error::invalid(format!(
-                    "{what}: URL must start with wss://"
+                    "{what}: URL must start with {secure}://"
                 )))
             }
         };
@@ -56,7 +86,7 @@ impl Endpoint {
             .ok_or_else(|| Error::invalid(format!("{what}: URL has no host")))?;
         if authority.as_str().contains('@') {
             return Err(Error::invalid(format!(
-                "{what}: credentials in a WebSocket URL are not supported"
+                "{what}: credentials in a {kind} URL are not supported"
             )));
         }
         let host = authority
@@ -73,7 +103,7 @@ impl Endpoint {
         }
         if !tls && !is_loopback(&host) {
             return Err(Error::invalid(format!(
-                "{what}: plain ws:// is only allowed to a loopback host (localhost, 127.0.0.0/8, ::1); use wss://"
+                "{what}: plain {plain}:// is only allowed to a loopback host (localhost, 127.0.0.0/8, ::1); use {secure}://"
             )));
         }
         let path = uri
@@ -126,6 +156,24 @@ impl Endpoint {
         )
     }
 }
+
+/// The two schemes of one kind of URL, for parsing and printing.
+struct Schemes {
+    secure: &'static str,
+    plain: &'static str,
+    kind: &'static str,
+}
+
+const WEBSOCKET: Schemes = Schemes {
+    secure: "wss",
+    plain: "ws",
+    kind: "WebSocket",
+};
+const HTTP: Schemes = Schemes {
+    secure: "https",
+    plain: "http",
+    kind: "REST",
+};
 
 pub fn host_port(host: &str, port: u16) -> String {
     format!("{}:{port}", host_for_url(host))
@@ -423,6 +471,26 @@ mod tests {
             assert!(e.message.starts_with("url:"), "{bad}: {}", e.message);
         }
         assert!(Endpoint::parse(&format!("wss://h/{}", "a".repeat(3000)), "url").is_err());
+    }
+
+    #[test]
+    fn rest_base_urls() {
+        let e = Endpoint::parse_http("https://fapi.binance.com", "url").unwrap();
+        assert_eq!((e.tls, e.port, e.path.as_str()), (true, 443, "/"));
+        assert_eq!(e.http_url(), "https://fapi.binance.com/");
+        let e = Endpoint::parse_http("http://127.0.0.1:8080/gw", "url").unwrap();
+        assert_eq!(e.http_url(), "http://127.0.0.1:8080/gw");
+        for bad in [
+            "wss://fapi.binance.com",
+            "http://fapi.binance.com",
+            "https://u:p@fapi.binance.com",
+            "https://fapi.binance.com/?a=1",
+        ] {
+            let e = Endpoint::parse_http(bad, "url").unwrap_err();
+            assert!(e.message.starts_with("url:"), "{bad}: {}", e.message);
+        }
+        // And the WebSocket setters still refuse https://.
+        assert!(Endpoint::parse("https://fapi.binance.com", "url").is_err());
     }
 
     #[test]

@@ -4,8 +4,11 @@
  * program, and a client for the local exchange's control port.
  *
  * Environment: BINANCE_WS_API_URL, BINANCE_CA_FILE, BINANCE_TEST_CONTROL
- * ("127.0.0.1:PORT"), BINANCE_API_KEY, and optionally BINANCE_TEST_SCALE (a
- * factor for iteration counts, below 1 under valgrind).
+ * ("127.0.0.1:PORT"), BINANCE_API_KEY, optionally BINANCE_SECRET_KEY (the
+ * HMAC secret; a default otherwise), BINANCE_REST_URL and
+ * BINANCE_PRIVATE_KEY_FILE for the programs that sign requests, and
+ * optionally BINANCE_TEST_SCALE (a factor for iteration counts, below 1
+ * under valgrind).
  *
  * Written in the common subset of C99 and C++17: one program is also
  * compiled as C++. Every helper is `static inline` so that a program that
@@ -36,6 +39,8 @@
 /* The API key the runner gives every program: recognisable, so that a test
  * can assert it never shows up in an error message. */
 #define TEST_API_KEY_DEFAULT "TESTKEYabcdef0123456789"
+/* The same for the HMAC secret key. */
+#define TEST_SECRET_KEY_DEFAULT "TESTSECRETzyxw9876543210"
 
 static int harness_failures = 0;
 
@@ -48,6 +53,12 @@ static inline const char *test_api_key(void)
 {
     const char *k = getenv("BINANCE_API_KEY");
     return (k != NULL && *k != '\0') ? k : TEST_API_KEY_DEFAULT;
+}
+
+static inline const char *test_secret_key(void)
+{
+    const char *k = getenv("BINANCE_SECRET_KEY");
+    return (k != NULL && *k != '\0') ? k : TEST_SECRET_KEY_DEFAULT;
 }
 
 static inline const char *test_env(const char *name)
@@ -108,10 +119,9 @@ static inline void check_str_eq_(const char *file, int line, const char *expr, c
 
 #define CHECK_STR_EQ(a, b) check_str_eq_(__FILE__, __LINE__, #a " == " #b, (a), (b))
 
-/* Whether `haystack` contains the API key, or its first 8 characters. */
-static inline int leaks_api_key(const char *haystack)
+/* Whether `haystack` contains `key`, or its first 8 characters. */
+static inline int leaks_key(const char *haystack, const char *key)
 {
-    const char *key = test_api_key();
     char prefix[9];
     if (strstr(haystack, key) != NULL)
         return 1;
@@ -123,9 +133,22 @@ static inline int leaks_api_key(const char *haystack)
     return 0;
 }
 
+/* Whether `haystack` contains the API key, or its first 8 characters. */
+static inline int leaks_api_key(const char *haystack)
+{
+    return leaks_key(haystack, test_api_key());
+}
+
+/* Whether `haystack` contains the secret key, or its first 8 characters. */
+static inline int leaks_secret_key(const char *haystack)
+{
+    return leaks_key(haystack, test_secret_key());
+}
+
 /* Checks a call's status and its error object against each other: an error
- * on failure (same status, a message that is not empty and does not contain
- * the API key), none on success. Returns 1 when all of that holds. */
+ * on failure (same status, a message that is not empty and contains neither
+ * the API key nor the secret key), none on success. Returns 1 when all of
+ * that holds. */
 static inline int check_status_(const char *file, int line, const char *expr, binance_status st,
                                 binance_status expected, const binance_error *err)
 {
@@ -155,6 +178,9 @@ static inline int check_status_(const char *file, int line, const char *expr, bi
                 ok = 0;
             } else if (leaks_api_key(msg)) {
                 fprintf(stderr, "%s:%d: %s\n    error message contains the API key\n", file, line, expr);
+                ok = 0;
+            } else if (leaks_secret_key(msg)) {
+                fprintf(stderr, "%s:%d: %s\n    error message contains the secret key\n", file, line, expr);
                 ok = 0;
             }
         }

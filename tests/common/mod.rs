@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod exchange_bin;
+pub mod http;
 pub mod native;
 pub mod proxy;
 

@@ -34,6 +34,11 @@ const CLEARED: &[&str] = &[
     "BINANCE_TEST_CONTROL",
     "BINANCE_API_KEY",
     "BINANCE_MAX_EVENTS",
+    "BINANCE_SECRET_KEY",
+    "BINANCE_REST_URL",
+    "BINANCE_PRIVATE_KEY_FILE",
+    "BINANCE_EXCHANGE_REST_URL",
+    "BINANCE_ED25519_API_KEY",
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
