@@ -485,6 +485,26 @@ binance_status binance_config_set_private_key_pem(binance_config *cfg, const cha
 binance_status binance_config_set_rest_endpoint(binance_config *cfg, const char *url, binance_error **out_err);
 
 /**
+ * Whether user streams heal their gaps themselves: 1 or 0 (default). With
+ * 1, a stream fetches the account snapshot (as
+ * `binance_client_account_snapshot` returns it) once when it opens and
+ * after every `binance.stream_gap`, and delivers it in its own queue as a
+ * library event of type `binance.account_snapshot`: after the gap, and
+ * before every event received after the snapshot was requested (those are
+ * held back meanwhile, within the queue's capacity). Apply it by the merge
+ * rule in README.md ("Resynchronising after a gap"). One snapshot is in
+ * flight per stream; gaps that come meanwhile are covered by one more
+ * afterwards. A failed snapshot is delivered as
+ * `binance.account_snapshot_failed` (`status`, `code`, `message`,
+ * `retry_in_ms`), the events held for it follow, and it is retried with
+ * backoff, honouring 429/418 retry times. Needs a signing key
+ * (`binance_config_set_secret_key` or `binance_config_set_private_key_pem`):
+ * `binance_user_stream_open` refuses the stream without one. Each snapshot
+ * costs request weight (about 91 of Binance's 2400 a minute per IP).
+ */
+binance_status binance_config_set_account_resync(binance_config *cfg, int32_t enabled, binance_error **out_err);
+
+/**
  * Sets `recvWindow`, how long after its timestamp Binance accepts a signed
  * request, in ms: 1 to 60000 (Binance's limit). Default 5000. The library
  * keeps its timestamps on the server's clock (it measures the offset), so

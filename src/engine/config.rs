@@ -80,6 +80,9 @@ pub struct Config {
     pub rest_endpoint: Endpoint,
     /// `recvWindow` sent with signed requests.
     pub recv_window_ms: u32,
+    /// Streams fetch the account snapshot when they open and after every
+    /// gap, and deliver it in order (`binance.account_snapshot`).
+    pub account_resync: bool,
 }
 
 impl Default for Config {
@@ -107,6 +110,7 @@ impl Default for Config {
             signing_key: None,
             rest_endpoint: Endpoint::parse_http(PRODUCTION_REST, "url").expect("valid default"),
             recv_window_ms: DEFAULT_RECV_WINDOW_MS,
+            account_resync: false,
         }
     }
 }
@@ -147,6 +151,15 @@ impl Config {
 
     pub fn set_rest_endpoint(&mut self, url: &str) -> Result<()> {
         self.rest_endpoint = Endpoint::parse_http(url, "url")?;
+        Ok(())
+    }
+
+    pub fn set_account_resync(&mut self, enabled: i32) -> Result<()> {
+        self.account_resync = match enabled {
+            0 => false,
+            1 => true,
+            _ => return Err(Error::invalid(format!("enabled: {enabled} is not 0 or 1"))),
+        };
         Ok(())
     }
 

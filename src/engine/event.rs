@@ -20,6 +20,9 @@ pub const STREAM_DISCONNECTED: &str = "binance.stream_disconnected";
 /// Library event: the account's state over REST (balances, positions, open
 /// orders and algo orders), see `rest::Rest::fetch_snapshot`.
 pub const ACCOUNT_SNAPSHOT: &str = "binance.account_snapshot";
+/// Library event: an account snapshot the stream fetched for itself failed;
+/// it is retried with backoff.
+pub const ACCOUNT_SNAPSHOT_FAILED: &str = "binance.account_snapshot_failed";
 /// Type given to a message that is not a JSON object.
 pub const UNPARSED: &str = "binance.unparsed";
 

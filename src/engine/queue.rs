@@ -20,6 +20,9 @@ pub struct Queue {
 
 struct State {
     items: VecDeque<Event>,
+    /// While an account snapshot is being fetched: what arrives meanwhile,
+    /// kept back so that the snapshot goes before it (see `hold`).
+    held: Option<VecDeque<Event>>,
     stream_events: usize,
     capacity: usize,
     overflow: Option<Overflow>,
@@ -49,6 +52,7 @@ impl Queue {
         Queue {
             state: Mutex::new(State {
                 items: VecDeque::new(),
+                held: None,
                 stream_events: 0,
                 capacity: capacity.max(1),
                 overflow: None,
@@ -113,8 +117,8 @@ impl Queue {
         }
         s.flush_overflow();
         s.stream_events += 1;
-        s.items.push_back(ev);
-        s.waiting > 0
+        s.tail().push_back(ev);
+        s.waiting > 0 && s.held.is_none()
     }
 
     /// Queues a library event; never dropped.
@@ -124,11 +128,39 @@ impl Queue {
             return;
         }
         s.flush_overflow();
-        s.items.push_back(ev);
-        let wake = s.waiting > 0;
+        s.tail().push_back(ev);
+        let wake = s.waiting > 0 && s.held.is_none();
         drop(s);
         if wake {
             self.ready.notify_one();
+        }
+    }
+
+    /// Keeps back everything queued from now on (stream and library events,
+    /// within the same capacity) until `release`: an account snapshot
+    /// requested now is delivered before every event received after it was
+    /// requested. Holding already: no change.
+    pub fn hold(&self) {
+        let mut s = self.lock();
+        if s.held.is_none() {
+            s.held = Some(VecDeque::new());
+        }
+    }
+
+    /// Queues `first` (the snapshot, or the report of its failure), then
+    /// what was held, in order, and stops holding.
+    pub fn release(&self, first: Event) {
+        let mut s = self.lock();
+        if s.closed {
+            return;
+        }
+        let held = s.held.take().unwrap_or_default();
+        s.items.push_back(first);
+        s.items.extend(held);
+        let wake = s.waiting > 0;
+        drop(s);
+        if wake {
+            self.ready.notify_all();
         }
     }
 
@@ -171,6 +203,7 @@ impl Queue {
         let mut s = self.lock();
         s.closed = true;
         s.items.clear();
+        s.held = None;
         drop(s);
         self.ready.notify_all();
     }
@@ -178,16 +211,25 @@ impl Queue {
     /// (delivered to the application, dropped on overflow, queued now)
     pub fn counts(&self) -> (u64, u64, usize) {
         let s = self.lock();
-        (s.delivered, s.dropped, s.items.len())
+        let held = s.held.as_ref().map_or(0, VecDeque::len);
+        (s.delivered, s.dropped, s.items.len() + held)
     }
 }
 
 impl State {
+    /// Where a new event goes: behind what is held, if anything is.
+    fn tail(&mut self) -> &mut VecDeque<Event> {
+        match &mut self.held {
+            Some(held) => held,
+            None => &mut self.items,
+        }
+    }
+
     /// Turns a pending overflow into its gap event, placed where the
     /// dropped events would have been.
     fn flush_overflow(&mut self) {
         if let Some(o) = self.overflow.take() {
-            self.items.push_back(Event::library(
+            self.tail().push_back(Event::library(
                 STREAM_GAP,
                 now_ms(),
                 json!({
@@ -230,6 +272,32 @@ mod tests {
         assert_eq!(got.kind(), "ORDER_TRADE_UPDATE");
         assert_eq!(got.time_ms(), 2);
         assert_eq!(q.counts().1, 0, "nothing dropped");
+    }
+
+    #[test]
+    fn a_held_snapshot_goes_before_what_arrived_while_it_was_fetched() {
+        let q = Queue::new(3);
+        q.push(ev(1));
+        q.hold();
+        q.push(ev(2));
+        q.push_library(Event::library(STREAM_GAP, 3, json!({})));
+        q.push(ev(4));
+        q.push(ev(5)); // over capacity (1, 2, 4 are stream events): dropped
+        assert_eq!(take(&q).time_ms(), 1);
+        assert!(
+            matches!(q.pop(Duration::from_millis(5)), Popped::TimedOut),
+            "held back"
+        );
+        assert_eq!(q.counts().2, 4, "2, the gap, 4 and the overflow's gap");
+        q.release(Event::library("binance.account_snapshot", 9, json!({})));
+        let order: Vec<i64> = (0..4).map(|_| take(&q).time_ms()).collect();
+        assert_eq!(order, [9, 2, 3, 4]);
+        let gap = take(&q);
+        assert_eq!(gap.get("/reason").as_deref(), Some("queue_overflow"));
+        assert_eq!(gap.get("/dropped").as_deref(), Some("1"));
+        // Released: new events flow again.
+        q.push(ev(6));
+        assert_eq!(take(&q).time_ms(), 6);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod book;
 mod exchange_bin;
 pub mod http;
 pub mod native;

@@ -213,6 +213,13 @@ impl UserStream {
     pub fn open(client: &Client, callback: Option<Callback>) -> Result<UserStream> {
         super::runtime::ensure_blocking_allowed("opening a stream")?;
         let settings = Arc::new(StreamSettings::from_config(&client.config)?);
+        let rest = if client.config.account_resync {
+            Some(client.rest().map_err(|_| {
+                Error::invalid("client: account resync (binance_config_set_account_resync) needs a key to sign requests with: set binance_config_set_secret_key or binance_config_set_private_key_pem")
+            })?.clone())
+        } else {
+            None
+        };
         let runtime = client.runtime.clone();
         let session = client.session.clone();
         let shared = Arc::new(Shared::new(settings.capacity));
@@ -221,7 +228,7 @@ impl UserStream {
             .handle()
             .block_on(runner::establish(&session, &settings, &sink))?;
         shared.info().key_since = Instant::now();
-        let runner = runner::Runner::new(session, settings, sink, signals, key, member);
+        let runner = runner::Runner::new(session, settings, sink, signals, key, member, rest);
         let task = runtime.handle().spawn(runner.run());
         let callback_mode = callback.is_some();
         let dispatcher = match callback {

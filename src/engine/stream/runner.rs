@@ -11,7 +11,10 @@ use crate::engine::backoff::{jitter, Backoff};
 use crate::engine::client::listen_key_of;
 use crate::engine::config::StreamForm;
 use crate::engine::error::{Error, Result};
-use crate::engine::event::{now_ms, Event, LISTEN_KEY_RENEWED, STREAM_DISCONNECTED, STREAM_GAP};
+use crate::engine::event::{
+    now_ms, Event, ACCOUNT_SNAPSHOT_FAILED, LISTEN_KEY_RENEWED, STREAM_DISCONNECTED, STREAM_GAP,
+};
+use crate::engine::rest::Rest;
 use crate::engine::retry::retry_wait;
 use crate::engine::session::Session;
 use serde_json::json;
@@ -24,10 +27,26 @@ use tokio::time::{sleep_until, Instant};
 
 /// A connection that lived this long was healthy: the backoff starts over.
 const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+/// A failed account snapshot is retried after at least this, and at most
+/// (unless the server says longer) this backoff cap.
+const RESYNC_RETRY_MIN: Duration = Duration::from_secs(1);
+const RESYNC_BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// A failed keepalive is retried after this (or the interval, if shorter).
 const KEEPALIVE_RETRY: Duration = Duration::from_secs(10);
 
 type Pending = Pin<Box<dyn Future<Output = Result<Answer>> + Send>>;
+type Snapshot = Pin<Box<dyn Future<Output = Result<Event>> + Send>>;
+
+/// Account resync (opt-in): the snapshot in flight, whether gaps arrived
+/// while it was (they coalesce into one more), and when a failed one is
+/// tried again.
+struct Resync {
+    rest: Arc<Rest>,
+    in_flight: Option<Snapshot>,
+    again: bool,
+    retry_at: Option<Instant>,
+    backoff: Backoff,
+}
 
 /// A valid listenKey (start returns the account's key, extended) and the
 /// stream subscribed to it on a connection.
@@ -73,6 +92,7 @@ pub struct Runner {
     backoff: Backoff,
     /// The latest moment the key was known to be valid (ms since epoch).
     key_valid_ms: i64,
+    resync: Option<Resync>,
 }
 
 impl Runner {
@@ -83,7 +103,18 @@ impl Runner {
         signals: mpsc::UnboundedReceiver<Signal>,
         key: String,
         member: Membership,
+        rest: Option<Arc<Rest>>,
     ) -> Runner {
+        let resync = rest.map(|rest| Resync {
+            rest,
+            in_flight: None,
+            again: false,
+            retry_at: None,
+            backoff: Backoff::new(
+                settings.backoff_initial.max(Duration::from_secs(1)),
+                RESYNC_BACKOFF_MAX,
+            ),
+        });
         Runner {
             next_keepalive: first_keepalive(settings.keepalive),
             backoff: Backoff::new(settings.backoff_initial, settings.backoff_max),
@@ -95,14 +126,30 @@ impl Runner {
             member: Some(member),
             keepalive: None,
             key_valid_ms: now_ms(),
+            resync,
         }
     }
 
     pub async fn run(mut self) {
         let mut closing = self.session.closing_signal();
+        // The account's state once at the start, behind nothing.
+        self.want_snapshot();
         loop {
             let keepalive_idle = self.keepalive.is_none();
+            let snapshot_in_flight = self.resync.as_ref().is_some_and(|r| r.in_flight.is_some());
+            let snapshot_retry = self.resync.as_ref().and_then(|r| r.retry_at);
             let trouble = tokio::select! {
+                r = async { self.resync.as_mut().and_then(|r| r.in_flight.as_mut()).expect("in flight").await }, if snapshot_in_flight => {
+                    self.on_snapshot(r);
+                    None
+                }
+                _ = sleep_until(snapshot_retry.unwrap_or_else(Instant::now)), if snapshot_retry.is_some() && !snapshot_in_flight => {
+                    if let Some(r) = self.resync.as_mut() {
+                        r.retry_at = None;
+                    }
+                    self.start_snapshot();
+                    None
+                }
                 sig = self.signals.recv() => match sig {
                     Some(sig) => self.on_signal(sig),
                     None => None,
@@ -134,6 +181,65 @@ impl Runner {
         // The client was freed: nothing can keep this stream alive.
         self.sink.shared.info().connected = false;
         self.sink.shared.queue.close();
+    }
+
+    /// A snapshot is wanted (the stream opened, or a gap): fetch one now,
+    /// or right after the one in flight, which may predate the gap.
+    fn want_snapshot(&mut self) {
+        let Some(r) = self.resync.as_mut() else {
+            return;
+        };
+        if r.in_flight.is_some() {
+            r.again = true;
+        } else {
+            r.retry_at = None;
+            self.start_snapshot();
+        }
+    }
+
+    /// Holds back what arrives from now on and fetches the snapshot that
+    /// will go before it.
+    fn start_snapshot(&mut self) {
+        let Some(r) = self.resync.as_mut() else {
+            return;
+        };
+        self.sink.shared.queue.hold();
+        let rest = r.rest.clone();
+        r.in_flight = Some(Box::pin(async move { rest.fetch_snapshot_event().await }));
+    }
+
+    fn on_snapshot(&mut self, result: Result<Event>) {
+        let Some(r) = self.resync.as_mut() else {
+            return;
+        };
+        r.in_flight = None;
+        match result {
+            Ok(ev) => {
+                r.backoff.reset();
+                self.sink.shared.queue.release(ev);
+                if std::mem::take(&mut r.again) {
+                    self.start_snapshot();
+                }
+            }
+            Err(e) => {
+                // Held events cannot wait for the retry: they go now,
+                // behind the report; the retry holds again.
+                r.backoff.failed(e.retry_after_ms);
+                let wait = r.backoff.delay().unwrap_or(RESYNC_RETRY_MIN);
+                r.again = false;
+                r.retry_at = Some(Instant::now() + wait);
+                self.sink.shared.queue.release(Event::library(
+                    ACCOUNT_SNAPSHOT_FAILED,
+                    now_ms(),
+                    json!({
+                        "status": e.status.name(),
+                        "code": e.api_code,
+                        "message": e.message,
+                        "retry_in_ms": wait.as_millis() as u64,
+                    }),
+                ));
+            }
+        }
     }
 
     fn on_signal(&mut self, sig: Signal) -> Option<Trouble> {
