@@ -430,6 +430,8 @@ impl Runner {
         self.key_valid_ms = to_ms;
         self.next_keepalive =
             Instant::now() + jitter(self.settings.keepalive * 9 / 10, self.settings.keepalive);
+        // Behind the gap: what the account looks like now.
+        self.want_snapshot();
     }
 }
 
