@@ -540,13 +540,20 @@ binance_status binance_config_set_keepalive_interval_ms(binance_config *cfg, uin
 binance_status binance_config_set_stream_form(binance_config *cfg, binance_stream_form form, binance_error **out_err);
 
 /**
- * Whether user streams of clients configured alike (same stream URL,
- * proxy, trusted roots, form, timeouts and cap) share stream connections:
- * 1 (default) or 0. Shared, a thousand accounts' streams need a handful of
- * connections; each stream keeps its own queue, key, keepalives, gaps and
- * health. The cost: a lost shared connection is a gap for every stream on
- * it, each reported in its own stream. 0 gives every stream a connection
- * of its own (separate failure domains). The query form never shares.
+ * Whether clients configured alike share connections: 1 (default) or 0.
+ * Clients with the same WebSocket API endpoint, proxy, trusted roots and
+ * timeouts share one WebSocket API connection (the API key goes with each
+ * request), and their user streams (same stream URL, form and cap too)
+ * share stream connections, up to
+ * `binance_config_set_stream_subscriptions_per_connection` each: a
+ * thousand accounts need a handful of connections, not two thousand. Each
+ * client and stream keeps its own key, queue, keepalives, gaps, rate
+ * limits and health. The cost: a lost shared stream connection is a gap
+ * for every stream on it, each reported in its own stream, and a request
+ * in flight when a shared API connection fails (or Binance revokes one
+ * account's key on it) fails for every client with one in flight; their
+ * next calls reconnect. 0 gives every client and stream connections of
+ * their own (separate failure domains). The query form never shares.
  */
 binance_status binance_config_set_connection_sharing(binance_config *cfg, int32_t enabled, binance_error **out_err);
 

@@ -364,8 +364,10 @@ fn shared_connections_route_every_event_to_its_own_account_only() {
     let ex = Exchange::start(&[]);
     let n = 12;
     let streams = accounts(&ex, n, 5);
-    // 12 streams at 5 per connection: 3 connections.
+    // 12 streams at 5 per connection: 3 connections; one WebSocket API
+    // connection carries every account's requests (the key goes with each).
     assert_eq!(ex.stats()["stream_connections_open"], 3);
+    assert_eq!(ex.stats()["api_connections_open"], 1);
     let mut per_conn: HashMap<u64, u64> = HashMap::new();
     for (_, s) in &streams {
         let h = s.health();
@@ -476,4 +478,48 @@ fn a_dropped_shared_connection_is_a_gap_in_every_stream_on_it_and_no_other() {
         let (ev, _) = until(s, "ORDER_TRADE_UPDATE");
         assert_eq!(ev.get("/acct").as_deref(), Some(i.to_string().as_str()));
     }
+}
+
+#[test]
+fn a_shared_api_connection_keeps_each_accounts_key_and_secrets_apart() {
+    let ex = Exchange::start(&[]);
+    let clients: Vec<Client> = (0..3)
+        .map(|i| Client::new(&config(&ex, &account(i), SUBSCRIBE)).unwrap())
+        .collect();
+    let keys: Vec<String> = clients
+        .iter()
+        .map(|c| c.listen_key_start().unwrap())
+        .collect();
+    assert_eq!(ex.stats()["api_connections_total"], 1);
+    // Each account's own key: the exchange saw each API key.
+    let distinct: HashSet<&String> = keys.iter().collect();
+    assert_eq!(distinct.len(), 3, "one listenKey per account: {keys:?}");
+    // A hostile answer to account 0 that echoes account 1's API key: the
+    // error names neither.
+    let echo = format!(
+        r#"{{"id":{{id}},"status":400,"error":{{"code":-1000,"msg":"bad {} and {}"}}}}"#,
+        account(0),
+        account(1)
+    );
+    ex.control(json!({"cmd": "raw", "text": echo}));
+    let e = clients[0].listen_key_keepalive().unwrap_err();
+    assert_eq!(e.status, Status::ApiError);
+    assert!(
+        !e.message.contains(&account(0)) && !e.message.contains(&account(1)),
+        "{e:?}"
+    );
+    // Freeing one client leaves the others' connection alone.
+    let mut clients = clients;
+    drop(clients.remove(0));
+    for c in &clients {
+        c.listen_key_keepalive().unwrap();
+    }
+    assert_eq!(ex.stats()["api_connections_total"], 1);
+    drop(clients);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        ex.stats()["api_connections_open"],
+        0,
+        "closed with its last client"
+    );
 }

@@ -2,7 +2,7 @@
 //! by id, errors turned into statuses.
 
 use super::error::{Error, Status};
-use super::secret::Secret;
+use super::secret::Redact;
 use serde_json::Value;
 
 /// A successful answer.
@@ -35,7 +35,7 @@ pub enum Incoming {
 /// Classifies one text message. `Err` means the text is not JSON at all: the
 /// connection can no longer be trusted. `secret` is removed from any server
 /// text kept in an error.
-pub fn parse(text: &str, secret: &Secret) -> Result<Incoming, Error> {
+pub fn parse<R: Redact + ?Sized>(text: &str, secret: &R) -> Result<Incoming, Error> {
     let value: Value = serde_json::from_str(text).map_err(|e| {
         Error::protocol(format!(
             "server sent a message that is not JSON ({e}): {}",
@@ -98,7 +98,7 @@ pub fn parse(text: &str, secret: &Secret) -> Result<Incoming, Error> {
 }
 
 /// Maps an error object (`{"code":-1125,"msg":"..."}`) to an error.
-fn api_error(status: i64, err: Option<&Value>, secret: &Secret) -> Error {
+fn api_error<R: Redact + ?Sized>(status: i64, err: Option<&Value>, secret: &R) -> Error {
     let Some(obj) = err.and_then(Value::as_object) else {
         return Error::protocol(format!(
             "answer with status {status} has a malformed \"error\""
@@ -161,7 +161,7 @@ fn rate_limited(status: i64, msg: Option<&str>, code: i64, retry_after: i64) -> 
 /// Server text made safe to keep: control characters dropped, secret
 /// removed, length bounded. Control characters go first: removing them
 /// must not join the pieces of a secret they split.
-pub fn clean(text: &str, secret: &Secret) -> String {
+pub fn clean<R: Redact + ?Sized>(text: &str, secret: &R) -> String {
     let text: String = text.chars().filter(|c| !c.is_control()).collect();
     let text = secret.redact(&text);
     super::text::truncate(&text, 512).into_owned()
@@ -169,7 +169,7 @@ pub fn clean(text: &str, secret: &Secret) -> String {
 
 /// The start of a message, cleaned. Cleaned before it is cut, so that no
 /// piece of a secret straddling the cut remains.
-fn excerpt(text: &str, secret: &Secret) -> String {
+fn excerpt<R: Redact + ?Sized>(text: &str, secret: &R) -> String {
     let clean = clean(text, secret);
     format!("{:?}", super::text::truncate(&clean, 64))
 }

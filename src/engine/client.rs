@@ -32,19 +32,42 @@ impl Client {
             .clone()
             .ok_or_else(|| Error::invalid("cfg: no API key set (binance_config_set_api_key)"))?;
         let runtime = RuntimeRef::acquire()?;
-        let session = Session::new(
-            runtime.handle().clone(),
-            SessionConfig {
-                endpoint: config.endpoint.clone(),
-                dialer: Dialer {
-                    read_buffer: super::connect::API_READ_BUFFER,
-                    ..dialer(config, &config.endpoint)?
-                },
-                request_timeout: config.request_timeout,
-                api_key,
-                max_connection_age: config.api_rotate_after,
-            },
-        );
+        let api_dialer = Dialer {
+            read_buffer: super::connect::API_READ_BUFFER,
+            ..dialer(config, &config.endpoint)?
+        };
+        // Clients that would open the same connection share it (the key
+        // goes with each request): same place, same way, same limits.
+        let identity = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            config.endpoint.hash(&mut h);
+            api_dialer
+                .proxy
+                .as_ref()
+                .map(|p| (&p.host, p.port, p.credentials.as_ref().map(|c| c.expose())))
+                .hash(&mut h);
+            config.extra_roots.hash(&mut h);
+            (
+                config.connect_timeout,
+                config.request_timeout,
+                config.api_rotate_after,
+            )
+                .hash(&mut h);
+            h.finish()
+        };
+        let session_config = SessionConfig {
+            endpoint: config.endpoint.clone(),
+            dialer: api_dialer,
+            request_timeout: config.request_timeout,
+            api_key,
+            max_connection_age: config.api_rotate_after,
+        };
+        let session = if config.connection_sharing {
+            Session::shared(runtime.handle().clone(), session_config, identity)
+        } else {
+            Session::new(runtime.handle().clone(), session_config)
+        };
         let rest = match &config.signing_key {
             Some(key) => Some(Arc::new(Rest::new(
                 runtime.handle().clone(),

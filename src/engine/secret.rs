@@ -51,6 +51,28 @@ impl Secret {
     }
 }
 
+/// What can remove secrets from server text kept in an error: one secret,
+/// or every API key sent on a shared connection.
+pub trait Redact {
+    fn redact(&self, text: &str) -> String;
+}
+
+impl Redact for Secret {
+    fn redact(&self, text: &str) -> String {
+        Secret::redact(self, text)
+    }
+}
+
+impl Redact for [Secret] {
+    fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for s in self {
+            out = s.redact(&out);
+        }
+        out
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(<redacted>)")

@@ -1,6 +1,13 @@
 //! One WebSocket API session: a persistent connection, opened on first use,
 //! shared by every caller, each request matched to its answer by id.
 //!
+//! A `Session` is one client's view: its API key (sent with each request),
+//! its "being freed" signal and its latest rate limits. Beneath it, the
+//! connection manager (`Shared`) may serve many clients configured alike
+//! (`shared`): the WebSocket API takes the API key per request, so a
+//! thousand accounts need one connection, not a thousand. It closes when
+//! its last client is freed.
+//!
 //! Callers run their request on their own thread (`Handle::block_on`): they
 //! connect if needed, register the id, write the frame and wait. One reader
 //! task per connection routes answers to the waiting callers, answers server
@@ -41,30 +48,37 @@ pub struct SessionConfig {
     pub max_connection_age: Duration,
 }
 
-/// A WebSocket API session. Cheap to share: clone the `Arc`.
 pub struct Session {
     shared: Arc<Shared>,
+    /// The API key as a JSON string literal, spliced into every request.
+    key_json: Secret,
+    closing: watch::Sender<bool>,
+    rate_limits: Mutex<Option<String>>,
+    /// Set when the connection manager is pooled (shared by clients
+    /// configured alike): its identity.
+    pooled: Option<u64>,
 }
 
 struct Shared {
     rt: Handle,
     config: SessionConfig,
-    /// The API key as a JSON string literal, spliced into every request.
-    key_json: Secret,
+    /// Every API key sent on these connections: removed from any server
+    /// text kept in an error, whichever client's request it answers.
+    keys: Mutex<Vec<Secret>>,
     /// The connection in use, if any.
     current: Mutex<Option<Arc<Conn>>>,
     /// Serialises connection attempts so concurrent callers share one.
     connect_lock: tokio::sync::Mutex<()>,
     next_id: AtomicU64,
-    rate_limits: Mutex<Option<String>>,
-    closing: watch::Sender<bool>,
     readers: Mutex<Vec<JoinHandle<()>>>,
     connections_opened: AtomicU64,
     spin: super::block::SpinPolicy,
     this: Weak<Shared>,
 }
 
-type Waiter = oneshot::Sender<Result<Answer>>;
+/// An answer, with the `rateLimits` it carried (as JSON text).
+type Reply = (Result<Answer>, Option<String>);
+type Waiter = oneshot::Sender<Reply>;
 
 struct Conn {
     sink: tokio::sync::Mutex<SplitSink<Ws, Message>>,
@@ -124,10 +138,10 @@ impl Conn {
         self.close_if_retired_and_idle();
     }
 
-    fn complete(&self, id: u64, outcome: Result<Answer>) {
+    fn complete(&self, id: u64, reply: Reply) {
         let waiter = lock(&self.pending).waiters.remove(&id);
         if let Some(w) = waiter {
-            let _ = w.send(outcome);
+            let _ = w.send(reply);
         }
         self.close_if_retired_and_idle();
     }
@@ -161,36 +175,64 @@ impl Conn {
             std::mem::take(&mut p.waiters)
         };
         for (_, w) in waiters {
-            let _ = w.send(Err(err.clone()));
+            let _ = w.send((Err(err.clone()), None));
         }
         // Stored as a permit if the reader is not waiting right now.
         self.killed.notify_one();
     }
 }
 
+/// Connection managers shared by clients configured alike, by identity,
+/// with how many sessions use each.
+fn pool() -> &'static Mutex<HashMap<u64, (Arc<Shared>, usize)>> {
+    static POOL: std::sync::OnceLock<Mutex<HashMap<u64, (Arc<Shared>, usize)>>> =
+        std::sync::OnceLock::new();
+    POOL.get_or_init(Default::default)
+}
+
 impl Session {
-    /// Creates a session; nothing is connected until the first request.
+    /// Creates a session of its own; nothing is connected until the first
+    /// request.
     pub fn new(rt: Handle, config: SessionConfig) -> Session {
+        let key = config.api_key.clone();
+        Session::over(Shared::new(rt, config), &key, None)
+    }
+
+    /// Creates a session on the connections of clients configured alike
+    /// (`identity`: endpoint, proxy, roots, timeouts), opening them if
+    /// this is the first such client.
+    pub fn shared(rt: Handle, config: SessionConfig, identity: u64) -> Session {
+        let key = config.api_key.clone();
+        let mut pool = lock(pool());
+        let shared = match pool.get_mut(&identity) {
+            Some((shared, users)) => {
+                *users += 1;
+                shared.clone()
+            }
+            None => {
+                let shared = Shared::new(rt, config);
+                pool.insert(identity, (shared.clone(), 1));
+                shared
+            }
+        };
+        lock(&shared.keys).push(key.clone());
+        drop(pool);
+        Session::over(shared, &key, Some(identity))
+    }
+
+    fn over(shared: Arc<Shared>, api_key: &Secret, pooled: Option<u64>) -> Session {
         // Taken, not copied: the serialised key is wiped with the session.
         let key_json = Secret::from_string(
-            serde_json::to_string(config.api_key.expose()).unwrap_or_else(|_| "\"\"".into()),
+            serde_json::to_string(api_key.expose()).unwrap_or_else(|_| "\"\"".into()),
         );
         let (closing, _) = watch::channel(false);
-        let shared = Arc::new_cyclic(|this| Shared {
-            rt,
-            config,
+        Session {
+            shared,
             key_json,
-            current: Mutex::new(None),
-            connect_lock: tokio::sync::Mutex::new(()),
-            next_id: AtomicU64::new(1),
-            rate_limits: Mutex::new(None),
             closing,
-            readers: Mutex::new(Vec::new()),
-            connections_opened: AtomicU64::new(0),
-            spin: Default::default(),
-            this: this.clone(),
-        });
-        Session { shared }
+            rate_limits: Mutex::new(None),
+            pooled,
+        }
     }
 
     /// Sends `method` with the API key and waits for its answer. Blocks the
@@ -198,32 +240,40 @@ impl Session {
     pub fn request(&self, method: &str) -> Result<Answer> {
         super::runtime::ensure_blocking_allowed("blocking calls")?;
         let s = &self.shared;
-        super::block::block_on(&s.rt, &s.spin, s.request(method))
+        super::block::block_on(&s.rt, &s.spin, self.request_async(method))
     }
 
     /// The same as [`Session::request`], for callers already in async code.
     pub async fn request_async(&self, method: &str) -> Result<Answer> {
-        self.shared.request(method).await
+        let (outcome, rate_limits) = self
+            .shared
+            .request(method, &self.key_json, &self.closing)
+            .await;
+        if let Some(rl) = rate_limits {
+            *lock(&self.rate_limits) = Some(rl);
+        }
+        outcome
     }
 
-    /// The `rateLimits` of the latest answer that carried them, as JSON.
+    /// The `rateLimits` of the latest answer to this client that carried
+    /// them, as JSON.
     pub fn rate_limits(&self) -> Option<String> {
-        lock(&self.shared.rate_limits).clone()
+        lock(&self.rate_limits).clone()
     }
 
-    /// How many connections this session has opened so far.
+    /// How many connections this session's connection manager has opened.
     pub fn connections_opened(&self) -> u64 {
         self.shared.connections_opened.load(Ordering::Relaxed)
     }
 
     /// Whether the client owning this session is being freed.
     pub fn is_closing(&self) -> bool {
-        *self.shared.closing.borrow()
+        *self.closing.borrow()
     }
 
     /// Becomes `true` when the client owning this session is being freed.
     pub fn closing_signal(&self) -> watch::Receiver<bool> {
-        self.shared.closing.subscribe()
+        self.closing.subscribe()
     }
 
     /// Drops the current connection because the caller found its answer
@@ -237,16 +287,74 @@ impl Session {
         }
     }
 
+    /// This client's requests in flight fail at once; the connections
+    /// close (and their tasks end) when no other client uses them, and this
+    /// waits until they are gone.
+    pub fn shutdown(&self) {
+        if self.closing.send_replace(true) {
+            return; // already shut down
+        }
+        let last = match self.pooled {
+            None => true,
+            Some(identity) => {
+                let mut pool = lock(pool());
+                let last = match pool.get_mut(&identity) {
+                    Some((shared, users)) if Arc::ptr_eq(shared, &self.shared) => {
+                        *users -= 1;
+                        *users == 0
+                    }
+                    _ => true,
+                };
+                if last {
+                    pool.remove(&identity);
+                } else {
+                    let mut keys = lock(&self.shared.keys);
+                    if let Some(i) = keys
+                        .iter()
+                        .position(|k| k.expose() == self.key_json_plain())
+                    {
+                        keys.swap_remove(i);
+                    }
+                }
+                last
+            }
+        };
+        if last {
+            self.shared.shutdown();
+        }
+    }
+
+    /// The API key this session sends (for removing it from the list of
+    /// keys to redact).
+    fn key_json_plain(&self) -> String {
+        serde_json::from_str::<String>(self.key_json.expose()).unwrap_or_default()
+    }
+}
+
+impl Shared {
+    fn new(rt: Handle, config: SessionConfig) -> Arc<Shared> {
+        Arc::new_cyclic(|this| Shared {
+            rt,
+            keys: Mutex::new(vec![config.api_key.clone()]),
+            config,
+            current: Mutex::new(None),
+            connect_lock: tokio::sync::Mutex::new(()),
+            next_id: AtomicU64::new(1),
+            readers: Mutex::new(Vec::new()),
+            connections_opened: AtomicU64::new(0),
+            spin: Default::default(),
+            this: this.clone(),
+        })
+    }
+
     /// Fails every request in flight (they return at once), closes the
     /// connection and waits until its task and socket are gone.
-    pub fn shutdown(&self) {
-        let s = &self.shared;
-        s.closing.send_replace(true);
-        let conn = lock(&s.current).take();
+    fn shutdown(&self) {
+        let conn = lock(&self.current).take();
         if let Some(conn) = &conn {
             conn.kill(Error::closed("the client was freed"));
         }
-        let readers = std::mem::take(&mut *lock(&s.readers));
+        let readers = std::mem::take(&mut *lock(&self.readers));
         let work = async move {
             if let Some(conn) = conn {
                 // A polite close frame, if the socket takes it at once.
@@ -262,27 +370,44 @@ impl Session {
             }
         };
         if super::runtime::on_runtime_thread() {
-            s.rt.spawn(work);
+            self.rt.spawn(work);
         } else {
-            s.rt.block_on(work);
+            self.rt.block_on(work);
         }
+    }
+
+    /// Runs `f` with every API key sent on these connections.
+    fn with_keys<T>(&self, f: impl FnOnce(&[Secret]) -> T) -> T {
+        f(&lock(&self.keys))
     }
 }
 
 impl Shared {
-    async fn request(&self, method: &str) -> Result<Answer> {
-        let mut closing = self.closing.subscribe();
+    async fn request(
+        &self,
+        method: &str,
+        key_json: &Secret,
+        closing: &watch::Sender<bool>,
+    ) -> Reply {
+        let mut closing = closing.subscribe();
         if *closing.borrow_and_update() {
-            return Err(Error::closed("the client is being freed"));
+            return (Err(Error::closed("the client is being freed")), None);
         }
         tokio::select! {
             biased;
-            _ = closing.changed() => Err(Error::closed("the client was freed while the request was in flight")),
-            r = self.exchange(method) => r,
+            _ = closing.changed() => (Err(Error::closed("the client was freed while the request was in flight")), None),
+            r = self.exchange(method, key_json) => r,
         }
     }
 
-    async fn exchange(&self, method: &str) -> Result<Answer> {
+    async fn exchange(&self, method: &str, key_json: &Secret) -> Reply {
+        match self.exchange_inner(method, key_json).await {
+            Ok(reply) => reply,
+            Err(e) => (Err(e), None),
+        }
+    }
+
+    async fn exchange_inner(&self, method: &str, key_json: &Secret) -> Result<Reply> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         // One connect deadline for the whole call, retry included: a call
         // that must connect takes at most the connect timeout to do so.
@@ -304,7 +429,7 @@ impl Shared {
                 (fresh, rx)
             }
         };
-        self.send_and_wait(conn, id, method, rx).await
+        self.send_and_wait(conn, id, method, key_json, rx).await
     }
 
     async fn send_and_wait(
@@ -312,9 +437,10 @@ impl Shared {
         conn: Arc<Conn>,
         id: u64,
         method: &str,
-        rx: oneshot::Receiver<Result<Answer>>,
-    ) -> Result<Answer> {
-        let frame = request_frame(id, method, &self.key_json);
+        key_json: &Secret,
+        rx: oneshot::Receiver<Reply>,
+    ) -> Result<Reply> {
+        let frame = request_frame(id, method, key_json);
         // If this future is dropped (a cancelled keepalive, a freed client),
         // the waiter must not stay registered until the connection dies.
         let _forget = Forget(&conn, id);
@@ -330,7 +456,9 @@ impl Shared {
         }
         let t = self.config.request_timeout;
         match tokio::time::timeout(t, rx).await {
-            Ok(Ok(outcome)) => outcome.map_err(|e| e.context(method)),
+            Ok(Ok((outcome, rate_limits))) => {
+                Ok((outcome.map_err(|e| e.context(method)), rate_limits))
+            }
             Ok(Err(_)) => Err(Error::closed(format!("{method}: the connection closed"))),
             Err(_) => {
                 // No answer in time: the connection cannot be trusted, even
@@ -448,7 +576,7 @@ async fn read_loop(conn: Arc<Conn>, mut stream: SplitStream<Ws>, shared: Weak<Sh
                         // The server's words, cleaned like any server text:
                         // a hostile server may echo the API key.
                         let reason = match shared.upgrade() {
-                            Some(sh) => answer::clean(&f.reason, &sh.config.api_key),
+                            Some(sh) => sh.with_keys(|keys| answer::clean(&f.reason, keys)),
                             None => String::new(),
                         };
                         format!(
@@ -465,19 +593,16 @@ async fn read_loop(conn: Arc<Conn>, mut stream: SplitStream<Ws>, shared: Weak<Sh
             _ => continue,
         };
         let Some(sh) = shared.upgrade() else { return };
-        match answer::parse(text.as_str(), &sh.config.api_key) {
+        match sh.with_keys(|keys| answer::parse(text.as_str(), keys)) {
             Ok(Incoming::Answer {
                 id,
                 outcome,
                 rate_limits,
             }) => {
-                if let Some(rl) = rate_limits {
-                    *lock(&sh.rate_limits) = Some(rl);
-                }
                 let malformed = matches!(&outcome, Err(e) if e.status == Status::ProtocolError)
                     .then(|| outcome.as_ref().err().cloned())
                     .flatten();
-                conn.complete(id, outcome);
+                conn.complete(id, (outcome, rate_limits));
                 if let Some(e) = malformed {
                     break Error::protocol(format!("connection replaced: {}", e.message));
                 }
