@@ -177,6 +177,7 @@ fn excerpt<R: Redact + ?Sized>(text: &str, secret: &R) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::secret::Secret;
 
     fn s() -> Secret {
         Secret::new("SECRETKEY")
