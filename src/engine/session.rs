@@ -184,9 +184,10 @@ impl Conn {
 
 /// Connection managers shared by clients configured alike, by identity,
 /// with how many sessions use each.
-fn pool() -> &'static Mutex<HashMap<u64, (Arc<Shared>, usize)>> {
-    static POOL: std::sync::OnceLock<Mutex<HashMap<u64, (Arc<Shared>, usize)>>> =
-        std::sync::OnceLock::new();
+type Pool = Mutex<HashMap<u64, (Arc<Shared>, usize)>>;
+
+fn pool() -> &'static Pool {
+    static POOL: std::sync::OnceLock<Pool> = std::sync::OnceLock::new();
     POOL.get_or_init(Default::default)
 }
 
