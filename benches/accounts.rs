@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Streams opened at once while setting up (a program opening its
-/// accounts from a few threads).
-const OPENERS: usize = 8;
+/// accounts from a pool of threads; BINANCE_UDS_OPENERS changes it).
+const OPENERS: usize = 32;
 /// Threads reading the streams, each polling its share.
 const READERS: usize = 4;
 /// Events emitted to every account in the throughput round.
@@ -73,19 +73,26 @@ struct Figures {
     misrouted: u64,
 }
 
-fn round(ex: &Exchange, n: usize, sharing: bool) -> Figures {
-    let threads_before = threads();
-    let rss_before = rss_kib();
+/// Opens `n` accounts' streams from `openers` threads; stops at the first
+/// refusal. Returns the opened ones, the time, and the first error.
+#[allow(clippy::type_complexity)]
+fn open_all(
+    ex: &Exchange,
+    n: usize,
+    sharing: bool,
+    openers: usize,
+) -> (Vec<(usize, Client, UserStream)>, f64, Option<String>) {
     let t0 = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
+    let failed: Arc<Mutex<Option<String>>> = Arc::default();
     let opened: Arc<Mutex<Vec<(usize, Client, UserStream)>>> = Arc::default();
-    let openers: Vec<_> = (0..OPENERS)
+    let threads: Vec<_> = (0..openers)
         .map(|_| {
-            let (next, opened) = (next.clone(), opened.clone());
+            let (next, opened, failed) = (next.clone(), opened.clone(), failed.clone());
             let (ws_api, stream, ca) = (ex.ws_api.clone(), ex.stream.clone(), ex.ca_pem.clone());
             std::thread::spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                if i >= n {
+                if i >= n || failed.lock().unwrap().is_some() {
                     return;
                 }
                 let mut cfg = Config::default();
@@ -97,17 +104,35 @@ fn round(ex: &Exchange, n: usize, sharing: bool) -> Figures {
                 cfg.set_timeouts_ms(30_000, 30_000).unwrap();
                 cfg.set_connection_sharing(i32::from(sharing)).unwrap();
                 let client = Client::new(&cfg).unwrap();
-                let s = UserStream::open(&client, None).unwrap();
-                opened.lock().unwrap().push((i, client, s));
+                match UserStream::open(&client, None) {
+                    Ok(s) => opened.lock().unwrap().push((i, client, s)),
+                    Err(e) => {
+                        failed.lock().unwrap().get_or_insert(format!(
+                            "{}: {}",
+                            e.status.name(),
+                            e.message
+                        ));
+                        return;
+                    }
+                }
             })
         })
         .collect();
-    for o in openers {
-        o.join().unwrap();
+    for t in threads {
+        t.join().unwrap();
     }
-    let open_s = t0.elapsed().as_secs_f64();
+    let secs = t0.elapsed().as_secs_f64();
     let mut accounts = std::mem::take(&mut *opened.lock().unwrap());
     accounts.sort_by_key(|a| a.0);
+    let failed = failed.lock().unwrap().take();
+    (accounts, secs, failed)
+}
+
+fn round(ex: &Exchange, n: usize, sharing: bool, openers: usize) -> Figures {
+    let threads_before = threads();
+    let rss_before = rss_kib();
+    let (accounts, open_s, failed) = open_all(ex, n, sharing, openers);
+    assert!(failed.is_none(), "opening failed: {failed:?}");
     let stats = ex.stats();
     let connections = stats["api_connections_open"].as_u64().unwrap_or(0)
         + stats["stream_connections_open"].as_u64().unwrap_or(0);
@@ -224,20 +249,40 @@ fn main() {
     }
     let n = env_usize("BINANCE_UDS_ACCOUNTS", 1000);
     let rounds = env_usize("BINANCE_UDS_ROUNDS", 2);
-    // Binance's per-IP limits would refuse the unshared mode outright (1000
-    // handshakes of weight 5, 2000 connections in a minute): that is part of
-    // what sharing is for, but here both modes must run to be compared.
+    let openers = env_usize("BINANCE_UDS_OPENERS", OPENERS);
+    // Under Binance's own limits first (the local exchange enforces them
+    // by default: request weight 2400 a minute per IP, a WebSocket
+    // handshake costing 5, 300 stream connections per 5 minutes per IP).
+    {
+        let limited = Exchange::start(&[]);
+        for sharing in [true, false] {
+            let (accounts, secs, failed) = open_all(&limited, n, sharing, openers);
+            println!(
+                "accounts: under Binance's limits, sharing {:<3}: {} of {n} opened in {secs:.2} s{}",
+                if sharing { "on" } else { "off" },
+                accounts.len(),
+                failed.map_or(String::new(), |e| format!(
+                    ", then refused: {}",
+                    e.chars().take(120).collect::<String>()
+                ))
+            );
+            drop(accounts);
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    // Then with the limits lifted, so that both modes open everything and
+    // can be compared on the rest.
     let ex = Exchange::start(&[
         "--api-weight-per-min",
         "0",
         "--stream-connects-per-5min",
         "0",
     ]);
-    println!("accounts: {n} accounts, {rounds} round(s) per mode, alternating; {OPENERS} opener threads, {READERS} reader threads");
+    println!("accounts: {n} accounts, limits lifted, {rounds} round(s) per mode, alternating; {openers} opener threads, {READERS} reader threads");
     let mut all: Vec<(bool, Figures)> = Vec::new();
     for r in 0..rounds * 2 {
         let sharing = r % 2 == 0;
-        let f = round(&ex, n, sharing);
+        let f = round(&ex, n, sharing, openers);
         println!(
             "accounts: sharing {:<3} connections {:>5}  threads {:>2}  RSS +{:>6.1} MiB  open all {:>6.2} s  events/s {:>9.0}  latency p50 {:>7.0} µs p99 {:>8.0} µs  misrouted {}",
             if sharing { "on" } else { "off" },

@@ -47,9 +47,10 @@ const ROTATE_RETRY: Duration = Duration::from_secs(30);
 /// After `serverShutdown`, the replacement starts within this (spread so
 /// that many connections told at once do not reconnect in step).
 const SHUTDOWN_REPLACE_MAX: Duration = Duration::from_millis(500);
-/// Our requests per second on one connection: half Binance's limit of 10
-/// incoming messages, which pongs count against too.
-const MAX_REQUESTS_PER_SEC: usize = 5;
+/// Our requests per second on one connection, under Binance's limit of 10
+/// incoming messages per second: pongs count against it too, and we send
+/// one per server ping (every 3 minutes), so two are left spare.
+const MAX_REQUESTS_PER_SEC: usize = 8;
 /// ListenKeys per SUBSCRIBE or UNSUBSCRIBE message.
 const MAX_PARAMS: usize = 100;
 /// Events read in one go before the readers are woken.

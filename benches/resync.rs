@@ -1,0 +1,105 @@
+//! Healing a gap (issue 11): with account resync on, the time from a
+//! dropped stream connection to the account snapshot delivered behind the
+//! gap, and from the reconnect (the gap event) to the snapshot; beside it,
+//! in the same run, alternating, an on-demand snapshot by itself
+//! (`Client::account_snapshot`) as the floor. A benchmark: it prints, it
+//! asserts nothing about time.
+//!
+//!   cargo bench --bench resync            # 20 rounds
+//!   BINANCE_UDS_ROUNDS=50 cargo bench --bench resync
+
+#[path = "../tests/common/mod.rs"]
+#[allow(unused_imports)]
+mod common;
+
+use binance_uds::engine::event::{ACCOUNT_SNAPSHOT, STREAM_GAP};
+use binance_uds::engine::stream::UserStream;
+use binance_uds::engine::Client;
+use common::Exchange;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+const API_KEY: &str = "BENCHRESYNCabcdef0123456789";
+const SECRET: &str = "BENCHRESYNCsecret0123456789";
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(((v.len() as f64 - 1.0) * p) as usize)
+        .copied()
+        .unwrap_or(f64::NAN)
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return; // `cargo test --all-targets`: building is the test
+    }
+    let rounds: usize = std::env::var("BINANCE_UDS_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let ex = Exchange::start(&[
+        "--account",
+        &format!("{API_KEY}:{SECRET}"),
+        "--api-weight-per-min",
+        "0",
+        "--stream-connects-per-5min",
+        "0",
+    ]);
+    // Some account state worth fetching: a few open orders.
+    ex.control(json!({"cmd": "deposit", "api_key": API_KEY, "asset": "USDT", "amount": "10000"}));
+    for i in 0..10 {
+        ex.control(
+            json!({"cmd": "order_place", "api_key": API_KEY, "symbol": "BTCUSDT",
+                          "side": "BUY", "quantity": "0.001", "price": (50000 + i).to_string()}),
+        );
+    }
+    let mut cfg = common::config(&ex, API_KEY, 5000, 50);
+    cfg.set_rest_endpoint(&ex.rest).unwrap();
+    cfg.set_secret_key(SECRET).unwrap();
+    cfg.set_account_resync(1).unwrap();
+    let client = Client::new(&cfg).unwrap();
+    let s = UserStream::open(&client, None).unwrap();
+    let first = s.next(Duration::from_secs(10)).unwrap().expect("snapshot");
+    assert_eq!(first.kind(), ACCOUNT_SNAPSHOT);
+
+    let (mut drop_to_snap, mut gap_to_snap, mut on_demand) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        // The floor: one snapshot on demand, nothing else going on.
+        let t = Instant::now();
+        client.account_snapshot().unwrap();
+        on_demand.push(t.elapsed().as_secs_f64() * 1e3);
+
+        let t0 = Instant::now();
+        ex.control(json!({"cmd": "drop", "target": "stream"}));
+        let mut t_gap = None;
+        loop {
+            let ev = s.next(Duration::from_secs(10)).unwrap().expect("an event");
+            if ev.kind() == STREAM_GAP {
+                t_gap = Some(Instant::now());
+            } else if ev.kind() == ACCOUNT_SNAPSHOT && t_gap.is_some() {
+                let now = Instant::now();
+                drop_to_snap.push((now - t0).as_secs_f64() * 1e3);
+                gap_to_snap.push((now - t_gap.unwrap()).as_secs_f64() * 1e3);
+                break;
+            }
+        }
+    }
+    println!("resync: {rounds} rounds, a stream with account resync, 10 open orders");
+    for (name, v) in [
+        (
+            "dropped connection -> snapshot delivered",
+            &mut drop_to_snap,
+        ),
+        (
+            "reconnect (gap event) -> snapshot delivered",
+            &mut gap_to_snap,
+        ),
+        ("on-demand snapshot alone (floor)", &mut on_demand),
+    ] {
+        println!(
+            "resync: {name:<46} p50 {:>7.2} ms  p99 {:>7.2} ms",
+            pct(v, 0.5),
+            pct(v, 0.99)
+        );
+    }
+}
