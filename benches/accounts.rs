@@ -66,6 +66,7 @@ struct Figures {
     connections: u64,
     threads: usize,
     rss_mib: f64,
+    rss_total_mib: f64,
     open_s: f64,
     events_per_s: f64,
     p50_us: f64,
@@ -138,6 +139,7 @@ fn round(ex: &Exchange, n: usize, sharing: bool, openers: usize) -> Figures {
         + stats["stream_connections_open"].as_u64().unwrap_or(0);
     let library_threads = threads().saturating_sub(threads_before);
     let rss_mib = (rss_kib().saturating_sub(rss_before)) as f64 / 1024.0;
+    let rss_total_mib = rss_kib() as f64 / 1024.0;
 
     // Every account's events, emitted at once to all, read by a few
     // threads polling their share of the streams.
@@ -222,6 +224,7 @@ fn round(ex: &Exchange, n: usize, sharing: bool, openers: usize) -> Figures {
         connections,
         threads: library_threads,
         rss_mib,
+        rss_total_mib,
         open_s,
         events_per_s: received as f64 / elapsed,
         p50_us: pct(0.50),
@@ -284,9 +287,9 @@ fn main() {
         let sharing = r % 2 == 0;
         let f = round(&ex, n, sharing, openers);
         println!(
-            "accounts: sharing {:<3} connections {:>5}  threads {:>2}  RSS +{:>6.1} MiB  open all {:>6.2} s  events/s {:>9.0}  latency p50 {:>7.0} µs p99 {:>8.0} µs  misrouted {}",
+            "accounts: sharing {:<3} connections {:>5}  threads {:>2}  RSS {:>6.1} MiB (+{:>5.1})  open all {:>6.2} s  events/s {:>9.0}  latency p50 {:>7.0} µs p99 {:>8.0} µs  misrouted {}",
             if sharing { "on" } else { "off" },
-            f.connections, f.threads, f.rss_mib, f.open_s, f.events_per_s, f.p50_us, f.p99_us, f.misrouted
+            f.connections, f.threads, f.rss_total_mib, f.rss_mib, f.open_s, f.events_per_s, f.p50_us, f.p99_us, f.misrouted
         );
         all.push((sharing, f));
     }
