@@ -563,7 +563,8 @@ void account_resync_delivers_snapshots_in_order()
     cfg.account_resync(true);
     binance::client client(cfg);
     binance::user_stream stream(client);
-    // The first event is the snapshot.
+    // The first event is the snapshot (with the order that
+    // account_snapshot_hmac_and_ed25519, run before, left open).
     const std::optional<binance::event> first = stream.next(10s);
     CHECK(first.has_value());
     if (first) {
