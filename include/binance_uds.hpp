@@ -268,6 +268,68 @@ public:
                    detail::to_ms(max, fn, "max_ms"));
     }
 
+    /* How user streams subscribe: BINANCE_STREAM_FORM_SUBSCRIBE (default)
+       or BINANCE_STREAM_FORM_QUERY (see binance_uds.h). */
+    config &stream_form(binance_stream_form form)
+    {
+        return set("binance_config_set_stream_form", binance_config_set_stream_form, form);
+    }
+
+    /* Whether streams of clients configured alike share connections
+       (default true). */
+    config &connection_sharing(bool enabled)
+    {
+        return set("binance_config_set_connection_sharing", binance_config_set_connection_sharing,
+                   static_cast<std::int32_t>(enabled ? 1 : 0));
+    }
+
+    /* The most streams one shared connection carries: 1 to 1024 (default 200). */
+    config &stream_subscriptions_per_connection(std::uint32_t n)
+    {
+        return set("binance_config_set_stream_subscriptions_per_connection",
+                   binance_config_set_stream_subscriptions_per_connection, n);
+    }
+
+    /* The HMAC-SHA256 secret key that signs REST requests (the account
+       snapshot). Treated like the API key: never in an error message.
+       Replaces a private key. */
+    config &secret_key(const std::string &secret)
+    {
+        static const char fn[] = "binance_config_set_secret_key";
+        return set(fn, binance_config_set_secret_key, detail::c_str(secret, fn, "secret"));
+    }
+
+    /* The Ed25519 private key (PKCS#8 PEM, "BEGIN PRIVATE KEY") that signs
+       REST requests. Treated like the API key. Replaces a secret key. */
+    config &private_key_pem(const std::string &pem)
+    {
+        static const char fn[] = "binance_config_set_private_key_pem";
+        return set(fn, binance_config_set_private_key_pem, detail::c_str(pem, fn, "pem"));
+    }
+
+    /* The REST base URL, e.g. BINANCE_REST_URL_TESTNET. */
+    config &rest_endpoint(const std::string &url)
+    {
+        static const char fn[] = "binance_config_set_rest_endpoint";
+        return set(fn, binance_config_set_rest_endpoint, detail::c_str(url, fn, "url"));
+    }
+
+    /* recvWindow of signed requests: 1 ms to 60 s (default 5 s). */
+    config &recv_window(std::chrono::milliseconds window)
+    {
+        static const char fn[] = "binance_config_set_recv_window_ms";
+        return set(fn, binance_config_set_recv_window_ms, detail::to_ms(window, fn, "ms"));
+    }
+
+    /* Whether user streams deliver the account snapshot
+       (binance.account_snapshot) when they open and after every gap
+       (default false). Needs a signing key: see binance_uds.h. */
+    config &account_resync(bool enabled)
+    {
+        return set("binance_config_set_account_resync", binance_config_set_account_resync,
+                   static_cast<std::int32_t>(enabled ? 1 : 0));
+    }
+
     /* The C handle (still owned by this object); NULL when moved from. */
     const binance_config *handle() const noexcept { return ptr_.get(); }
     explicit operator bool() const noexcept { return ptr_ != nullptr; }
@@ -335,6 +397,18 @@ public:
     {
         detail::check("binance_listen_key_stop",
                       [&](binance_error **e) { return binance_listen_key_stop(ptr_.get(), e); });
+    }
+
+    /* The account's balances, positions, open orders and open algo orders
+       as one JSON document (see binance_client_account_snapshot), fetched
+       over signed REST. Needs a signing key on the config. Blocks until
+       complete (up to the connect timeout plus 7 request timeouts). */
+    std::string account_snapshot()
+    {
+        char *json = nullptr;
+        detail::check("binance_client_account_snapshot",
+                      [&](binance_error **e) { return binance_client_account_snapshot(ptr_.get(), &json, e); });
+        return detail::take_string(json);
     }
 
     /* The latest rateLimits array as JSON text; "[]" before any. */

@@ -3,6 +3,9 @@
 # exchange on loopback: no credentials, no internet.
 #   scripts/demo.sh              examples/c/listen_key.c (start, keepalive, stop)
 #   scripts/demo.sh user_stream  examples/c/user_stream.c (events as they come)
+#   scripts/demo.sh account_book examples/c/account_book.c (open orders and
+#                                positions kept from snapshots and events,
+#                                through a dropped stream)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 example=${1:-listen_key}
@@ -24,23 +27,26 @@ echo "== compiling $src"
 cc -std=c99 -Wall -Wextra -Wpedantic -Werror -Iinclude "$src" \
     -Ltarget/release -lbinance_uds -Wl,-rpath,"$PWD/target/release" -o "$work/$example"
 
+export BINANCE_API_KEY=${BINANCE_API_KEY:-demoKEY0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRS}
+export BINANCE_SECRET_KEY=${BINANCE_SECRET_KEY:-demoSECRET0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNO}
+
 echo "== starting the local exchange"
 mkfifo "$work/ready"
-target/release/local-exchange --ca-out "$work/ca.pem" >"$work/ready" &
+# The account is registered with its secret, for the signed account snapshot.
+target/release/local-exchange --ca-out "$work/ca.pem" --account "$BINANCE_API_KEY:$BINANCE_SECRET_KEY" >"$work/ready" &
 exchange_pid=$!
-ws_api= stream= control=
+ws_api= stream= control= rest=
 while IFS= read -r line; do
     case $line in
         ws_api=*) ws_api=${line#ws_api=} ;;
         stream=*) stream=${line#stream=} ;;
         control=*) control=${line#control=} ;;
-        ca_file=*) break ;;
+        rest=*) rest=${line#rest=}; break ;;  # the last ready line
     esac
 done <"$work/ready"
-echo "   WebSocket API $ws_api, stream $stream"
+echo "   WebSocket API $ws_api, stream $stream, REST $rest"
 
-export BINANCE_WS_API_URL=$ws_api BINANCE_STREAM_URL=$stream BINANCE_CA_FILE=$work/ca.pem
-export BINANCE_API_KEY=${BINANCE_API_KEY:-demoKEY0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRS}
+export BINANCE_WS_API_URL=$ws_api BINANCE_STREAM_URL=$stream BINANCE_REST_URL=$rest BINANCE_CA_FILE=$work/ca.pem
 if [ "$example" = user_stream ]; then
     export BINANCE_MAX_EVENTS=${BINANCE_MAX_EVENTS:-6}
     # Some account activity on the exchange once the stream is up.
@@ -56,6 +62,31 @@ for line in sys.stdin:
         s.sendall(line.encode()); s.recv(4096)
 ' "$control"
     ) &
+fi
+if [ "$example" = account_book ]; then
+    # The snapshot, 6 events of trading, the stream dropped (disconnected,
+    # gap, snapshot: what was traded meanwhile is in it), one more event.
+    export BINANCE_MAX_EVENTS=${BINANCE_MAX_EVENTS:-11}
+    python3 - "$control" "$BINANCE_API_KEY" <<'EOF' &
+import json, socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+key = sys.argv[2]
+def control(**cmd):
+    with socket.create_connection((host, int(port))) as s:
+        s.sendall((json.dumps(cmd) + "\n").encode())
+        return json.loads(s.makefile().readline())
+time.sleep(1)
+control(cmd="deposit", api_key=key, asset="USDT", amount="1000")
+a = control(cmd="order_place", api_key=key, symbol="BTCUSDT", side="BUY", quantity="0.010", price="60000")["order_id"]
+b = control(cmd="order_place", api_key=key, symbol="ETHUSDT", side="SELL", quantity="0.5", price="3000")["order_id"]
+control(cmd="order_fill", api_key=key, order_id=a, quantity="0.004")
+time.sleep(0.5)
+control(cmd="drop", target="stream")
+# While the stream is down: only the snapshot after the gap shows it.
+control(cmd="order_place", api_key=key, symbol="BTCUSDT", side="SELL", quantity="0.002", price="61000")
+time.sleep(2)
+control(cmd="order_cancel", api_key=key, order_id=b)
+EOF
 fi
 echo "== running $example"
 "$work/$example"

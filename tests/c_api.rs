@@ -337,3 +337,221 @@ fn c_user_stream_example_end_to_end() {
     assert!(lines[2].contains(" TRADE_LITE {"), "{}", out.output());
     assert!(!out.stdout.contains(API_KEY) && !out.stderr.contains(API_KEY));
 }
+
+/// One value of the exchange's JSON as the example prints it: strings
+/// unquoted, numbers as their JSON text.
+fn printed(v: &serde_json::Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+}
+
+/// The exchange's open orders and (non-zero) positions, as the lines of
+/// examples/c/account_book.c's book, sorted.
+fn exchange_book(ex: &Exchange) -> Vec<String> {
+    let t = ex.control(serde_json::json!({"cmd": "snapshot", "api_key": API_KEY}));
+    let mut lines: Vec<String> = t["open_orders"]
+        .as_array()
+        .expect("open_orders")
+        .iter()
+        .map(|o| {
+            format!(
+                "order {} {} {} {} price={} origQty={} executedQty={} updateTime={}",
+                printed(&o["orderId"]),
+                printed(&o["symbol"]),
+                printed(&o["side"]),
+                printed(&o["status"]),
+                printed(&o["price"]),
+                printed(&o["origQty"]),
+                printed(&o["executedQty"]),
+                printed(&o["updateTime"])
+            )
+        })
+        .collect();
+    lines.extend(
+        t["positions"]
+            .as_array()
+            .expect("positions")
+            .iter()
+            .filter(|p| printed(&p["positionAmt"]).parse::<f64>().unwrap_or(0.0) != 0.0)
+            .map(|p| {
+                format!(
+                    "position {} {} positionAmt={} entryPrice={} updateTime={}",
+                    printed(&p["symbol"]),
+                    printed(&p["positionSide"]),
+                    printed(&p["positionAmt"]),
+                    printed(&p["entryPrice"]),
+                    printed(&p["updateTime"])
+                )
+            }),
+    );
+    lines.sort();
+    lines
+}
+
+/// The last complete book the example printed (between "book after" and
+/// "end of book"), sorted; None before the first.
+fn last_printed_book(stdout: &str) -> Option<Vec<String>> {
+    let lines: Vec<&str> = stdout.lines().collect();
+    let end = lines.iter().rposition(|l| *l == "end of book")?;
+    let start = lines[..end]
+        .iter()
+        .rposition(|l| l.starts_with("book after "))?;
+    let mut book: Vec<String> = lines[start + 1..end]
+        .iter()
+        .map(|l| l.trim().to_owned())
+        .collect();
+    book.sort();
+    Some(book)
+}
+
+/// Trading through the control port, as tests/account.rs's `trade()`.
+fn control(ex: &Exchange, cmd: serde_json::Value) -> serde_json::Value {
+    let mut cmd = cmd;
+    cmd["api_key"] = API_KEY.into();
+    ex.control(cmd)
+}
+
+fn place(
+    ex: &Exchange,
+    symbol: &str,
+    side: &str,
+    quantity: &str,
+    price: &str,
+) -> serde_json::Value {
+    control(
+        ex,
+        serde_json::json!({"cmd": "order_place", "symbol": symbol, "side": side,
+                           "quantity": quantity, "price": price}),
+    )["order_id"]
+        .clone()
+}
+
+/// examples/c/account_book.c (issue 11) keeps the account's open orders and
+/// positions from the first snapshot, the events and, after a dropped
+/// stream with trading during the outage, the snapshot that follows the
+/// gap: after each phase its printed book is the exchange's own state.
+#[test]
+fn c_account_book_example_follows_the_exchange() {
+    let mode = Mode::from_env();
+    let exe = compile(
+        "examples/c/account_book.c",
+        "cc",
+        C_FLAGS,
+        "example_account_book_c",
+        mode,
+    );
+    let ex = Exchange::start(&["--account", &format!("{API_KEY}:{SECRET_KEY}")]);
+    let mut env = exchange_env(&ex);
+    env.push(("BINANCE_SECRET_KEY", SECRET_KEY.to_owned()));
+    env.push(("BINANCE_REST_URL", ex.rest.clone()));
+    let program = native::Program::start(&exe, &env, mode);
+    let deadline = Instant::now() + mode.time_limit();
+    // Waits until the example's latest book is the exchange's and `also`
+    // holds for its output.
+    let settle = |phase: &str, also: &dyn Fn(&str) -> bool| loop {
+        let out = program.stdout_so_far();
+        let want = exchange_book(&ex);
+        if also(&out) && last_printed_book(&out).as_ref() == Some(&want) {
+            return;
+        }
+        if Instant::now() > deadline {
+            program.terminate();
+            panic!(
+                "{phase}: the example's book is not the exchange's {want:#?}\n{}",
+                program.output_so_far()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+
+    // The first snapshot: an empty account.
+    settle("the first snapshot", &|out| {
+        out.contains("book after binance.account_snapshot")
+    });
+
+    // Trading while the stream is up: the events build the book.
+    control(
+        &ex,
+        serde_json::json!({"cmd": "deposit", "asset": "USDT", "amount": "1000"}),
+    );
+    let a = place(&ex, "BTCUSDT", "BUY", "0.010", "60000");
+    let b = place(&ex, "BTCUSDT", "BUY", "0.002", "59000");
+    let c = place(&ex, "ETHUSDT", "SELL", "0.5", "3000");
+    control(
+        &ex,
+        serde_json::json!({"cmd": "order_fill", "order_id": a, "quantity": "0.004"}),
+    );
+    control(&ex, serde_json::json!({"cmd": "order_fill", "order_id": b}));
+    control(
+        &ex,
+        serde_json::json!({"cmd": "order_cancel", "order_id": c}),
+    );
+    settle("events while connected", &|out| {
+        out.contains("book after ORDER_TRADE_UPDATE") && out.contains("book after ACCOUNT_UPDATE")
+    });
+
+    // The stream drops; trading goes on while it is down. The gap, then the
+    // snapshot, bring the book back to the exchange's state.
+    ex.control(serde_json::json!({"cmd": "drop", "target": "stream"}));
+    let d = place(&ex, "BTCUSDT", "SELL", "0.003", "61000");
+    control(&ex, serde_json::json!({"cmd": "order_fill", "order_id": a}));
+    control(
+        &ex,
+        serde_json::json!({"cmd": "order_fill", "order_id": d, "quantity": "0.001"}),
+    );
+    let e = place(&ex, "ETHUSDT", "BUY", "1", "2900");
+    settle("after the gap", &|out| {
+        out.contains("gap: reason=")
+            && out.matches("book after binance.account_snapshot").count() >= 2
+    });
+
+    // And the events after the resync apply on top of that snapshot.
+    control(
+        &ex,
+        serde_json::json!({"cmd": "order_cancel", "order_id": e}),
+    );
+    control(&ex, serde_json::json!({"cmd": "order_fill", "order_id": d}));
+    let before = program.stdout_so_far().len();
+    settle("events after the resync", &|out| {
+        out.len() > before && out[before..].contains("book after ORDER_TRADE_UPDATE")
+    });
+
+    program.terminate();
+    let finished = program.wait();
+    finished.assert_exit(0, API_KEY);
+    finished.assert_exit(0, SECRET_KEY);
+    assert_eq!(
+        last_printed_book(&finished.stdout),
+        Some(exchange_book(&ex)),
+        "{}",
+        finished.output()
+    );
+    println!("{}", finished.output());
+
+    // Without a signing key it says what is missing and fails.
+    let unsigned: Vec<_> = env
+        .iter()
+        .filter(|(k, _)| *k != "BINANCE_SECRET_KEY")
+        .cloned()
+        .collect();
+    let no_secret = run(&exe, &unsigned, mode);
+    assert_eq!(no_secret.status.code(), Some(1), "{}", no_secret.output());
+    assert!(
+        no_secret.stderr.contains("BINANCE_SECRET_KEY"),
+        "{}",
+        no_secret.output()
+    );
+    // A secret the exchange rejects: the stream opens, and its first event
+    // is the failed snapshot (-1022), printed; BINANCE_MAX_EVENTS stops it.
+    let mut wrong: Vec<_> = unsigned;
+    wrong.push(("BINANCE_SECRET_KEY", "WRONGSECRET0123456789".to_owned()));
+    wrong.push(("BINANCE_MAX_EVENTS", "1".to_owned()));
+    let rejected = run(&exe, &wrong, mode);
+    rejected.assert_exit(0, "WRONGSECRET0123456789");
+    assert!(
+        rejected
+            .stdout
+            .contains("snapshot failed: BINANCE_API_ERROR (code -1022)"),
+        "{}",
+        rejected.output()
+    );
+}

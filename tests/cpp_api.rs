@@ -33,13 +33,34 @@ fn exchange_env(ex: &Exchange) -> Vec<(&'static str, String)> {
     native::exchange_env(ex, API_KEY)
 }
 
+/// The HMAC secret registered for API_KEY on the exchange: recognisable too.
+const SECRET_KEY: &str = "TESTSECRETcpp9876543210";
+/// The API key registered with the Ed25519 key.
+const ED25519_API_KEY: &str = "EDKEYcpp0123456789abcdef";
+
 #[test]
 fn hpp_layer_against_the_local_exchange() {
     let mode = Mode::from_env();
     let exe = compile("tests/cpp/hpp_test.cpp", "hpp_test", mode);
-    let ex = Exchange::start(&[]);
-    let run = Program::start(&exe, &exchange_env(&ex), mode).wait();
+    let (pem, _) = common::http::ed25519_key();
+    let pem_file =
+        std::env::temp_dir().join(format!("binance-uds-hpp-test-{}.pem", std::process::id()));
+    std::fs::write(&pem_file, pem).unwrap();
+    let ex = Exchange::start(&[
+        "--account",
+        &format!("{API_KEY}:{SECRET_KEY}"),
+        "--account-ed25519",
+        &format!("{ED25519_API_KEY}:{}", pem_file.display()),
+    ]);
+    let mut env = exchange_env(&ex);
+    env.push(("BINANCE_REST_URL", ex.rest.clone()));
+    env.push(("BINANCE_SECRET_KEY", SECRET_KEY.to_owned()));
+    env.push(("BINANCE_PRIVATE_KEY_FILE", pem_file.display().to_string()));
+    env.push(("BINANCE_ED25519_API_KEY", ED25519_API_KEY.to_owned()));
+    let run = Program::start(&exe, &env, mode).wait();
+    let _ = std::fs::remove_file(&pem_file);
     run.assert_exit(0, API_KEY);
+    run.assert_exit(0, SECRET_KEY);
     assert!(run.stdout.contains("all passed"), "{}", run.output());
     println!("{}", run.output());
 }

@@ -280,6 +280,34 @@ impl Program {
         }
     }
 
+    /// What it printed on stdout so far.
+    #[allow(dead_code)] // not every suite reads a running program
+    pub fn stdout_so_far(&self) -> String {
+        read(&self.out_path)
+    }
+
+    /// What it printed so far, for a failure message.
+    #[allow(dead_code)]
+    pub fn output_so_far(&self) -> String {
+        format!(
+            "$ {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.command,
+            read(&self.out_path),
+            read(&self.err_path)
+        )
+    }
+
+    /// Asks it to stop, as Ctrl-C would: SIGTERM (valgrind runs the program
+    /// in its own process, so the program's handler gets it there too).
+    #[allow(dead_code)]
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -TERM {}: {status}", self.child.id());
+    }
+
     /// Waits for it to exit (killing it at the time limit).
     pub fn wait(mut self) -> Run {
         let status = loop {

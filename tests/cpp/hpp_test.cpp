@@ -2,13 +2,17 @@
 // exchange. Run by tests/cpp_api.rs; exits 0 when every check passed.
 //
 // Environment: BINANCE_WS_API_URL, BINANCE_STREAM_URL, BINANCE_CA_FILE,
-// BINANCE_TEST_CONTROL ("127.0.0.1:PORT"), BINANCE_API_KEY.
+// BINANCE_TEST_CONTROL ("127.0.0.1:PORT"), BINANCE_API_KEY; for the signed
+// parts BINANCE_REST_URL (the exchange's REST API), BINANCE_SECRET_KEY (the
+// API key's HMAC secret), BINANCE_PRIVATE_KEY_FILE (an Ed25519 PEM) and
+// BINANCE_ED25519_API_KEY (the API key registered with it).
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -135,6 +139,10 @@ std::optional<binance::error> expect_error(const char *what, binance_status stat
             std::cerr << what << ": the API key is in the error: " << e.what() << '\n';
             ++failures;
         }
+        if (contains(e.what(), env("BINANCE_SECRET_KEY"))) {
+            std::cerr << what << ": the secret key is in the error: " << e.what() << '\n';
+            ++failures;
+        }
         return e;
     }
     std::cerr << what << ": no exception, expected " << binance::status_str(status) << '\n';
@@ -171,6 +179,26 @@ void config_errors_name_the_argument()
     expect_error("short rotation", BINANCE_INVALID_ARGUMENT, "ms", [&] { cfg.stream_rotation(1ms); });
     expect_error("backoff max below initial", BINANCE_INVALID_ARGUMENT, "max_ms",
                  [&] { cfg.reconnect_backoff(100ms, 10ms); });
+    expect_error("unknown stream form", BINANCE_INVALID_ARGUMENT, "form", [&] { cfg.stream_form(7); });
+    expect_error("zero subscriptions per connection", BINANCE_INVALID_ARGUMENT, "n",
+                 [&] { cfg.stream_subscriptions_per_connection(0); });
+    expect_error("too many subscriptions per connection", BINANCE_INVALID_ARGUMENT, "n",
+                 [&] { cfg.stream_subscriptions_per_connection(1025); });
+    expect_error("empty secret", BINANCE_INVALID_ARGUMENT, "secret", [&] { cfg.secret_key(""); });
+    expect_error("secret with NUL", BINANCE_INVALID_ARGUMENT, "secret",
+                 [&] { cfg.secret_key(std::string("se\0cret", 7)); });
+    expect_error("bad private key", BINANCE_INVALID_ARGUMENT, "pem", [&] { cfg.private_key_pem("not a key"); });
+    // An RSA-looking block is refused without its contents in the message.
+    const auto not_ed25519 =
+        expect_error("certificate as private key", BINANCE_INVALID_ARGUMENT, "pem",
+                     [&] { cfg.private_key_pem(read_file(env("BINANCE_CA_FILE"))); });
+    if (not_ed25519)
+        CHECK(!contains(not_ed25519->what(), "MII"));
+    expect_error("ftp rest endpoint", BINANCE_INVALID_ARGUMENT, "url", [&] { cfg.rest_endpoint("ftp://x"); });
+    expect_error("plain http rest endpoint off loopback", BINANCE_INVALID_ARGUMENT, "url",
+                 [&] { cfg.rest_endpoint("http://example.com"); });
+    expect_error("zero recv window", BINANCE_INVALID_ARGUMENT, "ms", [&] { cfg.recv_window(0ms); });
+    expect_error("recv window over 60 s", BINANCE_INVALID_ARGUMENT, "ms", [&] { cfg.recv_window(60001ms); });
 
     // what() says which call failed and how.
     const auto e = expect_error("what()", BINANCE_INVALID_ARGUMENT, "url", [&] { cfg.endpoint("ftp://x"); });
@@ -192,7 +220,18 @@ void config_errors_name_the_argument()
         .event_queue_capacity(16)
         .silence_timeout(1min)
         .stream_rotation(std::chrono::hours(1))
-        .reconnect_backoff(100ms, 5s);
+        .reconnect_backoff(100ms, 5s)
+        .stream_form(BINANCE_STREAM_FORM_QUERY)
+        .stream_form(BINANCE_STREAM_FORM_SUBSCRIBE)
+        .connection_sharing(false)
+        .connection_sharing(true)
+        .stream_subscriptions_per_connection(1024)
+        .secret_key("GOODSECRET456")
+        .private_key_pem(read_file(env("BINANCE_PRIVATE_KEY_FILE")))
+        .rest_endpoint(BINANCE_REST_URL_TESTNET)
+        .recv_window(60s)
+        .account_resync(true)
+        .account_resync(false);
 
     // A client needs an API key.
     const binance::config no_key;
@@ -447,6 +486,161 @@ void moves_leave_empty_handles()
     s2.close();
 }
 
+
+// A config for the local exchange with the HMAC secret and its REST API.
+binance::config signed_config()
+{
+    binance::config cfg = exchange_config();
+    cfg.secret_key(env("BINANCE_SECRET_KEY")).rest_endpoint(env("BINANCE_REST_URL")).recv_window(10s);
+    return cfg;
+}
+
+// The value of `"name":` in `json` as far as the next ',' or '}' (enough for
+// the ids and counts these tests compare).
+std::string json_field(const std::string &json, const std::string &name)
+{
+    const std::string needle = "\"" + name + "\":";
+    const auto at = json.find(needle);
+    if (at == std::string::npos)
+        return "";
+    const auto from = at + needle.size();
+    return json.substr(from, json.find_first_of(",}", from) - from);
+}
+
+void account_snapshot_hmac_and_ed25519()
+{
+    const std::string key = env("BINANCE_API_KEY");
+    // Without a signing key the snapshot is refused before anything is sent.
+    binance::client unsigned_client(exchange_config());
+    expect_error("snapshot without a signing key", BINANCE_INVALID_ARGUMENT, "key",
+                 [&] { unsigned_client.account_snapshot(); });
+
+    control(R"({"cmd":"deposit","api_key":")" + key + R"(","asset":"USDT","amount":"1000"})");
+    const std::string placed = control(R"({"cmd":"order_place","api_key":")" + key +
+                                       R"(","symbol":"BTCUSDT","side":"BUY","quantity":"0.010","price":"60000"})");
+    const std::string order_id = json_field(placed, "order_id");
+    CHECK(!order_id.empty());
+
+    binance::client client(signed_config());
+    const std::string doc = client.account_snapshot();
+    CHECK(contains(doc, R"("e":"binance.account_snapshot")"));
+    CHECK(contains(doc, "\"orderId\":" + order_id));
+    CHECK(contains(doc, R"("asset":"USDT")"));
+    CHECK(contains(doc, R"("open_algo_orders":[])"));
+    CHECK(!contains(doc, env("BINANCE_SECRET_KEY")));
+
+    // A wrong secret: Binance's -1022, with the code and status kept.
+    binance::config wrong = exchange_config();
+    wrong.secret_key("WRONGSECRET0000").rest_endpoint(env("BINANCE_REST_URL"));
+    binance::client wrong_client(wrong);
+    const auto bad = expect_error("wrong secret", BINANCE_API_ERROR, "", [&] { wrong_client.account_snapshot(); });
+    if (bad) {
+        CHECK_EQ(bad->api_code(), -1022);
+        CHECK(!contains(bad->what(), "WRONGSECRET0000"));
+    }
+
+    // The Ed25519 key of another API key signs its own (empty) account.
+    binance::config ed = exchange_config();
+    ed.api_key(env("BINANCE_ED25519_API_KEY"))
+        .private_key_pem(read_file(env("BINANCE_PRIVATE_KEY_FILE")))
+        .rest_endpoint(env("BINANCE_REST_URL"));
+    binance::client ed_client(ed);
+    const std::string ed_doc = ed_client.account_snapshot();
+    CHECK(contains(ed_doc, R"("open_orders":[])"));
+    CHECK(!contains(ed_doc, "BEGIN PRIVATE KEY"));
+}
+
+void account_resync_delivers_snapshots_in_order()
+{
+    const std::string key = env("BINANCE_API_KEY");
+    binance::config no_signer = exchange_config();
+    no_signer.account_resync(true);
+    binance::client no_signer_client(no_signer);
+    expect_error("resync without a signing key", BINANCE_INVALID_ARGUMENT, "key",
+                 [&] { binance::user_stream s(no_signer_client); });
+
+    binance::config cfg = signed_config();
+    cfg.account_resync(true);
+    binance::client client(cfg);
+    binance::user_stream stream(client);
+    // The first event is the snapshot (with the order that
+    // account_snapshot_hmac_and_ed25519, run before, left open).
+    const std::optional<binance::event> first = stream.next(10s);
+    CHECK(first.has_value());
+    if (first) {
+        CHECK_EQ(first->type(), std::string_view("binance.account_snapshot"));
+        CHECK(first->is_library());
+        CHECK(first->get("/server_time_ms") != "0");
+        CHECK_EQ(first->get("/open_orders/0/symbol"), std::string("BTCUSDT"));
+    }
+    // A lost connection: the gap, then a new snapshot with the order placed
+    // during the outage.
+    control(R"({"cmd":"drop","target":"stream"})");
+    const std::string placed = control(R"({"cmd":"order_place","api_key":")" + key +
+                                       R"(","symbol":"ETHUSDT","side":"SELL","quantity":"0.5","price":"3000"})");
+    const std::string order_id = json_field(placed, "order_id");
+    std::vector<std::string> library_types;
+    bool saw_order_in_snapshot = false;
+    for (const binance::event &ev : stream.events(10s)) {
+        if (!ev.is_library())
+            continue;
+        library_types.emplace_back(ev.type());
+        if (ev.type() == "binance.account_snapshot") {
+            saw_order_in_snapshot = contains(ev.json(), "\"orderId\":" + order_id);
+            break;
+        }
+    }
+    // binance.stream_disconnected, binance.stream_gap, then the snapshot.
+    CHECK(std::find(library_types.begin(), library_types.end(), "binance.stream_gap") != library_types.end());
+    CHECK(!library_types.empty() && library_types.back() == "binance.account_snapshot");
+    CHECK(saw_order_in_snapshot);
+    CHECK(stream.health().gaps >= 1u);
+}
+
+void stream_form_sharing_and_health()
+{
+    // Two accounts' streams from clients configured alike share a connection.
+    binance::config a_cfg = exchange_config();
+    a_cfg.api_key("SHAREKEYA0123456789").stream_subscriptions_per_connection(8);
+    binance::config b_cfg = exchange_config();
+    b_cfg.api_key("SHAREKEYB0123456789").stream_subscriptions_per_connection(8);
+    binance::client a_client(a_cfg);
+    binance::client b_client(b_cfg);
+    binance::user_stream a(a_client);
+    binance::user_stream b(b_client);
+    const binance::stream_health ha = a.health();
+    const binance::stream_health hb = b.health();
+    CHECK_EQ(ha.size, static_cast<std::uint32_t>(sizeof(binance::stream_health)));
+    CHECK_EQ(ha.subscribed, 1);
+    CHECK(ha.connection_id != 0u);
+    CHECK_EQ(ha.connection_id, hb.connection_id);
+    CHECK_EQ(ha.connection_streams, 2u);
+    CHECK_EQ(ha.last_keepalive_status, -1);
+    CHECK(ha.key_age_ms >= 0);
+
+    // Without sharing, a stream has a connection of its own.
+    binance::config own_cfg = exchange_config();
+    own_cfg.api_key("SHAREKEYC0123456789").stream_subscriptions_per_connection(8).connection_sharing(false);
+    binance::client own_client(own_cfg);
+    binance::user_stream own(own_client);
+    const binance::stream_health ho = own.health();
+    CHECK(ho.connection_id != 0u && ho.connection_id != ha.connection_id);
+    CHECK_EQ(ho.connection_streams, 1u);
+
+    // The query form: the key in the URL, one connection per stream.
+    binance::config q_cfg = exchange_config();
+    q_cfg.api_key("QUERYKEY0123456789").stream_form(BINANCE_STREAM_FORM_QUERY);
+    binance::client q_client(q_cfg);
+    binance::user_stream q(q_client);
+    CHECK(contains(control(R"({"cmd":"stream_connections"})"), R"("form":"query")"));
+    control(R"({"cmd":"emit","api_key":"QUERYKEY0123456789","type":"ORDER_TRADE_UPDATE","count":1})");
+    const std::optional<binance::event> ev = q.next(10s);
+    CHECK(ev.has_value() && ev->type() == "ORDER_TRADE_UPDATE");
+    const binance::stream_health hq = q.health();
+    CHECK_EQ(hq.subscribed, 1);
+    CHECK_EQ(hq.connection_streams, 1u);
+    CHECK(hq.last_event_ms > 0);
+}
 }  // namespace
 
 int main()
@@ -461,6 +655,9 @@ int main()
         {"library_events_are_told_apart_by_origin_not_name", library_events_are_told_apart_by_origin_not_name},
         {"close_wakes_many_readers_at_once", close_wakes_many_readers_at_once},
         {"moves_leave_empty_handles", moves_leave_empty_handles},
+        {"account_snapshot_hmac_and_ed25519", account_snapshot_hmac_and_ed25519},
+        {"account_resync_delivers_snapshots_in_order", account_resync_delivers_snapshots_in_order},
+        {"stream_form_sharing_and_health", stream_form_sharing_and_health},
     };
     for (const auto &[name, test] : tests) {
         const int before = failures;

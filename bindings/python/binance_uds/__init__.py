@@ -28,7 +28,8 @@ when no other thread is using it.
 asyncio: :mod:`binance_uds.aio`. Event dicts are typed for editors and
 type checkers: :mod:`binance_uds.events`.
 
-The API key is never put in an exception, a log or a ``repr``.
+The API key and the signing keys (secret key, private key PEM) are never
+put in an exception, a log or a ``repr``.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional,
 from . import _library
 
 if TYPE_CHECKING:
-    from .events import AnyEvent
+    from .events import AccountSnapshot, AnyEvent
 
 __all__ = [
     "ApiError",
@@ -85,6 +86,8 @@ WS_API_URL_PRODUCTION = "wss://ws-fapi.binance.com/ws-fapi/v1"
 WS_API_URL_TESTNET = "wss://testnet.binancefuture.com/ws-fapi/v1"
 STREAM_URL_PRODUCTION = "wss://fstream.binance.com/private"
 STREAM_URL_TESTNET = "wss://fstream.binancefuture.com/private"
+REST_URL_PRODUCTION = "https://fapi.binance.com"
+REST_URL_TESTNET = "https://demo-fapi.binance.com"
 
 # How streams subscribe (binance_config_set_stream_form).
 STREAM_FORM_SUBSCRIBE = 0
@@ -217,9 +220,15 @@ _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "binance_config_set_silence_timeout_ms": (_status, [_handle, c_uint32, _out_err]),
     "binance_config_set_stream_rotation_ms": (_status, [_handle, c_uint32, _out_err]),
     "binance_config_set_reconnect_backoff_ms": (_status, [_handle, c_uint32, c_uint32, _out_err]),
+    "binance_config_set_secret_key": (_status, [_handle, c_char_p, _out_err]),
+    "binance_config_set_private_key_pem": (_status, [_handle, c_char_p, _out_err]),
+    "binance_config_set_rest_endpoint": (_status, [_handle, c_char_p, _out_err]),
+    "binance_config_set_recv_window_ms": (_status, [_handle, c_uint32, _out_err]),
+    "binance_config_set_account_resync": (_status, [_handle, c_int32, _out_err]),
     "binance_client_new": (_status, [_handle, _out_handle, _out_err]),
     "binance_client_free": (None, [_handle]),
     "binance_client_rate_limits_json": (_status, [_handle, _out_str, _out_err]),
+    "binance_client_account_snapshot": (_status, [_handle, _out_str, _out_err]),
     "binance_listen_key_start": (_status, [_handle, _out_str, _out_err]),
     "binance_listen_key_keepalive": (_status, [_handle, _out_str, _out_err]),
     "binance_listen_key_stop": (_status, [_handle, _out_err]),
@@ -450,7 +459,14 @@ class Config:
     ``root_certificate_pem`` (PEM text of extra CAs to trust),
     ``keepalive_interval_ms``, ``proxy`` (``http://[user:pass@]host:port``),
     ``event_queue_capacity``, ``silence_timeout_ms``, ``stream_rotation_ms``,
-    ``reconnect_backoff_ms`` (an ``(initial_ms, max_ms)`` pair).
+    ``reconnect_backoff_ms`` (an ``(initial_ms, max_ms)`` pair),
+    ``stream_form``, ``connection_sharing``,
+    ``stream_subscriptions_per_connection``; for signed REST (the account
+    snapshot): ``secret_key`` (HMAC-SHA256) or ``private_key_pem``
+    (Ed25519, PKCS#8 PEM), ``rest_endpoint``, ``recv_window_ms``, and
+    ``account_resync`` (streams deliver the snapshot when they open and
+    after every gap). The API key, the signing keys and proxy credentials
+    are never shown in a ``repr`` or an exception.
     """
 
     def __init__(
@@ -467,6 +483,14 @@ class Config:
         silence_timeout_ms: Optional[int] = None,
         stream_rotation_ms: Optional[int] = None,
         reconnect_backoff_ms: Optional[Tuple[int, int]] = None,
+        stream_form: Optional[int] = None,
+        connection_sharing: Optional[bool] = None,
+        stream_subscriptions_per_connection: Optional[int] = None,
+        secret_key: Optional[str] = None,
+        private_key_pem: Optional[str] = None,
+        rest_endpoint: Optional[str] = None,
+        recv_window_ms: Optional[int] = None,
+        account_resync: Optional[bool] = None,
     ) -> None:
         self._handle: Optional[int] = None
         handle = _lib().binance_config_new()
@@ -495,6 +519,22 @@ class Config:
             self.stream_rotation_ms(stream_rotation_ms)
         if reconnect_backoff_ms is not None:
             self.reconnect_backoff_ms(*reconnect_backoff_ms)
+        if stream_form is not None:
+            self.stream_form(stream_form)
+        if connection_sharing is not None:
+            self.connection_sharing(connection_sharing)
+        if stream_subscriptions_per_connection is not None:
+            self.stream_subscriptions_per_connection(stream_subscriptions_per_connection)
+        if secret_key is not None:
+            self.secret_key(secret_key)
+        if private_key_pem is not None:
+            self.private_key_pem(private_key_pem)
+        if rest_endpoint is not None:
+            self.rest_endpoint(rest_endpoint)
+        if recv_window_ms is not None:
+            self.recv_window_ms(recv_window_ms)
+        if account_resync is not None:
+            self.account_resync(account_resync)
 
     def _set(self, setter: Callable[..., int], *args: Any) -> "Config":
         """Calls one ``binance_config_set_*`` function on this config."""
@@ -534,6 +574,32 @@ class Config:
         return self._set(
             _lib().binance_config_set_stream_subscriptions_per_connection, _c_uint32(n, "n")
         )
+
+    def secret_key(self, secret: str) -> "Config":
+        """Sets the HMAC-SHA256 secret key that signs REST requests (the
+        account snapshot). Never sent, logged or shown; replaces a private key."""
+        return self._set(_lib().binance_config_set_secret_key, _c_string(secret, "secret"))
+
+    def private_key_pem(self, pem: str) -> "Config":
+        """Sets the Ed25519 private key (PKCS#8 PEM, ``BEGIN PRIVATE KEY``)
+        that signs REST requests. Never logged or shown; replaces a secret key."""
+        return self._set(_lib().binance_config_set_private_key_pem, _c_string(pem, "pem"))
+
+    def rest_endpoint(self, url: str) -> "Config":
+        """Sets the REST base URL, ``https://host[:port][/path]``
+        (default :data:`REST_URL_PRODUCTION`)."""
+        return self._set(_lib().binance_config_set_rest_endpoint, _c_string(url, "url"))
+
+    def recv_window_ms(self, ms: int) -> "Config":
+        """Sets ``recvWindow`` of signed requests: 1 to 60000 ms (default 5000)."""
+        return self._set(_lib().binance_config_set_recv_window_ms, _c_uint32(ms, "ms"))
+
+    def account_resync(self, enabled: bool) -> "Config":
+        """Whether streams deliver the account snapshot
+        (``binance.account_snapshot``) when they open and after every
+        ``binance.stream_gap`` (default False). Needs a signing key: opening
+        the stream raises :class:`InvalidArgument` without one."""
+        return self._set(_lib().binance_config_set_account_resync, 1 if enabled else 0)
 
     def timeouts_ms(self, connect_ms: int, request_ms: int) -> "Config":
         """Sets the connect and request timeouts, each 1 to 3600000 ms."""
@@ -644,6 +710,19 @@ class Client:
         _call(_lib().binance_client_rate_limits_json, self._live(), byref(out))
         limits: List[Dict[str, Any]] = _json.loads(_take_string(out))
         return limits
+
+    def account_snapshot(self) -> "AccountSnapshot":
+        """The account's balances, positions, open orders and open algo
+        orders, fetched over signed REST, as the dict the
+        ``binance.account_snapshot`` event carries (apply it by the README's
+        merge rule, "Resynchronising after a gap"). Needs a signing key on
+        the config (:class:`InvalidArgument` without one). Blocks until the
+        snapshot is complete (up to the connect timeout plus 7 request
+        timeouts), the GIL released."""
+        out = _owned_str()
+        _call(_lib().binance_client_account_snapshot, self._live(), byref(out))
+        snapshot: "AccountSnapshot" = _json.loads(_take_string(out))
+        return snapshot
 
     def user_stream(self) -> "UserStream":
         """Opens the account's user data stream (see :class:`UserStream`)."""

@@ -14,7 +14,8 @@ Example::
 
     asyncio.run(main())
 
-How it works: the listenKey calls are request/response; each runs in the
+How it works: the listenKey calls and the account snapshot are
+request/response; each runs in the
 loop's default executor (a thread for the duration of the call, the GIL
 released while it waits). A stream is opened in callback form
 (``binance_user_stream_open_callback``): the library calls back on the one
@@ -53,7 +54,7 @@ from . import (
     _text,
 )
 from . import Client as _BlockingClient
-from .events import AnyEvent
+from .events import AccountSnapshot, AnyEvent
 
 __all__ = ["Client", "Event", "UserStream"]
 
@@ -92,6 +93,12 @@ class Client:
         """``userDataStream.stop``: invalidates the account's key, for every
         connection and process using this API key."""
         await _in_thread(self._client.listen_key_stop)
+
+    async def account_snapshot(self) -> AccountSnapshot:
+        """The account's state over signed REST (see
+        :meth:`binance_uds.Client.account_snapshot`), awaited in the
+        executor. Needs a signing key on the config."""
+        return await _in_thread(self._client.account_snapshot)
 
     def rate_limits(self) -> Any:
         """The ``rateLimits`` of the latest answer (does not block)."""

@@ -25,10 +25,12 @@ Field names and meanings: Binance's "User Data Streams" documentation for
 USDⓈ-M Futures.
 """
 
-from typing import List, Literal, TypedDict, Union
+from typing import Any, Dict, List, Literal, TypedDict, Union
 
 __all__ = [
     "AccountConfigUpdate",
+    "AccountSnapshot",
+    "AccountSnapshotFailed",
     "AccountUpdate",
     "AlgoUpdate",
     "AnyEvent",
@@ -477,6 +479,96 @@ class StreamDisconnected(TypedDict):
     message: str
 
 
+class SnapshotBalance(TypedDict, total=False):
+    """One asset of ``GET /fapi/v3/account``'s ``assets``."""
+
+    asset: str
+    walletBalance: str
+    crossWalletBalance: str
+    availableBalance: str
+    unrealizedProfit: str
+    updateTime: int
+
+
+class SnapshotPosition(TypedDict, total=False):
+    """One position of ``GET /fapi/v3/positionRisk``."""
+
+    symbol: str
+    positionSide: str
+    positionAmt: str
+    entryPrice: str
+    markPrice: str
+    unRealizedProfit: str
+    updateTime: int
+
+
+class SnapshotOrder(TypedDict, total=False):
+    """One order of ``GET /fapi/v1/openOrders``."""
+
+    orderId: int
+    clientOrderId: str
+    symbol: str
+    side: str
+    positionSide: str
+    type: str
+    status: str
+    price: str
+    origQty: str
+    executedQty: str
+    time: int
+    updateTime: int
+
+
+class SnapshotAlgoOrder(TypedDict, total=False):
+    """One algo order of ``GET /fapi/v1/openAlgoOrders``."""
+
+    algoId: int
+    clientAlgoId: str
+    symbol: str
+    side: str
+    orderType: str
+    algoStatus: str
+    quantity: str
+    triggerPrice: str
+    updateTime: int
+
+
+class AccountSnapshot(TypedDict):
+    """The account's state over signed REST (with ``account_resync``: when
+    the stream opens and after every gap; also what
+    ``Client.account_snapshot()`` returns). Apply it by the README's merge
+    rule ("Resynchronising after a gap"). Each item is exactly as Binance
+    sends it: the keys typed here and more."""
+
+    e: Literal["binance.account_snapshot"]
+    E: int
+    """When the snapshot was complete, on the server's clock."""
+    requested_ms: int
+    """When it was asked for, on the server's clock."""
+    server_time_ms: int
+    """The server's clock when it started: events before it are reflected."""
+    account: Dict[str, Any]
+    """``GET /fapi/v3/account`` without its ``assets``."""
+    balances: List[SnapshotBalance]
+    positions: List[SnapshotPosition]
+    open_orders: List[SnapshotOrder]
+    open_algo_orders: List[SnapshotAlgoOrder]
+
+
+class AccountSnapshotFailed(TypedDict):
+    """The snapshot a gap (or the stream's opening) asked for failed; the
+    events held for it follow, and it is retried after ``retry_in_ms``."""
+
+    e: Literal["binance.account_snapshot_failed"]
+    E: int
+    status: str
+    """The status's name, e.g. ``"BINANCE_RATE_LIMITED"``."""
+    code: int
+    """Binance's error code; 0 when none."""
+    message: str
+    retry_in_ms: int
+
+
 class Unparsed(TypedDict):
     """A server message that was not a JSON object."""
 
@@ -499,6 +591,8 @@ AnyEvent = Union[
     StreamGap,
     ListenKeyRenewed,
     StreamDisconnected,
+    AccountSnapshot,
+    AccountSnapshotFailed,
     Unparsed,
 ]
 """What a stream yields (and, at run time, events of types not listed here:

@@ -38,6 +38,8 @@ import binance_uds  # noqa: E402  (after the library path is set)
 
 # Recognisable, so the tests can check it is never shown.
 API_KEY = "TESTKEYpython0123456789"
+# API_KEY's HMAC secret, registered on every exchange the tests start.
+SECRET_KEY = "TESTSECRETpython9876543210"
 
 
 def crate_version() -> str:
@@ -53,7 +55,7 @@ class Exchange:
     def __init__(self, tmp: Path) -> None:
         path = os.environ.get("BINANCE_UDS_EXCHANGE", str(REPO / "target" / "debug" / "local-exchange"))
         self.process = subprocess.Popen(
-            [path, "--die-with-stdin", "--ca-out", str(tmp / "ca.pem")],
+            [path, "--die-with-stdin", "--ca-out", str(tmp / "ca.pem"), "--account", f"{API_KEY}:{SECRET_KEY}"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -71,7 +73,7 @@ class Exchange:
         self.reader.start()
         ready: Dict[str, str] = {}
         deadline = time.monotonic() + 30
-        while len(ready) < 4:
+        while "rest" not in ready:  # the last ready line
             try:
                 line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
@@ -85,6 +87,7 @@ class Exchange:
         self.control_addr: Tuple[str, int] = (host, int(port))
         self.ca_file = ready["ca_file"]
         self.ca_pem = Path(self.ca_file).read_text()
+        self.rest = ready["rest"]
 
     def control_raw(self, cmd: Dict[str, Any]) -> Dict[str, Any]:
         """Sends one control command; returns the answer."""
@@ -154,5 +157,6 @@ def now_ms() -> int:
 def assert_key_not_in(*texts: str) -> None:
     for text in texts:
         assert API_KEY not in text
+        assert SECRET_KEY not in text
 
 

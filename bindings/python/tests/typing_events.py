@@ -36,6 +36,17 @@ def describe(event: AnyEvent) -> List[object]:
         return [event["reason"], event["listenKey"]]
     if event["e"] == "binance.stream_disconnected":
         return [event["reason"], event["message"]]
+    if event["e"] == "binance.account_snapshot":
+        return [
+            event["server_time_ms"] - event["requested_ms"],
+            event["account"].get("totalWalletBalance"),
+            [b.get("walletBalance") for b in event["balances"]],
+            [(p.get("symbol"), p.get("positionAmt"), p.get("updateTime", 0) + 1) for p in event["positions"]],
+            [(o.get("orderId", 0) + 1, o.get("status"), o.get("executedQty")) for o in event["open_orders"]],
+            [a.get("algoId", 0) + 1 for a in event["open_algo_orders"]],
+        ]
+    if event["e"] == "binance.account_snapshot_failed":
+        return [event["status"], event["code"] + 1, event["message"], event["retry_in_ms"] + 1]
     if event["e"] == "binance.unparsed":
         return [event["text"]]
     return [e, event["E"]]
