@@ -254,6 +254,9 @@ static void events_and_getters(void)
     CHECK(wait_for(s, "listenKeyExpired", NULL));
     CHECK(wait_for(s, "binance.listen_key_renewed", NULL));
     CHECK_OK(binance_user_stream_health(s, &h, &err), err);
+    if (h.key_renewals != 1)
+        fprintf(stderr, "key_renewals %llu gaps %llu reconnects %llu\n", (unsigned long long)h.key_renewals,
+                (unsigned long long)h.gaps, (unsigned long long)h.reconnects);
     CHECK(h.key_renewals == 1);
     /* Renewed on the same connection (SUBSCRIBE form): only the drop
        reconnected. */

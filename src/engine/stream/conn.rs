@@ -88,9 +88,68 @@ pub struct Sink {
     pub id: u64,
     pub shared: Arc<Shared>,
     signals: mpsc::UnboundedSender<Signal>,
+    /// The gap (and renewal) to queue the moment the stream's next
+    /// subscription is acknowledged: queued by the connection task itself,
+    /// so it goes before every event of the new subscription.
+    resume: Mutex<Option<Resume>>,
+}
+
+/// What a stream reports when its subscription is live again.
+pub struct Resume {
+    pub reason: &'static str,
+    pub message: String,
+    pub from_ms: i64,
+    /// The new listenKey, shown only by its start, when it changed.
+    pub renewed: Option<String>,
+    /// On a new connection (not a new key on the same one).
+    pub reconnected: bool,
+}
+
+impl Resume {
+    /// Counts it in the health snapshot and queues the events, together,
+    /// so that a reader who sees the gap sees it counted.
+    fn push_to(self, shared: &Shared) {
+        let to_ms = now_ms();
+        {
+            let mut i = shared.info();
+            if self.reconnected {
+                i.reconnects += 1;
+            }
+            i.gaps += 1;
+            if self.renewed.is_some() {
+                i.key_renewals += 1;
+                i.key_since = Instant::now();
+            }
+        }
+        shared.queue.push_library(Event::library(
+            crate::engine::event::STREAM_GAP,
+            to_ms,
+            json!({ "reason": self.reason, "message": self.message, "from_ms": self.from_ms, "to_ms": to_ms }),
+        ));
+        if let Some(key) = self.renewed {
+            shared.queue.push_library(Event::library(
+                crate::engine::event::LISTEN_KEY_RENEWED,
+                to_ms,
+                json!({ "reason": self.reason, "listenKey": key }),
+            ));
+        }
+    }
 }
 
 impl Sink {
+    /// Sets (or clears) what to report once the next subscription is live.
+    pub fn set_resume(&self, r: Option<Resume>) {
+        *self.resume.lock().unwrap_or_else(|p| p.into_inner()) = r;
+    }
+
+    /// Reports it now, if the connection has not (a fallback).
+    pub fn flush_resume(&self) {
+        let r = self.resume.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(r) = r {
+            r.push_to(&self.shared);
+        }
+    }
+
     pub fn new(shared: Arc<Shared>) -> (Arc<Sink>, mpsc::UnboundedReceiver<Signal>) {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -98,6 +157,7 @@ impl Sink {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             shared,
             signals: tx,
+            resume: Mutex::new(None),
         };
         (Arc::new(sink), rx)
     }
@@ -247,7 +307,10 @@ impl Membership {
     /// Routes the stream's new key on the same connection: subscribes it,
     /// then unsubscribes the old one.
     pub async fn swap(&mut self, sink: &Arc<Sink>, new: &str) -> Result<()> {
-        let (sink2, old, new2) = (sink.clone(), self.key.clone(), new.to_owned());
+        let (sink2, new2) = (sink.clone(), new.to_owned());
+        // The connection routes the stream by the new key from now on,
+        // whatever the answer: a later leave or swap must name it.
+        let old = std::mem::replace(&mut self.key, new.to_owned());
         self.conn
             .ask(|done| Cmd::Swap {
                 sink: sink2,
@@ -255,9 +318,7 @@ impl Membership {
                 new: new2,
                 done,
             })
-            .await?;
-        self.key = new.to_owned();
-        Ok(())
+            .await
     }
 }
 
@@ -796,10 +857,13 @@ impl Task {
             .get(key)
             .and_then(|v| v.iter().find(|s| s.id == sink))
         {
-            let mut i = s.shared.info();
-            i.connected = true;
-            i.subscribed = true;
-            i.conn = Some(self.stats.clone());
+            {
+                let mut i = s.shared.info();
+                i.connected = true;
+                i.subscribed = true;
+                i.conn = Some(self.stats.clone());
+            }
+            s.flush_resume();
         }
     }
 

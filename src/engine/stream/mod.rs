@@ -224,9 +224,10 @@ impl UserStream {
         let session = client.session.clone();
         let shared = Arc::new(Shared::new(settings.capacity));
         let (sink, signals) = Sink::new(shared.clone());
-        let (key, member) = runtime
-            .handle()
-            .block_on(runner::establish(&session, &settings, &sink))?;
+        let (key, member) =
+            runtime
+                .handle()
+                .block_on(runner::establish(&session, &settings, &sink, |_| None))?;
         shared.info().key_since = Instant::now();
         let runner = runner::Runner::new(session, settings, sink, signals, key, member, rest);
         let task = runtime.handle().spawn(runner.run());

@@ -4,16 +4,14 @@
 //! connection when its connection is lost. Whenever events may have been
 //! lost it queues a `binance.stream_gap` saying why and over what time.
 
-use super::conn::{Membership, Signal, Sink};
+use super::conn::{Membership, Resume, Signal, Sink};
 use super::{mask, pool, StreamSettings};
 use crate::engine::answer::Answer;
 use crate::engine::backoff::{jitter, Backoff};
 use crate::engine::client::listen_key_of;
 use crate::engine::config::StreamForm;
 use crate::engine::error::{Error, Result};
-use crate::engine::event::{
-    now_ms, Event, ACCOUNT_SNAPSHOT_FAILED, LISTEN_KEY_RENEWED, STREAM_DISCONNECTED, STREAM_GAP,
-};
+use crate::engine::event::{now_ms, Event, ACCOUNT_SNAPSHOT_FAILED, STREAM_DISCONNECTED};
 use crate::engine::rest::Rest;
 use crate::engine::retry::retry_wait;
 use crate::engine::session::Session;
@@ -54,8 +52,10 @@ pub async fn establish(
     session: &Session,
     settings: &StreamSettings,
     sink: &Arc<Sink>,
+    resume: impl FnOnce(&str) -> Option<Resume>,
 ) -> Result<(String, Membership)> {
     let key = start_key(session).await?;
+    sink.set_resume(resume(&key));
     let conn = pool::acquire(&settings.conn, &key);
     let member = Membership::join(conn, sink, &key).await.map_err(|mut e| {
         e.message = e.message.replace(&key, &mask(&key));
@@ -322,6 +322,7 @@ impl Runner {
             attempts += 1;
             let result = async {
                 let key = start_key(&self.session).await?;
+                sink.set_resume(Some(resume_of(&t, &key, &self.key, false)));
                 let member = self
                     .member
                     .as_mut()
@@ -346,7 +347,7 @@ impl Runner {
             }
         };
         self.backoff.reset();
-        self.resumed(&t, key, false);
+        self.resumed(key);
         Ok(())
     }
 
@@ -384,7 +385,9 @@ impl Runner {
             if self.session.is_closing() {
                 return Err(Error::closed("the client was freed"));
             }
-            match establish(&self.session, &self.settings, &self.sink).await {
+            let old = self.key.clone();
+            let resume = |key: &str| Some(resume_of(&t, key, &old, true));
+            match establish(&self.session, &self.settings, &self.sink, resume).await {
                 Ok(ok) => break ok,
                 Err(e) => {
                     if self.session.is_closing() {
@@ -395,43 +398,33 @@ impl Runner {
             }
         };
         self.member = Some(member);
-        self.resumed(&t, key, true);
+        self.resumed(key);
         Ok(())
     }
 
     /// The stream is subscribed again: the gap, and the renewal if any.
-    fn resumed(&mut self, t: &Trouble, key: String, reconnected: bool) {
+    fn resumed(&mut self, key: String) {
         let to_ms = now_ms();
-        let renewed = key != self.key;
-        {
-            let mut i = self.sink.shared.info();
-            if reconnected {
-                i.reconnects += 1;
-            }
-            i.gaps += 1;
-            if renewed {
-                i.key_renewals += 1;
-                i.key_since = Instant::now();
-            }
-        }
-        self.sink.shared.queue.push_library(Event::library(
-            STREAM_GAP,
-            to_ms,
-            json!({ "reason": t.reason, "message": t.message, "from_ms": t.from_ms, "to_ms": to_ms }),
-        ));
-        if renewed {
-            self.sink.shared.queue.push_library(Event::library(
-                LISTEN_KEY_RENEWED,
-                to_ms,
-                json!({ "reason": t.reason, "listenKey": mask(&key) }),
-            ));
-        }
+        // The connection queued the gap as the subscription went live
+        // (before any event of it); if it could not, it goes now.
+        self.sink.flush_resume();
         self.key = key;
         self.key_valid_ms = to_ms;
         self.next_keepalive =
             Instant::now() + jitter(self.settings.keepalive * 9 / 10, self.settings.keepalive);
         // Behind the gap: what the account looks like now.
         self.want_snapshot();
+    }
+}
+
+/// The gap (and renewal) to report once the stream is subscribed to `key`.
+fn resume_of(t: &Trouble, key: &str, old: &str, reconnected: bool) -> Resume {
+    Resume {
+        reason: t.reason,
+        message: t.message.clone(),
+        from_ms: t.from_ms,
+        renewed: (key != old).then(|| mask(key)),
+        reconnected,
     }
 }
 
