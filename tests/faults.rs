@@ -7,6 +7,7 @@ mod common;
 use binance_uds::engine::event::{Event, LISTEN_KEY_RENEWED, STREAM_DISCONNECTED, STREAM_GAP};
 use binance_uds::engine::stream::UserStream;
 use binance_uds::engine::{Client, Config, Error, Status};
+use common::stream::until_within as until;
 use common::Exchange;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -68,22 +69,6 @@ fn next(s: &UserStream) -> Event {
         Ok(Some(ev)) => ev,
         other => panic!("expected an event, got {other:?}"),
     }
-}
-
-/// Reads until an event of `kind` arrives; returns it and what came before.
-fn until(s: &UserStream, kind: &str, limit: Duration) -> (Event, Vec<Event>) {
-    let mut before = Vec::new();
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Some(ev) = s.next(Duration::from_millis(100)).unwrap() {
-            if ev.kind() == kind {
-                return (ev, before);
-            }
-            before.push(ev);
-        }
-    }
-    let kinds: Vec<_> = before.iter().map(|e| e.kind().to_owned()).collect();
-    panic!("no {kind} event; got {kinds:?}");
 }
 
 fn emit(ex: &Exchange, kind: &str, count: u64) -> Value {

@@ -9,6 +9,7 @@ mod common;
 use binance_uds::engine::event::{Event, LISTEN_KEY_RENEWED, STREAM_DISCONNECTED, STREAM_GAP};
 use binance_uds::engine::stream::UserStream;
 use binance_uds::engine::{Client, Config, Status};
+use common::stream::until;
 use common::Exchange;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -28,22 +29,6 @@ fn open(cfg: &Config) -> (Client, UserStream) {
     let client = Client::new(cfg).unwrap();
     let stream = UserStream::open(&client, None).unwrap();
     (client, stream)
-}
-
-/// Reads until an event of `kind` arrives; returns it and what came before.
-fn until(s: &UserStream, kind: &str) -> (Event, Vec<Event>) {
-    let mut before = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Some(ev) = s.next(Duration::from_millis(200)).unwrap() {
-            if ev.kind() == kind {
-                return (ev, before);
-            }
-            before.push(ev);
-        }
-    }
-    let kinds: Vec<String> = before.iter().map(|e| e.kind().to_owned()).collect();
-    panic!("no {kind} event; got {kinds:?}");
 }
 
 /// Everything that arrives within `quiet` of the previous event.

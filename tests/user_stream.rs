@@ -8,6 +8,7 @@ use binance_uds::engine::event::{Event, LISTEN_KEY_RENEWED, STREAM_DISCONNECTED,
 use binance_uds::engine::stream::UserStream;
 use binance_uds::engine::{Client, Config, Status};
 use common::proxy::Proxy;
+use common::stream::until;
 use common::Exchange;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
@@ -36,27 +37,6 @@ fn next(s: &UserStream) -> Event {
         Ok(Some(ev)) => ev,
         other => panic!("expected an event, got {other:?}"),
     }
-}
-
-/// Reads until an event of `kind` arrives; returns it and what came before.
-fn until(s: &UserStream, kind: &str) -> (Event, Vec<Event>) {
-    let mut before = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Some(ev) = s.next(Duration::from_millis(200)).unwrap() {
-            if ev.kind() == kind {
-                return (ev, before);
-            }
-            before.push(ev);
-        }
-    }
-    panic!(
-        "no {kind} event; got {:?}",
-        before
-            .iter()
-            .map(|e| e.kind().to_owned())
-            .collect::<Vec<_>>()
-    );
 }
 
 fn emit(ex: &Exchange, kind: &str, count: u64) -> serde_json::Value {

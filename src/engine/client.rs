@@ -37,25 +37,12 @@ impl Client {
             ..dialer(config, &config.endpoint)?
         };
         // Clients that would open the same connection share it (the key
-        // goes with each request): same place, same way, same limits.
-        let identity = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            config.endpoint.hash(&mut h);
-            api_dialer
-                .proxy
-                .as_ref()
-                .map(|p| (&p.host, p.port, p.credentials.as_ref().map(|c| c.expose())))
-                .hash(&mut h);
-            config.extra_roots.hash(&mut h);
-            (
-                config.connect_timeout,
-                config.request_timeout,
-                config.api_rotate_after,
-            )
-                .hash(&mut h);
-            h.finish()
-        };
+        // goes with each request).
+        let identity = config.connection_identity(
+            &config.endpoint,
+            api_dialer.proxy.as_ref(),
+            config.api_rotate_after,
+        );
         let session_config = SessionConfig {
             endpoint: config.endpoint.clone(),
             dialer: api_dialer,

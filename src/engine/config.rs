@@ -269,6 +269,29 @@ impl Config {
         Ok(())
     }
 
+    /// What decides whether two clients' connections to `endpoint` are
+    /// interchangeable, as a hash: the endpoint, the proxy that reaches it
+    /// (credentials included), the extra roots and the timeouts, and
+    /// whatever `more` the caller adds. Clients with equal identities
+    /// share connections.
+    pub fn connection_identity(
+        &self,
+        endpoint: &Endpoint,
+        proxy: Option<&Proxy>,
+        more: impl std::hash::Hash,
+    ) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        endpoint.hash(&mut h);
+        proxy
+            .map(|p| (&p.host, p.port, p.credentials.as_ref().map(|c| c.expose())))
+            .hash(&mut h);
+        self.extra_roots.hash(&mut h);
+        (self.connect_timeout, self.request_timeout).hash(&mut h);
+        more.hash(&mut h);
+        h.finish()
+    }
+
     pub fn set_stream_form(&mut self, form: i32) -> Result<()> {
         self.stream_form = match form {
             0 => StreamForm::Subscribe,

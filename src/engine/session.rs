@@ -52,6 +52,9 @@ pub struct Session {
     shared: Arc<Shared>,
     /// The API key as a JSON string literal, spliced into every request.
     key_json: Secret,
+    /// The API key itself, to take out of the shared list of keys to
+    /// redact when this client leaves.
+    api_key: Secret,
     closing: watch::Sender<bool>,
     rate_limits: Mutex<Option<String>>,
     /// Set when the connection manager is pooled (shared by clients
@@ -230,6 +233,7 @@ impl Session {
         Session {
             shared,
             key_json,
+            api_key: api_key.clone(),
             closing,
             rate_limits: Mutex::new(None),
             pooled,
@@ -302,17 +306,19 @@ impl Session {
                 let last = match pool.get_mut(&identity) {
                     Some((shared, users)) if Arc::ptr_eq(shared, &self.shared) => {
                         *users -= 1;
-                        *users == 0
+                        if *users == 0 {
+                            pool.remove(&identity);
+                        }
+                        !pool.contains_key(&identity)
                     }
+                    // Not in the pool (any more): nobody else can reach it.
                     _ => true,
                 };
-                if last {
-                    pool.remove(&identity);
-                } else {
+                if !last {
                     let mut keys = lock(&self.shared.keys);
                     if let Some(i) = keys
                         .iter()
-                        .position(|k| k.expose() == self.key_json_plain())
+                        .position(|k| k.expose() == self.api_key.expose())
                     {
                         keys.swap_remove(i);
                     }
@@ -323,12 +329,6 @@ impl Session {
         if last {
             self.shared.shutdown();
         }
-    }
-
-    /// The API key this session sends (for removing it from the list of
-    /// keys to redact).
-    fn key_json_plain(&self) -> String {
-        serde_json::from_str::<String>(self.key_json.expose()).unwrap_or_default()
     }
 }
 

@@ -17,6 +17,7 @@ mod exchange_bin;
 pub mod http;
 pub mod native;
 pub mod proxy;
+pub mod stream;
 
 pub use exchange_bin::exchange_binary;
 

@@ -258,11 +258,6 @@ impl ConnHandle {
         self.state().1 || self.tx.is_closed()
     }
 
-    /// Members reserved or subscribed.
-    pub fn members(&self) -> usize {
-        self.state().0
-    }
-
     async fn ask(&self, make: impl FnOnce(oneshot::Sender<Result<()>>) -> Cmd) -> Result<()> {
         let (done, answer) = oneshot::channel();
         self.tx

@@ -24,7 +24,6 @@ use super::queue::{Popped, Queue};
 use super::runtime::RuntimeRef;
 use super::Client;
 use conn::{ConnSettings, ConnStats, Sink};
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -48,23 +47,16 @@ impl StreamSettings {
         let base = config.stream_endpoint.clone();
         let dialer = super::client::dialer(config, &base)?;
         // Streams that could share a connection: same place, same way.
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        base.hash(&mut h);
-        dialer
-            .proxy
-            .as_ref()
-            .map(|p| (&p.host, p.port, p.credentials.as_ref().map(|c| c.expose())))
-            .hash(&mut h);
-        config.extra_roots.hash(&mut h);
-        config.stream_form.hash(&mut h);
-        config.stream_subscriptions_per_connection.hash(&mut h);
-        (
-            config.connect_timeout,
-            config.request_timeout,
-            config.silence_timeout,
-            config.rotate_after,
-        )
-            .hash(&mut h);
+        let identity = config.connection_identity(
+            &base,
+            dialer.proxy.as_ref(),
+            (
+                config.stream_form,
+                config.stream_subscriptions_per_connection,
+                config.silence_timeout,
+                config.rotate_after,
+            ),
+        );
         Ok(StreamSettings {
             conn: Arc::new(ConnSettings {
                 base,
@@ -75,7 +67,7 @@ impl StreamSettings {
                 rotate_after: config.rotate_after,
                 max_streams: config.stream_subscriptions_per_connection,
                 sharing: config.connection_sharing,
-                identity: h.finish(),
+                identity,
             }),
             keepalive: config.keepalive_interval,
             backoff_initial: config.backoff_initial,

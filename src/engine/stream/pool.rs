@@ -43,9 +43,3 @@ fn fresh(settings: &Arc<ConnSettings>, query_key: Option<String>) -> Arc<ConnHan
     debug_assert!(reserved);
     c
 }
-
-/// Connections alive in the pool (for tests and health).
-pub fn shared_connections() -> usize {
-    let pool = pool().lock().unwrap_or_else(|p| p.into_inner());
-    pool.values().flatten().filter(|c| !c.is_dead()).count()
-}
