@@ -126,10 +126,14 @@ fn the_first_event_is_the_snapshot_and_each_gap_is_followed_by_one() {
         "events applied by the rule"
     );
 
-    // The outage: the account changes while nothing is delivered.
+    // The outage: the account changes while nothing is delivered. The
+    // exchange refuses the reconnect until the trading is done, so the
+    // snapshot alone must carry all of it.
+    ex.control(json!({"cmd": "refuse", "target": "stream", "enabled": true}));
     ex.control(json!({"cmd": "drop", "target": "stream"}));
     cancel(ex.control, &resting);
     trade(ex.control, 6, 61000);
+    ex.control(json!({"cmd": "refuse", "target": "stream", "enabled": false}));
     let kinds = until(&s, &mut book, ACCOUNT_SNAPSHOT);
     let gap = kinds.iter().position(|k| k == STREAM_GAP).expect("a gap");
     assert!(
