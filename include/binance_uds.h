@@ -497,7 +497,10 @@ binance_status binance_config_set_rest_endpoint(binance_config *cfg, const char 
  * afterwards. A failed snapshot is delivered as
  * `binance.account_snapshot_failed` (`status`, `code`, `message`,
  * `retry_in_ms`), the events held for it follow, and it is retried with
- * backoff, honouring 429/418 retry times. Needs a signing key
+ * backoff (1 s doubling to 30 s), honouring 429/418 retry times; gaps that
+ * come while a retry waits are healed by that retry. Events are held for
+ * at most a snapshot's bound, the connect timeout plus seven request
+ * timeouts. Needs a signing key
  * (`binance_config_set_secret_key` or `binance_config_set_private_key_pem`):
  * `binance_user_stream_open` refuses the stream without one. Each snapshot
  * costs request weight (about 91 of Binance's 2400 a minute per IP).

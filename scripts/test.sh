@@ -13,13 +13,13 @@ cargo fmt --all -- --check
 cargo clippy --workspace --exclude binance-uds-peer-rust-sdk --all-targets -- -D warnings
 
 step "Rust and C tests (cargo test)"
-cargo test --workspace --exclude binance-uds-peer-rust-sdk --all-targets -- --skip soak_under_random_faults
+cargo test --workspace --exclude binance-uds-peer-rust-sdk --all-targets -- --skip under_random_faults
 
 step "the core stream tests again, on the query form (<base>/ws?listenKey=)"
 BINANCE_UDS_TEST_STREAM_FORM=query cargo test --test user_stream
 
-step "soak: threads, a stream and random faults (BINANCE_UDS_SOAK_SECS, default 60)"
-cargo test --test soak -- --nocapture
+step "soak: threads, a stream and random faults, then the same with account resync and trading (BINANCE_UDS_SOAK_SECS each, default 60)"
+cargo test --test soak -- --nocapture --test-threads=1
 
 if [ -z "${BINANCE_UDS_QUICK:-}" ]; then
     step "C and C++ tests under valgrind"

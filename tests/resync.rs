@@ -251,6 +251,38 @@ fn a_failed_snapshot_is_reported_and_retried_without_holding_events_back() {
 }
 
 #[test]
+fn a_gap_while_a_retry_waits_is_healed_by_that_retry() {
+    let ex = exchange();
+    ex.control(
+        json!({"cmd": "fail", "method": "GET /fapi/v1/openOrders", "status": 429, "code": -1003,
+                      "msg": "Too many requests", "retry_after_ms": 3000}),
+    );
+    let client = Client::new(&config(&ex)).unwrap();
+    let s = UserStream::open(&client, None).unwrap();
+    let mut book = Book::default();
+    let failed = s.next(Duration::from_secs(10)).unwrap().expect("an event");
+    assert_eq!(failed.kind(), ACCOUNT_SNAPSHOT_FAILED, "{}", failed.json());
+    let retry_at = Instant::now()
+        + Duration::from_millis(failed.get("/retry_in_ms").unwrap().parse().unwrap());
+    // A flapping stream: two gaps while the retry waits.
+    for _ in 0..2 {
+        ex.control(json!({"cmd": "drop", "target": "stream"}));
+        until(&s, &mut book, STREAM_GAP);
+    }
+    assert!(Instant::now() < retry_at, "the gaps came before the retry");
+    // No attempt of its own per gap (each would be refused, and reported):
+    // the next library event is the waiting retry's snapshot, at its time.
+    let kinds = until(&s, &mut book, ACCOUNT_SNAPSHOT);
+    assert!(
+        !kinds.contains(&ACCOUNT_SNAPSHOT_FAILED.to_owned()),
+        "{kinds:?}"
+    );
+    assert!(Instant::now() + Duration::from_millis(50) >= retry_at);
+    drain(&s, &mut book, Duration::from_millis(300));
+    assert_eq!(book.state(), truth(&ex, API_KEY));
+}
+
+#[test]
 fn resync_without_a_signing_key_is_refused_at_open() {
     let ex = exchange();
     let mut cfg = common::config(&ex, API_KEY, 5000, 200);

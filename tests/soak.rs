@@ -107,8 +107,9 @@ fn soak_time() -> Duration {
     Duration::from_secs(secs)
 }
 
-/// One random fault; returns its name.
-fn inject(ctl: &mut Control, rng: &mut Rng, spam_on: &mut bool) -> &'static str {
+/// One random fault (`key`: the account whose listenKey may expire);
+/// returns its name.
+fn inject(ctl: &mut Control, rng: &mut Rng, spam_on: &mut bool, key: &str) -> &'static str {
     let fault = rng.below(13);
     let (name, cmd) = match fault {
         0 => ("drop api", json!({"cmd": "drop", "target": "api"})),
@@ -138,7 +139,7 @@ fn inject(ctl: &mut Control, rng: &mut Rng, spam_on: &mut bool) -> &'static str 
             let n = if *spam_on { 20 + rng.below(200) } else { 0 };
             ("spam", json!({"cmd": "spam", "count": n}))
         }
-        7 => ("expire key", json!({"cmd": "expire", "api_key": KEY})),
+        7 => ("expire key", json!({"cmd": "expire", "api_key": key})),
         8 => (
             "ping flood",
             json!({"cmd": "ping_flood", "count": 100 + rng.below(900)}),
@@ -276,7 +277,7 @@ fn soak_under_random_faults() {
         for _ in 0..1 + rng.below(30) {
             emitted.push(ctl.emit("ORDER_TRADE_UPDATE").0);
         }
-        let name = inject(&mut ctl, &mut rng, &mut spam_on);
+        let name = inject(&mut ctl, &mut rng, &mut spam_on, KEY);
         *faults.entry(name).or_default() += 1;
         // Right after a fault: these may be lost, and must then be covered.
         for _ in 0..rng.below(10) {
@@ -431,6 +432,304 @@ fn soak_under_random_faults() {
     );
     assert!(received.len() as u64 + missing == emitted.len() as u64);
     assert!(missing == 0 || gaps > 0);
+    assert!(
+        rss_end < rss_start + 20 * 1024,
+        "RSS grew from {rss_start} KiB to {rss_end} KiB"
+    );
+    assert!(
+        fds_end <= fds_start + 5,
+        "file descriptors grew from {fds_start} to {fds_end}"
+    );
+    stream.close();
+}
+
+const RESYNC_KEY: &str = "TESTKEYsoakRESYNC0123456789";
+const RESYNC_SECRET: &str = "soakRESYNCsecret0123456789abcdef";
+/// Once the faults stop: the retry of a failed snapshot (the backoff's cap,
+/// 30 s), then the snapshot itself (connect + 7 request timeouts).
+const HEAL_WITHIN: Duration = Duration::from_secs(30 + 2 + 7 * 2 + 5);
+
+/// The account changing: one random trade through the control port.
+fn trade_once(
+    ctl: &mut Control,
+    rng: &mut Rng,
+    orders: &mut Vec<u64>,
+    algos: &mut Vec<u64>,
+    refused: &mut u64,
+) {
+    let key = RESYNC_KEY;
+    let symbol = ["BTCUSDT", "ETHUSDT"][rng.below(2)];
+    let side = ["BUY", "SELL"][rng.below(2)];
+    let pick = |v: &Vec<u64>, rng: &mut Rng| v[rng.below(v.len())];
+    let r = match rng.below(10) {
+        0..=2 => {
+            let r = ctl.send(
+                json!({"cmd": "order_place", "api_key": key, "symbol": symbol,
+                "side": side, "quantity": "0.004", "price": (1000 + rng.below(1000)).to_string()}),
+            );
+            orders.push(r["order_id"].as_u64().expect("an order id"));
+            r
+        }
+        3 | 4 if !orders.is_empty() => {
+            let id = pick(orders, rng);
+            let qty = ["0.001", "0.002"][rng.below(2)];
+            ctl.send(json!({"cmd": "order_fill", "api_key": key, "order_id": id, "quantity": qty}))
+        }
+        5 if !orders.is_empty() => {
+            let id = pick(orders, rng);
+            ctl.send(json!({"cmd": "order_fill", "api_key": key, "order_id": id}))
+        }
+        6 if !orders.is_empty() => {
+            let id = pick(orders, rng);
+            ctl.send(json!({"cmd": "order_cancel", "api_key": key, "order_id": id}))
+        }
+        7 if !orders.is_empty() => {
+            let id = pick(orders, rng);
+            let price = (1000 + rng.below(1000)).to_string();
+            ctl.send(json!({"cmd": "order_amend", "api_key": key, "order_id": id, "price": price}))
+        }
+        8 => {
+            let r = ctl.send(json!({"cmd": "algo_place", "api_key": key, "symbol": symbol,
+                "side": side, "quantity": "0.002", "trigger_price": (1000 + rng.below(1000)).to_string()}));
+            algos.push(r["algo_id"].as_u64().expect("an algo id"));
+            r
+        }
+        9 if !algos.is_empty() => {
+            let id = pick(algos, rng);
+            let cmd = ["algo_trigger", "algo_cancel"][rng.below(2)];
+            ctl.send(json!({"cmd": cmd, "api_key": key, "algo_id": id}))
+        }
+        _ => ctl.send(json!({"cmd": "deposit", "api_key": key, "asset": "USDT", "amount": "10"})),
+    };
+    // A fill larger than what is left is refused: the exchange knows best.
+    if r["ok"] == false {
+        *refused += 1;
+    }
+    let open = ctl.send(json!({"cmd": "snapshot", "api_key": key}));
+    let ids = |list: &Value, field: &str| -> Vec<u64> {
+        let ids = list.as_array().unwrap().iter();
+        ids.map(|o| o[field].as_u64().unwrap()).collect()
+    };
+    *orders = ids(&open["open_orders"], "orderId");
+    *algos = ids(&open["open_algo_orders"], "algoId");
+}
+
+/// A fault on the snapshot's own path: the REST requests.
+fn inject_rest(ctl: &mut Control, rng: &mut Rng) -> &'static str {
+    let (name, cmd) = match rng.below(5) {
+        0 => (
+            "rest 429",
+            json!({"cmd": "fail", "method": "REST", "status": 429, "code": -1003,
+                   "msg": "Too many requests.", "retry_after_ms": 1000}),
+        ),
+        1 => (
+            "rest 418",
+            json!({"cmd": "fail", "method": "REST", "status": 418, "code": -1003,
+                   "msg": "Way too many requests; IP banned.", "retry_after_ms": 1000}),
+        ),
+        2 => (
+            "rest -1021",
+            json!({"cmd": "fail", "method": "REST", "status": 400, "code": -1021,
+                   "msg": "Timestamp for this request is outside of the recvWindow."}),
+        ),
+        3 => (
+            "rest delay",
+            json!({"cmd": "delay", "method": "REST", "ms": 50 + rng.below(REQUEST_MS as usize + 1000)}),
+        ),
+        _ => (
+            "rest reset",
+            json!({"cmd": "reset_mid_request", "method": "REST"}),
+        ),
+    };
+    ctl.send(cmd);
+    name
+}
+
+/// The soak with automatic resync: the account trades under the same random
+/// faults (and faults on the REST requests the snapshots make), the reader
+/// applies gaps, snapshots and events by the README's merge rule, and once
+/// the faults stop the application holds exactly the exchange's state.
+#[test]
+fn resync_soak_under_random_faults() {
+    use binance_uds::engine::event::{ACCOUNT_SNAPSHOT, ACCOUNT_SNAPSHOT_FAILED};
+    use common::book::{truth, Book};
+
+    let duration = soak_time();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    println!("resync soak: {duration:?}, seed {seed:#x}");
+    let ex = Exchange::start(&[
+        "--ping-interval-ms",
+        "1000",
+        "--api-weight-per-min",
+        "0",
+        "--stream-connects-per-5min",
+        "0",
+        "--account",
+        &format!("{RESYNC_KEY}:{RESYNC_SECRET}"),
+    ]);
+    let mut cfg = Config::default();
+    cfg.set_api_key(RESYNC_KEY).unwrap();
+    cfg.set_secret_key(RESYNC_SECRET).unwrap();
+    cfg.set_endpoint(&ex.ws_api).unwrap();
+    cfg.set_stream_endpoint(&ex.stream).unwrap();
+    cfg.set_rest_endpoint(&ex.rest).unwrap();
+    cfg.add_root_certificate_pem(ex.ca_pem.as_ref().unwrap())
+        .unwrap();
+    cfg.set_timeouts_ms(CONNECT_MS as u32, REQUEST_MS as u32)
+        .unwrap();
+    cfg.set_reconnect_backoff_ms(50, 1000).unwrap();
+    cfg.set_keepalive_interval_ms(500).unwrap();
+    cfg.set_account_resync(1).unwrap();
+    let client = Arc::new(Client::new(&cfg).unwrap());
+    let stream = Arc::new(UserStream::open(&client, None).unwrap());
+
+    // The reader: the application's book and what it was told, in order.
+    let book = Arc::new(Mutex::new(Book::default()));
+    let kinds = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (s, book, kinds, stop) = (stream.clone(), book.clone(), kinds.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let Some(ev) = s.next(Duration::from_millis(200)).unwrap() else {
+                    continue;
+                };
+                let v: Value = serde_json::from_str(ev.json()).unwrap();
+                let mut b = book.lock().unwrap();
+                if ev.kind() == ACCOUNT_SNAPSHOT {
+                    assert!(ev.is_library());
+                    *b = Book::from_snapshot(&v);
+                } else if !ev.is_library() {
+                    b.apply(&v);
+                }
+                kinds.lock().unwrap().push(ev.kind().to_owned());
+            }
+        })
+    };
+
+    // The application's own calls, which take their share of the faults
+    // (without them every fault would wait for the stream's next request).
+    let caller = {
+        let (c, stop) = (client.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = c.listen_key_keepalive();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+
+    let mut ctl = Control::connect(ex.control);
+    ctl.send(json!({"cmd": "deposit", "api_key": RESYNC_KEY, "asset": "USDT", "amount": "100000"}));
+    let mut rng = Rng::new(seed);
+    let (mut orders, mut algos) = (Vec::new(), Vec::new());
+    let mut faults = BTreeMap::<&'static str, u64>::new();
+    let mut spam_on = false;
+    let (mut trades, mut refused) = (0u64, 0u64);
+    let t0 = Instant::now();
+    let warm_up = (duration / 10).max(Duration::from_secs(3));
+    let mut start_figures = None;
+    while t0.elapsed() < duration {
+        for _ in 0..1 + rng.below(8) {
+            trade_once(&mut ctl, &mut rng, &mut orders, &mut algos, &mut refused);
+            trades += 1;
+        }
+        let name = if rng.below(4) == 0 {
+            inject_rest(&mut ctl, &mut rng)
+        } else {
+            inject(&mut ctl, &mut rng, &mut spam_on, RESYNC_KEY)
+        };
+        *faults.entry(name).or_default() += 1;
+        for _ in 0..rng.below(4) {
+            trade_once(&mut ctl, &mut rng, &mut orders, &mut algos, &mut refused);
+            trades += 1;
+        }
+        std::thread::sleep(Duration::from_millis(10 + rng.below(200) as u64));
+        if start_figures.is_none() && t0.elapsed() >= warm_up {
+            start_figures = Some((rss_kib(), open_fds()));
+        }
+    }
+    let (rss_start, fds_start) = start_figures.unwrap_or((rss_kib(), open_fds()));
+
+    // Faults off: the stream comes back, heals its last gap, and the
+    // application's book is the exchange's.
+    ctl.send(json!({"cmd": "reset"}));
+    let want = truth(&ex, RESYNC_KEY);
+    let settle = Instant::now();
+    // (Locks in the reader's order: book, then kinds.)
+    let healed = || {
+        let book = book.lock().unwrap();
+        let kinds = kinds.lock().unwrap();
+        let last_gap = kinds.iter().rposition(|k| k == STREAM_GAP);
+        book.state() == want
+            && last_gap.is_none_or(|g| kinds[g..].iter().any(|k| k == ACCOUNT_SNAPSHOT))
+    };
+    while !healed() {
+        assert!(
+            settle.elapsed() < HEAL_WITHIN,
+            "the book never healed after the faults stopped: {:?}\nbook  {}\ntruth {want}\nlast events {:?}",
+            stream.health(),
+            book.lock().unwrap().state(),
+            kinds.lock().unwrap().iter().rev().take(12).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let healed_in = settle.elapsed();
+    // Quiet for a moment: nothing later undoes it.
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+    caller.join().unwrap();
+    assert_eq!(book.lock().unwrap().state(), want, "undone after healing");
+    std::thread::sleep(Duration::from_millis(300));
+    let (rss_end, fds_end) = (rss_kib(), open_fds());
+
+    let kinds = std::mem::take(&mut *kinds.lock().unwrap());
+    let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
+    let (gaps, snapshots, failed) = (
+        count(STREAM_GAP),
+        count(ACCOUNT_SNAPSHOT),
+        count(ACCOUNT_SNAPSHOT_FAILED),
+    );
+    let rest = ex.stats()["requests"]["GET /fapi/v1/openOrders"]
+        .as_u64()
+        .unwrap_or(0);
+    println!(
+        "resync soak: ran {duration:?}, {trades} trades ({refused} refused), {} faults: {faults:?}",
+        faults.values().sum::<u64>()
+    );
+    println!(
+        "resync soak: {} events, gaps {gaps}, snapshots {snapshots}, failed snapshots {failed}, openOrders requests {rest}; healed {healed_in:?} after the faults stopped",
+        kinds.len()
+    );
+    println!("resync soak: RSS {rss_start} KiB -> {rss_end} KiB, fds {fds_start} -> {fds_end}");
+    // The faults start at once: the first snapshot may fail, and say so.
+    assert!(
+        [ACCOUNT_SNAPSHOT, ACCOUNT_SNAPSHOT_FAILED].contains(&kinds[0].as_str()),
+        "the first event is {}",
+        kinds[0]
+    );
+    // Gaps that come while a snapshot is taken coalesce into the next one.
+    assert!(
+        snapshots <= gaps + 1,
+        "more snapshots than gaps: {gaps} gaps, {snapshots} snapshots"
+    );
+    let last_gap = kinds.iter().rposition(|k| k == STREAM_GAP);
+    assert!(
+        last_gap.is_none_or(|g| kinds[g..].iter().any(|k| k == ACCOUNT_SNAPSHOT)),
+        "the last gap is healed"
+    );
+    // One snapshot in flight: each openOrders request is one attempt, and
+    // each attempt ends in a snapshot or a reported failure (or is the one
+    // a fault cut short and the library sent again).
+    assert!(
+        rest as usize <= 2 * (snapshots + failed) + 1,
+        "{rest} openOrders requests for {snapshots} snapshots and {failed} failures"
+    );
     assert!(
         rss_end < rss_start + 20 * 1024,
         "RSS grew from {rss_start} KiB to {rss_end} KiB"

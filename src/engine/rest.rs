@@ -608,6 +608,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A refusal made here, before anything was sent (the weight left this
+/// minute, or a 429/418's time not yet come): RATE_LIMITED with no HTTP
+/// status, which [`refused_unsent`] tells apart from the server's own.
 fn rate_limited(message: String, until: i64) -> Error {
     Error {
         status: Status::RateLimited,
@@ -616,6 +619,12 @@ fn rate_limited(message: String, until: i64) -> Error {
         http_status: 0,
         retry_after_ms: until,
     }
+}
+
+/// Whether `e` is the library's own refusal to send (see [`rate_limited`]):
+/// waiting until its time is enough, it says nothing of the server.
+pub fn refused_unsent(e: &Error) -> bool {
+    e.status == Status::RateLimited && e.http_status == 0
 }
 
 /// `Host`: the host, and the port unless it is the scheme's default.

@@ -12,7 +12,7 @@ use crate::engine::client::listen_key_of;
 use crate::engine::config::StreamForm;
 use crate::engine::error::{Error, Result};
 use crate::engine::event::{now_ms, Event, ACCOUNT_SNAPSHOT_FAILED, STREAM_DISCONNECTED};
-use crate::engine::rest::Rest;
+use crate::engine::rest::{refused_unsent, Rest};
 use crate::engine::retry::retry_wait;
 use crate::engine::session::Session;
 use serde_json::json;
@@ -26,9 +26,15 @@ use tokio::time::{sleep_until, Instant};
 /// A connection that lived this long was healthy: the backoff starts over.
 const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 /// A failed account snapshot is retried after at least this, and at most
-/// (unless the server says longer) this backoff cap.
+/// (unless the server says longer) this backoff cap: the interval at which
+/// Binance.Net's UserDataTracker polls while disconnected, so that a book
+/// is never stale for longer than 30 s after REST recovers.
 const RESYNC_RETRY_MIN: Duration = Duration::from_secs(1);
-const RESYNC_BACKOFF_MAX: Duration = Duration::from_secs(60);
+const RESYNC_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A snapshot the library declined to send (weight or a 429/418's time)
+/// is tried at that time plus up to this, so that the streams of many
+/// accounts refused together do not all try again in the same instant.
+const RESYNC_SPREAD: Duration = Duration::from_secs(1);
 /// A failed keepalive is retried after this (or the interval, if shorter).
 const KEEPALIVE_RETRY: Duration = Duration::from_secs(10);
 
@@ -184,15 +190,16 @@ impl Runner {
     }
 
     /// A snapshot is wanted (the stream opened, or a gap): fetch one now,
-    /// or right after the one in flight, which may predate the gap.
+    /// or right after the one in flight, which may predate the gap, or at
+    /// the retry already scheduled after a failure (which comes after the
+    /// gap too: a flapping stream does not cut the backoff short).
     fn want_snapshot(&mut self) {
         let Some(r) = self.resync.as_mut() else {
             return;
         };
         if r.in_flight.is_some() {
             r.again = true;
-        } else {
-            r.retry_at = None;
+        } else if r.retry_at.is_none() {
             self.start_snapshot();
         }
     }
@@ -224,8 +231,7 @@ impl Runner {
             Err(e) => {
                 // Held events cannot wait for the retry: they go now,
                 // behind the report; the retry holds again.
-                r.backoff.failed(e.retry_after_ms);
-                let wait = r.backoff.delay().unwrap_or(RESYNC_RETRY_MIN);
+                let wait = snapshot_retry_wait(&mut r.backoff, &e);
                 r.again = false;
                 r.retry_at = Some(Instant::now() + wait);
                 self.sink.shared.queue.release(Event::library(
@@ -417,6 +423,19 @@ impl Runner {
     }
 }
 
+/// How long after the failure `e` a snapshot is tried again.
+fn snapshot_retry_wait(backoff: &mut Backoff, e: &Error) -> Duration {
+    if refused_unsent(e) {
+        // Nothing was sent: the wait is known, the server has not failed
+        // again, the backoff does not grow.
+        let until = retry_wait(e.retry_after_ms, now_ms()).unwrap_or_default();
+        until + jitter(Duration::ZERO, RESYNC_SPREAD)
+    } else {
+        backoff.failed(e.retry_after_ms);
+        backoff.delay().unwrap_or(RESYNC_RETRY_MIN)
+    }
+}
+
 /// The gap (and renewal) to report once the stream is subscribed to `key`.
 fn resume_of(t: &Trouble, key: &str, old: &str, reconnected: bool) -> Resume {
     Resume {
@@ -432,4 +451,47 @@ fn resume_of(t: &Trouble, key: &str, old: &str, reconnected: bool) -> Resume {
 /// many streams opened together do not ping in one burst.
 fn first_keepalive(interval: Duration) -> Instant {
     Instant::now() + jitter(interval / 2, interval)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::error::Status;
+
+    fn unsent(in_ms: i64) -> Error {
+        let mut e = Error::new(Status::RateLimited, "nothing sent");
+        e.retry_after_ms = now_ms() + in_ms;
+        e
+    }
+
+    #[test]
+    fn a_refusal_to_send_waits_its_time_and_does_not_grow_the_backoff() {
+        let mut b = Backoff::new(RESYNC_RETRY_MIN, RESYNC_BACKOFF_MAX);
+        for _ in 0..10 {
+            let w = snapshot_retry_wait(&mut b, &unsent(2000));
+            assert!(
+                w >= Duration::from_millis(1900) && w <= Duration::from_millis(3000),
+                "{w:?}"
+            );
+        }
+        // The server's first real failure then starts at the first step.
+        let w = snapshot_retry_wait(&mut b, &Error::timeout("no answer"));
+        assert!(w <= RESYNC_RETRY_MIN, "{w:?}");
+    }
+
+    #[test]
+    fn server_failures_back_off_to_the_cap_and_honour_retry_after() {
+        let mut b = Backoff::new(RESYNC_RETRY_MIN, RESYNC_BACKOFF_MAX);
+        let mut last = Duration::ZERO;
+        for _ in 0..12 {
+            last = snapshot_retry_wait(&mut b, &Error::timeout("no answer"));
+            assert!(last <= RESYNC_BACKOFF_MAX, "{last:?}");
+        }
+        assert!(last >= RESYNC_BACKOFF_MAX / 2, "{last:?}");
+        let mut e = Error::new(Status::RateLimited, "HTTP 429");
+        e.http_status = 429;
+        e.retry_after_ms = now_ms() + 90_000;
+        let w = snapshot_retry_wait(&mut b, &e);
+        assert!(w >= Duration::from_secs(89), "the server's time: {w:?}");
+    }
 }
