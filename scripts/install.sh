@@ -91,7 +91,7 @@ soname=$(readelf -d "$release/libbinance_uds.so" |
 [ -n "$soname" ] ||
     die "$release/libbinance_uds.so has no SONAME: it was built before build.rs set one; rebuild it"
 shared_file=libbinance_uds.so.$version
-if readelf -h "$release/libbinance_uds.so" | grep -q 'Class:[[:space:]]*ELF64'; then
+if readelf -h "$release/libbinance_uds.so" | grep 'Class:[[:space:]]*ELF64' >/dev/null; then
     sizeof_void_p=8
 else
     sizeof_void_p=4

@@ -391,6 +391,58 @@ fn shared_connections_route_every_event_to_its_own_account_only() {
 }
 
 #[test]
+fn many_accounts_opening_at_once_share_one_connection_within_its_message_limit() {
+    // The exchange closes a connection that sends more than 10 messages a
+    // second (Binance's limit): 150 accounts opening from 24 threads at once
+    // must be batched and paced onto one connection, not refused.
+    const N: usize = 150;
+    let ex = Exchange::start(&[]);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let openers: Vec<_> = (0..24)
+        .map(|_| {
+            let (next, ex_api, ex_stream, ca) = (
+                next.clone(),
+                ex.ws_api.clone(),
+                ex.stream.clone(),
+                ex.ca_pem.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= N {
+                        return mine;
+                    }
+                    let mut cfg = Config::default();
+                    cfg.set_api_key(&account(i)).unwrap();
+                    cfg.set_endpoint(&ex_api).unwrap();
+                    cfg.set_stream_endpoint(&ex_stream).unwrap();
+                    cfg.add_root_certificate_pem(ca.as_deref().unwrap())
+                        .unwrap();
+                    let client = Client::new(&cfg).unwrap();
+                    let s = UserStream::open(&client, None)
+                        .unwrap_or_else(|e| panic!("account {i}: {e:?}"));
+                    mine.push((i, client, s));
+                }
+            })
+        })
+        .collect();
+    let streams: Vec<_> = openers
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(streams.len(), N);
+    assert_eq!(ex.stats()["stream_connections_total"], 1);
+    for (i, _, s) in &streams {
+        emit_marked(ex.control, *i, 1);
+        let ev = s.next(Duration::from_secs(10)).unwrap().expect("an event");
+        assert_eq!(ev.get("/acct").as_deref(), Some(i.to_string().as_str()));
+        let h = s.health();
+        assert_eq!((h.reconnects, h.connection_streams), (0, N as u64), "{h:?}");
+    }
+}
+
+#[test]
 fn one_accounts_renewal_on_a_shared_connection_leaves_the_others_alone() {
     let ex = Exchange::start(&[]);
     let streams = accounts(&ex, 4, 10);

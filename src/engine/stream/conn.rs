@@ -51,6 +51,12 @@ const SHUTDOWN_REPLACE_MAX: Duration = Duration::from_millis(500);
 /// incoming messages per second: pongs count against it too, and we send
 /// one per server ping (every 3 minutes), so two are left spare.
 const MAX_REQUESTS_PER_SEC: usize = 8;
+/// Past this many requests in the last second, the next waits at least
+/// `REQUEST_SPACING` after the one before: a burst would spend the second's
+/// allowance on one key each, while spaced requests carry every key queued
+/// meanwhile (many accounts opening at once subscribe in few messages).
+const REQUEST_BURST: usize = 2;
+const REQUEST_SPACING: Duration = Duration::from_millis(1000 / MAX_REQUESTS_PER_SEC as u64);
 /// ListenKeys per SUBSCRIBE or UNSUBSCRIBE message.
 const MAX_PARAMS: usize = 100;
 /// Events read in one go before the readers are woken.
@@ -875,11 +881,16 @@ impl Task {
         {
             self.sent.pop_front();
         }
-        if self.sent.len() < MAX_REQUESTS_PER_SEC {
+        let window = if self.sent.len() < MAX_REQUESTS_PER_SEC {
             Some(now)
         } else {
             self.sent.front().map(|t| *t + Duration::from_secs(1))
-        }
+        };
+        let spaced = match self.sent.back() {
+            Some(last) if self.sent.len() >= REQUEST_BURST => *last + REQUEST_SPACING,
+            _ => now,
+        };
+        window.map(|w| w.max(spaced))
     }
 
     /// Sends one SUBSCRIBE (or, with none waiting, one UNSUBSCRIBE).
