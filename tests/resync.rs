@@ -215,19 +215,29 @@ fn flapping_never_storms_and_still_heals() {
     );
 }
 
+/// Opens a stream whose first snapshot is refused (429 on openOrders, retry
+/// after `retry_after_ms`); returns it with the failure it reported first.
+fn open_with_first_snapshot_refused(
+    ex: &Exchange,
+    retry_after_ms: u64,
+) -> (Client, UserStream, binance_uds::engine::event::Event) {
+    ex.control(
+        json!({"cmd": "fail", "method": "GET /fapi/v1/openOrders", "status": 429, "code": -1003,
+                      "msg": "Too many requests", "retry_after_ms": retry_after_ms}),
+    );
+    let client = Client::new(&config(ex)).unwrap();
+    let s = UserStream::open(&client, None).unwrap();
+    let failed = s.next(Duration::from_secs(10)).unwrap().expect("an event");
+    assert_eq!(failed.kind(), ACCOUNT_SNAPSHOT_FAILED, "{}", failed.json());
+    (client, s, failed)
+}
+
 #[test]
 fn a_failed_snapshot_is_reported_and_retried_without_holding_events_back() {
     let ex = exchange();
     // The first snapshot's open-orders request is rate limited.
-    ex.control(
-        json!({"cmd": "fail", "method": "GET /fapi/v1/openOrders", "status": 429, "code": -1003,
-                      "msg": "Too many requests", "retry_after_ms": 1500}),
-    );
-    let client = Client::new(&config(&ex)).unwrap();
-    let s = UserStream::open(&client, None).unwrap();
+    let (_client, s, failed) = open_with_first_snapshot_refused(&ex, 1500);
     let mut book = Book::default();
-    let failed = s.next(Duration::from_secs(10)).unwrap().expect("an event");
-    assert_eq!(failed.kind(), ACCOUNT_SNAPSHOT_FAILED, "{}", failed.json());
     assert!(failed.is_library());
     assert_eq!(
         failed.get("/status").as_deref(),
@@ -253,15 +263,8 @@ fn a_failed_snapshot_is_reported_and_retried_without_holding_events_back() {
 #[test]
 fn a_gap_while_a_retry_waits_is_healed_by_that_retry() {
     let ex = exchange();
-    ex.control(
-        json!({"cmd": "fail", "method": "GET /fapi/v1/openOrders", "status": 429, "code": -1003,
-                      "msg": "Too many requests", "retry_after_ms": 3000}),
-    );
-    let client = Client::new(&config(&ex)).unwrap();
-    let s = UserStream::open(&client, None).unwrap();
+    let (_client, s, failed) = open_with_first_snapshot_refused(&ex, 3000);
     let mut book = Book::default();
-    let failed = s.next(Duration::from_secs(10)).unwrap().expect("an event");
-    assert_eq!(failed.kind(), ACCOUNT_SNAPSHOT_FAILED, "{}", failed.json());
     let retry_at = Instant::now()
         + Duration::from_millis(failed.get("/retry_in_ms").unwrap().parse().unwrap());
     // A flapping stream: two gaps while the retry waits.

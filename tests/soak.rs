@@ -160,36 +160,59 @@ fn inject(ctl: &mut Control, rng: &mut Rng, spam_on: &mut bool, key: &str) -> &'
     name
 }
 
-#[test]
-fn soak_under_random_faults() {
-    let duration = soak_time();
-    let seed = std::time::SystemTime::now()
+/// A seed from the clock, printed so that a failing run can be read back.
+fn seed() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64
-        | 1;
-    println!("soak: {duration:?}, seed {seed:#x}");
-    // Threads keep alive back to back, far above Binance's 2400 request
-    // weight a minute: the soak is about faults, so those limits are off
-    // (429s are among its faults anyway).
-    let ex = Exchange::start(&[
+        | 1
+}
+
+/// The exchange of a soak: pings every second. The calls come far above
+/// Binance's 2400 request weight a minute: the soak is about faults, so
+/// those limits are off (429s are among its faults anyway).
+fn soak_exchange(extra: &[&str]) -> Exchange {
+    let mut args = vec![
         "--ping-interval-ms",
         "1000",
         "--api-weight-per-min",
         "0",
         "--stream-connects-per-5min",
         "0",
-    ]);
-    let mut cfg = Config::default();
-    cfg.set_api_key(KEY).unwrap();
-    cfg.set_endpoint(&ex.ws_api).unwrap();
-    cfg.set_stream_endpoint(&ex.stream).unwrap();
-    cfg.add_root_certificate_pem(ex.ca_pem.as_ref().unwrap())
-        .unwrap();
+    ];
+    args.extend_from_slice(extra);
+    Exchange::start(&args)
+}
+
+/// A soak client's config: short timeouts, fast backoff and keepalives.
+fn soak_config(ex: &Exchange, key: &str) -> Config {
+    let mut cfg = common::config(ex, key, REQUEST_MS as u32, 1000);
     cfg.set_timeouts_ms(CONNECT_MS as u32, REQUEST_MS as u32)
         .unwrap();
-    cfg.set_reconnect_backoff_ms(50, 1000).unwrap();
     cfg.set_keepalive_interval_ms(500).unwrap();
+    cfg
+}
+
+/// Memory and file descriptors stayed flat between the warm-up and the end.
+fn assert_flat((rss_start, fds_start): (u64, usize), (rss_end, fds_end): (u64, usize)) {
+    assert!(
+        rss_end < rss_start + 20 * 1024,
+        "RSS grew from {rss_start} KiB to {rss_end} KiB"
+    );
+    assert!(
+        fds_end <= fds_start + 5,
+        "file descriptors grew from {fds_start} to {fds_end}"
+    );
+}
+
+#[test]
+fn soak_under_random_faults() {
+    let duration = soak_time();
+    let seed = seed();
+    println!("soak: {duration:?}, seed {seed:#x}");
+    let ex = soak_exchange(&[]);
+    let cfg = soak_config(&ex, KEY);
     let client = Arc::new(Client::new(&cfg).unwrap());
     let stream = Arc::new(UserStream::open(&client, None).unwrap());
 
@@ -432,14 +455,7 @@ fn soak_under_random_faults() {
     );
     assert!(received.len() as u64 + missing == emitted.len() as u64);
     assert!(missing == 0 || gaps > 0);
-    assert!(
-        rss_end < rss_start + 20 * 1024,
-        "RSS grew from {rss_start} KiB to {rss_end} KiB"
-    );
-    assert!(
-        fds_end <= fds_start + 5,
-        "file descriptors grew from {fds_start} to {fds_end}"
-    );
+    assert_flat((rss_start, fds_start), (rss_end, fds_end));
     stream.close();
 }
 
@@ -467,7 +483,7 @@ fn trade_once(
                 json!({"cmd": "order_place", "api_key": key, "symbol": symbol,
                 "side": side, "quantity": "0.004", "price": (1000 + rng.below(1000)).to_string()}),
             );
-            orders.push(r["order_id"].as_u64().expect("an order id"));
+            r["order_id"].as_u64().expect("an order id");
             r
         }
         3 | 4 if !orders.is_empty() => {
@@ -491,7 +507,7 @@ fn trade_once(
         8 => {
             let r = ctl.send(json!({"cmd": "algo_place", "api_key": key, "symbol": symbol,
                 "side": side, "quantity": "0.002", "trigger_price": (1000 + rng.below(1000)).to_string()}));
-            algos.push(r["algo_id"].as_u64().expect("an algo id"));
+            r["algo_id"].as_u64().expect("an algo id");
             r
         }
         9 if !algos.is_empty() => {
@@ -555,34 +571,12 @@ fn resync_soak_under_random_faults() {
     use common::book::{truth, Book};
 
     let duration = soak_time();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
+    let seed = seed();
     println!("resync soak: {duration:?}, seed {seed:#x}");
-    let ex = Exchange::start(&[
-        "--ping-interval-ms",
-        "1000",
-        "--api-weight-per-min",
-        "0",
-        "--stream-connects-per-5min",
-        "0",
-        "--account",
-        &format!("{RESYNC_KEY}:{RESYNC_SECRET}"),
-    ]);
-    let mut cfg = Config::default();
-    cfg.set_api_key(RESYNC_KEY).unwrap();
+    let ex = soak_exchange(&["--account", &format!("{RESYNC_KEY}:{RESYNC_SECRET}")]);
+    let mut cfg = soak_config(&ex, RESYNC_KEY);
     cfg.set_secret_key(RESYNC_SECRET).unwrap();
-    cfg.set_endpoint(&ex.ws_api).unwrap();
-    cfg.set_stream_endpoint(&ex.stream).unwrap();
     cfg.set_rest_endpoint(&ex.rest).unwrap();
-    cfg.add_root_certificate_pem(ex.ca_pem.as_ref().unwrap())
-        .unwrap();
-    cfg.set_timeouts_ms(CONNECT_MS as u32, REQUEST_MS as u32)
-        .unwrap();
-    cfg.set_reconnect_backoff_ms(50, 1000).unwrap();
-    cfg.set_keepalive_interval_ms(500).unwrap();
     cfg.set_account_resync(1).unwrap();
     let client = Arc::new(Client::new(&cfg).unwrap());
     let stream = Arc::new(UserStream::open(&client, None).unwrap());
@@ -730,13 +724,6 @@ fn resync_soak_under_random_faults() {
         rest as usize <= 2 * (snapshots + failed) + 1,
         "{rest} openOrders requests for {snapshots} snapshots and {failed} failures"
     );
-    assert!(
-        rss_end < rss_start + 20 * 1024,
-        "RSS grew from {rss_start} KiB to {rss_end} KiB"
-    );
-    assert!(
-        fds_end <= fds_start + 5,
-        "file descriptors grew from {fds_start} to {fds_end}"
-    );
+    assert_flat((rss_start, fds_start), (rss_end, fds_end));
     stream.close();
 }

@@ -397,28 +397,20 @@ fn many_accounts_opening_at_once_share_one_connection_within_its_message_limit()
     // must be batched and paced onto one connection, not refused.
     const N: usize = 150;
     let ex = Exchange::start(&[]);
-    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Configs made here (the exchange stays on this thread); the opens race.
+    let todo: Vec<_> = (0..N)
+        .map(|i| (i, config(&ex, &account(i), SUBSCRIBE)))
+        .collect();
+    let todo = std::sync::Arc::new(std::sync::Mutex::new(todo));
     let openers: Vec<_> = (0..24)
         .map(|_| {
-            let (next, ex_api, ex_stream, ca) = (
-                next.clone(),
-                ex.ws_api.clone(),
-                ex.stream.clone(),
-                ex.ca_pem.clone(),
-            );
+            let todo = todo.clone();
             std::thread::spawn(move || {
                 let mut mine = Vec::new();
                 loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= N {
+                    let Some((i, cfg)) = todo.lock().unwrap().pop() else {
                         return mine;
-                    }
-                    let mut cfg = Config::default();
-                    cfg.set_api_key(&account(i)).unwrap();
-                    cfg.set_endpoint(&ex_api).unwrap();
-                    cfg.set_stream_endpoint(&ex_stream).unwrap();
-                    cfg.add_root_certificate_pem(ca.as_deref().unwrap())
-                        .unwrap();
+                    };
                     let client = Client::new(&cfg).unwrap();
                     let s = UserStream::open(&client, None)
                         .unwrap_or_else(|e| panic!("account {i}: {e:?}"));
