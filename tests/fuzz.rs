@@ -21,7 +21,7 @@
 //! the input file): add that input to the regression tests at the end of
 //! this file.
 
-use binance_uds::engine::answer::{self, Incoming};
+use binance_uds::engine::api::answer::{self, Incoming};
 use binance_uds::engine::event::{Event, UNPARSED};
 use binance_uds::engine::secret::Secret;
 use binance_uds::engine::Status;

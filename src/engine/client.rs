@@ -1,14 +1,14 @@
 //! A client: one WebSocket API session for one API key, and the listenKey
 //! methods on top of it.
 
+use super::api::session::{Session, SessionConfig};
 use super::config::Config;
-use super::connect::Dialer;
 use super::error::{Error, Result};
 use super::gate::Gate;
+use super::net::connect::Dialer;
+use super::net::runtime::RuntimeRef;
+use super::net::tls;
 use super::rest::{Rest, RestConfig};
-use super::runtime::RuntimeRef;
-use super::session::{Session, SessionConfig};
-use super::tls;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -33,7 +33,7 @@ impl Client {
             .ok_or_else(|| Error::invalid("cfg: no API key set (binance_config_set_api_key)"))?;
         let runtime = RuntimeRef::acquire()?;
         let api_dialer = Dialer {
-            read_buffer: super::connect::API_READ_BUFFER,
+            read_buffer: super::net::connect::API_READ_BUFFER,
             ..dialer(config, &config.endpoint)?
         };
         // Clients that would open the same connection share it (the key
@@ -178,7 +178,7 @@ pub fn listen_key_of(method: &str, result: &Value) -> Result<String> {
 }
 
 /// The dialer for one endpoint: shared TLS connector, proxy, timeout.
-pub fn dialer(config: &Config, endpoint: &super::url::Endpoint) -> Result<Dialer> {
+pub fn dialer(config: &Config, endpoint: &super::net::url::Endpoint) -> Result<Dialer> {
     Ok(Dialer {
         tls: if endpoint.tls {
             Some(tls::connector(&config.extra_roots)?)
@@ -187,7 +187,7 @@ pub fn dialer(config: &Config, endpoint: &super::url::Endpoint) -> Result<Dialer
         },
         proxy: config.proxy_for(endpoint)?,
         connect_timeout: config.connect_timeout,
-        read_buffer: super::connect::STREAM_READ_BUFFER,
+        read_buffer: super::net::connect::STREAM_READ_BUFFER,
     })
 }
 

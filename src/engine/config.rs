@@ -2,10 +2,10 @@
 //! the client is created.
 
 use super::error::{Error, Result};
+use super::net::tls;
+use super::net::url::{Endpoint, Proxy};
+use super::rest::sign::SigningKey;
 use super::secret::Secret;
-use super::sign::SigningKey;
-use super::tls;
-use super::url::{Endpoint, Proxy};
 use std::sync::Arc;
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -346,7 +346,7 @@ impl Config {
             return Ok(None);
         };
         if let Some(no) = env(&["NO_PROXY", "no_proxy"]) {
-            if super::url::no_proxy_matches(&no, &endpoint.host) {
+            if super::net::url::no_proxy_matches(&no, &endpoint.host) {
                 return Ok(None);
             }
         }

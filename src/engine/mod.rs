@@ -1,26 +1,24 @@
 //! The engine: safe Rust, no FFI. The C face in the crate root only
 //! translates to and from it.
+//!
+//! One folder per concern: `net/` (transport), `api/` (the WebSocket API
+//! session), `rest/` (signed REST), `stream/` (the user data stream); the
+//! files beside them are the small core every part shares.
 
-pub mod answer;
+pub mod api;
 pub mod backoff;
-pub mod block;
 pub mod client;
 pub mod config;
-pub mod connect;
 pub mod error;
 pub mod event;
 pub mod gate;
+pub mod net;
 pub mod queue;
 pub mod rest;
 pub mod retry;
-pub mod runtime;
 pub mod secret;
-pub mod session;
-pub mod sign;
 pub mod stream;
 pub mod text;
-pub mod tls;
-pub mod url;
 
 pub use client::Client;
 pub use config::Config;

@@ -19,10 +19,10 @@
 use super::wire::{self, Incoming};
 use super::Shared;
 use crate::engine::config::StreamForm;
-use crate::engine::connect::{Dialer, Ws};
 use crate::engine::error::{Error, Result, Status};
 use crate::engine::event::{now_ms, Event};
-use crate::engine::url::Endpoint;
+use crate::engine::net::connect::{Dialer, Ws};
+use crate::engine::net::url::Endpoint;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::json;
 use std::collections::{HashMap, VecDeque};

@@ -20,8 +20,8 @@ use super::config::Config;
 use super::error::{Error, Result, Status};
 use super::event::Event;
 use super::gate::Gate;
+use super::net::runtime::RuntimeRef;
 use super::queue::{Popped, Queue};
-use super::runtime::RuntimeRef;
 use super::Client;
 use conn::{ConnSettings, ConnStats, Sink};
 use std::sync::atomic::Ordering;
@@ -203,7 +203,7 @@ impl UserStream {
     /// Obtains the listenKey, subscribes it on a stream connection (see
     /// `conn`) and starts delivering. Blocks until subscribed or failed.
     pub fn open(client: &Client, callback: Option<Callback>) -> Result<UserStream> {
-        super::runtime::ensure_blocking_allowed("opening a stream")?;
+        super::net::runtime::ensure_blocking_allowed("opening a stream")?;
         let settings = Arc::new(StreamSettings::from_config(&client.config)?);
         let rest = if client.config.account_resync {
             Some(client.rest().map_err(|_| {
@@ -301,7 +301,7 @@ impl UserStream {
         self.gate.close(|| {});
         let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(task) = task {
-            if !super::runtime::on_runtime_thread() {
+            if !super::net::runtime::on_runtime_thread() {
                 let _ = self.runtime.handle().block_on(task);
             }
         }

@@ -6,7 +6,8 @@
 
 use super::conn::{Membership, Resume, Signal, Sink};
 use super::{mask, pool, StreamSettings};
-use crate::engine::answer::Answer;
+use crate::engine::api::answer::Answer;
+use crate::engine::api::session::Session;
 use crate::engine::backoff::{jitter, Backoff};
 use crate::engine::client::listen_key_of;
 use crate::engine::config::StreamForm;
@@ -14,7 +15,6 @@ use crate::engine::error::{Error, Result};
 use crate::engine::event::{now_ms, Event, ACCOUNT_SNAPSHOT_FAILED, STREAM_DISCONNECTED};
 use crate::engine::rest::{refused_unsent, Rest};
 use crate::engine::retry::retry_wait;
-use crate::engine::session::Session;
 use serde_json::json;
 use std::future::Future;
 use std::pin::Pin;

@@ -1,7 +1,7 @@
 //! Endpoint and proxy URLs: parsed once, checked for what the library allows.
 
-use super::error::{Error, Result};
-use super::secret::Secret;
+use crate::engine::error::{Error, Result};
+use crate::engine::secret::Secret;
 use std::net::IpAddr;
 use tokio_tungstenite::tungstenite::http::Uri;
 use zeroize::Zeroizing;

@@ -17,10 +17,10 @@
 //! the old one closes once the requests already on it are done.
 
 use super::answer::{self, Answer, Incoming};
-use super::connect::{Dialer, Ws};
-use super::error::{Error, Result, Status};
-use super::secret::Secret;
-use super::url::Endpoint;
+use crate::engine::error::{Error, Result, Status};
+use crate::engine::net::connect::{Dialer, Ws};
+use crate::engine::net::url::Endpoint;
+use crate::engine::secret::Secret;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
@@ -75,7 +75,7 @@ struct Shared {
     next_id: AtomicU64,
     readers: Mutex<Vec<JoinHandle<()>>>,
     connections_opened: AtomicU64,
-    spin: super::block::SpinPolicy,
+    spin: crate::engine::net::block::SpinPolicy,
     this: Weak<Shared>,
 }
 
@@ -243,9 +243,9 @@ impl Session {
     /// Sends `method` with the API key and waits for its answer. Blocks the
     /// calling thread, which must not be a runtime thread.
     pub fn request(&self, method: &str) -> Result<Answer> {
-        super::runtime::ensure_blocking_allowed("blocking calls")?;
+        crate::engine::net::runtime::ensure_blocking_allowed("blocking calls")?;
         let s = &self.shared;
-        super::block::block_on(&s.rt, &s.spin, self.request_async(method))
+        crate::engine::net::block::block_on(&s.rt, &s.spin, self.request_async(method))
     }
 
     /// The same as [`Session::request`], for callers already in async code.
@@ -370,7 +370,7 @@ impl Shared {
                 let _ = r.await;
             }
         };
-        if super::runtime::on_runtime_thread() {
+        if crate::engine::net::runtime::on_runtime_thread() {
             self.rt.spawn(work);
         } else {
             self.rt.block_on(work);
@@ -584,7 +584,7 @@ async fn read_loop(conn: Arc<Conn>, mut stream: SplitStream<Ws>, shared: Weak<Sh
                             "the server closed the connection (code {}{}{})",
                             u16::from(f.code),
                             if reason.is_empty() { "" } else { ": " },
-                            super::text::truncate(&reason, 120)
+                            crate::engine::text::truncate(&reason, 120)
                         )
                     }
                     None => "the server closed the connection".to_owned(),
@@ -663,7 +663,7 @@ fn read_error(e: tokio_tungstenite::tungstenite::Error) -> Error {
         }
         WsError::Capacity(c) => Error::protocol(format!(
             "the server sent a message over the {} MiB limit ({c}); connection replaced",
-            super::connect::MAX_MESSAGE >> 20
+            crate::engine::net::connect::MAX_MESSAGE >> 20
         )),
         WsError::Protocol(p) => Error::protocol(format!("WebSocket protocol violation: {p}")),
         WsError::Utf8(_) => Error::protocol("the server sent a text frame that is not UTF-8"),

@@ -23,14 +23,16 @@
 //! a snapshot starts, and after a 429/418 nothing is sent until the time
 //! the server gave (`Retry-After`).
 
-use super::answer::clean;
-use super::block::SpinPolicy;
-use super::connect::Dialer;
+pub mod sign;
+
+use self::sign::Signer;
+use super::api::answer::clean;
 use super::error::{Error, Result, Status};
 use super::event::{now_ms, Event, ACCOUNT_SNAPSHOT};
+use super::net::block::SpinPolicy;
+use super::net::connect::Dialer;
+use super::net::url::Endpoint;
 use super::secret::Secret;
-use super::sign::Signer;
-use super::url::Endpoint;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
@@ -229,7 +231,7 @@ impl Rest {
                 "blocking calls cannot be made on a thread that runs async tasks (a library callback, or a Tokio runtime's thread)",
             ));
         }
-        super::block::block_on(&self.rt, &self.spin, self.fetch_snapshot())
+        super::net::block::block_on(&self.rt, &self.spin, self.fetch_snapshot())
     }
 
     /// Server clock minus local clock, in ms (0 before the first snapshot).
@@ -631,7 +633,7 @@ pub fn refused_unsent(e: &Error) -> bool {
 fn host_header(base: &Endpoint) -> String {
     let default = if base.tls { 443 } else { 80 };
     if base.port == default {
-        super::url::host_port(&base.host, 0)
+        super::net::url::host_port(&base.host, 0)
             .trim_end_matches(":0")
             .to_owned()
     } else {

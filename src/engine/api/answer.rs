@@ -1,8 +1,8 @@
 //! Reading what the WebSocket API server sends: answers matched to requests
 //! by id, errors turned into statuses.
 
-use super::error::{Error, Status};
-use super::secret::Redact;
+use crate::engine::error::{Error, Status};
+use crate::engine::secret::Redact;
 use serde_json::Value;
 
 /// A successful answer.
@@ -164,14 +164,14 @@ fn rate_limited(status: i64, msg: Option<&str>, code: i64, retry_after: i64) -> 
 pub fn clean<R: Redact + ?Sized>(text: &str, secret: &R) -> String {
     let text: String = text.chars().filter(|c| !c.is_control()).collect();
     let text = secret.redact(&text);
-    super::text::truncate(&text, 512).into_owned()
+    crate::engine::text::truncate(&text, 512).into_owned()
 }
 
 /// The start of a message, cleaned. Cleaned before it is cut, so that no
 /// piece of a secret straddling the cut remains.
 fn excerpt<R: Redact + ?Sized>(text: &str, secret: &R) -> String {
     let clean = clean(text, secret);
-    format!("{:?}", super::text::truncate(&clean, 64))
+    format!("{:?}", crate::engine::text::truncate(&clean, 64))
 }
 
 #[cfg(test)]

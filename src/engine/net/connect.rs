@@ -1,9 +1,9 @@
 //! Opening a WebSocket: TCP (through an HTTP CONNECT proxy when configured),
 //! TLS with certificate and host name verification, then the upgrade.
 
-use super::error::{Error, Result, Status};
-use super::secret::Secret;
 use super::url::{host_port, Endpoint, Proxy};
+use crate::engine::error::{Error, Result, Status};
+use crate::engine::secret::Secret;
 use data_encoding::BASE64;
 use std::future::Future;
 use std::time::Duration;
@@ -193,7 +193,7 @@ pub(crate) async fn tunnel(proxy: &Proxy, target: &Endpoint) -> Result<TcpStream
         let status_line = status_line.lines().next().unwrap_or("");
         let shown: String = status_line.chars().filter(|c| !c.is_control()).collect();
         let shown = redact_credentials(&shown, proxy);
-        let shown = super::text::truncate(&shown, 120);
+        let shown = crate::engine::text::truncate(&shown, 120);
         return Err(Error::new(
             Status::ConnectFailed,
             format!("proxy refused CONNECT to {authority}: {shown}"),

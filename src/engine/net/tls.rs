@@ -5,7 +5,7 @@
 //! client would make every reconnect slow. Connectors are therefore cached
 //! process-wide, keyed by the extra roots the config added.
 
-use super::error::{Error, Result};
+use crate::engine::error::{Error, Result};
 use std::sync::{Arc, Mutex};
 
 const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
@@ -71,7 +71,7 @@ pub fn connector(extra_roots: &Arc<[String]>) -> Result<tokio_native_tls::TlsCon
     }
     let connector = builder.build().map_err(|e| {
         Error::new(
-            super::error::Status::TlsFailed,
+            crate::engine::error::Status::TlsFailed,
             format!("building the TLS context failed: {e}"),
         )
     })?;

@@ -18,8 +18,8 @@
 //! security" on the general-info page), and `signature` is appended last.
 //! The cryptography is RustCrypto's `hmac`/`sha2` and `ed25519-dalek`.
 
-use super::error::{Error, Result};
-use super::secret::Secret;
+use crate::engine::error::{Error, Result};
+use crate::engine::secret::Secret;
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::Signer as _;
 use hmac::Mac;

@@ -5,7 +5,7 @@
 //! Two worker threads serve every connection of every client; DNS look-ups
 //! may add up to two short-lived blocking threads.
 
-use super::error::{Error, Result};
+use crate::engine::error::{Error, Result};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::runtime::{Builder, Handle, Runtime};
