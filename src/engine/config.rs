@@ -2,13 +2,13 @@
 //! the client is created.
 
 use super::error::{Error, Result};
+use super::net::proxy::{self, Proxy};
 use super::net::tls;
-use super::net::url::{Endpoint, Proxy};
+use super::net::url::Endpoint;
 use super::rest::sign::SigningKey;
 use super::secret::Secret;
 use std::sync::Arc;
 use std::time::Duration;
-use zeroize::Zeroizing;
 
 pub const PRODUCTION_WS_API: &str = "wss://ws-fapi.binance.com/ws-fapi/v1";
 pub const TESTNET_WS_API: &str = "wss://testnet.binancefuture.com/ws-fapi/v1";
@@ -329,28 +329,13 @@ impl Config {
         Ok(())
     }
 
-    /// The proxy to use for `endpoint`: the explicit one, else HTTPS_PROXY
-    /// (or https_proxy, ALL_PROXY) unless NO_PROXY names the host.
+    /// The proxy to use for `endpoint`: the explicit one, else the
+    /// environment's ([`proxy::from_env`]).
     pub fn proxy_for(&self, endpoint: &Endpoint) -> Result<Option<Proxy>> {
-        if self.proxy.is_some() {
-            return Ok(self.proxy.clone());
+        match &self.proxy {
+            Some(p) => Ok(Some(p.clone())),
+            None => proxy::from_env(endpoint),
         }
-        // Wiped when dropped: a proxy URL may carry credentials.
-        let env = |names: &[&str]| {
-            names.iter().find_map(|n| {
-                let v = Zeroizing::new(std::env::var(n).ok()?);
-                (!v.trim().is_empty()).then_some(v)
-            })
-        };
-        let Some(url) = env(&["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]) else {
-            return Ok(None);
-        };
-        if let Some(no) = env(&["NO_PROXY", "no_proxy"]) {
-            if super::net::url::no_proxy_matches(&no, &endpoint.host) {
-                return Ok(None);
-            }
-        }
-        Proxy::parse(url.trim(), "HTTPS_PROXY").map(Some)
     }
 }
 

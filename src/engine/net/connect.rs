@@ -1,18 +1,15 @@
 //! Opening a WebSocket: TCP (through an HTTP CONNECT proxy when configured),
 //! TLS with certificate and host name verification, then the upgrade.
 
-use super::url::{host_port, Endpoint, Proxy};
+use super::proxy::{self, Proxy};
+use super::url::{host_port, Endpoint};
 use crate::engine::error::{Error, Result, Status};
-use crate::engine::secret::Secret;
-use data_encoding::BASE64;
 use std::future::Future;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use zeroize::Zeroizing;
 
 /// The largest message accepted from a server. A listenKey answer is under
 /// 1 KiB and the largest user data event a few KiB.
@@ -95,7 +92,12 @@ impl Dialer {
 
     async fn transport_unbounded(&self, endpoint: &Endpoint) -> Result<MaybeTlsStream<TcpStream>> {
         let tcp = match &self.proxy {
-            Some(proxy) => tunnel(proxy, endpoint).await?,
+            Some(p) => {
+                let tcp = tcp_connect(&p.host, p.port)
+                    .await
+                    .map_err(|e| e.context("proxy"))?;
+                proxy::tunnel(tcp, p, endpoint).await?
+            }
             None => tcp_connect(&endpoint.host, endpoint.port).await?,
         };
         let _ = tcp.set_nodelay(true);
@@ -141,133 +143,4 @@ pub(crate) async fn tcp_connect(host: &str, port: u16) -> Result<TcpStream> {
             format!("connecting to {} failed: {e}", host_port(host, port)),
         )
     })
-}
-
-/// Opens a tunnel to `target` through an HTTP CONNECT proxy.
-pub(crate) async fn tunnel(proxy: &Proxy, target: &Endpoint) -> Result<TcpStream> {
-    let mut tcp = tcp_connect(&proxy.host, proxy.port)
-        .await
-        .map_err(|e| e.context("proxy"))?;
-    let authority = target.authority();
-    let request = connect_request(&authority, proxy.credentials.as_ref());
-    tcp.write_all(request.as_bytes()).await.map_err(|e| {
-        Error::new(
-            Status::ConnectFailed,
-            format!("proxy: sending CONNECT failed: {e}"),
-        )
-    })?;
-    drop(request);
-
-    // Read the proxy's answer up to the blank line, byte by byte so nothing of
-    // the tunnelled stream is consumed. It is short and read once.
-    let mut head = Vec::with_capacity(256);
-    while !head.ends_with(b"\r\n\r\n") {
-        if head.len() > 8192 {
-            return Err(Error::new(
-                Status::ConnectFailed,
-                "proxy: answer to CONNECT longer than 8 KiB",
-            ));
-        }
-        let byte = tcp.read_u8().await.map_err(|e| {
-            Error::new(
-                Status::ConnectFailed,
-                format!("proxy: connection ended before answering CONNECT: {e}"),
-            )
-        })?;
-        head.push(byte);
-    }
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut answer = httparse::Response::new(&mut headers);
-    let code = match answer.parse(&head) {
-        Ok(httparse::Status::Complete(_)) => answer.code.unwrap_or(0),
-        Ok(httparse::Status::Partial) => 0,
-        Err(e) => {
-            return Err(Error::new(
-                Status::ConnectFailed,
-                format!("proxy: the answer to CONNECT is not HTTP/1.x ({e})"),
-            ))
-        }
-    };
-    if !(200..300).contains(&code) {
-        let status_line = String::from_utf8_lossy(&head);
-        let status_line = status_line.lines().next().unwrap_or("");
-        let shown: String = status_line.chars().filter(|c| !c.is_control()).collect();
-        let shown = redact_credentials(&shown, proxy);
-        let shown = crate::engine::text::truncate(&shown, 120);
-        return Err(Error::new(
-            Status::ConnectFailed,
-            format!("proxy refused CONNECT to {authority}: {shown}"),
-        ));
-    }
-    Ok(tcp)
-}
-
-/// The CONNECT request, built at its final size in a buffer wiped on drop:
-/// it carries the credentials in Base64.
-fn connect_request(authority: &str, credentials: Option<&Secret>) -> Zeroizing<String> {
-    const AUTH: &str = "Proxy-Authorization: Basic ";
-    let encoded_len = credentials.map_or(0, |c| BASE64.encode_len(c.len()));
-    let capacity = 64 + 2 * authority.len() + AUTH.len() + encoded_len;
-    let mut request = Zeroizing::new(String::with_capacity(capacity));
-    for part in [
-        "CONNECT ",
-        authority,
-        " HTTP/1.1\r\nHost: ",
-        authority,
-        "\r\n",
-    ] {
-        request.push_str(part);
-    }
-    if let Some(creds) = credentials {
-        request.push_str(AUTH);
-        BASE64.encode_append(creds.expose().as_bytes(), &mut request);
-        request.push_str("\r\n");
-    }
-    request.push_str("\r\n");
-    debug_assert_eq!(request.capacity(), capacity, "no reallocation left a copy");
-    request
-}
-
-/// The proxy's words without its credentials: a hostile proxy may echo
-/// them, whole, as the password alone, or Base64-encoded as they were sent.
-fn redact_credentials(text: &str, proxy: &Proxy) -> String {
-    let Some(creds) = &proxy.credentials else {
-        return text.to_owned();
-    };
-    let mut out = creds.redact(text);
-    if let Some((_, password)) = creds.expose().split_once(':') {
-        out = Secret::new(password).redact(&out);
-    }
-    Secret::from_string(BASE64.encode(creds.expose().as_bytes())).redact(&out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn connect_request_carries_basic_credentials() {
-        let creds = Secret::new("user:pass");
-        let r = connect_request("h:443", Some(&creds));
-        assert_eq!(
-            r.as_str(),
-            "CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\nProxy-Authorization: Basic dXNlcjpwYXNz\r\n\r\n"
-        );
-        let r = connect_request("[::1]:9", None);
-        assert_eq!(
-            r.as_str(),
-            "CONNECT [::1]:9 HTTP/1.1\r\nHost: [::1]:9\r\n\r\n"
-        );
-    }
-
-    #[test]
-    fn echoed_credentials_are_redacted_in_every_form() {
-        let proxy = Proxy::parse("http://user:s3cr3t@p:1", "proxy").unwrap();
-        let text = "407 user:s3cr3t s3cr3t dXNlcjpzM2NyM3Q=";
-        let out = redact_credentials(text, &proxy);
-        assert!(
-            !out.contains("s3cr3t") && !out.contains("dXNlcjpzM2NyM3Q"),
-            "{out}"
-        );
-    }
 }

@@ -3,6 +3,7 @@
 
 pub mod block;
 pub mod connect;
+pub mod proxy;
 pub mod runtime;
 pub mod tls;
 pub mod url;
