@@ -12,7 +12,7 @@
 #[allow(unused_imports)]
 mod common;
 
-use binance_uds::engine::stream::UserStream;
+use binance_uds::engine::UserStream;
 use binance_uds::engine::{Client, Config};
 use common::Exchange;
 use serde_json::json;

@@ -12,9 +12,9 @@
 #[allow(unused_imports)]
 mod common;
 
-use binance_uds::engine::event::{ACCOUNT_SNAPSHOT, STREAM_GAP};
-use binance_uds::engine::stream::UserStream;
 use binance_uds::engine::Client;
+use binance_uds::engine::UserStream;
+use binance_uds::engine::{ACCOUNT_SNAPSHOT, STREAM_GAP};
 use common::Exchange;
 use serde_json::json;
 use std::time::{Duration, Instant};

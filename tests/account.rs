@@ -4,8 +4,8 @@
 
 mod common;
 
-use binance_uds::engine::event::STREAM_GAP;
-use binance_uds::engine::stream::UserStream;
+use binance_uds::engine::UserStream;
+use binance_uds::engine::STREAM_GAP;
 use binance_uds::engine::{Client, Config, Status};
 use common::book::{truth, Book};
 use common::Exchange;

@@ -21,9 +21,9 @@
 //! the input file): add that input to the regression tests at the end of
 //! this file.
 
-use binance_uds::engine::api::answer::{self, Incoming};
-use binance_uds::engine::event::{Event, UNPARSED};
-use binance_uds::engine::secret::Secret;
+use binance_uds::engine::testing::answer::{self, Incoming};
+use binance_uds::engine::testing::{Secret, UNPARSED};
+use binance_uds::engine::Event;
 use binance_uds::engine::Status;
 use serde_json::Value;
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -4,7 +4,7 @@
 
 mod common;
 
-use binance_uds::engine::stream::UserStream;
+use binance_uds::engine::UserStream;
 use binance_uds::engine::{Client, Config};
 use common::Exchange;
 use std::time::{Duration, Instant};

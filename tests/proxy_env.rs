@@ -3,7 +3,7 @@
 
 mod common;
 
-use binance_uds::engine::stream::UserStream;
+use binance_uds::engine::UserStream;
 use binance_uds::engine::{Client, Config};
 use common::proxy::Proxy;
 use common::Exchange;

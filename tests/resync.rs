@@ -7,9 +7,9 @@
 
 mod common;
 
-use binance_uds::engine::event::{ACCOUNT_SNAPSHOT, ACCOUNT_SNAPSHOT_FAILED, STREAM_GAP};
-use binance_uds::engine::stream::UserStream;
+use binance_uds::engine::UserStream;
 use binance_uds::engine::{Client, Config, Status};
+use binance_uds::engine::{ACCOUNT_SNAPSHOT, ACCOUNT_SNAPSHOT_FAILED, STREAM_GAP};
 use common::book::{truth, Book};
 use common::Exchange;
 use serde_json::{json, Value};
@@ -31,7 +31,7 @@ fn config(ex: &Exchange) -> Config {
 }
 
 /// What the application does with each event; returns its type.
-fn apply(book: &mut Book, ev: &binance_uds::engine::event::Event) -> String {
+fn apply(book: &mut Book, ev: &binance_uds::engine::Event) -> String {
     let v: Value = serde_json::from_str(ev.json()).unwrap();
     if ev.kind() == ACCOUNT_SNAPSHOT {
         assert!(ev.is_library());
@@ -220,7 +220,7 @@ fn flapping_never_storms_and_still_heals() {
 fn open_with_first_snapshot_refused(
     ex: &Exchange,
     retry_after_ms: u64,
-) -> (Client, UserStream, binance_uds::engine::event::Event) {
+) -> (Client, UserStream, binance_uds::engine::Event) {
     ex.control(
         json!({"cmd": "fail", "method": "GET /fapi/v1/openOrders", "status": 429, "code": -1003,
                       "msg": "Too many requests", "retry_after_ms": retry_after_ms}),

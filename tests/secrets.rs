@@ -6,8 +6,8 @@
 
 mod common;
 
-use binance_uds::engine::event::Event;
-use binance_uds::engine::stream::UserStream;
+use binance_uds::engine::Event;
+use binance_uds::engine::UserStream;
 use binance_uds::engine::{Client, Config, Error, Status};
 use common::http::self_signed;
 use common::Exchange;

@@ -369,7 +369,7 @@ fn connect_transport_opens_the_same_path_without_the_upgrade() {
         .unwrap();
     for ex in [Exchange::start(&[]), Exchange::start_plain(&[])] {
         let cfg = config(&ex);
-        let dialer = binance_uds::engine::client::dialer(&cfg, &cfg.endpoint).unwrap();
+        let dialer = binance_uds::engine::testing::dialer(&cfg, &cfg.endpoint).unwrap();
         rt.block_on(async {
             let transport = dialer.connect_transport(&cfg.endpoint).await.unwrap();
             let tls = matches!(transport, MaybeTlsStream::NativeTls(_));

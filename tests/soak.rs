@@ -15,9 +15,9 @@ mod common;
 mod rng;
 use rng::Rng;
 
-use binance_uds::engine::event::{LISTEN_KEY_RENEWED, STREAM_DISCONNECTED, STREAM_GAP};
-use binance_uds::engine::stream::UserStream;
+use binance_uds::engine::UserStream;
 use binance_uds::engine::{Client, Config, Status};
+use binance_uds::engine::{LISTEN_KEY_RENEWED, STREAM_DISCONNECTED, STREAM_GAP};
 use common::Exchange;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
@@ -567,7 +567,7 @@ fn inject_rest(ctl: &mut Control, rng: &mut Rng) -> &'static str {
 /// the faults stop the application holds exactly the exchange's state.
 #[test]
 fn resync_soak_under_random_faults() {
-    use binance_uds::engine::event::{ACCOUNT_SNAPSHOT, ACCOUNT_SNAPSHOT_FAILED};
+    use binance_uds::engine::{ACCOUNT_SNAPSHOT, ACCOUNT_SNAPSHOT_FAILED};
     use common::book::{truth, Book};
 
     let duration = soak_time();

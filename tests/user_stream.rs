@@ -4,9 +4,9 @@
 
 mod common;
 
-use binance_uds::engine::event::{Event, LISTEN_KEY_RENEWED, STREAM_DISCONNECTED, STREAM_GAP};
-use binance_uds::engine::stream::UserStream;
+use binance_uds::engine::UserStream;
 use binance_uds::engine::{Client, Config, Status};
+use binance_uds::engine::{Event, LISTEN_KEY_RENEWED, STREAM_DISCONNECTED, STREAM_GAP};
 use common::proxy::Proxy;
 use common::stream::until;
 use common::Exchange;

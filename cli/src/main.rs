@@ -1,9 +1,9 @@
 //! `binance-uds`: listenKeys and the user data stream from the shell, on the
 //! library's own engine (`binance_uds::engine`). `--help` is the manual.
 
-use binance_uds::engine::config::{TESTNET_STREAM, TESTNET_WS_API};
-use binance_uds::engine::stream::{Health, UserStream};
 use binance_uds::engine::{Client, Config, Error, Status};
+use binance_uds::engine::{Health, UserStream};
+use binance_uds::engine::{TESTNET_STREAM, TESTNET_WS_API};
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;

@@ -133,6 +133,9 @@ impl Client {
         self.session.rate_limits().unwrap_or_else(|| "[]".into())
     }
 
+    /// The WebSocket API session, for tests that count its connections.
+    #[cfg(feature = "test-support")]
+    #[doc(hidden)]
     pub fn session(&self) -> &Arc<Session> {
         &self.session
     }

@@ -3,23 +3,49 @@
 //!
 //! One folder per concern: `net/` (transport), `api/` (the WebSocket API
 //! session), `rest/` (signed REST), `stream/` (the user data stream); the
-//! files beside them are the small core every part shares.
+//! files beside them are the small core every part shares. Everything is
+//! crate-private but the facade at the end of this file.
 
-pub mod api;
-pub mod backoff;
-pub mod client;
-pub mod config;
-pub mod error;
-pub mod event;
-pub mod gate;
-pub mod net;
-pub mod queue;
-pub mod rest;
-pub mod retry;
-pub mod secret;
-pub mod stream;
-pub mod text;
+pub(crate) mod api;
+pub(crate) mod backoff;
+pub(crate) mod client;
+pub(crate) mod config;
+pub(crate) mod error;
+pub(crate) mod event;
+pub(crate) mod gate;
+pub(crate) mod net;
+pub(crate) mod queue;
+pub(crate) mod rest;
+pub(crate) mod retry;
+pub(crate) mod secret;
+pub(crate) mod stream;
+pub(crate) mod text;
 
+// The facade. What the project's own tools (cli/, the benches, the tests)
+// use of the engine, and nothing else: every module above is crate-private.
+// It is not a stable API (the C functions are the library's API): it
+// changes with the tools that use it.
 pub use client::Client;
-pub use config::Config;
+pub use config::{Config, TESTNET_REST, TESTNET_STREAM, TESTNET_WS_API};
 pub use error::{Error, Result, Status};
+pub use event::{
+    Event, ACCOUNT_SNAPSHOT, ACCOUNT_SNAPSHOT_FAILED, LISTEN_KEY_RENEWED, STREAM_DISCONNECTED,
+    STREAM_GAP,
+};
+pub use stream::{Callback, Health, UserStream};
+
+/// What only the tests reach into: parsers they fuzz, connection counters.
+/// Built with the `test-support` feature, which the crate's own
+/// dev-dependency on itself turns on; never part of a shipped build.
+#[cfg(feature = "test-support")]
+#[doc(hidden)]
+pub mod testing {
+    pub use super::client::dialer;
+    pub use super::event::UNPARSED;
+    pub use super::secret::Secret;
+
+    /// The WebSocket API's answer parser.
+    pub mod answer {
+        pub use crate::engine::api::answer::{parse, Incoming};
+    }
+}

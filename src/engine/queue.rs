@@ -70,6 +70,7 @@ impl Queue {
     }
 
     /// Queues an event from the stream, or counts it as dropped when full.
+    #[cfg(test)]
     pub fn push(&self, ev: Event) {
         if self.push_deferred(ev) {
             self.ready.notify_one();

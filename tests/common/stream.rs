@@ -1,7 +1,7 @@
 //! Reading a user stream in tests.
 
-use binance_uds::engine::event::Event;
-use binance_uds::engine::stream::UserStream;
+use binance_uds::engine::Event;
+use binance_uds::engine::UserStream;
 use std::time::{Duration, Instant};
 
 /// Reads until an event of `kind` arrives, within 15 s; returns it and

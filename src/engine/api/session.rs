@@ -267,6 +267,7 @@ impl Session {
     }
 
     /// How many connections this session's connection manager has opened.
+    #[cfg(feature = "test-support")]
     pub fn connections_opened(&self) -> u64 {
         self.shared.connections_opened.load(Ordering::Relaxed)
     }
