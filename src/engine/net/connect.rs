@@ -15,7 +15,17 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// 1 KiB and the largest user data event a few KiB.
 pub const MAX_MESSAGE: usize = 4 << 20;
 
-pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// A WebSocket over any transport: TCP, TLS over TCP, or (in the stream
+/// connection's unit tests) an in-memory pipe.
+pub type Ws = WebSocketStream<Transport>;
+
+/// A connection's byte stream, boxed so that one WebSocket type serves
+/// every transport (one indirect call per read or write).
+pub type Transport = Box<dyn Io>;
+
+/// What a transport is.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for T {}
 
 /// Everything needed to open a connection.
 #[derive(Clone)]
@@ -54,10 +64,13 @@ impl Dialer {
             .max_message_size(Some(MAX_MESSAGE))
             .max_frame_size(Some(MAX_MESSAGE))
             .read_buffer_size(self.read_buffer);
-        let (ws, _response) =
-            tokio_tungstenite::client_async_with_config(request, transport, Some(config))
-                .await
-                .map_err(|e| handshake_error(endpoint, e))?;
+        let (ws, _response) = tokio_tungstenite::client_async_with_config(
+            request,
+            Box::new(transport) as Transport,
+            Some(config),
+        )
+        .await
+        .map_err(|e| handshake_error(endpoint, e))?;
         Ok(ws)
     }
 

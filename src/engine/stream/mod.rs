@@ -2,18 +2,23 @@
 //! renewal, reconnection, rotation and silence detection done for the user.
 //!
 //! - `conn`: one stream connection and the subscriptions it carries (the
-//!   SUBSCRIBE form by default; the query form on request), routing, pacing,
-//!   make-before-break rotation;
+//!   SUBSCRIBE form by default; the query form on request): its handle,
+//!   the serve loop and routing, request pacing, make-before-break
+//!   rotation;
+//! - `sink`: a stream as its connection sees it, and the signals it gets;
+//! - `shared`: a stream's queue and health, changed only through verbs;
 //! - `pool`: connections shared by streams configured alike;
 //! - `runner`: one task per stream, keeping its key alive and renewed and
 //!   moving it to a working connection, with a `binance.stream_gap` for
 //!   every span in which events may have been lost;
 //! - `wire`: what a stream connection receives, told apart;
-//! - this module: the handle the application holds, its queue and health.
+//! - this module: the handle the application holds.
 
 mod conn;
 pub mod pool;
 mod runner;
+mod shared;
+mod sink;
 mod wire;
 
 use super::config::Config;
@@ -21,14 +26,14 @@ use super::error::{Error, Result, Status};
 use super::event::Event;
 use super::gate::Gate;
 use super::net::runtime::RuntimeRef;
-use super::queue::{Popped, Queue};
+use super::queue::Popped;
 use super::Client;
-use conn::{ConnSettings, ConnStats, Sink};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use conn::ConnSettings;
+use shared::Shared;
+use sink::Sink;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 /// The callback form: called in order, from the stream's own thread.
 pub type Callback = Box<dyn FnMut(Event) + Send>;
@@ -144,51 +149,6 @@ impl Health {
     }
 }
 
-/// What the connection and the runner record for `health`.
-pub(crate) struct Info {
-    connected: bool,
-    subscribed: bool,
-    reconnects: u64,
-    last_event_ms: i64,
-    key_since: Instant,
-    last_keepalive_status: i32,
-    last_keepalive_ms: i64,
-    key_renewals: u64,
-    gaps: u64,
-    conn: Option<Arc<ConnStats>>,
-}
-
-/// A stream's queue and health, shared by its handle, its runner and its
-/// connection.
-pub(crate) struct Shared {
-    queue: Queue,
-    info: Mutex<Info>,
-}
-
-impl Shared {
-    fn new(capacity: usize) -> Shared {
-        Shared {
-            queue: Queue::new(capacity),
-            info: Mutex::new(Info {
-                connected: false,
-                subscribed: false,
-                reconnects: 0,
-                last_event_ms: 0,
-                key_since: Instant::now(),
-                last_keepalive_status: -1,
-                last_keepalive_ms: 0,
-                key_renewals: 0,
-                gaps: 0,
-                conn: None,
-            }),
-        }
-    }
-
-    fn info(&self) -> MutexGuard<'_, Info> {
-        self.info.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
 /// An open user data stream.
 pub struct UserStream {
     shared: Arc<Shared>,
@@ -220,7 +180,7 @@ impl UserStream {
             runtime
                 .handle()
                 .block_on(runner::establish(&session, &settings, &sink, |_| None))?;
-        shared.info().key_since = Instant::now();
+        shared.key_started();
         let runner = runner::Runner::new(session, settings, sink, signals, key, member, rest);
         let task = runtime.handle().spawn(runner.run());
         let callback_mode = callback.is_some();
@@ -258,26 +218,7 @@ impl UserStream {
     }
 
     pub fn health(&self) -> Health {
-        let (delivered, dropped, queued) = self.shared.queue.counts();
-        let i = self.shared.info();
-        let conn = i.conn.as_ref();
-        Health {
-            connected: i.connected,
-            subscribed: i.subscribed,
-            reconnects: i.reconnects,
-            events_delivered: delivered,
-            events_dropped: dropped,
-            events_queued: queued as u64,
-            last_event_ms: i.last_event_ms,
-            key_age_ms: i.key_since.elapsed().as_millis() as i64,
-            last_keepalive_status: i.last_keepalive_status,
-            last_keepalive_ms: i.last_keepalive_ms,
-            key_renewals: i.key_renewals,
-            gaps: i.gaps,
-            last_server_ping_ms: conn.map_or(0, |c| c.last_ping_ms.load(Ordering::Relaxed)),
-            connection_id: conn.map_or(0, |c| c.id),
-            connection_streams: conn.map_or(0, |c| c.streams.load(Ordering::Relaxed) as u64),
-        }
+        self.shared.health()
     }
 
     /// Ends the stream without freeing anything: blocked readers wake with

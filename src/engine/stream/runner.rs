@@ -4,7 +4,8 @@
 //! connection when its connection is lost. Whenever events may have been
 //! lost it queues a `binance.stream_gap` saying why and over what time.
 
-use super::conn::{Membership, Resume, Signal, Sink};
+use super::conn::Membership;
+use super::sink::{Resume, Signal, Sink};
 use super::{mask, pool, StreamSettings};
 use crate::engine::api::answer::Answer;
 use crate::engine::api::session::Session;
@@ -185,7 +186,7 @@ impl Runner {
             }
         }
         // The client was freed: nothing can keep this stream alive.
-        self.sink.shared.info().connected = false;
+        self.sink.shared.on_closed();
         self.sink.shared.queue.close();
     }
 
@@ -277,14 +278,10 @@ impl Runner {
     fn on_keepalive(&mut self, r: Result<Answer>) -> Option<Trouble> {
         let now = Instant::now();
         let r = r.and_then(|a| listen_key_of("userDataStream.ping", &a.result));
-        {
-            let mut i = self.sink.shared.info();
-            i.last_keepalive_status = match &r {
-                Ok(_) => 0,
-                Err(e) => e.status as i32,
-            };
-            i.last_keepalive_ms = now_ms();
-        }
+        self.sink.shared.on_keepalive(match &r {
+            Ok(_) => 0,
+            Err(e) => e.status as i32,
+        });
         let trouble = |reason, message: String| Trouble {
             reason,
             message,
@@ -366,12 +363,7 @@ impl Runner {
             .member
             .take()
             .is_some_and(|m| m.since.elapsed() >= HEALTHY_AFTER);
-        {
-            let mut i = self.sink.shared.info();
-            i.connected = false;
-            i.subscribed = false;
-            i.conn = None;
-        }
+        self.sink.shared.on_detached();
         self.sink.shared.queue.push_library(Event::library(
             STREAM_DISCONNECTED,
             now_ms(),

@@ -1,0 +1,281 @@
+//! The connection on an in-memory WebSocket (`from_raw_socket` over
+//! `tokio::io::duplex`) with tokio's paused clock: timings are exact and
+//! nothing touches the network.
+
+use super::handle::{Cmd, ConnHandle};
+use super::pacer::{Pacer, REQUEST_SPACING};
+use super::rotate::Dedup;
+use super::task::Task;
+use super::{ConnSettings, Link, Membership};
+use crate::engine::config::StreamForm;
+use crate::engine::event::Event;
+use crate::engine::net::connect::{Dialer, Transport, Ws};
+use crate::engine::net::url::Endpoint;
+use crate::engine::queue::Popped;
+use crate::engine::stream::shared::Shared;
+use crate::engine::stream::sink::{Signal, Sink};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::DuplexStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+const SILENCE: Duration = Duration::from_secs(10);
+
+fn settings() -> Arc<ConnSettings> {
+    Arc::new(ConnSettings {
+        // Never dialled: the tests hand the task its link.
+        base: Endpoint::parse("ws://127.0.0.1:9/private", "test").unwrap(),
+        dialer: Dialer {
+            tls: None,
+            proxy: None,
+            connect_timeout: TIMEOUT,
+            read_buffer: 4096,
+        },
+        form: StreamForm::Subscribe,
+        request_timeout: TIMEOUT,
+        silence: SILENCE,
+        rotate_after: Duration::from_secs(86400),
+        max_streams: 100,
+        sharing: false,
+        identity: 0,
+    })
+}
+
+/// The two ends of an in-memory WebSocket: ours and the server's.
+async fn pipe() -> (Ws, WebSocketStream<DuplexStream>) {
+    let (ours, theirs) = tokio::io::duplex(1 << 16);
+    let ours = WebSocketStream::from_raw_socket(Box::new(ours) as Transport, Role::Client, None);
+    let theirs = WebSocketStream::from_raw_socket(theirs, Role::Server, None);
+    (ours.await, theirs.await)
+}
+
+/// A connection task serving an in-memory link; returns its handle and
+/// the server's end.
+async fn serving() -> (Arc<ConnHandle>, WebSocketStream<DuplexStream>) {
+    let (ours, theirs) = pipe().await;
+    let (handle, rx) = ConnHandle::new();
+    let task = Task::new(settings(), handle.clone(), rx, None);
+    tokio::spawn(task.run_on(Link::new(ours)));
+    (handle, theirs)
+}
+
+/// A stream: its shared state, its sink and the signals its runner gets.
+fn stream() -> (Arc<Shared>, Arc<Sink>, mpsc::UnboundedReceiver<Signal>) {
+    let shared = Arc::new(Shared::new(100));
+    let (sink, signals) = Sink::new(shared.clone());
+    (shared, sink, signals)
+}
+
+/// The server's next text frame, as JSON.
+async fn read_json(server: &mut WebSocketStream<DuplexStream>) -> Value {
+    loop {
+        match server.next().await {
+            Some(Ok(Message::Text(t))) => return serde_json::from_str(t.as_str()).unwrap(),
+            Some(Ok(_)) => continue,
+            other => panic!("the connection ended: {other:?}"),
+        }
+    }
+}
+
+/// Reads one SUBSCRIBE, acknowledges it, and returns its keys.
+async fn ack_subscribe(server: &mut WebSocketStream<DuplexStream>) -> Vec<String> {
+    let req = read_json(server).await;
+    assert_eq!(req["method"], "SUBSCRIBE", "{req}");
+    let answer = serde_json::json!({ "result": null, "id": req["id"] });
+    server
+        .send(Message::text(answer.to_string()))
+        .await
+        .unwrap();
+    req["params"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Joins `key` on the connection while the server acknowledges it.
+async fn join(
+    handle: &Arc<ConnHandle>,
+    server: &mut WebSocketStream<DuplexStream>,
+    sink: &Arc<Sink>,
+    key: &str,
+) -> Membership {
+    assert!(handle.reserve(100));
+    let joining = Membership::join(handle.clone(), sink, key);
+    let (member, keys) = tokio::join!(joining, ack_subscribe(server));
+    assert_eq!(keys, [key]);
+    member.unwrap()
+}
+
+/// The events queued for a stream once the connection task has run.
+async fn queued(shared: &Shared) -> Vec<Event> {
+    // Lets the task read whatever the server sent (the clock is paused:
+    // this advances it only when every task is idle).
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let mut out = Vec::new();
+    while let Popped::Event(ev) = shared.queue.pop(Duration::ZERO) {
+        out.push(ev);
+    }
+    out
+}
+
+fn event(stream: &str, kind: &str, time: i64) -> Message {
+    Message::text(format!(
+        r#"{{"stream":"{stream}","data":{{"e":"{kind}","E":{time}}}}}"#
+    ))
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_are_routed_to_the_stream_of_their_key_only() {
+    let (handle, mut server) = serving().await;
+    let (a, sink_a, _sa) = stream();
+    let (b, sink_b, _sb) = stream();
+    let _ma = join(&handle, &mut server, &sink_a, "keyA").await;
+    let _mb = join(&handle, &mut server, &sink_b, "keyB").await;
+    assert!(a.health().subscribed && b.health().subscribed);
+    assert_eq!(a.health().connection_streams, 2);
+    server
+        .send(event("keyA", "ORDER_TRADE_UPDATE", 1))
+        .await
+        .unwrap();
+    server
+        .send(event("keyB", "ACCOUNT_UPDATE", 2))
+        .await
+        .unwrap();
+    let got_a = queued(&a).await;
+    let got_b = queued(&b).await;
+    assert_eq!(got_a.len(), 1);
+    assert_eq!(got_a[0].kind(), "ORDER_TRADE_UPDATE");
+    assert_eq!(got_b.len(), 1);
+    assert_eq!(got_b[0].kind(), "ACCOUNT_UPDATE");
+}
+
+#[tokio::test(start_paused = true)]
+async fn subscriptions_past_the_burst_are_spaced() {
+    let (handle, mut server) = serving().await;
+    let mut sent_at = Vec::new();
+    let mut members = Vec::new();
+    for n in 0..4 {
+        let (_, sink, _) = stream();
+        assert!(handle.reserve(100));
+        let key = format!("key{n}");
+        let joining = Membership::join(handle.clone(), &sink, &key);
+        let (member, _) = tokio::join!(joining, async {
+            let keys = ack_subscribe(&mut server).await;
+            sent_at.push(Instant::now());
+            keys
+        });
+        members.push(member.unwrap());
+    }
+    // Two at once, then one per spacing.
+    assert_eq!(sent_at[1], sent_at[0]);
+    assert_eq!(sent_at[2] - sent_at[1], REQUEST_SPACING);
+    assert_eq!(sent_at[3] - sent_at[2], REQUEST_SPACING);
+}
+
+#[test]
+fn the_pacer_keeps_under_eight_requests_a_second() {
+    let t0 = Instant::now();
+    let mut p = Pacer::new(TIMEOUT);
+    let mut sent = Vec::new();
+    let mut now = t0;
+    for n in 0..10 {
+        p.subscribe(format!("k{n}"), None);
+        now = p.next_request_at(now).unwrap();
+        assert!(p.next_request(now).unwrap().contains(&format!("\"k{n}\"")));
+        sent.push(now);
+    }
+    for w in sent.windows(9) {
+        assert!(w[8] - w[0] >= Duration::from_secs(1), "{:?}", w);
+    }
+    // Keys queued while waiting go in one message.
+    p.subscribe("x".into(), None);
+    p.subscribe("y".into(), None);
+    let at = p.next_request_at(now).unwrap();
+    let text = p.next_request(at).unwrap();
+    assert!(text.contains(r#"["x","y"]"#), "{text}");
+    assert_eq!(p.next_request(at), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_server_loses_the_connection_after_the_silence_timeout() {
+    let (handle, mut server) = serving().await;
+    let (shared, sink, mut signals) = stream();
+    let _m = join(&handle, &mut server, &sink, "key").await;
+    let t0 = Instant::now();
+    match signals.recv().await {
+        Some(Signal::Lost { reason, .. }) => assert_eq!(reason, "silent"),
+        other => panic!("{other:?}"),
+    }
+    assert!(Instant::now() - t0 >= SILENCE);
+    let h = shared.health();
+    assert!(!h.connected && !h.subscribed, "{h:?}");
+}
+
+#[test]
+fn dedup_recognises_what_it_saw_until_its_window_closes() {
+    let t0 = Instant::now();
+    let mut d = Dedup::default();
+    // Closed: everything is new, nothing remembered.
+    assert!(d.first_time("k", "a", t0));
+    assert!(!d.seen("k", "a"));
+    d.open_until(t0 + Duration::from_secs(10));
+    assert!(d.first_time("k", "a", t0));
+    assert!(d.seen("k", "a"));
+    assert!(!d.first_time("k", "a", t0));
+    // The same text on another stream is another event.
+    assert!(d.first_time("k2", "a", t0));
+    // Past the window it forgets.
+    assert!(d.first_time("k", "a", t0 + Duration::from_secs(10)));
+    assert!(!d.seen("k", "a"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rotation_switches_links_without_loss_or_repeat() {
+    let (old, mut old_server) = pipe().await;
+    let (new, mut new_server) = pipe().await;
+    let (handle, rx) = ConnHandle::new();
+    let mut task = Task::new(settings(), handle.clone(), rx, None);
+    let (shared, sink, _signals) = stream();
+    let (done, _answer) = tokio::sync::oneshot::channel();
+    task.on_command(Cmd::Subscribe {
+        sink,
+        key: "key".into(),
+        done,
+    });
+    task.dedup
+        .open_until(Instant::now() + Duration::from_secs(60));
+    // The old link delivers 1 and 2; the new one, subscribed later,
+    // carries 2 and 3.
+    old_server.send(event("key", "E", 1)).await.unwrap();
+    old_server.send(event("key", "E", 2)).await.unwrap();
+    new_server.send(event("key", "E", 2)).await.unwrap();
+    new_server.send(event("key", "E", 3)).await.unwrap();
+    let before = shared.health().reconnects;
+    let mut link = task
+        .switch(Link::new(old), Link::new(new), Vec::new())
+        .await
+        .ok()
+        .expect("switched");
+    // The serve loop goes on with what the new link still has (if the
+    // switch did not already hold it).
+    if let Ok(msg) = tokio::time::timeout(Duration::from_secs(1), link.ws.next()).await {
+        assert!(task.on_frames(&mut link, msg).is_ok());
+    }
+    let times: Vec<i64> = queued(&shared).await.iter().map(Event::time_ms).collect();
+    assert_eq!(times, [1, 2, 3]);
+    assert_eq!(shared.health().reconnects, before + 1);
+    // The old link was closed.
+    assert!(matches!(
+        old_server.next().await,
+        Some(Ok(Message::Close(_))) | None
+    ));
+}
