@@ -85,6 +85,34 @@ fn never_the_path_form_only_the_configured_one() {
     }
 }
 
+/// Binance's notice says the private route takes "listenKey event items";
+/// testnet names its streams `<listenKey>@<EVENT>`. Either way each account
+/// on a shared connection gets its own events, none lost, no gap.
+#[test]
+fn both_stream_name_forms_reach_the_right_account() {
+    const OTHER: &str = "TESTKEYprotocolOTHER0123456789";
+    for form in ["key", "event"] {
+        let ex = Exchange::start(&["--stream-name-form", form]);
+        let (_ca, a) = open(&config(&ex, KEY, SUBSCRIBE));
+        let (_cb, b) = open(&config(&ex, OTHER, SUBSCRIBE));
+        assert_eq!(
+            a.health().connection_id,
+            b.health().connection_id,
+            "{form}: one shared connection"
+        );
+        ex.control(json!({"cmd": "emit", "api_key": KEY, "count": 2}));
+        ex.control(json!({"cmd": "emit", "api_key": OTHER, "count": 3}));
+        let got_a = drain(&a, Duration::from_millis(500));
+        let got_b = drain(&b, Duration::from_millis(500));
+        assert_eq!(got_a.len(), 2, "{form}: {got_a:?}");
+        assert_eq!(got_b.len(), 3, "{form}: {got_b:?}");
+        assert!(got_a.iter().chain(&got_b).all(|e| !e.is_library()));
+        for h in [a.health(), b.health()] {
+            assert_eq!(h.gaps, 0, "{form}: {h:?}");
+        }
+    }
+}
+
 #[test]
 fn the_inner_event_is_delivered_byte_for_byte() {
     let ex = Exchange::start(&[]);

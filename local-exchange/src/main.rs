@@ -41,7 +41,7 @@ const USAGE: &str =
     "usage: local-exchange [--listen ADDR] [--ca-out PATH] [--ca-key PATH] [--plain] \
 [--key-lifetime-ms N] [--ping-interval-ms N] [--api-lifetime-ms N] [--stream-lifetime-ms N] \
 [--stream-max-msgs-per-sec N] [--stream-max-streams N] [--api-weight-per-min N] \
-[--stream-connects-per-5min N] [--stream-string-ids] \
+[--stream-connects-per-5min N] [--stream-string-ids] [--stream-name-form key|event] \
 [--account API_KEY:SECRET]... [--account-ed25519 API_KEY:PEM_FILE]... \
 [--control JSON]... [--die-with-stdin] [--verbose]";
 
@@ -111,6 +111,13 @@ fn parse_args() -> Result<Opts, String> {
                     "--api-weight-per-min" => o.limits.api_weight_per_min = ms()?,
                     "--stream-connects-per-5min" => o.limits.stream_connects_per_5min = ms()?,
                     "--control" => o.controls.push(v.clone()),
+                    "--stream-name-form" => {
+                        o.limits.stream_name_event = match v.as_str() {
+                            "key" => false,
+                            "event" => true,
+                            _ => return Err(format!("{a}: key or event, not {v}")),
+                        }
+                    }
                     "--account" | "--account-ed25519" => {
                         let (key, rest) = v
                             .split_once(':')

@@ -96,6 +96,10 @@ pub struct Limits {
     /// Stream request ids must be unsigned integers (Binance's documented
     /// rule); off, strings of 1 to 36 characters and null are accepted too.
     pub strict_stream_ids: bool,
+    /// Not a limit but the wire's other variable: wrapped events name their
+    /// stream `<listenKey>@<EVENT>` (`--stream-name-form event`, the form
+    /// testnet's LIST_SUBSCRIPTIONS shows) instead of `<listenKey>`.
+    pub stream_name_event: bool,
 }
 
 impl Default for Limits {
@@ -106,6 +110,7 @@ impl Default for Limits {
             api_weight_per_min: 2400,
             stream_connects_per_5min: 300,
             strict_stream_ids: true,
+            stream_name_event: false,
         }
     }
 }
@@ -610,7 +615,8 @@ impl State {
         }
         let mut n = 0;
         let mut wrapped = None;
-        let mut typ = None; // read from the text only when a filter asks
+        let mut typ = None; // read from the text only when a filter or the name asks
+        let name_event = self.limits.stream_name_event;
         for c in self.conns.values() {
             let Some(s) = c.stream.as_ref().filter(|s| s.form.delivers()) else {
                 continue;
@@ -633,7 +639,13 @@ impl State {
                 Out::Bytes(b.clone())
             } else if s.combined {
                 let w = wrapped.get_or_insert_with(|| {
-                    format!(r#"{{"stream":{},"data":{text}}}"#, Value::from(key))
+                    let name = if name_event {
+                        let t = typ.get_or_insert_with(|| event_type(&text));
+                        format!("{key}@{}", t.as_deref().unwrap_or_default())
+                    } else {
+                        key.to_owned()
+                    };
+                    format!(r#"{{"stream":{},"data":{text}}}"#, Value::from(name))
                 });
                 Out::Event(w.clone(), matches!(frame, Frame::Binary))
             } else {

@@ -444,7 +444,7 @@ class _StreamGapFields(TypedDict):
     E: int
     reason: str
     """disconnected, silent, listen_key_expired, listen_key_invalid,
-    listen_key_changed, or queue_overflow."""
+    listen_key_changed, queue_overflow, or unrouted."""
     from_ms: int
     """Events after this time (ms since the Unix epoch) may be missing ..."""
     to_ms: int

@@ -282,7 +282,8 @@ fn spawn_dispatcher(shared: Arc<Shared>, mut cb: Callback) -> Result<std::thread
 
 /// The first characters of a listenKey, enough to recognise it in a log.
 fn mask(key: &str) -> String {
-    format!("{}…", &key[..key.len().min(4)])
+    // By characters: a stream name from a server may be any text.
+    format!("{}…", key.chars().take(4).collect::<String>())
 }
 
 #[cfg(test)]
@@ -293,5 +294,6 @@ mod tests {
     fn mask_shows_a_prefix_only() {
         assert_eq!(mask("abcdefgh"), "abcd…");
         assert_eq!(mask("ab"), "ab…");
+        assert_eq!(mask("ééééé"), "éééé…");
     }
 }

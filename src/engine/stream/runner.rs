@@ -272,6 +272,25 @@ impl Runner {
                 from_ms: at_ms,
                 disconnected: false,
             }),
+            Signal::Unrouted {
+                count,
+                stream,
+                at_ms,
+            } => {
+                // Not a fault of the subscription: counted and reported as
+                // a gap, with a snapshot behind it; the stream goes on.
+                self.sink.shared.record_gap(Resume {
+                    reason: "unrouted",
+                    message: format!(
+                        "{count} event(s) on the stream's connection named a stream no subscription matches (latest: {stream})"
+                    ),
+                    from_ms: at_ms,
+                    renewed: None,
+                    reconnected: false,
+                });
+                self.want_snapshot();
+                None
+            }
         }
     }
 

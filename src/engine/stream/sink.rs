@@ -43,6 +43,14 @@ pub enum Signal {
     },
     /// The server said the stream's key expired (at `at_ms`).
     Expired { at_ms: i64 },
+    /// `count` events on the stream's connection named a stream that no
+    /// subscription on it matches (the latest `stream`, masked; the
+    /// earliest stamped `at_ms`): any of them may have been this stream's.
+    Unrouted {
+        count: u64,
+        stream: String,
+        at_ms: i64,
+    },
 }
 
 impl Sink {

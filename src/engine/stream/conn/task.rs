@@ -13,7 +13,7 @@ use crate::engine::net::url::Endpoint;
 use crate::engine::stream::sink::{Signal, Sink};
 use crate::engine::stream::wire::{self, Incoming};
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +26,17 @@ use tokio_tungstenite::tungstenite::Message;
 const SHUTDOWN_REPLACE_MAX: Duration = Duration::from_millis(500);
 /// Events read in one go before the readers are woken.
 const BATCH: usize = 64;
+/// Keys that left a connection remembered at most (their late events are
+/// nobody's); past it the memory starts over.
+const MAX_LEFT: usize = 4096;
+
+/// Events since the last report that no route matched.
+struct Unrouted {
+    count: u64,
+    /// The latest one's stream name, masked.
+    stream: String,
+    at_ms: i64,
+}
 
 pub(super) struct Task {
     pub(super) settings: Arc<ConnSettings>,
@@ -36,6 +47,10 @@ pub(super) struct Task {
     /// key → the streams it is routed to (two clients of one account share
     /// a key).
     pub(super) routes: HashMap<String, Vec<Arc<Sink>>>,
+    /// Keys whose streams all left: an event of one that was already on
+    /// its way is nobody's, not unroutable.
+    left: HashSet<String>,
+    unrouted: Option<Unrouted>,
     /// Sinks whose key's subscription was acknowledged.
     acked: HashMap<u64, String>,
     pub(super) pacer: Pacer,
@@ -67,6 +82,8 @@ impl Task {
             rx,
             query_key,
             routes: HashMap::new(),
+            left: HashSet::new(),
+            unrouted: None,
             acked: HashMap::new(),
             dedup: Dedup::default(),
             rotate_at: None,
@@ -255,6 +272,7 @@ impl Task {
             n += 1;
         }
         self.last_frame_ms = link.last_frame_ms;
+        self.report_unrouted();
         self.wake();
         r
     }
@@ -324,12 +342,18 @@ impl Task {
         Ok(())
     }
 
-    /// Delivers one event of `key` to every stream routed to it, once.
-    fn deliver(&mut self, key: &str, text: &str, ev: Option<Event>) {
+    /// Delivers one event of the stream named `stream` to every stream
+    /// routed to its key (the part before any `@`: Binance may name it
+    /// `<listenKey>` or `<listenKey>@<EVENT>`), once.
+    fn deliver(&mut self, stream: &str, text: &str, ev: Option<Event>) {
+        let key = route_key(stream);
         let Some(sinks) = self.routes.get(key) else {
-            return; // a key no stream holds any more (unsubscribed)
+            if !self.left.contains(key) {
+                self.note_unrouted(stream, text);
+            }
+            return;
         };
-        if !self.dedup.first_time(key, text, Instant::now()) {
+        if !self.dedup.first_time(stream, text, Instant::now()) {
             return;
         }
         let mut ev = ev;
@@ -342,6 +366,38 @@ impl Task {
             if !self.touched.iter().any(|s| s.id == sink.id) {
                 self.touched.push(sink.clone());
             }
+        }
+    }
+
+    /// Counts an event no route matches; reported at the batch's end.
+    fn note_unrouted(&mut self, stream: &str, text: &str) {
+        let at_ms = match Event::from_wire(text).time_ms() {
+            t if t > 0 => t,
+            _ => now_ms(),
+        };
+        let u = self.unrouted.get_or_insert(Unrouted {
+            count: 0,
+            stream: String::new(),
+            at_ms,
+        });
+        u.count += 1;
+        u.stream = shown_stream(stream);
+        u.at_ms = u.at_ms.min(at_ms);
+    }
+
+    /// Tells every stream on the connection about the events no route
+    /// matched: any of them may have been its own. (With no stream on the
+    /// connection there is nobody to tell.)
+    fn report_unrouted(&mut self) {
+        let Some(u) = self.unrouted.take() else {
+            return;
+        };
+        for sink in self.routes.values().flatten() {
+            sink.signal(Signal::Unrouted {
+                count: u.count,
+                stream: u.stream.clone(),
+                at_ms: u.at_ms,
+            });
         }
     }
 
@@ -372,6 +428,7 @@ impl Task {
         match cmd {
             Cmd::Subscribe { sink, key, done } => {
                 let id = sink.id;
+                self.left.remove(&key);
                 let entry = self.routes.entry(key.clone()).or_default();
                 let first = entry.is_empty();
                 entry.push(sink.clone());
@@ -400,6 +457,7 @@ impl Task {
                     return;
                 }
                 let id = sink.id;
+                self.left.remove(&new);
                 self.unroute(id, &old);
                 self.acked.remove(&id);
                 sink.shared.on_unsubscribed();
@@ -425,6 +483,10 @@ impl Task {
             sinks.retain(|s| s.id != sink);
             if sinks.is_empty() {
                 self.routes.remove(key);
+                if self.left.len() >= MAX_LEFT {
+                    self.left.clear();
+                }
+                self.left.insert(key.to_owned());
                 if self.query_key.is_none() {
                     self.pacer.unsubscribe(key);
                 }
@@ -469,5 +531,22 @@ impl Task {
             }
             let _ = answer.notify();
         }
+    }
+}
+
+/// The key a stream name routes on: the part before any `@`.
+fn route_key(stream: &str) -> &str {
+    stream.split_once('@').map_or(stream, |(key, _)| key)
+}
+
+/// A stream name fit for a message: the key masked, the rest bounded.
+fn shown_stream(stream: &str) -> String {
+    match stream.split_once('@') {
+        Some((key, rest)) => format!(
+            "{}@{}",
+            crate::engine::stream::mask(key),
+            crate::engine::text::truncate(rest, 64)
+        ),
+        None => crate::engine::stream::mask(stream),
     }
 }

@@ -159,6 +159,57 @@ async fn events_are_routed_to_the_stream_of_their_key_only() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn events_named_key_at_event_are_routed_by_their_key() {
+    let (handle, mut server) = serving().await;
+    let (a, sink_a, _sa) = stream();
+    let (b, sink_b, _sb) = stream();
+    let _ma = join(&handle, &mut server, &sink_a, "keyA").await;
+    let _mb = join(&handle, &mut server, &sink_b, "keyB").await;
+    server
+        .send(event("keyA@ORDER_TRADE_UPDATE", "ORDER_TRADE_UPDATE", 1))
+        .await
+        .unwrap();
+    server
+        .send(event("keyB@ACCOUNT_UPDATE", "ACCOUNT_UPDATE", 2))
+        .await
+        .unwrap();
+    let kinds = |evs: Vec<Event>| evs.iter().map(|e| e.kind().to_owned()).collect::<Vec<_>>();
+    assert_eq!(kinds(queued(&a).await), ["ORDER_TRADE_UPDATE"]);
+    assert_eq!(kinds(queued(&b).await), ["ACCOUNT_UPDATE"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_event_no_route_matches_is_reported_to_every_stream_on_the_connection() {
+    let (handle, mut server) = serving().await;
+    let (a, sink_a, mut sa) = stream();
+    let (_b, sink_b, mut sb) = stream();
+    let (_c, sink_c, _sc) = stream();
+    let _ma = join(&handle, &mut server, &sink_a, "keyA").await;
+    let _mb = join(&handle, &mut server, &sink_b, "keyB").await;
+    // A key whose stream left: its late events are nobody's.
+    drop(join(&handle, &mut server, &sink_c, "keyC").await);
+    server.send(event("keyC", "X", 1)).await.unwrap();
+    server.send(event("stranger@X", "X", 5)).await.unwrap();
+    server.send(event("stranger2", "X", 7)).await.unwrap();
+    for signals in [&mut sa, &mut sb] {
+        match signals.recv().await {
+            Some(Signal::Unrouted {
+                count,
+                stream,
+                at_ms,
+            }) => {
+                assert_eq!((count, at_ms), (2, 5));
+                // The name is shown masked, never whole.
+                assert_eq!(stream, "stra…");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(queued(&a).await.is_empty());
+    assert!(sa.try_recv().is_err(), "reported once");
+}
+
+#[tokio::test(start_paused = true)]
 async fn subscriptions_past_the_burst_are_spaced() {
     let (handle, mut server) = serving().await;
     let mut sent_at = Vec::new();
