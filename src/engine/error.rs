@@ -141,6 +141,34 @@ impl fmt::Debug for Error {
 
 impl std::error::Error for Error {}
 
+/// Binance's two rate-limit answers, one rule for the WebSocket API and
+/// REST: 429 (too much request weight) and 418 (the IP banned for going
+/// on after 429s). Both become RATE_LIMITED.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateLimit {
+    TooMany,
+    Banned,
+}
+
+impl RateLimit {
+    /// The rate limit an HTTP (or WebSocket API) status reports, if any.
+    pub fn from_status(status: i64) -> Option<RateLimit> {
+        match status {
+            429 => Some(RateLimit::TooMany),
+            418 => Some(RateLimit::Banned),
+            _ => None,
+        }
+    }
+
+    /// What it means, for error messages.
+    pub fn what(self) -> &'static str {
+        match self {
+            RateLimit::TooMany => "rate limit exceeded",
+            RateLimit::Banned => "IP banned for exceeding rate limits",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,3 +49,30 @@ pub mod testing {
         pub use crate::engine::api::answer::{parse, Incoming};
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The header's endpoint defines (written by build.rs, which cannot use
+    /// the crate) say what the engine's constants say.
+    #[test]
+    fn the_header_endpoint_urls_are_the_engine_constants() {
+        use super::config::*;
+        let header = include_str!("../../include/binance_uds.h");
+        for (name, url) in [
+            ("BINANCE_WS_API_URL_PRODUCTION", PRODUCTION_WS_API),
+            ("BINANCE_WS_API_URL_TESTNET", TESTNET_WS_API),
+            ("BINANCE_STREAM_URL_PRODUCTION", PRODUCTION_STREAM),
+            ("BINANCE_STREAM_URL_TESTNET", TESTNET_STREAM),
+            ("BINANCE_REST_URL_PRODUCTION", PRODUCTION_REST),
+            ("BINANCE_REST_URL_TESTNET", TESTNET_REST),
+        ] {
+            let define = format!("#define {name} \"{url}\"\n");
+            assert!(header.contains(&define), "the header lacks {define}");
+        }
+        let defines = header
+            .lines()
+            .filter(|l| l.starts_with("#define ") && l.contains("_URL_"))
+            .count();
+        assert_eq!(defines, 6, "a URL define this test does not know");
+    }
+}

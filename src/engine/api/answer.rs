@@ -1,7 +1,7 @@
 //! Reading what the WebSocket API server sends: answers matched to requests
 //! by id, errors turned into statuses.
 
-use crate::engine::error::{Error, Status};
+use crate::engine::error::{Error, RateLimit, Status};
 use crate::engine::secret::Redact;
 use serde_json::Value;
 
@@ -78,16 +78,18 @@ pub fn parse<R: Redact + ?Sized>(text: &str, secret: &R) -> Result<Incoming, Err
         ))),
         Some(status) => match obj.get("error") {
             Some(err) => Err(api_error(status, Some(err), secret)),
-            None if status == 429 || status == 418 => Err(rate_limited(status, None, 0, 0)),
-            None if (200..300).contains(&status) => match obj.remove("result") {
-                Some(result) => Ok(Answer { status, result }),
+            None => match RateLimit::from_status(status) {
+                Some(limit) => Err(rate_limited(limit, status, None, 0, 0)),
+                None if (200..300).contains(&status) => match obj.remove("result") {
+                    Some(result) => Ok(Answer { status, result }),
+                    None => Err(Error::protocol(format!(
+                        "answer to request {id} has status {status} but no \"result\""
+                    ))),
+                },
                 None => Err(Error::protocol(format!(
-                    "answer to request {id} has status {status} but no \"result\""
+                    "answer to request {id} has status {status} but no \"error\" object"
                 ))),
             },
-            None => Err(Error::protocol(format!(
-                "answer to request {id} has status {status} but no \"error\" object"
-            ))),
         },
     };
     Ok(Incoming::Answer {
@@ -114,13 +116,13 @@ fn api_error<R: Redact + ?Sized>(status: i64, err: Option<&Value>, secret: &R) -
     };
     let msg = clean(msg, secret);
     let http_status = i32::try_from(status).unwrap_or(0);
-    if status == 429 || status == 418 {
+    if let Some(limit) = RateLimit::from_status(status) {
         let retry_after = obj
             .get("data")
             .and_then(|d| d.get("retryAfter"))
             .and_then(Value::as_i64)
             .unwrap_or(0);
-        return rate_limited(status, Some(&msg), code, retry_after);
+        return rate_limited(limit, status, Some(&msg), code, retry_after);
     }
     Error {
         status: Status::ApiError,
@@ -131,13 +133,14 @@ fn api_error<R: Redact + ?Sized>(status: i64, err: Option<&Value>, secret: &R) -
     }
 }
 
-fn rate_limited(status: i64, msg: Option<&str>, code: i64, retry_after: i64) -> Error {
-    let what = if status == 418 {
-        "IP banned for exceeding rate limits"
-    } else {
-        "rate limit exceeded"
-    };
-    let mut message = format!("{what} (status {status}");
+fn rate_limited(
+    limit: RateLimit,
+    status: i64,
+    msg: Option<&str>,
+    code: i64,
+    retry_after: i64,
+) -> Error {
+    let mut message = format!("{} (status {status}", limit.what());
     if code != 0 {
         message.push_str(&format!(", Binance error {code}"));
     }

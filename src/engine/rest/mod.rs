@@ -27,7 +27,7 @@ pub mod sign;
 
 use self::sign::Signer;
 use super::api::answer::clean;
-use super::error::{Error, Result, Status};
+use super::error::{Error, RateLimit, Result, Status};
 use super::event::{now_ms, Event, ACCOUNT_SNAPSHOT};
 use super::net::block::SpinPolicy;
 use super::net::connect::Dialer;
@@ -226,11 +226,7 @@ impl Rest {
     /// [`Rest::fetch_snapshot`] on the calling thread, which must not be a
     /// runtime thread (a library callback).
     pub fn fetch_snapshot_blocking(&self) -> Result<String> {
-        if Handle::try_current().is_ok() {
-            return Err(Error::invalid(
-                "blocking calls cannot be made on a thread that runs async tasks (a library callback, or a Tokio runtime's thread)",
-            ));
-        }
+        super::net::runtime::ensure_blocking_allowed("blocking calls")?;
         super::net::block::block_on(&self.rt, &self.spin, self.fetch_snapshot())
     }
 
@@ -537,20 +533,16 @@ impl Rest {
                 self.clean(v.get("msg")?.as_str()?),
             ))
         });
-        if status == 429 || status == 418 {
-            let until = match reply.retry_after {
-                Some(s) => now_ms().saturating_add((s.min(7 * 86_400) * 1000) as i64),
+        if let Some(limit) = RateLimit::from_status(i64::from(status)) {
+            let until = match (reply.retry_after, limit) {
+                (Some(s), _) => now_ms().saturating_add((s.min(7 * 86_400) * 1000) as i64),
                 // No Retry-After: the weight window (a minute) for a 429,
                 // the shortest ban (2 minutes) for a 418.
-                None if status == 429 => (self.server_now().div_euclid(60_000) + 1) * 60_000,
-                None => now_ms() + 120_000,
+                (None, RateLimit::TooMany) => (self.server_now().div_euclid(60_000) + 1) * 60_000,
+                (None, RateLimit::Banned) => now_ms() + 120_000,
             };
             lock(&self.limits).blocked_until_ms = until;
-            let what = if status == 418 {
-                "IP banned for exceeding rate limits"
-            } else {
-                "rate limit exceeded"
-            };
+            let what = limit.what();
             let (code, msg) = error.unwrap_or((0, String::new()));
             let mut e = rate_limited(
                 format!("{path}: {what} (HTTP {status}, Binance error {code}): {msg}; retry after {until} (ms since the epoch)"),
@@ -589,14 +581,10 @@ impl Rest {
     fn excerpt(&self, body: &[u8]) -> String {
         let text = String::from_utf8_lossy(&body[..body.len().min(4096)]);
         let text = self.clean(&text);
-        let mut short: String = text.chars().take(120).collect();
-        if short.len() < text.len() {
-            short.push('…');
+        if text.is_empty() {
+            return "(empty)".into();
         }
-        if short.is_empty() {
-            short.push_str("(empty)");
-        }
-        short
+        crate::engine::text::truncate(&text, 120).into_owned()
     }
 }
 
@@ -633,9 +621,7 @@ pub fn refused_unsent(e: &Error) -> bool {
 fn host_header(base: &Endpoint) -> String {
     let default = if base.tls { 443 } else { 80 };
     if base.port == default {
-        super::net::url::host_port(&base.host, 0)
-            .trim_end_matches(":0")
-            .to_owned()
+        super::net::url::host_for_url(&base.host)
     } else {
         base.authority()
     }

@@ -267,5 +267,6 @@ impl Answered {
 
 /// Server text fit for an error message: no control characters, bounded.
 fn shown(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).take(200).collect()
+    let text: String = text.chars().filter(|c| !c.is_control()).collect();
+    crate::engine::text::truncate(&text, 200).into_owned()
 }

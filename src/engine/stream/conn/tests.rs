@@ -133,6 +133,7 @@ fn event(stream: &str, kind: &str, time: i64) -> Message {
     ))
 }
 
+/// In either name form Binance may use: `<listenKey>`, `<listenKey>@<EVENT>`.
 #[tokio::test(start_paused = true)]
 async fn events_are_routed_to_the_stream_of_their_key_only() {
     let (handle, mut server) = serving().await;
@@ -142,40 +143,22 @@ async fn events_are_routed_to_the_stream_of_their_key_only() {
     let _mb = join(&handle, &mut server, &sink_b, "keyB").await;
     assert!(a.health().subscribed && b.health().subscribed);
     assert_eq!(a.health().connection_streams, 2);
-    server
-        .send(event("keyA", "ORDER_TRADE_UPDATE", 1))
-        .await
-        .unwrap();
-    server
-        .send(event("keyB", "ACCOUNT_UPDATE", 2))
-        .await
-        .unwrap();
-    let got_a = queued(&a).await;
-    let got_b = queued(&b).await;
-    assert_eq!(got_a.len(), 1);
-    assert_eq!(got_a[0].kind(), "ORDER_TRADE_UPDATE");
-    assert_eq!(got_b.len(), 1);
-    assert_eq!(got_b[0].kind(), "ACCOUNT_UPDATE");
-}
-
-#[tokio::test(start_paused = true)]
-async fn events_named_key_at_event_are_routed_by_their_key() {
-    let (handle, mut server) = serving().await;
-    let (a, sink_a, _sa) = stream();
-    let (b, sink_b, _sb) = stream();
-    let _ma = join(&handle, &mut server, &sink_a, "keyA").await;
-    let _mb = join(&handle, &mut server, &sink_b, "keyB").await;
-    server
-        .send(event("keyA@ORDER_TRADE_UPDATE", "ORDER_TRADE_UPDATE", 1))
-        .await
-        .unwrap();
-    server
-        .send(event("keyB@ACCOUNT_UPDATE", "ACCOUNT_UPDATE", 2))
-        .await
-        .unwrap();
     let kinds = |evs: Vec<Event>| evs.iter().map(|e| e.kind().to_owned()).collect::<Vec<_>>();
-    assert_eq!(kinds(queued(&a).await), ["ORDER_TRADE_UPDATE"]);
-    assert_eq!(kinds(queued(&b).await), ["ACCOUNT_UPDATE"]);
+    for (name_a, name_b) in [
+        ("keyA", "keyB"),
+        ("keyA@ORDER_TRADE_UPDATE", "keyB@ACCOUNT_UPDATE"),
+    ] {
+        server
+            .send(event(name_a, "ORDER_TRADE_UPDATE", 1))
+            .await
+            .unwrap();
+        server
+            .send(event(name_b, "ACCOUNT_UPDATE", 2))
+            .await
+            .unwrap();
+        assert_eq!(kinds(queued(&a).await), ["ORDER_TRADE_UPDATE"], "{name_a}");
+        assert_eq!(kinds(queued(&b).await), ["ACCOUNT_UPDATE"], "{name_b}");
+    }
 }
 
 #[tokio::test(start_paused = true)]
