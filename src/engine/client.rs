@@ -102,12 +102,19 @@ impl Client {
     /// INVALID_ARGUMENT when the config had no signing key.
     pub fn account_snapshot(&self) -> Result<String> {
         let _in = self.gate.enter()?;
-        self.rest()?.fetch_snapshot_blocking()
+        self.signed_rest()?.fetch_snapshot_blocking()
+    }
+
+    /// The signed REST client, for tests that look into it.
+    #[cfg(feature = "test-support")]
+    #[doc(hidden)]
+    pub fn rest(&self) -> Result<&Arc<Rest>> {
+        self.signed_rest()
     }
 
     /// The signed REST client, for the account snapshot; INVALID_ARGUMENT
     /// when the config had no secret key or private key.
-    pub fn rest(&self) -> Result<&Arc<Rest>> {
+    pub(crate) fn signed_rest(&self) -> Result<&Arc<Rest>> {
         self.rest.as_ref().ok_or_else(|| {
             Error::invalid(
                 "client: no key to sign requests with: set binance_config_set_secret_key or binance_config_set_private_key_pem",

@@ -236,6 +236,7 @@ impl Rest {
     }
 
     /// How many connections this client has opened (keep-alive reuses one).
+    #[cfg(feature = "test-support")]
     pub fn connections_opened(&self) -> u64 {
         self.connections_opened.load(Ordering::Relaxed)
     }

@@ -166,7 +166,7 @@ impl UserStream {
         super::net::runtime::ensure_blocking_allowed("opening a stream")?;
         let settings = Arc::new(StreamSettings::from_config(&client.config)?);
         let rest = if client.config.account_resync {
-            Some(client.rest().map_err(|_| {
+            Some(client.signed_rest().map_err(|_| {
                 Error::invalid("client: account resync (binance_config_set_account_resync) needs a key to sign requests with: set binance_config_set_secret_key or binance_config_set_private_key_pem")
             })?.clone())
         } else {

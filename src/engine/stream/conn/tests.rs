@@ -313,3 +313,69 @@ async fn a_rotation_switches_links_without_loss_or_repeat() {
         Some(Ok(Message::Close(_))) | None
     ));
 }
+
+/// A rotation's new link subscribes every key with the serve loop's pacer:
+/// 100 keys a message, paced, events before the answers held, every
+/// answer waited for.
+#[tokio::test(start_paused = true)]
+async fn a_rotation_subscribes_the_new_link_paced_and_holds_early_events() {
+    use super::pacer::MAX_PARAMS;
+    use super::rotate::subscribe_all;
+    let (mut ours, mut theirs) = pipe().await;
+    let mut pacer = Pacer::new(TIMEOUT);
+    let keys: Vec<String> = (0..MAX_PARAMS * 2 + 1).map(|n| format!("k{n}")).collect();
+    for k in &keys {
+        pacer.subscribe(k.clone(), None);
+    }
+    let server = async move {
+        let mut seen = Vec::new();
+        let mut at = Vec::new();
+        for n in 0..3 {
+            let req = read_json(&mut theirs).await;
+            at.push(Instant::now());
+            let params = req["params"].as_array().unwrap();
+            seen.extend(params.iter().map(|k| k.as_str().unwrap().to_owned()));
+            if n == 0 {
+                // An event before the answer.
+                theirs.send(event("k0", "E", 9)).await.unwrap();
+            }
+            let answer = serde_json::json!({ "result": null, "id": req["id"] });
+            theirs
+                .send(Message::text(answer.to_string()))
+                .await
+                .unwrap();
+        }
+        (seen, at, theirs)
+    };
+    let mut held = Vec::new();
+    let (r, (seen, at, _theirs)) =
+        tokio::join!(subscribe_all(&mut ours, &mut pacer, &mut held), server);
+    r.unwrap();
+    assert_eq!(seen, keys);
+    assert_eq!(at[1], at[0]);
+    assert_eq!(at[2] - at[1], REQUEST_SPACING);
+    assert_eq!(held.len(), 1);
+    assert!(held[0].contains(r#""stream":"k0""#), "{held:?}");
+}
+
+/// A refused SUBSCRIBE fails the rotation (the old link is kept).
+#[tokio::test(start_paused = true)]
+async fn a_rotation_whose_subscribe_is_refused_fails() {
+    use super::rotate::subscribe_all;
+    let (mut ours, mut theirs) = pipe().await;
+    let mut pacer = Pacer::new(TIMEOUT);
+    pacer.subscribe("k".into(), None);
+    let server = async move {
+        let req = read_json(&mut theirs).await;
+        let answer = serde_json::json!({ "code": 2, "msg": "Invalid request", "id": req["id"] });
+        theirs
+            .send(Message::text(answer.to_string()))
+            .await
+            .unwrap();
+        theirs
+    };
+    let mut held = Vec::new();
+    let (r, _theirs) = tokio::join!(subscribe_all(&mut ours, &mut pacer, &mut held), server);
+    let e = r.unwrap_err();
+    assert!(e.message.contains("Invalid request"), "{}", e.message);
+}
