@@ -212,7 +212,7 @@ impl Task {
         for text in held {
             self.on_text(&text)?;
         }
-        self.wake();
+        self.end_batch();
         for sink in self.routes.values().flatten() {
             sink.shared.on_rotated();
         }

@@ -272,12 +272,14 @@ impl Task {
             n += 1;
         }
         self.last_frame_ms = link.last_frame_ms;
-        self.report_unrouted();
-        self.wake();
+        self.end_batch();
         r
     }
 
-    pub(super) fn wake(&mut self) {
+    /// After a batch of messages: reports what could not be routed and
+    /// wakes the readers of what was.
+    pub(super) fn end_batch(&mut self) {
+        self.report_unrouted();
         for sink in self.touched.drain(..) {
             sink.shared.queue.wake();
         }
