@@ -5,6 +5,10 @@
 //! session), `rest/` (signed REST), `stream/` (the user data stream); the
 //! files beside them are the small core every part shares. Everything is
 //! crate-private but the facade at the end of this file.
+//!
+//! The facade is for the project's own tools (`cli/`, the benches, the
+//! tests), not a stable API: programs use the C functions, whose ABI is
+//! kept (CHANGELOG.md); the facade changes with the tools that use it.
 
 pub(crate) mod api;
 pub(crate) mod backoff;
