@@ -4,6 +4,7 @@
 pub mod answer;
 pub mod backoff;
 pub mod block;
+pub mod budget;
 pub mod client;
 pub mod config;
 pub mod connect;

@@ -16,6 +16,7 @@ pub mod pool;
 mod runner;
 mod wire;
 
+use super::budget::Budget;
 use super::config::Config;
 use super::error::{Error, Result, Status};
 use super::event::Event;
@@ -101,6 +102,11 @@ pub struct Health {
     pub connection_id: u64,
     /// Streams on that connection, this one included.
     pub connection_streams: u64,
+    /// The stream's account snapshot waits for its turn in the request
+    /// budget's queue.
+    pub snapshot_waiting: bool,
+    /// Roughly when it runs (ms since the epoch); 0 when none waits.
+    pub snapshot_eta_ms: i64,
 }
 
 impl Health {
@@ -123,6 +129,8 @@ impl Health {
             last_server_ping_ms,
             connection_id,
             connection_streams,
+            snapshot_waiting,
+            snapshot_eta_ms,
         } = self.clone();
         serde_json::json!({
             "connected": connected,
@@ -140,6 +148,8 @@ impl Health {
             "last_server_ping_ms": last_server_ping_ms,
             "connection_id": connection_id,
             "connection_streams": connection_streams,
+            "snapshot_waiting": snapshot_waiting,
+            "snapshot_eta_ms": snapshot_eta_ms,
         })
     }
 }
@@ -156,6 +166,8 @@ pub(crate) struct Info {
     key_renewals: u64,
     gaps: u64,
     conn: Option<Arc<ConnStats>>,
+    /// The snapshot waiting in the request budget's queue, if one is.
+    snapshot_waiting: Option<(Arc<Budget>, (i64, u64))>,
 }
 
 /// A stream's queue and health, shared by its handle, its runner and its
@@ -180,6 +192,7 @@ impl Shared {
                 key_renewals: 0,
                 gaps: 0,
                 conn: None,
+                snapshot_waiting: None,
             }),
         }
     }
@@ -261,6 +274,7 @@ impl UserStream {
         let (delivered, dropped, queued) = self.shared.queue.counts();
         let i = self.shared.info();
         let conn = i.conn.as_ref();
+        let eta = (i.snapshot_waiting.as_ref()).and_then(|(budget, place)| budget.eta(*place));
         Health {
             connected: i.connected,
             subscribed: i.subscribed,
@@ -277,6 +291,8 @@ impl UserStream {
             last_server_ping_ms: conn.map_or(0, |c| c.last_ping_ms.load(Ordering::Relaxed)),
             connection_id: conn.map_or(0, |c| c.id),
             connection_streams: conn.map_or(0, |c| c.streams.load(Ordering::Relaxed) as u64),
+            snapshot_waiting: eta.is_some(),
+            snapshot_eta_ms: eta.unwrap_or(0),
         }
     }
 
