@@ -357,22 +357,24 @@ impl Ledger {
         self.offset_ms = offset_ms;
     }
 
-    fn view(&mut self, now: i64) -> (u32, i64, u32, u32, usize, i64, u64, u64) {
+    fn view(&mut self, now: i64, key: &BudgetKey) -> View {
         self.roll(now);
-        (
-            self.limit,
-            self.window_ms,
-            self.used,
-            self.snapshot_used,
-            self.queue.len(),
-            if self.paused_until_ms > now {
+        View {
+            source: key.source,
+            site: key.site.clone(),
+            limit: self.limit,
+            window_ms: self.window_ms,
+            used: self.used,
+            snapshot_used: self.snapshot_used,
+            snapshots_waiting: self.queue.len(),
+            paused_until_ms: if self.paused_until_ms > now {
                 self.paused_until_ms
             } else {
                 0
             },
-            self.refused,
-            self.rate_limited,
-        )
+            refused: self.refused,
+            rate_limited: self.rate_limited,
+        }
     }
 }
 
@@ -486,20 +488,7 @@ impl Budget {
     }
 
     pub fn view(&self) -> View {
-        let (limit, window_ms, used, snapshot_used, waiting, paused, refused, rate_limited) =
-            lock(&self.ledger).view(now_ms());
-        View {
-            source: self.key.source,
-            site: self.key.site.clone(),
-            limit,
-            window_ms,
-            used,
-            snapshot_used,
-            snapshots_waiting: waiting,
-            paused_until_ms: paused,
-            refused,
-            rate_limited,
-        }
+        lock(&self.ledger).view(now_ms(), &self.key)
     }
 }
 
