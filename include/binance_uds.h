@@ -703,7 +703,9 @@ binance_status binance_client_rate_limits_json(const binance_client *client, cha
  * "paused_until_ms":0,"refused":0,"rate_limited":0}`. `used`: request
  * weight used in the server's current window (what this process sent, or
  * what the server reported if more); `limit` and `window_ms` as the server
- * last reported them (Binance's 2400 a minute before any report);
+ * last reported them (Binance's 2400 a minute before any report; a limit
+ * of 0 means the server reported none, and nothing is refused for want
+ * of room);
  * `snapshot_used`: of which account resync snapshots; `snapshots_waiting`:
  * snapshots of any stream waiting for their turn; `paused_until_ms`:
  * after a 429 or 418, nothing is sent before this time (ms since the

@@ -78,6 +78,7 @@ pub fn site_of(endpoint: &Endpoint) -> String {
 pub struct View {
     pub source: Option<IpAddr>,
     pub site: String,
+    /// As the server last reported it; 0: it reported none.
     pub limit: u32,
     pub window_ms: i64,
     /// Weight used in the current window (sent here, or as the server
@@ -225,11 +226,11 @@ impl Ledger {
             self.refused += 1;
             return Err(Wait::Paused(self.paused_until_ms));
         }
-        if self.used + cost > self.limit {
+        if self.used.saturating_add(cost) > self.cap() {
             self.refused += 1;
             return Err(Wait::Full(self.window_end(now)));
         }
-        self.used += cost;
+        self.used = self.used.saturating_add(cost);
         Ok(())
     }
 
@@ -242,7 +243,7 @@ impl Ledger {
             self.refused += 1;
             return Err(Wait::Paused(self.paused_until_ms));
         }
-        if self.server_used + cost > self.limit {
+        if self.server_used.saturating_add(cost) > self.cap() {
             self.refused += 1;
             return Err(Wait::Full(self.window_end(now)));
         }
@@ -270,8 +271,17 @@ impl Ledger {
         self.tokens_at_ms = now;
     }
 
+    /// The limit; a server that reports 0 enforces none.
+    fn cap(&self) -> u32 {
+        if self.limit == 0 {
+            u32::MAX
+        } else {
+            self.limit
+        }
+    }
+
     fn share(&self, percent: u32) -> u32 {
-        (u64::from(self.limit) * u64::from(percent.clamp(1, 100)) / 100) as u32
+        (u64::from(self.cap()) * u64::from(percent.clamp(1, 100)) / 100) as u32
     }
 
     /// The snapshot at `place` runs now (charged, out of the queue) if it is
@@ -292,7 +302,9 @@ impl Ledger {
         // A snapshot bigger than its share runs alone in a fresh window.
         let share = self.share(me.percent).max(me.cost);
         self.refill(now, me.percent, me.cost);
-        if self.used + me.cost > self.limit || self.snapshot_used + me.cost > share {
+        if self.used.saturating_add(me.cost) > self.cap()
+            || self.snapshot_used.saturating_add(me.cost) > share
+        {
             return Err(Wait::Full(self.window_end(now)));
         }
         if self.tokens + 1e-6 < f64::from(me.cost) {
@@ -302,8 +314,8 @@ impl Ledger {
             return Err(Wait::Later(Some(at.max(now + 1))));
         }
         self.tokens -= f64::from(me.cost);
-        self.used += me.cost;
-        self.snapshot_used += me.cost;
+        self.used = self.used.saturating_add(me.cost);
+        self.snapshot_used = self.snapshot_used.saturating_add(me.cost);
         self.queue.remove(&place);
         Ok(())
     }
@@ -329,7 +341,7 @@ impl Ledger {
             self.server_used = 0;
             self.snapshot_used = 0;
         }
-        if let Some(l) = limit.filter(|l| *l > 0) {
+        if let Some(l) = limit {
             self.limit = l;
         }
         self.roll(now);
@@ -628,6 +640,12 @@ mod tests {
         l.charge(T0 + 5, 100).unwrap();
         assert_eq!(l.charge(T0 + 6, 1), Err(Wait::Full(T0 + 10_000)));
         l.charge(T0 + 10_000, 1).unwrap();
+        // A server that enforces no limit reports 0: nothing is refused,
+        // however much it counts.
+        l.reported(T0 + 10_001, 1_000_000, Some(0), None);
+        l.charge(T0 + 10_002, 5000).unwrap();
+        let p = l.enqueue(T0, 90, 50);
+        assert_eq!(l.turn(T0 + 10_003, p), Ok(()));
     }
 
     #[test]
