@@ -50,6 +50,9 @@ struct Resync {
     in_flight: Option<Snapshot>,
     again: bool,
     since_ms: Option<i64>,
+    /// The gap the snapshot in flight heals: a failed one's retry keeps
+    /// its place in the queue.
+    in_flight_since: i64,
     retry_at: Option<Instant>,
     backoff: Backoff,
 }
@@ -118,6 +121,7 @@ impl Runner {
             in_flight: None,
             again: false,
             since_ms: None,
+            in_flight_since: 0,
             retry_at: None,
             backoff: Backoff::new(
                 settings.backoff_initial.max(Duration::from_secs(1)),
@@ -216,9 +220,8 @@ impl Runner {
         let Some(r) = self.resync.as_mut() else {
             return;
         };
-        let ticket = r
-            .rest
-            .queue_snapshot(r.since_ms.take().unwrap_or_else(now_ms));
+        r.in_flight_since = r.since_ms.take().unwrap_or_else(now_ms);
+        let ticket = r.rest.queue_snapshot(r.in_flight_since);
         self.sink.shared.info().snapshot_waiting = Some((ticket.budget().clone(), ticket.place()));
         let rest = r.rest.clone();
         let shared = self.sink.shared.clone();
@@ -250,6 +253,8 @@ impl Runner {
                 // behind the report; the retry holds again.
                 let wait = snapshot_retry_wait(&mut r.backoff, &e);
                 r.again = false;
+                let since = r.in_flight_since;
+                r.since_ms = Some(r.since_ms.map_or(since, |s| s.min(since)));
                 r.retry_at = Some(Instant::now() + wait);
                 self.sink.shared.queue.release(Event::library(
                     ACCOUNT_SNAPSHOT_FAILED,
