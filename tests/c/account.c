@@ -62,6 +62,17 @@ static void test_setters(void)
     CHECK_FAIL(binance_config_set_recv_window_ms(cfg, 60001, &err), BINANCE_INVALID_ARGUMENT, err, "60000");
     CHECK_OK(binance_config_set_recv_window_ms(cfg, 60000, &err), err);
     CHECK(binance_config_set_recv_window_ms(NULL, 1, NULL) == BINANCE_INVALID_ARGUMENT);
+
+    CHECK_FAIL(binance_config_set_source_address(cfg, "localhost", &err), BINANCE_INVALID_ARGUMENT, err, "address");
+    CHECK_FAIL(binance_config_set_source_address(cfg, "127.0.0.1:80", &err), BINANCE_INVALID_ARGUMENT, err,
+               "address");
+    CHECK_FAIL(binance_config_set_source_address(NULL, "127.0.0.1", &err), BINANCE_INVALID_ARGUMENT, err, "cfg");
+    CHECK_OK(binance_config_set_source_address(cfg, "127.0.0.2", &err), err);
+    CHECK_OK(binance_config_set_source_address(cfg, "::1", &err), err);
+    CHECK_OK(binance_config_set_source_address(cfg, NULL, &err), err);
+    CHECK_FAIL(binance_config_set_snapshot_budget_percent(cfg, 0, &err), BINANCE_INVALID_ARGUMENT, err, "percent");
+    CHECK_FAIL(binance_config_set_snapshot_budget_percent(cfg, 101, &err), BINANCE_INVALID_ARGUMENT, err, "percent");
+    CHECK_OK(binance_config_set_snapshot_budget_percent(cfg, 100, &err), err);
     binance_config_free(cfg);
 }
 
