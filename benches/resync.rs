@@ -5,8 +5,16 @@
 //! (`Client::account_snapshot`) as the floor. A benchmark: it prints, it
 //! asserts nothing about time.
 //!
-//!   cargo bench --bench resync            # 20 rounds
+//! Then many accounts through a mass drop (issue 17): N accounts with
+//! resync, every stream connection dropped at once; accounts healed per
+//! minute, requests refused, weight per snapshot, beside the bound the
+//! request budget's share allows, in the same run. The local exchange's
+//! minute is shortened (Binance's limit, 2400, per window) so that it runs
+//! in seconds; figures per minute are per window scaled to Binance's.
+//!
+//!   cargo bench --bench resync            # 20 rounds, then 200 accounts
 //!   BINANCE_UDS_ROUNDS=50 cargo bench --bench resync
+//!   BINANCE_UDS_HEAL_ACCOUNTS=400 BINANCE_UDS_HEAL_WINDOW_MS=2000 cargo bench --bench resync
 
 #[path = "../tests/common/mod.rs"]
 #[allow(unused_imports)]
@@ -15,7 +23,7 @@ mod common;
 use binance_uds::engine::Client;
 use binance_uds::engine::UserStream;
 use binance_uds::engine::{ACCOUNT_SNAPSHOT, STREAM_GAP};
-use common::Exchange;
+use common::{heal, Exchange};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -109,4 +117,75 @@ fn main() {
             pct(v, 0.99)
         );
     }
+    drop(s);
+    drop(client);
+    drop(ex);
+    mass_drop();
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Many accounts healing a mass drop within the request budget.
+fn mass_drop() {
+    let n: usize = env_or("BINANCE_UDS_HEAL_ACCOUNTS", 200);
+    let window_ms: u64 = env_or("BINANCE_UDS_HEAL_WINDOW_MS", 1000);
+    const LIMIT: u32 = 2400;
+    const SHARE: u32 = 50;
+    const PER_CONNECTION: u32 = 10;
+    if n == 0 {
+        return;
+    }
+    let ex = Exchange::start(&[
+        "--api-weight-per-min",
+        &LIMIT.to_string(),
+        "--api-weight-window-ms",
+        &window_ms.to_string(),
+    ]);
+    let run = heal::mass_drop(&ex, n, PER_CONNECTION, SHARE);
+    let window = Duration::from_millis(window_ms);
+    let allowed = heal::allowed(n, LIMIT, SHARE, window);
+    // Weight the exchange charged for snapshots, per snapshot taken.
+    let requests = &run.stats["requests"];
+    let count = |path: &str| requests[format!("GET {path}")].as_u64().unwrap_or(0);
+    let snapshots = count("/fapi/v3/account");
+    let weight = count("/fapi/v1/time")
+        + 5 * (count("/fapi/v3/account") + count("/fapi/v3/positionRisk"))
+        + 40 * (count("/fapi/v1/openOrders") + count("/fapi/v1/openAlgoOrders"));
+    let per_minute = |d: Duration| n as f64 / (d.as_secs_f64() / window.as_secs_f64());
+    println!(
+        "mass drop: {n} accounts with resync, {PER_CONNECTION} a stream connection, limit {LIMIT} per {window_ms} ms window (Binance's per minute, scaled), snapshot share {SHARE}%"
+    );
+    println!(
+        "mass drop: opens failed {} of {n}; opening (every first snapshot) {:.2} s",
+        run.open_failures,
+        run.opening.as_secs_f64()
+    );
+    println!(
+        "mass drop: {} stream connections dropped -> every account healed in {:.2} s; the share allows {:.2} s (ratio {:.2})",
+        run.dropped,
+        run.healed.as_secs_f64(),
+        allowed.as_secs_f64(),
+        run.healed.as_secs_f64() / allowed.as_secs_f64()
+    );
+    println!(
+        "mass drop: accounts healed per Binance minute {:.1}; the share allows {:.1}",
+        per_minute(run.healed),
+        per_minute(allowed)
+    );
+    println!(
+        "mass drop: refused: exchange 429s {}, budget refusals {}, 429/418 seen {}, failed snapshots {}",
+        run.stats["rate_limited_total"],
+        run.view.refused,
+        run.view.rate_limited,
+        run.failed_snapshots
+    );
+    println!(
+        "mass drop: weight per snapshot {:.2} ({weight} weight for {snapshots} snapshots, the clock sync included)",
+        weight as f64 / snapshots.max(1) as f64
+    );
 }

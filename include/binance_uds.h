@@ -93,6 +93,7 @@
  * requests share the connection and each gets its own answer.
  *
  * Functions: `binance_client_new`, `binance_client_rate_limits_json`,
+ * `binance_client_request_budget_json`,
  * `binance_listen_key_start`, `binance_listen_key_keepalive`,
  * `binance_listen_key_stop`, `binance_user_stream_open`,
  * `binance_user_stream_open_callback`, `binance_client_free`.
@@ -113,7 +114,9 @@ typedef struct binance_client binance_client;
  * `binance_config_set_event_queue_capacity`,
  * `binance_config_set_silence_timeout_ms`,
  * `binance_config_set_stream_rotation_ms`,
- * `binance_config_set_reconnect_backoff_ms`, `binance_config_free`.
+ * `binance_config_set_reconnect_backoff_ms`,
+ * `binance_config_set_source_address`,
+ * `binance_config_set_snapshot_budget_percent`, `binance_config_free`.
  */
 typedef struct binance_config binance_config;
 
@@ -262,6 +265,17 @@ typedef struct {
      * while subscribing or reconnecting.
      */
     int32_t subscribed;
+    /**
+     * 1 while the stream's account snapshot (account resync) waits for
+     * its turn in the request budget's queue (see
+     * `binance_config_set_snapshot_budget_percent`), 0 otherwise.
+     */
+    int32_t snapshot_waiting;
+    /**
+     * Roughly when that snapshot runs, ms since the Unix epoch; 0 when
+     * none waits.
+     */
+    int64_t snapshot_eta_ms;
 } binance_stream_health;
 
 /**
@@ -503,7 +517,13 @@ binance_status binance_config_set_rest_endpoint(binance_config *cfg, const char 
  * timeouts. Needs a signing key
  * (`binance_config_set_secret_key` or `binance_config_set_private_key_pem`):
  * `binance_user_stream_open` refuses the stream without one. Each snapshot
- * costs request weight (about 91 of Binance's 2400 a minute per IP).
+ * costs 90 request weight of Binance's 2400 a minute per IP, so snapshots
+ * do not run at once: they wait in one queue per request budget, oldest
+ * gap first, and draw at most a share of it
+ * (`binance_config_set_snapshot_budget_percent`, default half: about 13
+ * snapshots a minute per address). Events are held only once a
+ * snapshot's turn has come; `binance_stream_health`'s `snapshot_waiting`
+ * and `snapshot_eta_ms` say whether one waits and roughly until when.
  */
 binance_status binance_config_set_account_resync(binance_config *cfg, int32_t enabled, binance_error **out_err);
 
@@ -619,6 +639,33 @@ binance_status binance_config_set_stream_rotation_ms(binance_config *cfg, uint32
 binance_status binance_config_set_reconnect_backoff_ms(binance_config *cfg, uint32_t initial_ms, uint32_t max_ms, binance_error **out_err);
 
 /**
+ * Binds every connection of clients made from this config (WebSocket API,
+ * streams, REST) to the local source address `address`, an IPv4 or IPv6
+ * literal such as "127.0.0.2" or "2001:db8::5" (the host must have it);
+ * NULL clears the binding (the system chooses, the default). Binance counts
+ * request weight per IP, so each address has its own request budget
+ * (2400 a minute): a host with several public addresses can spread its
+ * accounts over them, one config per address. Through a proxy, the
+ * connection to the proxy leaves from `address`. A name, a port or an
+ * empty string is BINANCE_INVALID_ARGUMENT. Connecting fails with
+ * BINANCE_CONNECT_FAILED, naming the address, if it cannot be bound or the
+ * server has no address of its family.
+ */
+binance_status binance_config_set_source_address(binance_config *cfg, const char *address, binance_error **out_err);
+
+/**
+ * Sets the share of the request budget account resync snapshots may draw,
+ * in percent of the server's limit per window: 1 to 100, default 50 (of
+ * Binance's 2400 a minute: 1200, 13 snapshots of weight 90). Snapshots of
+ * every stream of the process wait in one queue per budget (source address
+ * and server), oldest gap first, spread evenly over the window; the rest
+ * of the window stays for listenKey requests (which go first and never
+ * wait for snapshots) and for the application's own trading. Each
+ * snapshot is held to the share of the config its client was made from.
+ */
+binance_status binance_config_set_snapshot_budget_percent(binance_config *cfg, uint32_t percent, binance_error **out_err);
+
+/**
  * Frees a configuration (and wipes the API key, signing keys and proxy
  * credentials it held). NULL is accepted. Clients created from it are not
  * affected. Must not be called twice, nor while another thread uses the
@@ -648,6 +695,28 @@ binance_status binance_client_new(const binance_config *cfg, binance_client **ou
 binance_status binance_client_rate_limits_json(const binance_client *client, char **out_json, binance_error **out_err);
 
 /**
+ * The request budget the client draws on, shared by every client of the
+ * process that connects to the same server (Binance: every host under
+ * binance.com) from the same source address, as a JSON object:
+ * `{"source_address":null,"site":"binance.com","limit":2400,
+ * "window_ms":60000,"used":93,"snapshot_used":90,"snapshots_waiting":12,
+ * "paused_until_ms":0,"refused":0,"rate_limited":0}`. `used`: request
+ * weight used in the server's current window (what this process sent, or
+ * what the server reported if more); `limit` and `window_ms` as the server
+ * last reported them (Binance's 2400 a minute before any report; a limit
+ * of 0 means the server reported none, and nothing is refused for want
+ * of room);
+ * `snapshot_used`: of which account resync snapshots; `snapshots_waiting`:
+ * snapshots of any stream waiting for their turn; `paused_until_ms`:
+ * after a 429 or 418, nothing is sent before this time (ms since the
+ * epoch), 0 when not paused; `refused`: requests not sent because the
+ * budget had no room (they failed with BINANCE_RATE_LIMITED, HTTP status
+ * 0); `rate_limited`: 429 and 418 answers received. Does not block.
+ * Thread-safe. Caller owns `*out_json`; free it with `binance_string_free`.
+ */
+binance_status binance_client_request_budget_json(const binance_client *client, char **out_json, binance_error **out_err);
+
+/**
  * Frees a client: closes its connection and stops its background work. NULL
  * is accepted. Requests still in flight on other threads fail at once with
  * BINANCE_CONNECTION_CLOSED, and this call waits until they have returned,
@@ -673,8 +742,9 @@ void binance_client_free(binance_client *client);
  * is `account`), `positions` is `GET /fapi/v3/positionRisk`, `open_orders`
  * `GET /fapi/v1/openOrders` and `open_algo_orders`
  * `GET /fapi/v1/openAlgoOrders`, each exactly as Binance sends it.
- * `server_time_ms` is the server's clock when the snapshot started
- * (`GET /fapi/v1/time`), `E` when it was complete, both on the server's
+ * `server_time_ms` is the server's clock when the snapshot started (the
+ * local clock plus the offset measured with `GET /fapi/v1/time`, once per
+ * process and REST base), `E` when it was complete, both on the server's
  * clock like the events' `E`. Every event with `E` before `server_time_ms`
  * should be reflected in it; events from `server_time_ms` on may or may
  * not be. Skip an event for an item whose `updateTime` in the snapshot is
@@ -685,15 +755,21 @@ void binance_client_free(binance_client *client);
  *
  * Needs a signing key on the config (`binance_config_set_secret_key` or
  * `binance_config_set_private_key_pem`): BINANCE_INVALID_ARGUMENT without
- * one. Costs 91 request weight. Blocks until the snapshot is complete: up
+ * one. Costs 90 request weight (Binance's pages: `GET /fapi/v3/account` 5,
+ * `GET /fapi/v3/positionRisk` 5, `GET /fapi/v1/openOrders` and
+ * `GET /fapi/v1/openAlgoOrders` for all symbols 40 each; plus 1 for
+ * `GET /fapi/v1/time` the first time in the process). Blocks until the snapshot is complete: up
  * to the connect timeout plus 7 request timeouts (BINANCE_TIMEOUT after).
  * One snapshot runs at a time per client: a call made while another runs
  * first waits for it (so it may block up to twice that bound), then
  * shares the next one with the other calls that waited.
  *
- * BINANCE_RATE_LIMITED, without sending anything, when the request weight
- * left this minute is too small, or after a 429/418 until the time the
- * server gave (`binance_error_retry_after_ms`). A -1021 (timestamp outside
+ * BINANCE_RATE_LIMITED, without sending anything, when the request budget
+ * (shared by every client of the process on this source address and
+ * server: see `binance_client_request_budget_json`) has too little left
+ * this window, or after a 429/418 received by any of them until the time
+ * the server gave (`binance_error_retry_after_ms`). It does not wait in
+ * the resync snapshots' queue. A -1021 (timestamp outside
  * recvWindow) resynchronises the clock and is retried once. Other
  * refusals are BINANCE_API_ERROR with Binance's code (e.g. -1022 bad
  * signature, -2015 key rejected) and HTTP status. Thread-safe. Caller
@@ -709,6 +785,14 @@ binance_status binance_client_account_snapshot(binance_client *client, char **ou
  * the request timeout. Thread-safe. On success the caller owns
  * `*out_listen_key`; free it with `binance_string_free`. On failure it is
  * NULL.
+ *
+ * Request weight 1 (each of start, keepalive and stop, by Binance's
+ * pages), plus 5 for the WebSocket API handshake when the call opens the
+ * connection, drawn on the process's request budget (see
+ * `binance_client_request_budget_json`). BINANCE_RATE_LIMITED without
+ * sending anything (HTTP status 0, `binance_error_retry_after_ms` set)
+ * when the budget has no room this window, or after a 429/418 to any
+ * client of the same server and source address until its time.
  */
 binance_status binance_listen_key_start(binance_client *client, char **out_listen_key, binance_error **out_err);
 

@@ -330,6 +330,29 @@ public:
                    static_cast<std::int32_t>(enabled ? 1 : 0));
     }
 
+    /* The share of the request budget account resync snapshots may draw,
+       1 to 100 percent (default 50). See binance_uds.h. */
+    config &snapshot_budget_percent(std::uint32_t percent)
+    {
+        return set("binance_config_set_snapshot_budget_percent",
+                   binance_config_set_snapshot_budget_percent, percent);
+    }
+
+    /* Binds every connection to the local address `address` (an IPv4 or
+       IPv6 literal the host has); each address has its own request budget. */
+    config &source_address(const std::string &address)
+    {
+        static const char fn[] = "binance_config_set_source_address";
+        return set(fn, binance_config_set_source_address, detail::c_str(address, fn, "address"));
+    }
+
+    /* Clears the source address: the system chooses (the default). */
+    config &clear_source_address()
+    {
+        return set("binance_config_set_source_address", binance_config_set_source_address,
+                   static_cast<const char *>(nullptr));
+    }
+
     /* The C handle (still owned by this object); NULL when moved from. */
     const binance_config *handle() const noexcept { return ptr_.get(); }
     explicit operator bool() const noexcept { return ptr_ != nullptr; }
@@ -417,6 +440,18 @@ public:
         char *json = nullptr;
         detail::check("binance_client_rate_limits_json",
                       [&](binance_error **e) { return binance_client_rate_limits_json(ptr_.get(), &json, e); });
+        return detail::take_string(json);
+    }
+
+    /* The request budget this client draws on (shared by every client of
+       the process on the same source address and server) as JSON text:
+       used, limit, window_ms, snapshots_waiting, paused_until_ms, ...
+       (see binance_client_request_budget_json). Does not block. */
+    std::string request_budget_json() const
+    {
+        char *json = nullptr;
+        detail::check("binance_client_request_budget_json",
+                      [&](binance_error **e) { return binance_client_request_budget_json(ptr_.get(), &json, e); });
         return detail::take_string(json);
     }
 

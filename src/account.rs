@@ -20,8 +20,9 @@ use std::ffi::c_char;
 /// is `account`), `positions` is `GET /fapi/v3/positionRisk`, `open_orders`
 /// `GET /fapi/v1/openOrders` and `open_algo_orders`
 /// `GET /fapi/v1/openAlgoOrders`, each exactly as Binance sends it.
-/// `server_time_ms` is the server's clock when the snapshot started
-/// (`GET /fapi/v1/time`), `E` when it was complete, both on the server's
+/// `server_time_ms` is the server's clock when the snapshot started (the
+/// local clock plus the offset measured with `GET /fapi/v1/time`, once per
+/// process and REST base), `E` when it was complete, both on the server's
 /// clock like the events' `E`. Every event with `E` before `server_time_ms`
 /// should be reflected in it; events from `server_time_ms` on may or may
 /// not be. Skip an event for an item whose `updateTime` in the snapshot is
@@ -32,15 +33,21 @@ use std::ffi::c_char;
 ///
 /// Needs a signing key on the config (`binance_config_set_secret_key` or
 /// `binance_config_set_private_key_pem`): BINANCE_INVALID_ARGUMENT without
-/// one. Costs 91 request weight. Blocks until the snapshot is complete: up
+/// one. Costs 90 request weight (Binance's pages: `GET /fapi/v3/account` 5,
+/// `GET /fapi/v3/positionRisk` 5, `GET /fapi/v1/openOrders` and
+/// `GET /fapi/v1/openAlgoOrders` for all symbols 40 each; plus 1 for
+/// `GET /fapi/v1/time` the first time in the process). Blocks until the snapshot is complete: up
 /// to the connect timeout plus 7 request timeouts (BINANCE_TIMEOUT after).
 /// One snapshot runs at a time per client: a call made while another runs
 /// first waits for it (so it may block up to twice that bound), then
 /// shares the next one with the other calls that waited.
 ///
-/// BINANCE_RATE_LIMITED, without sending anything, when the request weight
-/// left this minute is too small, or after a 429/418 until the time the
-/// server gave (`binance_error_retry_after_ms`). A -1021 (timestamp outside
+/// BINANCE_RATE_LIMITED, without sending anything, when the request budget
+/// (shared by every client of the process on this source address and
+/// server: see `binance_client_request_budget_json`) has too little left
+/// this window, or after a 429/418 received by any of them until the time
+/// the server gave (`binance_error_retry_after_ms`). It does not wait in
+/// the resync snapshots' queue. A -1021 (timestamp outside
 /// recvWindow) resynchronises the clock and is retried once. Other
 /// refusals are BINANCE_API_ERROR with Binance's code (e.g. -1022 bad
 /// signature, -2015 key rejected) and HTTP status. Thread-safe. Caller

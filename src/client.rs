@@ -14,6 +14,7 @@ use std::ffi::c_char;
 /// requests share the connection and each gets its own answer.
 ///
 /// Functions: `binance_client_new`, `binance_client_rate_limits_json`,
+/// `binance_client_request_budget_json`,
 /// `binance_listen_key_start`, `binance_listen_key_keepalive`,
 /// `binance_listen_key_stop`, `binance_user_stream_open`,
 /// `binance_user_stream_open_callback`, `binance_client_free`.
@@ -59,6 +60,38 @@ pub extern "C" fn binance_client_rate_limits_json(
         let out = ffi::out(out_json, "out_json")?;
         let client = ffi::obj(client, "client")?;
         *out = ffi::c_string(client.inner.rate_limits());
+        Ok(())
+    })
+}
+
+/// The request budget the client draws on, shared by every client of the
+/// process that connects to the same server (Binance: every host under
+/// binance.com) from the same source address, as a JSON object:
+/// `{"source_address":null,"site":"binance.com","limit":2400,
+/// "window_ms":60000,"used":93,"snapshot_used":90,"snapshots_waiting":12,
+/// "paused_until_ms":0,"refused":0,"rate_limited":0}`. `used`: request
+/// weight used in the server's current window (what this process sent, or
+/// what the server reported if more); `limit` and `window_ms` as the server
+/// last reported them (Binance's 2400 a minute before any report; a limit
+/// of 0 means the server reported none, and nothing is refused for want
+/// of room);
+/// `snapshot_used`: of which account resync snapshots; `snapshots_waiting`:
+/// snapshots of any stream waiting for their turn; `paused_until_ms`:
+/// after a 429 or 418, nothing is sent before this time (ms since the
+/// epoch), 0 when not paused; `refused`: requests not sent because the
+/// budget had no room (they failed with BINANCE_RATE_LIMITED, HTTP status
+/// 0); `rate_limited`: 429 and 418 answers received. Does not block.
+/// Thread-safe. Caller owns `*out_json`; free it with `binance_string_free`.
+#[no_mangle]
+pub extern "C" fn binance_client_request_budget_json(
+    client: *const binance_client,
+    out_json: *mut *mut c_char,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        let out = ffi::out(out_json, "out_json")?;
+        let client = ffi::obj(client, "client")?;
+        *out = ffi::c_string(client.inner.budget().view().to_json().to_string());
         Ok(())
     })
 }

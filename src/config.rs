@@ -20,7 +20,9 @@ use std::ffi::c_char;
 /// `binance_config_set_event_queue_capacity`,
 /// `binance_config_set_silence_timeout_ms`,
 /// `binance_config_set_stream_rotation_ms`,
-/// `binance_config_set_reconnect_backoff_ms`, `binance_config_free`.
+/// `binance_config_set_reconnect_backoff_ms`,
+/// `binance_config_set_source_address`,
+/// `binance_config_set_snapshot_budget_percent`, `binance_config_free`.
 pub struct binance_config {
     pub(crate) inner: Config,
 }
@@ -190,7 +192,13 @@ pub extern "C" fn binance_config_set_rest_endpoint(
 /// timeouts. Needs a signing key
 /// (`binance_config_set_secret_key` or `binance_config_set_private_key_pem`):
 /// `binance_user_stream_open` refuses the stream without one. Each snapshot
-/// costs request weight (about 91 of Binance's 2400 a minute per IP).
+/// costs 90 request weight of Binance's 2400 a minute per IP, so snapshots
+/// do not run at once: they wait in one queue per request budget, oldest
+/// gap first, and draw at most a share of it
+/// (`binance_config_set_snapshot_budget_percent`, default half: about 13
+/// snapshots a minute per address). Events are held only once a
+/// snapshot's turn has come; `binance_stream_health`'s `snapshot_waiting`
+/// and `snapshot_eta_ms` say whether one waits and roughly until when.
 #[no_mangle]
 pub extern "C" fn binance_config_set_account_resync(
     cfg: *mut binance_config,
@@ -415,6 +423,55 @@ pub extern "C" fn binance_config_set_reconnect_backoff_ms(
         ffi::obj_mut(cfg, "cfg")?
             .inner
             .set_reconnect_backoff_ms(initial_ms, max_ms)
+    })
+}
+
+/// Binds every connection of clients made from this config (WebSocket API,
+/// streams, REST) to the local source address `address`, an IPv4 or IPv6
+/// literal such as "127.0.0.2" or "2001:db8::5" (the host must have it);
+/// NULL clears the binding (the system chooses, the default). Binance counts
+/// request weight per IP, so each address has its own request budget
+/// (2400 a minute): a host with several public addresses can spread its
+/// accounts over them, one config per address. Through a proxy, the
+/// connection to the proxy leaves from `address`. A name, a port or an
+/// empty string is BINANCE_INVALID_ARGUMENT. Connecting fails with
+/// BINANCE_CONNECT_FAILED, naming the address, if it cannot be bound or the
+/// server has no address of its family.
+#[no_mangle]
+pub extern "C" fn binance_config_set_source_address(
+    cfg: *mut binance_config,
+    address: *const c_char,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        let cfg = ffi::obj_mut(cfg, "cfg")?;
+        let address = if address.is_null() {
+            None
+        } else {
+            Some(ffi::str_arg(address, "address")?)
+        };
+        cfg.inner.set_source_address(address)
+    })
+}
+
+/// Sets the share of the request budget account resync snapshots may draw,
+/// in percent of the server's limit per window: 1 to 100, default 50 (of
+/// Binance's 2400 a minute: 1200, 13 snapshots of weight 90). Snapshots of
+/// every stream of the process wait in one queue per budget (source address
+/// and server), oldest gap first, spread evenly over the window; the rest
+/// of the window stays for listenKey requests (which go first and never
+/// wait for snapshots) and for the application's own trading. Each
+/// snapshot is held to the share of the config its client was made from.
+#[no_mangle]
+pub extern "C" fn binance_config_set_snapshot_budget_percent(
+    cfg: *mut binance_config,
+    percent: u32,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        ffi::obj_mut(cfg, "cfg")?
+            .inner
+            .set_snapshot_budget_percent(percent)
     })
 }
 

@@ -13,6 +13,14 @@ use std::ffi::c_char;
 /// the request timeout. Thread-safe. On success the caller owns
 /// `*out_listen_key`; free it with `binance_string_free`. On failure it is
 /// NULL.
+///
+/// Request weight 1 (each of start, keepalive and stop, by Binance's
+/// pages), plus 5 for the WebSocket API handshake when the call opens the
+/// connection, drawn on the process's request budget (see
+/// `binance_client_request_budget_json`). BINANCE_RATE_LIMITED without
+/// sending anything (HTTP status 0, `binance_error_retry_after_ms` set)
+/// when the budget has no room this window, or after a 429/418 to any
+/// client of the same server and source address until its time.
 #[no_mangle]
 pub extern "C" fn binance_listen_key_start(
     client: *mut binance_client,

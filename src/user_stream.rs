@@ -79,6 +79,13 @@ pub struct binance_stream_health {
     /// subscription (on the query form: once its connection is up), 0
     /// while subscribing or reconnecting.
     pub subscribed: i32,
+    /// 1 while the stream's account snapshot (account resync) waits for
+    /// its turn in the request budget's queue (see
+    /// `binance_config_set_snapshot_budget_percent`), 0 otherwise.
+    pub snapshot_waiting: i32,
+    /// Roughly when that snapshot runs, ms since the Unix epoch; 0 when
+    /// none waits.
+    pub snapshot_eta_ms: i64,
 }
 
 /// Called with each event, in order, for a stream opened with
@@ -254,6 +261,8 @@ impl From<Health> for binance_stream_health {
             connection_id: h.connection_id,
             connection_streams: h.connection_streams,
             subscribed: i32::from(h.subscribed),
+            snapshot_waiting: i32::from(h.snapshot_waiting),
+            snapshot_eta_ms: h.snapshot_eta_ms,
         }
     }
 }

@@ -416,7 +416,10 @@ fn the_stream_gets_the_snapshot_as_a_library_event() {
         .enable_all()
         .build()
         .unwrap();
-    let event = rt.block_on(rest.fetch_snapshot_event()).unwrap();
+    let ticket = rest.queue_snapshot(now_ms());
+    let event = rt
+        .block_on(rest.fetch_snapshot_scheduled(ticket, || {}))
+        .unwrap();
     assert_eq!(event.kind(), "binance.account_snapshot");
     assert!(event.is_library());
     assert!(event.time_ms() > 0);

@@ -263,7 +263,25 @@ fn a_failed_snapshot_is_reported_and_retried_without_holding_events_back() {
 #[test]
 fn a_gap_while_a_retry_waits_is_healed_by_that_retry() {
     let ex = exchange();
-    let (_client, s, failed) = open_with_first_snapshot_refused(&ex, 3000);
+    // The first two snapshots fail on the server's side, so the second
+    // retry waits 1 to 2 s. (Not a 429: that stops every request to the
+    // server until its time, the reconnects' too, so no gap could come.)
+    ex.control(
+        json!({"cmd": "fail", "method": "GET /fapi/v1/openOrders", "status": 503, "code": -1001,
+               "msg": "Internal error; unable to process your request. Please try again.", "count": 2}),
+    );
+    let client = Client::new(&config(&ex)).unwrap();
+    let s = UserStream::open(&client, None).unwrap();
+    let mut failures = 0;
+    let failed = loop {
+        let ev = s.next(Duration::from_secs(10)).unwrap().expect("an event");
+        if ev.kind() == ACCOUNT_SNAPSHOT_FAILED {
+            failures += 1;
+            if failures == 2 {
+                break ev;
+            }
+        }
+    };
     let mut book = Book::default();
     let retry_at = Instant::now()
         + Duration::from_millis(failed.get("/retry_in_ms").unwrap().parse().unwrap());

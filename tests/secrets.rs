@@ -232,6 +232,10 @@ fn error_paths(seen: &mut Seen) {
         c.listen_key_start(),
         Status::RateLimited,
     );
+    // Nothing is sent to the server until the 429's time (10 ms) passes.
+    while c.budget().view().paused_until_ms != 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let split = format!("{}\u{7}{}", &KEY[..12], &KEY[12..]);
     ex.control(json!({"cmd": "fail", "status": 400, "code": -1000, "msg": split}));
     seen.fails(

@@ -222,21 +222,34 @@ fn api_errors_and_rate_limits_map_to_statuses() {
         (Status::ApiError, -2015, 401)
     );
     assert!(e.message.contains("Invalid API-key"), "{}", e.message);
+    c.listen_key_start().unwrap();
+    assert_eq!(
+        ex.stats()["api_connections_total"],
+        1,
+        "API errors keep the connection"
+    );
     ex.control(json!({"cmd": "fail", "status": 429, "code": -1003, "msg": "Too many requests."}));
     let e = c.listen_key_start().unwrap_err();
     assert_eq!(
         (e.status, e.api_code, e.http_status),
         (Status::RateLimited, -1003, 429)
     );
+    // No retry time: nothing is sent until the weight window ends.
+    let e = c.listen_key_start().unwrap_err();
+    assert_eq!((e.status, e.http_status), (Status::RateLimited, 0), "{e:?}");
+    assert!(e.retry_after_ms > common::http::now_ms(), "{e:?}");
+    // A ban, on another server (a budget of its own).
+    let ex = Exchange::start(&[]);
+    let c = client(&ex);
     ex.control(json!({"cmd": "fail", "status": 418, "code": -1003, "msg": "IP banned", "retry_after_ms": 60_000}));
     let e = c.listen_key_start().unwrap_err();
     assert_eq!((e.status, e.http_status), (Status::RateLimited, 418));
     assert!(e.retry_after_ms > 1_600_000_000_000, "{e:?}");
-    c.listen_key_start().unwrap();
+    let again = c.listen_key_start().unwrap_err();
     assert_eq!(
-        ex.stats()["api_connections_total"],
-        1,
-        "API errors keep the connection"
+        (again.http_status, again.retry_after_ms),
+        (0, e.retry_after_ms),
+        "nothing sent before the ban's end: {again:?}"
     );
 }
 

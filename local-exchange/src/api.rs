@@ -92,12 +92,13 @@ pub fn handle(shared: &Shared, c: &mut ApiConn, text: &str) -> Action {
     let mut st = shared.lock();
     let charged = st.charge(c.ip, weight(method));
     let limit = st.limits.api_weight_per_min;
+    let (interval, interval_num, _) = st.limits.weight_interval();
     let count = match charged {
         Ok(n) | Err((n, _)) => n,
     };
     let rl = if want_rl.unwrap_or(c.rate_limits) {
         format!(
-            r#","rateLimits":[{{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":{limit},"count":{count}}}]"#,
+            r#","rateLimits":[{{"rateLimitType":"REQUEST_WEIGHT","interval":"{interval}","intervalNum":{interval_num},"limit":{limit},"count":{count}}}]"#,
         )
     } else {
         String::new()

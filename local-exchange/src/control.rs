@@ -394,6 +394,7 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
                 ("stream_max_msgs_per_sec", &mut l.stream_max_msgs_per_sec),
                 ("stream_max_streams", &mut l.stream_max_streams),
                 ("api_weight_per_min", &mut l.api_weight_per_min),
+                ("api_weight_window_ms", &mut l.api_weight_window_ms),
                 ("stream_connects_per_5min", &mut l.stream_connects_per_5min),
             ] {
                 if let Some(v) = opt_u64(cmd, field)? {

@@ -41,6 +41,7 @@ const USAGE: &str =
     "usage: local-exchange [--listen ADDR] [--ca-out PATH] [--ca-key PATH] [--plain] \
 [--key-lifetime-ms N] [--ping-interval-ms N] [--api-lifetime-ms N] [--stream-lifetime-ms N] \
 [--stream-max-msgs-per-sec N] [--stream-max-streams N] [--api-weight-per-min N] \
+[--api-weight-window-ms N] \
 [--stream-connects-per-5min N] [--stream-string-ids] [--stream-name-form key|event] \
 [--account API_KEY:SECRET]... [--account-ed25519 API_KEY:PEM_FILE]... \
 [--control JSON]... [--die-with-stdin] [--verbose]";
@@ -109,6 +110,7 @@ fn parse_args() -> Result<Opts, String> {
                     "--stream-max-msgs-per-sec" => o.limits.stream_max_msgs_per_sec = ms()?,
                     "--stream-max-streams" => o.limits.stream_max_streams = ms()?,
                     "--api-weight-per-min" => o.limits.api_weight_per_min = ms()?,
+                    "--api-weight-window-ms" => o.limits.api_weight_window_ms = ms()?,
                     "--stream-connects-per-5min" => o.limits.stream_connects_per_5min = ms()?,
                     "--control" => o.controls.push(v.clone()),
                     "--stream-name-form" => {

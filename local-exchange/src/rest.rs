@@ -124,12 +124,12 @@ async fn client(shared: Arc<Shared>, tcp: TcpStream, tls: Option<TlsAcceptor>) {
         let body = String::from_utf8_lossy(&buf[head_len..head_len + body_len]).into_owned();
         buf.drain(..head_len + body_len);
 
-        let (outcome, used) = {
+        let (outcome, used, window) = {
             let mut st = shared.lock();
             let ip = peer.ip();
             let o = with_faults(&mut st, ip, &method, &target, api_key.as_deref(), &body);
             let used = st.weights_used().get(&ip.to_string()).copied();
-            (o, used.unwrap_or(0))
+            (o, used.unwrap_or(0), st.limits.weight_interval().2)
         };
         let a = match outcome {
             Outcome::Send(a, delay) => {
@@ -164,7 +164,7 @@ async fn client(shared: Arc<Shared>, tcp: TcpStream, tls: Option<TlsAcceptor>) {
             .unwrap_or_default();
         let head = format!(
             "HTTP/1.1 {} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-X-MBX-USED-WEIGHT-1M: {used}\r\n{retry}Connection: {}\r\n\r\n",
+X-MBX-USED-WEIGHT-{window}: {used}\r\n{retry}Connection: {}\r\n\r\n",
             a.status,
             a.body.len(),
             if close { "close" } else { "keep-alive" }

@@ -91,6 +91,10 @@ pub struct Limits {
     pub stream_max_streams: u64,
     /// Request weight per IP per rolling minute (WebSocket API and REST).
     pub api_weight_per_min: u64,
+    /// The length of that "minute", in ms (Binance: 60000); shorter lets
+    /// tests see many windows in seconds. Reported as the window's length
+    /// (`rateLimits` `interval`/`intervalNum`, `X-MBX-USED-WEIGHT-<n><unit>`).
+    pub api_weight_window_ms: u64,
     /// New stream connections per IP per rolling 5 minutes.
     pub stream_connects_per_5min: u64,
     /// Stream request ids must be unsigned integers (Binance's documented
@@ -108,6 +112,7 @@ impl Default for Limits {
             stream_max_msgs_per_sec: 10,
             stream_max_streams: 1024,
             api_weight_per_min: 2400,
+            api_weight_window_ms: 60_000,
             stream_connects_per_5min: 300,
             strict_stream_ids: true,
             stream_name_event: false,
@@ -115,9 +120,27 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// The request weight window.
+    pub fn weight_window(&self) -> Duration {
+        Duration::from_millis(self.api_weight_window_ms.max(1))
+    }
+
+    /// The window as Binance names it: (`interval`, `intervalNum`) for
+    /// `rateLimits`, and the `X-MBX-USED-WEIGHT-` header's suffix.
+    pub fn weight_interval(&self) -> (&'static str, u64, String) {
+        let ms = self.api_weight_window_ms.max(1);
+        if ms % 60_000 == 0 {
+            ("MINUTE", ms / 60_000, format!("{}M", ms / 60_000))
+        } else {
+            let s = ms.div_ceil(1000);
+            ("SECOND", s, format!("{s}S"))
+        }
+    }
+}
+
 /// Weight of a WebSocket API handshake (DOC-WSAPI).
 pub const HANDSHAKE_WEIGHT: u64 = 5;
-const WEIGHT_WINDOW: Duration = Duration::from_secs(60);
 const CONNECT_WINDOW: Duration = Duration::from_secs(300);
 
 /// How a stream connection asked for its streams (`stream_connections`).
@@ -678,10 +701,11 @@ impl State {
     /// would pass the limit (then nothing is charged).
     pub fn charge(&mut self, ip: IpAddr, weight: u64) -> Result<u64, (u64, u64)> {
         let now = Instant::now();
+        let window = self.limits.weight_window();
         let q = self.weights.entry(ip).or_default();
         while q
             .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) >= WEIGHT_WINDOW)
+            .is_some_and(|(t, _)| now.duration_since(*t) >= window)
         {
             q.pop_front();
         }
@@ -692,7 +716,7 @@ impl State {
             let mut left = used + weight - limit;
             let mut at = now;
             for (t, w) in q.iter() {
-                at = *t + WEIGHT_WINDOW;
+                at = *t + window;
                 left = left.saturating_sub(*w);
                 if left == 0 {
                     break;
@@ -709,11 +733,12 @@ impl State {
     /// The weight each IP used in the rolling minute.
     pub fn weights_used(&mut self) -> BTreeMap<String, u64> {
         let now = Instant::now();
+        let window = self.limits.weight_window();
         let mut out = BTreeMap::new();
         for (ip, q) in &mut self.weights {
             while q
                 .front()
-                .is_some_and(|(t, _)| now.duration_since(*t) >= WEIGHT_WINDOW)
+                .is_some_and(|(t, _)| now.duration_since(*t) >= window)
             {
                 q.pop_front();
             }

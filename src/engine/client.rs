@@ -49,6 +49,7 @@ impl Client {
             request_timeout: config.request_timeout,
             api_key,
             max_connection_age: config.api_rotate_after,
+            budget: config.budget(),
         };
         let session = if config.connection_sharing {
             Session::shared(runtime.handle().clone(), session_config, identity)
@@ -65,6 +66,8 @@ impl Client {
                     api_key: config.api_key.clone().expect("checked above"),
                     signer: key.signer()?,
                     recv_window_ms: config.recv_window_ms,
+                    budget: config.budget(),
+                    snapshot_percent: config.snapshot_budget_percent,
                 },
             ))),
             None => None,
@@ -140,6 +143,11 @@ impl Client {
         self.session.rate_limits().unwrap_or_else(|| "[]".into())
     }
 
+    /// The request budget this client's requests draw on.
+    pub fn budget(&self) -> Arc<super::rest::budget::Budget> {
+        self.config.budget()
+    }
+
     /// The WebSocket API session, for tests that count its connections.
     #[cfg(feature = "test-support")]
     #[doc(hidden)]
@@ -198,6 +206,7 @@ pub fn dialer(config: &Config, endpoint: &super::net::url::Endpoint) -> Result<D
         proxy: config.proxy_for(endpoint)?,
         connect_timeout: config.connect_timeout,
         read_buffer: super::net::connect::STREAM_READ_BUFFER,
+        source: config.source_address,
     })
 }
 

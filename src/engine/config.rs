@@ -83,6 +83,11 @@ pub struct Config {
     /// Streams fetch the account snapshot when they open and after every
     /// gap, and deliver it in order (`binance.account_snapshot`).
     pub account_resync: bool,
+    /// The local address every connection leaves from (None: the
+    /// system's choice); each address has its own request budget.
+    pub source_address: Option<std::net::IpAddr>,
+    /// The share of the request budget resync snapshots may draw, percent.
+    pub snapshot_budget_percent: u32,
 }
 
 impl Default for Config {
@@ -111,6 +116,8 @@ impl Default for Config {
             rest_endpoint: Endpoint::parse_http(PRODUCTION_REST, "url").expect("valid default"),
             recv_window_ms: DEFAULT_RECV_WINDOW_MS,
             account_resync: false,
+            source_address: None,
+            snapshot_budget_percent: super::rest::budget::DEFAULT_SNAPSHOT_PERCENT,
         }
     }
 }
@@ -161,6 +168,48 @@ impl Config {
             _ => return Err(Error::invalid(format!("enabled: {enabled} is not 0 or 1"))),
         };
         Ok(())
+    }
+
+    /// Binds every connection to `address` (an IPv4 or IPv6 literal), or
+    /// clears the binding (None).
+    pub fn set_source_address(&mut self, address: Option<&str>) -> Result<()> {
+        self.source_address = match address {
+            None => None,
+            Some(a) => Some(a.trim().parse().map_err(|_| {
+                Error::invalid(format!(
+                    "address: {:?} is not an IPv4 or IPv6 address",
+                    super::text::truncate(a, 64)
+                ))
+            })?),
+        };
+        Ok(())
+    }
+
+    pub fn set_snapshot_budget_percent(&mut self, percent: u32) -> Result<()> {
+        if !(1..=100).contains(&percent) {
+            return Err(Error::invalid(format!(
+                "percent: {percent} is out of range (1 to 100)"
+            )));
+        }
+        self.snapshot_budget_percent = percent;
+        Ok(())
+    }
+
+    /// The request budget this config's clients draw on: one per source
+    /// address and server (the sites of the WebSocket API and REST
+    /// endpoints: `binance.com` for all of Binance's hosts).
+    pub fn budget(&self) -> std::sync::Arc<super::rest::budget::Budget> {
+        use super::rest::budget::{site_of, Budget, BudgetKey};
+        let (api, rest) = (site_of(&self.endpoint), site_of(&self.rest_endpoint));
+        let site = if api == rest {
+            api
+        } else {
+            format!("{api} {rest}")
+        };
+        Budget::of(BudgetKey {
+            source: self.source_address,
+            site,
+        })
     }
 
     pub fn set_recv_window_ms(&mut self, ms: u32) -> Result<()> {
@@ -288,6 +337,7 @@ impl Config {
             .hash(&mut h);
         self.extra_roots.hash(&mut h);
         (self.connect_timeout, self.request_timeout).hash(&mut h);
+        self.source_address.hash(&mut h);
         more.hash(&mut h);
         h.finish()
     }

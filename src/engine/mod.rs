@@ -36,6 +36,8 @@ pub use event::{
     Event, ACCOUNT_SNAPSHOT, ACCOUNT_SNAPSHOT_FAILED, LISTEN_KEY_RENEWED, STREAM_DISCONNECTED,
     STREAM_GAP,
 };
+pub use rest::budget::View as BudgetView;
+pub use rest::SNAPSHOT_WEIGHT;
 pub use stream::{Callback, Health, UserStream};
 
 /// What only the tests reach into: parsers they fuzz, connection counters.

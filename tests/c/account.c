@@ -62,6 +62,17 @@ static void test_setters(void)
     CHECK_FAIL(binance_config_set_recv_window_ms(cfg, 60001, &err), BINANCE_INVALID_ARGUMENT, err, "60000");
     CHECK_OK(binance_config_set_recv_window_ms(cfg, 60000, &err), err);
     CHECK(binance_config_set_recv_window_ms(NULL, 1, NULL) == BINANCE_INVALID_ARGUMENT);
+
+    CHECK_FAIL(binance_config_set_source_address(cfg, "localhost", &err), BINANCE_INVALID_ARGUMENT, err, "address");
+    CHECK_FAIL(binance_config_set_source_address(cfg, "127.0.0.1:80", &err), BINANCE_INVALID_ARGUMENT, err,
+               "address");
+    CHECK_FAIL(binance_config_set_source_address(NULL, "127.0.0.1", &err), BINANCE_INVALID_ARGUMENT, err, "cfg");
+    CHECK_OK(binance_config_set_source_address(cfg, "127.0.0.2", &err), err);
+    CHECK_OK(binance_config_set_source_address(cfg, "::1", &err), err);
+    CHECK_OK(binance_config_set_source_address(cfg, NULL, &err), err);
+    CHECK_FAIL(binance_config_set_snapshot_budget_percent(cfg, 0, &err), BINANCE_INVALID_ARGUMENT, err, "percent");
+    CHECK_FAIL(binance_config_set_snapshot_budget_percent(cfg, 101, &err), BINANCE_INVALID_ARGUMENT, err, "percent");
+    CHECK_OK(binance_config_set_snapshot_budget_percent(cfg, 100, &err), err);
     binance_config_free(cfg);
 }
 
@@ -141,8 +152,29 @@ static void test_errors(void)
     err = NULL;
     /* Until then nothing is sent: the same answer at once. */
     CHECK_STATUS(binance_client_account_snapshot(client, &json, &err), BINANCE_RATE_LIMITED, err);
+    CHECK(binance_error_http_status(err) == 0);
     binance_error_free(err);
     err = NULL;
+    /* The process's budget for this server says so. */
+    CHECK_OK(binance_client_request_budget_json(client, &json, &err), err);
+    CHECK(strstr(json, "\"rate_limited\":1") != NULL);
+    CHECK(strstr(json, "\"paused_until_ms\":0") == NULL);
+    binance_string_free(json);
+    json = NULL;
+    CHECK_FAIL(binance_client_request_budget_json(client, NULL, &err), BINANCE_INVALID_ARGUMENT, err, "out_json");
+    /* Every client of this server waits too: wait for the pause to end. */
+    for (int waited = 0;; waited += 50) {
+        long long paused;
+        CHECK_OK(binance_client_request_budget_json(client, &json, &err), err);
+        paused = json_number(json, "paused_until_ms");
+        binance_string_free(json);
+        json = NULL;
+        if (paused == 0 || waited > 10000) {
+            CHECK(paused == 0);
+            break;
+        }
+        sleep_ms(50);
+    }
     binance_client_free(client);
 
     client = test_client_from(rest_config(1021));

@@ -135,49 +135,72 @@ static void test_api_errors(void)
     binance_client_free(client);
 }
 
+/* The budget's paused_until_ms (0 when not paused), for the client's
+ * source address and server. */
+static long long paused_until(binance_client *client)
+{
+    binance_error *err = NULL;
+    char *json = NULL;
+    long long paused;
+    CHECK_OK(binance_client_request_budget_json(client, &json, &err), err);
+    paused = json == NULL ? -1 : json_number(json, "paused_until_ms");
+    binance_string_free(json);
+    return paused;
+}
+
+/* A 429 or 418 stops every client of the process sending to that server
+ * until its time: later calls are BINANCE_RATE_LIMITED without being sent
+ * (HTTP status 0). Runs last: the 418's minute would stop the others. */
 static void test_rate_limited(void)
 {
     binance_client *client = test_client();
+    binance_client *other = test_client();
     binance_error *err = NULL;
     char *key = NULL;
     int64_t before = now_ms();
+    int64_t until;
 
     CHECK(control("{\"cmd\":\"fail\",\"status\":429,\"code\":-1003,\"msg\":\"Too many requests.\","
-                  "\"retry_after_ms\":5000,\"count\":1}") == 0);
+                  "\"retry_after_ms\":1000,\"count\":1}") == 0);
     key = DUMMY(char);
     CHECK_STATUS(binance_listen_key_start(client, &key, &err), BINANCE_RATE_LIMITED, err);
     CHECK(key == NULL);
     CHECK(binance_error_http_status(err) == 429);
     CHECK(binance_error_api_code(err) == -1003);
     /* A time, in ms since the epoch, in the future of the request. */
-    CHECK(binance_error_retry_after_ms(err) > 0);
-    CHECK(binance_error_retry_after_ms(err) >= before);
+    until = binance_error_retry_after_ms(err);
+    CHECK(until >= before);
     binance_error_free(err);
     err = NULL;
+    /* Another client of the same server: refused unsent, same time. */
+    CHECK_STATUS(binance_listen_key_start(other, &key, &err), BINANCE_RATE_LIMITED, err);
+    CHECK(binance_error_http_status(err) == 0);
+    CHECK(binance_error_retry_after_ms(err) == until);
+    binance_error_free(err);
+    err = NULL;
+    CHECK(paused_until(other) == until);
+    /* Wait for the time to pass; then requests go again. */
+    while (paused_until(other) != 0 && now_ms() < until + 10000)
+        sleep_ms(50);
+    CHECK_OK(binance_listen_key_start(other, &key, &err), err);
+    binance_string_free(key);
+    key = NULL;
 
     CHECK(control("{\"cmd\":\"fail\",\"status\":418,\"code\":-1003,\"msg\":\"Way too many requests; IP banned.\","
                   "\"retry_after_ms\":60000,\"count\":1}") == 0);
     CHECK_STATUS(binance_listen_key_keepalive(client, NULL, &err), BINANCE_RATE_LIMITED, err);
     CHECK(binance_error_http_status(err) == 418);
     CHECK(binance_error_retry_after_ms(err) >= before + 30000);
+    until = binance_error_retry_after_ms(err);
     binance_error_free(err);
     err = NULL;
-
-    /* Without data.retryAfter the status still says rate limited. */
-    CHECK(control("{\"cmd\":\"fail\",\"status\":429,\"code\":-1003,\"msg\":\"Too many requests.\",\"count\":1}") ==
-          0);
-    CHECK_STATUS(binance_listen_key_stop(client, &err), BINANCE_RATE_LIMITED, err);
-    CHECK(binance_error_http_status(err) == 429);
-    CHECK(binance_error_retry_after_ms(err) == 0);
-    binance_error_free(err);
-    err = NULL;
-    CHECK(control("{\"cmd\":\"fail\",\"status\":429,\"code\":-1003,\"msg\":\"Too many requests.\",\"count\":1}") ==
-          0);
     CHECK(binance_listen_key_start(client, NULL, NULL) == BINANCE_INVALID_ARGUMENT);
-    CHECK(binance_listen_key_keepalive(client, NULL, NULL) == BINANCE_RATE_LIMITED);
-
-    CHECK_OK(binance_listen_key_start(client, &key, &err), err);
-    binance_string_free(key);
+    CHECK(binance_listen_key_keepalive(other, NULL, NULL) == BINANCE_RATE_LIMITED);
+    CHECK_STATUS(binance_listen_key_stop(other, &err), BINANCE_RATE_LIMITED, err);
+    CHECK(binance_error_http_status(err) == 0);
+    CHECK(binance_error_retry_after_ms(err) == until);
+    binance_error_free(err);
+    binance_client_free(other);
     binance_client_free(client);
 }
 
@@ -207,7 +230,7 @@ int main(void)
     test_start_keepalive_stop();
     test_accounts_are_separate();
     test_api_errors();
-    test_rate_limited();
     test_rejected_key_not_echoed();
+    test_rate_limited();
     return harness_finish("listen_key");
 }

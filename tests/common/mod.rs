@@ -14,6 +14,7 @@ use serde_json::Value;
 
 pub mod book;
 mod exchange_bin;
+pub mod heal;
 pub mod http;
 pub mod native;
 pub mod proxy;

@@ -231,7 +231,13 @@ void config_errors_name_the_argument()
         .rest_endpoint(BINANCE_REST_URL_TESTNET)
         .recv_window(60s)
         .account_resync(true)
-        .account_resync(false);
+        .account_resync(false)
+        .snapshot_budget_percent(25)
+        .source_address("127.0.0.1")
+        .clear_source_address();
+    expect_error("source address not an address", BINANCE_INVALID_ARGUMENT, "address",
+                 [&] { cfg.source_address("localhost"); });
+    expect_error("snapshot share 0", BINANCE_INVALID_ARGUMENT, "percent", [&] { cfg.snapshot_budget_percent(0); });
 
     // A client needs an API key.
     const binance::config no_key;
@@ -246,6 +252,7 @@ void listen_key_start_keepalive_stop()
     CHECK_EQ(key.size(), 64u);
     CHECK_EQ(client.listen_key_keepalive(), key);
     CHECK(contains(client.rate_limits_json(), "REQUEST_WEIGHT"));
+    CHECK(contains(client.request_budget_json(), "\"limit\":2400"));
     client.listen_key_stop();
 
     // After stop there is no key to keep alive.
@@ -268,7 +275,7 @@ void api_errors_carry_code_and_status()
         CHECK(contains(e->what(), "binance_listen_key_start"));
     }
 
-    control(R"({"cmd":"fail","status":429,"code":-1003,"msg":"Too many requests","retry_after_ms":60000})");
+    control(R"({"cmd":"fail","status":429,"code":-1003,"msg":"Too many requests","retry_after_ms":1000})");
     const auto start = std::chrono::duration_cast<std::chrono::milliseconds>(
                            std::chrono::system_clock::now().time_since_epoch())
                            .count();
@@ -276,10 +283,23 @@ void api_errors_carry_code_and_status()
     if (limited) {
         CHECK_EQ(limited->http_status(), 429);
         CHECK_EQ(limited->api_code(), -1003);
-        CHECK(limited->retry_after_ms() >= start + 50000);
+        CHECK(limited->retry_after_ms() >= start + 500);
     }
 
-    // The fault was used up: the next call works.
+    // Until that time nothing is sent, by any client of this server.
+    binance::client other(exchange_config());
+    const auto unsent = expect_error("before the retry time", BINANCE_RATE_LIMITED, "",
+                                     [&] { other.listen_key_start(); });
+    if (unsent && limited) {
+        CHECK_EQ(unsent->http_status(), 0);
+        CHECK_EQ(unsent->retry_after_ms(), limited->retry_after_ms());
+    }
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!contains(other.request_budget_json(), "\"paused_until_ms\":0,") &&
+           std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(50ms);
+
+    // Then, the fault used up, the next call works.
     CHECK_EQ(client.listen_key_start().size(), 64u);
 }
 

@@ -43,7 +43,7 @@ import time
 import weakref
 from ctypes import CFUNCTYPE, POINTER, Structure, byref, c_char, c_char_p, c_int32, c_int64, c_uint32, c_uint64, c_void_p
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple, Type, cast
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple, Type, TypedDict, cast
 
 from . import _library
 
@@ -63,6 +63,7 @@ __all__ = [
     "ProtocolError",
     "RateLimited",
     "StreamClosed",
+    "RequestBudget",
     "StreamHealth",
     "Timeout",
     "TlsFailed",
@@ -172,13 +173,45 @@ class StreamHealth:
     """Streams on that connection, this one included; 0 while none."""
     subscribed: bool = _c_field(c_int32)
     """True once the server acknowledged the current listenKey's subscription."""
+    snapshot_waiting: bool = _c_field(c_int32)
+    """True while the stream's account snapshot (account resync) waits for its
+    turn in the request budget's queue."""
+    snapshot_eta_ms: int = _c_field(c_int64)
+    """Roughly when that snapshot runs, ms since the Unix epoch; 0 when none waits."""
 
     @classmethod
     def _from_c(cls, h: "_Health") -> "StreamHealth":
         values = {f.name: getattr(h, f.name) for f in fields(cls)}
         values["connected"] = bool(values["connected"])
         values["subscribed"] = bool(values["subscribed"])
+        values["snapshot_waiting"] = bool(values["snapshot_waiting"])
         return cls(**values)
+
+
+class RequestBudget(TypedDict):
+    """:meth:`Client.request_budget`: the process's request budget for a
+    source address and server (``binance_client_request_budget_json``)."""
+
+    source_address: Optional[str]
+    """The local address connections leave from; ``None``: the system's choice."""
+    site: str
+    """The server it counts for (``binance.com`` for all of Binance's hosts)."""
+    limit: int
+    """Request weight allowed per window, as the server last reported it (2400)."""
+    window_ms: int
+    """The window's length, as the server last reported it (60000)."""
+    used: int
+    """Weight used in the current window (sent, or as the server reported if more)."""
+    snapshot_used: int
+    """Of which account resync snapshots."""
+    snapshots_waiting: int
+    """Resync snapshots of any stream waiting for their turn."""
+    paused_until_ms: int
+    """After a 429/418, nothing is sent before this (ms since the epoch); 0 if not paused."""
+    refused: int
+    """Requests not sent because the budget had no room (:class:`RateLimited`)."""
+    rate_limited: int
+    """429 and 418 answers received."""
 
 
 class _Health(Structure):
@@ -225,9 +258,12 @@ _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "binance_config_set_rest_endpoint": (_status, [_handle, c_char_p, _out_err]),
     "binance_config_set_recv_window_ms": (_status, [_handle, c_uint32, _out_err]),
     "binance_config_set_account_resync": (_status, [_handle, c_int32, _out_err]),
+    "binance_config_set_source_address": (_status, [_handle, c_char_p, _out_err]),
+    "binance_config_set_snapshot_budget_percent": (_status, [_handle, c_uint32, _out_err]),
     "binance_client_new": (_status, [_handle, _out_handle, _out_err]),
     "binance_client_free": (None, [_handle]),
     "binance_client_rate_limits_json": (_status, [_handle, _out_str, _out_err]),
+    "binance_client_request_budget_json": (_status, [_handle, _out_str, _out_err]),
     "binance_client_account_snapshot": (_status, [_handle, _out_str, _out_err]),
     "binance_listen_key_start": (_status, [_handle, _out_str, _out_err]),
     "binance_listen_key_keepalive": (_status, [_handle, _out_str, _out_err]),
@@ -465,7 +501,10 @@ class Config:
     snapshot): ``secret_key`` (HMAC-SHA256) or ``private_key_pem``
     (Ed25519, PKCS#8 PEM), ``rest_endpoint``, ``recv_window_ms``, and
     ``account_resync`` (streams deliver the snapshot when they open and
-    after every gap). The API key, the signing keys and proxy credentials
+    after every gap), ``snapshot_budget_percent`` (the share of the
+    request budget resync snapshots may draw); ``source_address`` (the
+    local address every connection leaves from: each has its own request
+    budget). The API key, the signing keys and proxy credentials
     are never shown in a ``repr`` or an exception.
     """
 
@@ -491,6 +530,8 @@ class Config:
         rest_endpoint: Optional[str] = None,
         recv_window_ms: Optional[int] = None,
         account_resync: Optional[bool] = None,
+        snapshot_budget_percent: Optional[int] = None,
+        source_address: Optional[str] = None,
     ) -> None:
         self._handle: Optional[int] = None
         handle = _lib().binance_config_new()
@@ -535,6 +576,10 @@ class Config:
             self.recv_window_ms(recv_window_ms)
         if account_resync is not None:
             self.account_resync(account_resync)
+        if snapshot_budget_percent is not None:
+            self.snapshot_budget_percent(snapshot_budget_percent)
+        if source_address is not None:
+            self.source_address(source_address)
 
     def _set(self, setter: Callable[..., int], *args: Any) -> "Config":
         """Calls one ``binance_config_set_*`` function on this config."""
@@ -600,6 +645,23 @@ class Config:
         ``binance.stream_gap`` (default False). Needs a signing key: opening
         the stream raises :class:`InvalidArgument` without one."""
         return self._set(_lib().binance_config_set_account_resync, 1 if enabled else 0)
+
+    def snapshot_budget_percent(self, percent: int) -> "Config":
+        """The share of the request budget account resync snapshots may draw,
+        1 to 100 percent (default 50: of Binance's 2400 a minute, 1200, about
+        13 snapshots of weight 90). Snapshots of every stream wait in one
+        queue, oldest gap first; listenKey requests go first."""
+        return self._set(
+            _lib().binance_config_set_snapshot_budget_percent, _c_uint32(percent, "percent")
+        )
+
+    def source_address(self, address: Optional[str]) -> "Config":
+        """Binds every connection (WebSocket API, streams, REST) to the local
+        address ``address``, an IPv4 or IPv6 literal the host has (``None``
+        clears it). Binance counts request weight per IP: each address has
+        its own request budget."""
+        arg = None if address is None else _c_string(address, "address")
+        return self._set(_lib().binance_config_set_source_address, arg)
 
     def timeouts_ms(self, connect_ms: int, request_ms: int) -> "Config":
         """Sets the connect and request timeouts, each 1 to 3600000 ms."""
@@ -710,6 +772,18 @@ class Client:
         _call(_lib().binance_client_rate_limits_json, self._live(), byref(out))
         limits: List[Dict[str, Any]] = _json.loads(_take_string(out))
         return limits
+
+    def request_budget(self) -> "RequestBudget":
+        """The request budget this client draws on, shared by every client of
+        the process on the same source address and server: weight ``used``
+        in the server's current window of ``window_ms``, its ``limit``,
+        ``snapshots_waiting``, ``paused_until_ms`` (after a 429/418; 0 when
+        not paused), ``refused`` (requests not sent for want of room) and
+        ``rate_limited`` (429/418 answers). Does not block."""
+        out = _owned_str()
+        _call(_lib().binance_client_request_budget_json, self._live(), byref(out))
+        budget: RequestBudget = _json.loads(_take_string(out))
+        return budget
 
     def account_snapshot(self) -> "AccountSnapshot":
         """The account's balances, positions, open orders and open algo

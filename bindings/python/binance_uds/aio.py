@@ -43,6 +43,7 @@ from typing import Any, AsyncIterator, Callable, Optional, Set, TypeVar
 from . import (
     STREAM_CLOSED,
     Config,
+    RequestBudget,
     StreamClosed,
     StreamHealth,
     _call,
@@ -103,6 +104,11 @@ class Client:
     def rate_limits(self) -> Any:
         """The ``rateLimits`` of the latest answer (does not block)."""
         return self._client.rate_limits()
+
+    def request_budget(self) -> RequestBudget:
+        """The request budget this client draws on (see
+        :meth:`binance_uds.Client.request_budget`; does not block)."""
+        return self._client.request_budget()
 
     def user_stream(self, max_pending: int = 1024) -> "UserStream":
         """The account's user data stream, opened by ``async with`` or

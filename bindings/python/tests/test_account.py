@@ -234,6 +234,7 @@ async def test_aio_account_snapshot_and_resync(exchange: Exchange) -> None:
         snapshot = await client.account_snapshot()
         assert [o["orderId"] for o in snapshot["open_orders"]] == [open_order]
         assert_is_the_exchanges_state(exchange, snapshot)
+        assert client.request_budget()["used"] >= 90
         async with client.user_stream() as stream:
             first = await asyncio.wait_for(stream.next_event(), 10)
             assert first.type == "binance.account_snapshot" and first.is_library
@@ -242,3 +243,41 @@ async def test_aio_account_snapshot_and_resync(exchange: Exchange) -> None:
     async with aio.Client(config(exchange)) as unsigned:
         with pytest.raises(binance_uds.InvalidArgument, match="key"):
             await unsigned.account_snapshot()
+
+
+def test_one_request_budget_for_every_client_and_one_per_source_address(exchange: Exchange) -> None:
+    with binance_uds.Client(signed(exchange)) as a, binance_uds.Client(signed(exchange)) as b:
+        a.listen_key_start()
+        # B sees what A spent: one budget for the address and server.
+        budget = b.request_budget()
+        assert budget["used"] >= 6, budget  # the connection's handshake (5) and the start (1)
+        assert (budget["limit"], budget["window_ms"]) == (2400, 60000), budget
+        assert (budget["source_address"], budget["paused_until_ms"], budget["snapshots_waiting"]) == (None, 0, 0)
+        # A 429 to A stops B too, until the server's time, sending nothing.
+        exchange.control(
+            {
+                "cmd": "fail",
+                "method": "GET /fapi/v1/openOrders",
+                "status": 429,
+                "code": -1003,
+                "msg": "Too many requests",
+                "retry_after_ms": 60000,
+            }
+        )
+        with pytest.raises(binance_uds.RateLimited) as limited:
+            a.account_snapshot()
+        assert limited.value.http_status == 429
+        with pytest.raises(binance_uds.RateLimited) as refused:
+            b.listen_key_start()
+        assert refused.value.http_status == 0 and refused.value.retry_after_ms == limited.value.retry_after_ms
+        assert b.request_budget()["paused_until_ms"] == limited.value.retry_after_ms
+        assert b.request_budget()["rate_limited"] == 1
+    # Another source address: a budget of its own, not paused.
+    with binance_uds.Client(signed(exchange, source_address="127.0.0.2", snapshot_budget_percent=25)) as c:
+        c.listen_key_start()
+        budget = c.request_budget()
+        assert (budget["source_address"], budget["paused_until_ms"]) == ("127.0.0.2", 0), budget
+    with pytest.raises(binance_uds.InvalidArgument, match="address"):
+        binance_uds.Config(source_address="localhost")
+    with pytest.raises(binance_uds.InvalidArgument, match="percent"):
+        binance_uds.Config(snapshot_budget_percent=0)

@@ -46,6 +46,9 @@ pub struct SessionConfig {
     /// a new one and the old one closes when idle. Binance closes them at
     /// 24 h; replacing them before means no request is caught in that close.
     pub max_connection_age: Duration,
+    /// The request budget every request draws on (weight 1 each: the
+    /// `userDataStream.*` methods).
+    pub budget: Arc<crate::engine::rest::budget::Budget>,
 }
 
 pub struct Session {
@@ -78,6 +81,14 @@ struct Shared {
     spin: crate::engine::net::block::SpinPolicy,
     this: Weak<Shared>,
 }
+
+/// The request weight of every method a session sends
+/// (`userDataStream.start`, `.ping`, `.stop`: 1 each on Binance's pages).
+pub const REQUEST_WEIGHT: u32 = 1;
+
+/// The request weight of opening a WebSocket API connection (Binance's
+/// WebSocket API general info: "a WebSocket handshake attempt costs 5").
+pub const HANDSHAKE_WEIGHT: u32 = 5;
 
 /// An answer, with the `rateLimits` it carried (as JSON text).
 type Reply = (Result<Answer>, Option<String>);
@@ -395,11 +406,31 @@ impl Shared {
         if *closing.borrow_and_update() {
             return (Err(Error::closed("the client is being freed")), None);
         }
-        tokio::select! {
+        let budget = &self.config.budget;
+        if let Err(e) = budget.charge(method, REQUEST_WEIGHT) {
+            return (Err(e), None);
+        }
+        let reply = tokio::select! {
             biased;
             _ = closing.changed() => (Err(Error::closed("the client was freed while the request was in flight")), None),
             r = self.exchange(method, key_json) => r,
+        };
+        if let Some((count, limit, window)) = reply
+            .1
+            .as_deref()
+            .and_then(crate::engine::rest::budget::request_weight_of)
+        {
+            budget.reported(count, Some(limit), Some(window));
         }
+        if let Err(e) = &reply.0 {
+            if e.status == Status::RateLimited && matches!(e.http_status, 429 | 418) {
+                // Every client sending to this server from this address
+                // stops until then (`retryAfter`, ms since the epoch).
+                let until = (e.retry_after_ms > 0).then_some(e.retry_after_ms);
+                budget.pause(until, e.http_status == 418);
+            }
+        }
+        reply
     }
 
     async fn exchange(&self, method: &str, key_json: &Secret) -> Reply {
@@ -517,6 +548,10 @@ impl Shared {
         if let Some(c) = self.live() {
             return Ok(c);
         }
+        // Binance counts a WebSocket API handshake as request weight.
+        self.config
+            .budget
+            .charge("WebSocket API handshake", HANDSHAKE_WEIGHT)?;
         let ws = tokio::time::timeout_at(
             deadline,
             self.config.dialer.connect_unbounded(&self.config.endpoint),

@@ -5,8 +5,9 @@ use super::proxy::{self, Proxy};
 use super::url::{host_port, Endpoint};
 use crate::engine::error::{Error, Result, Status};
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -37,6 +38,9 @@ pub struct Dialer {
     /// under 1 KiB, and the buffer is cleared before every read), larger for
     /// streams, which read bursts of events.
     pub read_buffer: usize,
+    /// The local address connections leave from (None: the system's
+    /// choice).
+    pub source: Option<IpAddr>,
 }
 
 /// Read buffer for WebSocket API connections.
@@ -106,12 +110,12 @@ impl Dialer {
     async fn transport_unbounded(&self, endpoint: &Endpoint) -> Result<MaybeTlsStream<TcpStream>> {
         let tcp = match &self.proxy {
             Some(p) => {
-                let tcp = tcp_connect(&p.host, p.port)
+                let tcp = tcp_connect(&p.host, p.port, self.source)
                     .await
                     .map_err(|e| e.context("proxy"))?;
                 proxy::tunnel(tcp, p, endpoint).await?
             }
-            None => tcp_connect(&endpoint.host, endpoint.port).await?,
+            None => tcp_connect(&endpoint.host, endpoint.port, self.source).await?,
         };
         let _ = tcp.set_nodelay(true);
         if !endpoint.tls {
@@ -149,11 +153,55 @@ fn handshake_error(endpoint: &Endpoint, e: tokio_tungstenite::tungstenite::Error
     }
 }
 
-pub(crate) async fn tcp_connect(host: &str, port: u16) -> Result<TcpStream> {
-    TcpStream::connect((host, port)).await.map_err(|e| {
+/// TCP to `host:port`, from `source` when set (then only to the host's
+/// addresses of the same family).
+pub(crate) async fn tcp_connect(
+    host: &str,
+    port: u16,
+    source: Option<IpAddr>,
+) -> Result<TcpStream> {
+    let failed = |e: std::io::Error| {
         Error::new(
             Status::ConnectFailed,
             format!("connecting to {} failed: {e}", host_port(host, port)),
         )
-    })
+    };
+    let Some(source) = source else {
+        return TcpStream::connect((host, port)).await.map_err(failed);
+    };
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port))
+        .await
+        .map_err(failed)?
+    {
+        if addr.is_ipv4() != source.is_ipv4() {
+            continue;
+        }
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(failed)?;
+        if let Err(e) = socket.bind(SocketAddr::new(source, 0)) {
+            return Err(Error::new(
+                Status::ConnectFailed,
+                format!("binding to the source address {source} failed: {e}"),
+            ));
+        }
+        match socket.connect(addr).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.map(failed).unwrap_or_else(|| {
+        Error::new(
+            Status::ConnectFailed,
+            format!(
+                "connecting to {}: no address of the source address {source}'s family (IPv{})",
+                host_port(host, port),
+                if source.is_ipv4() { 4 } else { 6 }
+            ),
+        )
+    }))
 }

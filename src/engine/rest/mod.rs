@@ -7,24 +7,29 @@
 //! turns on it. Every request is bounded by the request timeout, every
 //! connection attempt by the connect timeout.
 //!
-//! The snapshot is `GET /fapi/v1/time` (the server's clock: the start of
-//! the snapshot and the clock offset for signing), then the signed
-//! `GET /fapi/v3/account` (balances), `GET /fapi/v3/positionRisk`
-//! (positions), `GET /fapi/v1/openOrders` and `GET /fapi/v1/openAlgoOrders`,
-//! all symbols. REST rather than the WebSocket API's `account.status` /
+//! The snapshot is the signed `GET /fapi/v3/account` (balances, weight 5),
+//! `GET /fapi/v3/positionRisk` (positions with their prices, which the
+//! account's own `positions` lack, 5), `GET /fapi/v1/openOrders` and
+//! `GET /fapi/v1/openAlgoOrders` (all symbols, 40 each): 90 in all. The
+//! server's clock (the offset for signing) is measured once per process
+//! and REST base with `GET /fapi/v1/time` (1), again only after a `-1021`. REST rather than the WebSocket API's `account.status` /
 //! `account.position`: ws-fapi has no open-orders list, so REST is needed
 //! anyway, and one transport means one signing path, one view of the
 //! request weight and no `session.logon` (Ed25519 only) on the session the
 //! listenKey calls use.
 //!
 //! Under flapping connections it never storms: one snapshot runs at a time
-//! per client and the calls that arrive meanwhile share the next one; the
-//! request weight Binance reports (`X-MBX-USED-WEIGHT-1M`) is checked before
-//! a snapshot starts, and after a 429/418 nothing is sent until the time
-//! the server gave (`Retry-After`).
+//! per client and the calls that arrive meanwhile share the next one; every
+//! request draws on the process's request budget for its address and server
+//! (`budget.rs`), which follows `X-MBX-USED-WEIGHT-<interval>`, and after a
+//! 429/418 nothing is sent by any client until the time the server gave
+//! (`Retry-After`). Resync snapshots wait for their turn in the budget's
+//! queue ([`Rest::fetch_snapshot_scheduled`]).
 
+pub mod budget;
 pub mod sign;
 
+use self::budget::{window_of_header, Budget, Ticket};
 use self::sign::Signer;
 use super::api::answer::clean;
 use super::error::{Error, RateLimit, Result, Status};
@@ -39,9 +44,10 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderValue, HOST, RETRY_AFTER, USER_AGENT};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
@@ -51,9 +57,6 @@ use tokio_tungstenite::MaybeTlsStream;
 /// The largest answer body accepted (all open orders of a busy account fit
 /// many times over).
 pub const MAX_BODY: usize = 16 << 20;
-/// Binance's `REQUEST_WEIGHT` limit per minute and IP (exchangeInfo
-/// `rateLimits`, and the example answers on the general-info page).
-pub const WEIGHT_LIMIT_1M: u32 = 2400;
 /// A snapshot is at most this many requests, one of them repeated after a
 /// `-1021` clock resynchronisation: its time bound is the connect timeout
 /// plus this many request timeouts.
@@ -87,11 +90,9 @@ const OPEN_ALGO_ORDERS: Call = Call {
     path: "/fapi/v1/openAlgoOrders",
     weight: 40,
 };
-const SNAPSHOT_WEIGHT: u32 = TIME.weight
-    + ACCOUNT.weight
-    + POSITION_RISK.weight
-    + OPEN_ORDERS.weight
-    + OPEN_ALGO_ORDERS.weight;
+/// A snapshot's weight: 90 (the clock is measured once per process).
+pub const SNAPSHOT_WEIGHT: u32 =
+    ACCOUNT.weight + POSITION_RISK.weight + OPEN_ORDERS.weight + OPEN_ALGO_ORDERS.weight;
 
 /// What a REST client needs from the config.
 pub struct RestConfig {
@@ -102,6 +103,29 @@ pub struct RestConfig {
     pub api_key: Secret,
     pub signer: Signer,
     pub recv_window_ms: u32,
+    /// The request budget every request draws on.
+    pub budget: Arc<Budget>,
+    /// The share of the budget resync snapshots may draw, percent.
+    pub snapshot_percent: u32,
+}
+
+/// The server's clock as measured for one REST base, shared by every
+/// client of the process: measured once, again after a `-1021`.
+#[derive(Default)]
+struct ServerClock {
+    /// Server clock minus local clock, in ms.
+    offset_ms: AtomicI64,
+    synced: AtomicBool,
+    /// One measurement at a time; the others use its result.
+    syncing: tokio::sync::Mutex<()>,
+}
+
+fn server_clock(base: &Endpoint) -> Arc<ServerClock> {
+    static ALL: OnceLock<Mutex<HashMap<String, Arc<ServerClock>>>> = OnceLock::new();
+    lock(ALL.get_or_init(Default::default))
+        .entry(base.http_url())
+        .or_default()
+        .clone()
 }
 
 /// A REST client for one API key. Shared: the stream and the C API reach
@@ -112,12 +136,10 @@ pub struct Rest {
     /// `X-MBX-APIKEY`, made once (each request shares it, no copy), marked
     /// sensitive.
     key_header: Result<HeaderValue>,
-    /// Server clock minus local clock, in ms, from the latest
-    /// `GET /fapi/v1/time`.
-    offset_ms: AtomicI64,
+    /// The server's clock, shared with every client on the same base.
+    clock: Arc<ServerClock>,
     /// The kept-alive connection, if any; requests take turns on it.
     conn: tokio::sync::Mutex<Option<SendRequest<Full<Bytes>>>>,
-    limits: Mutex<Limits>,
     /// Snapshot calls so far; the latest finished snapshot and the highest
     /// call it answers.
     tickets: AtomicU64,
@@ -127,13 +149,13 @@ pub struct Rest {
     spin: SpinPolicy,
 }
 
-#[derive(Default)]
-struct Limits {
-    /// The server minute (ms / 60000) `used` was reported in.
-    minute: i64,
-    used: u32,
-    /// After a 429/418: nothing is sent before this (local ms).
-    blocked_until_ms: i64,
+/// How a request's weight is paid.
+#[derive(Clone, Copy, PartialEq)]
+enum Paid {
+    /// Charged to the budget when sent (refused if it has no room).
+    Now,
+    /// Part of a snapshot charged as a whole: only a pause stops it.
+    Before,
 }
 
 /// An answer as received.
@@ -155,10 +177,9 @@ impl Rest {
         Rest {
             rt,
             key_header,
+            clock: server_clock(&config.base),
             config,
-            offset_ms: AtomicI64::new(0),
             conn: tokio::sync::Mutex::new(None),
-            limits: Mutex::new(Limits::default()),
             tickets: AtomicU64::new(0),
             snapshot: tokio::sync::Mutex::new(None),
             closing,
@@ -180,12 +201,57 @@ impl Rest {
     /// gap the caller is healing). Takes at most the connect timeout plus
     /// `SNAPSHOT_REQUESTS` request timeouts once it runs (TIMEOUT after).
     /// Fails with RATE_LIMITED (`retry_after_ms` set) without sending
-    /// anything when the request weight left this minute is too small or
-    /// the server asked to wait; with API_ERROR for Binance's refusals
-    /// (e.g. -1022 bad signature, -2015 key rejected); CONNECTION_CLOSED
-    /// once the client is being freed.
+    /// anything when the request budget has no room for its weight this
+    /// window or the server asked to wait; with API_ERROR for Binance's
+    /// refusals (e.g. -1022 bad signature, -2015 key rejected);
+    /// CONNECTION_CLOSED once the client is being freed.
     pub async fn fetch_snapshot(&self) -> Result<String> {
+        self.run_snapshot(None, || {}).await
+    }
+
+    /// A resync snapshot: waits for `ticket`'s turn in the budget's queue
+    /// (see [`Rest::queue_snapshot`]), calls `on_turn` when it comes (before
+    /// anything is sent), then as [`Rest::fetch_snapshot`], as an event of
+    /// type `binance.account_snapshot` for the stream's queue.
+    pub async fn fetch_snapshot_scheduled(
+        &self,
+        ticket: Ticket,
+        on_turn: impl FnOnce() + Send,
+    ) -> Result<Event> {
+        let text = self.run_snapshot(Some(ticket), on_turn).await?;
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::internal(format!("snapshot JSON: {e}")))?;
+        let time_ms = value.get("E").and_then(Value::as_i64).unwrap_or(0);
+        Ok(Event::library(ACCOUNT_SNAPSHOT, time_ms, value))
+    }
+
+    /// A place in the budget's queue for a resync snapshot whose gap began
+    /// at `since_ms`.
+    pub fn queue_snapshot(&self, since_ms: i64) -> Ticket {
+        self.config
+            .budget
+            .enqueue(since_ms, SNAPSHOT_WEIGHT, self.config.snapshot_percent)
+    }
+
+    /// The request budget this client draws on.
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.config.budget
+    }
+
+    async fn run_snapshot(
+        &self,
+        scheduled: Option<Ticket>,
+        on_turn: impl FnOnce() + Send,
+    ) -> Result<String> {
         self.until_closed(async {
+            if let Some(t) = &scheduled {
+                t.turn().await;
+            } else {
+                self.config
+                    .budget
+                    .charge("account snapshot", SNAPSHOT_WEIGHT)?;
+            }
+            on_turn();
             let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
             let requested_local_ms = now_ms();
             let mut slot = self.snapshot.lock().await;
@@ -213,16 +279,6 @@ impl Rest {
         .await
     }
 
-    /// [`Rest::fetch_snapshot`] as a library event of type
-    /// `binance.account_snapshot`, for the stream's queue.
-    pub async fn fetch_snapshot_event(&self) -> Result<Event> {
-        let text = self.fetch_snapshot().await?;
-        let value: Value = serde_json::from_str(&text)
-            .map_err(|e| Error::internal(format!("snapshot JSON: {e}")))?;
-        let time_ms = value.get("E").and_then(Value::as_i64).unwrap_or(0);
-        Ok(Event::library(ACCOUNT_SNAPSHOT, time_ms, value))
-    }
-
     /// [`Rest::fetch_snapshot`] on the calling thread, which must not be a
     /// runtime thread (a library callback).
     pub fn fetch_snapshot_blocking(&self) -> Result<String> {
@@ -232,7 +288,7 @@ impl Rest {
 
     /// Server clock minus local clock, in ms (0 before the first snapshot).
     pub fn clock_offset_ms(&self) -> i64 {
-        self.offset_ms.load(Ordering::Relaxed)
+        self.clock.offset_ms.load(Ordering::Relaxed)
     }
 
     /// How many connections this client has opened (keep-alive reuses one).
@@ -266,9 +322,8 @@ impl Rest {
     }
 
     async fn take_snapshot(&self, requested_local_ms: i64) -> Result<String> {
-        self.check_weight(SNAPSHOT_WEIGHT)?;
-        let server_time_ms = self.sync_clock().await?;
-        let requested_ms = requested_local_ms + self.clock_offset_ms();
+        self.ensure_clock().await?;
+        let started_local_ms = now_ms();
         let mut account = self.signed_get(&ACCOUNT).await?;
         let positions = self.signed_get(&POSITION_RISK).await?;
         let open_orders = self.signed_get(&OPEN_ORDERS).await?;
@@ -298,6 +353,11 @@ impl Rest {
                 )));
             }
         }
+        // On the latest measure of the server's clock (a -1021 may have
+        // taken a new one meanwhile).
+        let offset = self.clock_offset_ms();
+        let (requested_ms, server_time_ms) =
+            (requested_local_ms + offset, started_local_ms + offset);
         Ok(json!({
             "e": ACCOUNT_SNAPSHOT,
             "E": self.server_now(),
@@ -319,7 +379,7 @@ impl Rest {
     /// the server's clock, which Binance refuses beyond 1 s, and lag it by
     /// at most one round trip, well inside the recvWindow.
     async fn sync_clock(&self) -> Result<i64> {
-        let reply = self.send(&TIME, String::new()).await?;
+        let reply = self.send(&TIME, String::new(), Paid::Now).await?;
         let after = now_ms();
         let answer = self.json_of(&TIME, reply)?;
         let server = answer
@@ -331,8 +391,25 @@ impl Rest {
                     TIME.path
                 ))
             })?;
-        self.offset_ms.store(server - after, Ordering::Relaxed);
+        self.clock
+            .offset_ms
+            .store(server - after, Ordering::Relaxed);
+        self.clock.synced.store(true, Ordering::Release);
+        self.config.budget.set_clock_offset(server - after);
         Ok(server)
+    }
+
+    /// Measures the server's clock unless it was already, by any client of
+    /// the process on this base.
+    async fn ensure_clock(&self) -> Result<()> {
+        if self.clock.synced.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _one = self.clock.syncing.lock().await;
+        if !self.clock.synced.load(Ordering::Acquire) {
+            self.sync_clock().await?;
+        }
+        Ok(())
     }
 
     /// A signed GET with no parameters of its own. A `-1021` (timestamp
@@ -347,7 +424,11 @@ impl Rest {
             );
             let signature = self.config.signer.sign(&payload);
             let reply = self
-                .send(call, format!("?{payload}&signature={signature}"))
+                .send(
+                    call,
+                    format!("?{payload}&signature={signature}"),
+                    Paid::Before,
+                )
                 .await?;
             match self.json_of(call, reply) {
                 Err(e) if e.api_code == -1021 && !resynced => {
@@ -359,46 +440,13 @@ impl Rest {
         }
     }
 
-    /// Refuses, without sending, what would break the request weight limit
-    /// or come before the time a 429/418 gave.
-    fn check_weight(&self, cost: u32) -> Result<()> {
-        let l = lock(&self.limits);
-        let now = now_ms();
-        if l.blocked_until_ms > now {
-            return Err(rate_limited(
-                format!(
-                    "REST: the server asked to wait until {} (ms since the epoch) after a 429/418; nothing sent",
-                    l.blocked_until_ms
-                ),
-                l.blocked_until_ms,
-            ));
-        }
-        let minute = self.server_now().div_euclid(60_000);
-        if l.minute == minute && l.used + cost > WEIGHT_LIMIT_1M {
-            let next = (minute + 1) * 60_000 - self.clock_offset_ms();
-            return Err(rate_limited(
-                format!(
-                    "REST: request weight {} of {WEIGHT_LIMIT_1M} used this minute, {cost} needed; nothing sent",
-                    l.used
-                ),
-                next,
-            ));
-        }
-        Ok(())
-    }
-
-    fn note_weight(&self, used: Option<u32>) {
-        if let Some(used) = used {
-            let mut l = lock(&self.limits);
-            l.minute = self.server_now().div_euclid(60_000);
-            l.used = used;
-        }
-    }
-
     /// Sends `GET <base><call.path><query>` on the kept-alive connection
     /// (a new one if there is none or it died), within the request timeout.
-    async fn send(&self, call: &Call, query: String) -> Result<Reply> {
-        self.check_weight(call.weight)?;
+    async fn send(&self, call: &Call, query: String, paid: Paid) -> Result<Reply> {
+        match paid {
+            Paid::Now => self.config.budget.charge(call.path, call.weight)?,
+            Paid::Before => self.config.budget.check_open(call.path, call.weight)?,
+        }
         let target = format!(
             "{}{}{query}",
             self.config.base.path.trim_end_matches('/'),
@@ -457,15 +505,14 @@ impl Rest {
             .await
             .map_err(|e| Error::closed(format!("the request failed: {e}")))?;
         let status = response.status().as_u16();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        };
-        let used = header("x-mbx-used-weight-1m").map(|w| w.min(u32::MAX.into()) as u32);
-        let retry_after = header(RETRY_AFTER.as_str());
+        let number = |v: &HeaderValue| v.to_str().ok()?.trim().parse::<u64>().ok();
+        // `X-MBX-USED-WEIGHT-<n><unit>`: the weight used in the server's
+        // window of that length.
+        let used = response.headers().iter().find_map(|(name, v)| {
+            let window = window_of_header(name.as_str().strip_prefix("x-mbx-used-weight-")?)?;
+            Some((number(v)?.min(u32::MAX.into()) as u32, window))
+        });
+        let retry_after = response.headers().get(RETRY_AFTER).and_then(number);
         let body = Limited::new(response.into_body(), MAX_BODY)
             .collect()
             .await
@@ -479,7 +526,9 @@ impl Rest {
                 }
             })?
             .to_bytes();
-        self.note_weight(used);
+        if let Some((used, window)) = used {
+            self.config.budget.reported(used, None, Some(window));
+        }
         Ok(Reply {
             status,
             retry_after,
@@ -535,14 +584,14 @@ impl Rest {
             ))
         });
         if let Some(limit) = RateLimit::from_status(i64::from(status)) {
-            let until = match (reply.retry_after, limit) {
-                (Some(s), _) => now_ms().saturating_add((s.min(7 * 86_400) * 1000) as i64),
-                // No Retry-After: the weight window (a minute) for a 429,
-                // the shortest ban (2 minutes) for a 418.
-                (None, RateLimit::TooMany) => (self.server_now().div_euclid(60_000) + 1) * 60_000,
-                (None, RateLimit::Banned) => now_ms() + 120_000,
-            };
-            lock(&self.limits).blocked_until_ms = until;
+            // Every client sending to this server from this address stops
+            // until then.
+            let until = self.config.budget.pause(
+                reply
+                    .retry_after
+                    .map(|s| now_ms().saturating_add((s.min(7 * 86_400) * 1000) as i64)),
+                limit == RateLimit::Banned,
+            );
             let what = limit.what();
             let (code, msg) = error.unwrap_or((0, String::new()));
             let mut e = rate_limited(
@@ -599,9 +648,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A refusal made here, before anything was sent (the weight left this
-/// minute, or a 429/418's time not yet come): RATE_LIMITED with no HTTP
-/// status, which [`refused_unsent`] tells apart from the server's own.
+/// A RATE_LIMITED error with its retry time.
 fn rate_limited(message: String, until: i64) -> Error {
     Error {
         status: Status::RateLimited,
@@ -612,8 +659,9 @@ fn rate_limited(message: String, until: i64) -> Error {
     }
 }
 
-/// Whether `e` is the library's own refusal to send (see [`rate_limited`]):
-/// waiting until its time is enough, it says nothing of the server.
+/// Whether `e` is the library's own refusal to send (the request budget's,
+/// with no HTTP status): waiting until its time is enough, it says nothing
+/// of the server.
 pub fn refused_unsent(e: &Error) -> bool {
     e.status == Status::RateLimited && e.http_status == 0
 }
@@ -657,6 +705,7 @@ mod tests {
 
     #[test]
     fn snapshot_weight_is_the_sum_of_its_calls() {
-        assert_eq!(SNAPSHOT_WEIGHT, 91);
+        assert_eq!(SNAPSHOT_WEIGHT, 90);
+        assert_eq!(TIME.weight, 1);
     }
 }

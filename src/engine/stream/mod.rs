@@ -106,6 +106,11 @@ pub struct Health {
     pub connection_id: u64,
     /// Streams on that connection, this one included.
     pub connection_streams: u64,
+    /// The stream's account snapshot waits for its turn in the request
+    /// budget's queue.
+    pub snapshot_waiting: bool,
+    /// Roughly when it runs (ms since the epoch); 0 when none waits.
+    pub snapshot_eta_ms: i64,
 }
 
 impl Health {
@@ -128,6 +133,8 @@ impl Health {
             last_server_ping_ms,
             connection_id,
             connection_streams,
+            snapshot_waiting,
+            snapshot_eta_ms,
         } = self.clone();
         serde_json::json!({
             "connected": connected,
@@ -145,6 +152,8 @@ impl Health {
             "last_server_ping_ms": last_server_ping_ms,
             "connection_id": connection_id,
             "connection_streams": connection_streams,
+            "snapshot_waiting": snapshot_waiting,
+            "snapshot_eta_ms": snapshot_eta_ms,
         })
     }
 }

@@ -42,13 +42,18 @@ const KEEPALIVE_RETRY: Duration = Duration::from_secs(10);
 type Pending = Pin<Box<dyn Future<Output = Result<Answer>> + Send>>;
 type Snapshot = Pin<Box<dyn Future<Output = Result<Event>> + Send>>;
 
-/// Account resync (opt-in): the snapshot in flight, whether gaps arrived
-/// while it was (they coalesce into one more), and when a failed one is
-/// tried again.
+/// Account resync (opt-in): the snapshot in flight (waiting for its turn
+/// in the request budget's queue, then running), whether gaps arrived
+/// while it was (they coalesce into one more), since when the next one is
+/// owed (its place in the queue), and when a failed one is tried again.
 struct Resync {
     rest: Arc<Rest>,
     in_flight: Option<Snapshot>,
     again: bool,
+    since_ms: Option<i64>,
+    /// The gap the snapshot in flight heals: a failed one's retry keeps
+    /// its place in the queue.
+    in_flight_since: i64,
     retry_at: Option<Instant>,
     backoff: Backoff,
 }
@@ -116,6 +121,8 @@ impl Runner {
             rest,
             in_flight: None,
             again: false,
+            since_ms: None,
+            in_flight_since: 0,
             retry_at: None,
             backoff: Backoff::new(
                 settings.backoff_initial.max(Duration::from_secs(1)),
@@ -140,7 +147,7 @@ impl Runner {
     pub async fn run(mut self) {
         let mut closing = self.session.closing_signal();
         // The account's state once at the start, behind nothing.
-        self.want_snapshot();
+        self.want_snapshot(now_ms());
         loop {
             let keepalive_idle = self.keepalive.is_none();
             let snapshot_in_flight = self.resync.as_ref().is_some_and(|r| r.in_flight.is_some());
@@ -194,10 +201,12 @@ impl Runner {
     /// or right after the one in flight, which may predate the gap, or at
     /// the retry already scheduled after a failure (which comes after the
     /// gap too: a flapping stream does not cut the backoff short).
-    fn want_snapshot(&mut self) {
+    /// `since_ms`: when the gap began (its place in the queue).
+    fn want_snapshot(&mut self, since_ms: i64) {
         let Some(r) = self.resync.as_mut() else {
             return;
         };
+        r.since_ms = Some(r.since_ms.map_or(since_ms, |s| s.min(since_ms)));
         if r.in_flight.is_some() {
             r.again = true;
         } else if r.retry_at.is_none() {
@@ -205,15 +214,27 @@ impl Runner {
         }
     }
 
-    /// Holds back what arrives from now on and fetches the snapshot that
+    /// Queues the snapshot in the request budget; when its turn comes,
+    /// holds back what arrives from then on and fetches the snapshot that
     /// will go before it.
     fn start_snapshot(&mut self) {
         let Some(r) = self.resync.as_mut() else {
             return;
         };
-        self.sink.shared.queue.hold();
+        r.in_flight_since = r.since_ms.take().unwrap_or_else(now_ms);
+        let ticket = r.rest.queue_snapshot(r.in_flight_since);
+        self.sink
+            .shared
+            .on_snapshot_queued(ticket.budget().clone(), ticket.place());
         let rest = r.rest.clone();
-        r.in_flight = Some(Box::pin(async move { rest.fetch_snapshot_event().await }));
+        let shared = self.sink.shared.clone();
+        r.in_flight = Some(Box::pin(async move {
+            let on_turn = || {
+                shared.on_snapshot_unqueued();
+                shared.queue.hold();
+            };
+            rest.fetch_snapshot_scheduled(ticket, on_turn).await
+        }));
     }
 
     fn on_snapshot(&mut self, result: Result<Event>) {
@@ -221,6 +242,7 @@ impl Runner {
             return;
         };
         r.in_flight = None;
+        self.sink.shared.on_snapshot_unqueued();
         match result {
             Ok(ev) => {
                 r.backoff.reset();
@@ -234,6 +256,8 @@ impl Runner {
                 // behind the report; the retry holds again.
                 let wait = snapshot_retry_wait(&mut r.backoff, &e);
                 r.again = false;
+                let since = r.in_flight_since;
+                r.since_ms = Some(r.since_ms.map_or(since, |s| s.min(since)));
                 r.retry_at = Some(Instant::now() + wait);
                 self.sink.shared.queue.release(Event::library(
                     ACCOUNT_SNAPSHOT_FAILED,
@@ -288,7 +312,7 @@ impl Runner {
                     renewed: None,
                     reconnected: false,
                 });
-                self.want_snapshot();
+                self.want_snapshot(at_ms);
                 None
             }
         }
@@ -369,7 +393,7 @@ impl Runner {
             }
         };
         self.backoff.reset();
-        self.resumed(key);
+        self.resumed(key, t.from_ms);
         Ok(())
     }
 
@@ -415,12 +439,13 @@ impl Runner {
             }
         };
         self.member = Some(member);
-        self.resumed(key);
+        self.resumed(key, t.from_ms);
         Ok(())
     }
 
-    /// The stream is subscribed again: the gap, and the renewal if any.
-    fn resumed(&mut self, key: String) {
+    /// The stream is subscribed again: the gap (since `from_ms`), and the
+    /// renewal if any.
+    fn resumed(&mut self, key: String, from_ms: i64) {
         let to_ms = now_ms();
         // The connection queued the gap as the subscription went live
         // (before any event of it); if it could not, it goes now.
@@ -430,7 +455,7 @@ impl Runner {
         self.next_keepalive =
             Instant::now() + jitter(self.settings.keepalive * 9 / 10, self.settings.keepalive);
         // Behind the gap: what the account looks like now.
-        self.want_snapshot();
+        self.want_snapshot(from_ms);
     }
 }
 

@@ -8,6 +8,7 @@ use super::sink::Resume;
 use super::Health;
 use crate::engine::event::{now_ms, Event, LISTEN_KEY_RENEWED, STREAM_GAP};
 use crate::engine::queue::Queue;
+use crate::engine::rest::budget::Budget;
 use serde_json::json;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,6 +25,8 @@ struct Info {
     key_renewals: u64,
     gaps: u64,
     conn: Option<Arc<ConnStats>>,
+    /// The snapshot waiting in the request budget's queue, if one is.
+    snapshot_waiting: Option<(Arc<Budget>, (i64, u64))>,
 }
 
 pub(crate) struct Shared {
@@ -47,6 +50,7 @@ impl Shared {
                 key_renewals: 0,
                 gaps: 0,
                 conn: None,
+                snapshot_waiting: None,
             }),
             last_event_ms: AtomicI64::new(0),
         }
@@ -110,6 +114,17 @@ impl Shared {
         i.last_keepalive_ms = now_ms();
     }
 
+    /// The stream's account snapshot waits in `budget`'s queue at `place`.
+    pub fn on_snapshot_queued(&self, budget: Arc<Budget>, place: (i64, u64)) {
+        self.info().snapshot_waiting = Some((budget, place));
+    }
+
+    /// The stream's account snapshot no longer waits: its turn came, or
+    /// it ended.
+    pub fn on_snapshot_unqueued(&self) {
+        self.info().snapshot_waiting = None;
+    }
+
     /// Counts the gap in the health snapshot and queues its events,
     /// together, so that a reader who sees the gap sees it counted.
     pub fn record_gap(&self, r: Resume) {
@@ -144,6 +159,7 @@ impl Shared {
         let (delivered, dropped, queued) = self.queue.counts();
         let i = self.info();
         let conn = i.conn.as_ref();
+        let eta = (i.snapshot_waiting.as_ref()).and_then(|(budget, place)| budget.eta(*place));
         Health {
             connected: i.connected,
             subscribed: i.subscribed,
@@ -160,6 +176,8 @@ impl Shared {
             last_server_ping_ms: conn.map_or(0, |c| c.last_ping_ms.load(Ordering::Relaxed)),
             connection_id: conn.map_or(0, |c| c.id),
             connection_streams: conn.map_or(0, |c| c.streams.load(Ordering::Relaxed) as u64),
+            snapshot_waiting: eta.is_some(),
+            snapshot_eta_ms: eta.unwrap_or(0),
         }
     }
 }

@@ -37,6 +37,7 @@ fn settings() -> Arc<ConnSettings> {
             proxy: None,
             connect_timeout: TIMEOUT,
             read_buffer: 4096,
+            source: None,
         },
         form: StreamForm::Subscribe,
         request_timeout: TIMEOUT,
