@@ -23,7 +23,8 @@ fn compile(source: &str, out_name: &str, mode: Mode) -> PathBuf {
         suite: "cpp_api",
         compiler: "c++",
         flags: CXX_FLAGS,
-        includes: &[],
+        // tests/c/blocked.h
+        includes: &["tests/c"],
         link: true,
     }
     .compile(Path::new(source), out_name, mode)
