@@ -3,7 +3,7 @@
 //! and run against a fresh local exchange; it must exit 0. The C examples are
 //! built and run the same way, end to end. `BINANCE_UDS_VALGRIND=1` and
 //! `BINANCE_UDS_SANITIZE=1` run them all under valgrind or the sanitizers
-//! (see tests/common/native.rs).
+//! (see tests/support/src/native.rs).
 
 mod common;
 

@@ -8,7 +8,7 @@ use binance_uds::engine::event::{Event, LISTEN_KEY_RENEWED, STREAM_DISCONNECTED,
 use binance_uds::engine::stream::UserStream;
 use binance_uds::engine::{Client, Config, Error, Status};
 use common::stream::until_within as until;
-use common::Exchange;
+use common::{wait_for, Exchange};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -26,21 +26,12 @@ fn client(cfg: &Config) -> Arc<Client> {
     Arc::new(Client::new(cfg).unwrap())
 }
 
-/// Polls `cond` every 10 ms until it holds; panics with `what` after `limit`.
-fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn requests(ex: &Exchange, method: &str) -> u64 {
-    ex.stats()["requests"][method].as_u64().unwrap_or(0)
+    ex.requests(method)
 }
 
 fn stat(ex: &Exchange, name: &str) -> u64 {
-    ex.stats()[name].as_u64().unwrap_or(0)
+    ex.stat(name)
 }
 
 /// Runs a keepalive on another thread once the exchange has seen `before`

@@ -11,9 +11,7 @@
 //! descriptors stay flat. Run with `--nocapture` to see the figures.
 
 mod common;
-#[path = "common/rng.rs"]
-mod rng;
-use rng::Rng;
+use common::Rng;
 
 use binance_uds::engine::event::{LISTEN_KEY_RENEWED, STREAM_DISCONNECTED, STREAM_GAP};
 use binance_uds::engine::stream::UserStream;
