@@ -345,7 +345,12 @@ fn soak_under_random_faults() {
     }
     // A call after the storm works.
     client.listen_key_keepalive().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Sockets of the replaced connections close a moment after the storm.
+    common::wait_for(
+        "the storm's sockets to close",
+        Duration::from_secs(10),
+        || open_fds() <= fds_start + 5,
+    );
     let (rss_end, fds_end) = (rss_kib(), open_fds());
 
     // The accounting.
@@ -677,7 +682,11 @@ fn resync_soak_under_random_faults() {
     reader.join().unwrap();
     caller.join().unwrap();
     assert_eq!(book.lock().unwrap().state(), want, "undone after healing");
-    std::thread::sleep(Duration::from_millis(300));
+    common::wait_for(
+        "the faults' sockets to close",
+        Duration::from_secs(10),
+        || open_fds() <= fds_start + 5,
+    );
     let (rss_end, fds_end) = (rss_kib(), open_fds());
 
     let kinds = std::mem::take(&mut *kinds.lock().unwrap());
