@@ -113,7 +113,7 @@ fn account_snapshot_signing_and_errors() {
     use common::http::{binance_answer, Response, Server};
     let mode = Mode::from_env();
     let exe = compile("tests/c/account.c", "cc", C_FLAGS, "account", mode);
-    let (pem, verifying) = common::http::ed25519_key();
+    let (pem, verifying) = common::cert::ed25519_key();
     let pem_file =
         std::env::temp_dir().join(format!("binance-uds-c-account-{}.pem", std::process::id()));
     std::fs::write(&pem_file, pem).unwrap();

@@ -9,7 +9,7 @@ mod common;
 use binance_uds::engine::event::Event;
 use binance_uds::engine::stream::UserStream;
 use binance_uds::engine::{Client, Config, Error, Status};
-use common::http::self_signed;
+use common::cert::self_signed;
 use common::Exchange;
 use serde_json::json;
 use std::io::{BufRead, BufReader, Read, Write};

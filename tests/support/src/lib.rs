@@ -1,7 +1,7 @@
 //! What the tests and benches share. The local exchange as a child process
 //! and its control port (`Exchange`, with its request counters), waiting
 //! for a condition (`wait`), scripted servers (`http`, `proxy`), a
-//! certificate and key builder (`http::self_signed`, `http::ed25519_key`),
+//! certificate and key builder (`cert`),
 //! building and running C/C++ programs (`native`), the application's
 //! account book (`book`) and the tests' RNG (`rng`).
 //!
@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod book;
+pub mod cert;
 mod exchange_bin;
 pub mod http;
 pub mod native;
