@@ -25,11 +25,25 @@ fn main() {
     let mut config =
         cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml parses");
     let v = |k: &str| env::var(k).unwrap();
+    let part = |k: &str| -> u8 { v(k).parse().expect("a version part is 0 to 255") };
+    let version_num = format!(
+        "0x{:02x}{:02x}{:02x}",
+        part("CARGO_PKG_VERSION_MAJOR"),
+        part("CARGO_PKG_VERSION_MINOR"),
+        part("CARGO_PKG_VERSION_PATCH")
+    );
     config.after_includes = Some(format!(
         "\n/** The version of this header: equal to binance_version() of the library\n\
          \x20* built with it. See CHANGELOG.md for what each version added. */\n\
          #define BINANCE_VERSION_MAJOR {}\n#define BINANCE_VERSION_MINOR {}\n#define BINANCE_VERSION_PATCH {}\n\
          #define BINANCE_VERSION_STRING \"{}\"\n\n\
+         /** The version as one number, 0xMMmmpp (0x000100 for 0.1.0), and a test\n\
+         \x20* that the header is at least version x.y.z, for code that must build\n\
+         \x20* against several versions (like curl's LIBCURL_VERSION_NUM and\n\
+         \x20* CURL_AT_LEAST_VERSION): #if BINANCE_AT_LEAST_VERSION(0, 2, 0). */\n\
+         #define BINANCE_VERSION_NUM {version_num}\n\
+         #define BINANCE_AT_LEAST_VERSION(x, y, z) \
+         (BINANCE_VERSION_NUM >= (((x) << 16) | ((y) << 8) | (z)))\n\n\
          /**\n\
          \x20* Marks a function that will be removed in the next ABI (soname) version,\n\
          \x20* with the reason and the replacement; the compiler then warns on each use.\n\

@@ -8,9 +8,7 @@
 //!   cargo bench --bench accounts               # 1000 accounts, 2 rounds
 //!   BINANCE_UDS_ACCOUNTS=200 BINANCE_UDS_ROUNDS=1 cargo bench --bench accounts
 
-#[path = "../tests/common/mod.rs"]
-#[allow(unused_imports)]
-mod common;
+use binance_uds_test_support as common;
 
 use binance_uds::engine::UserStream;
 use binance_uds::engine::{Client, Config};

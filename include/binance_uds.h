@@ -4,6 +4,28 @@
  * configuration, clients, listen keys, user streams, events. CHANGELOG.md
  * records what each version added, and the ABI policy.
  *
+ * Start here (README.md explains each step; examples/c/user_stream.c and,
+ * for step 6, examples/c/account_book.c are whole programs):
+ *  1. Configure: binance_config_new, binance_config_set_api_key; for the
+ *     testnet or the local exchange, binance_config_set_endpoint and
+ *     binance_config_set_stream_endpoint (BINANCE_*_URL_* below).
+ *  2. Make a client: binance_client_new (it copies the config, which you
+ *     may free at once with binance_config_free).
+ *  3. Open the account's stream: binance_user_stream_open, or
+ *     binance_user_stream_open_callback to have events pushed to you.
+ *  4. Read events: binance_user_stream_next in a loop; look at each with
+ *     binance_event_type and binance_event_get, then binance_event_free.
+ *  5. Stop: binance_user_stream_shutdown wakes every reader, join your
+ *     reader threads, then binance_user_stream_close and
+ *     binance_client_free.
+ *  6. Heal a gap: a binance.stream_gap event means events may have been
+ *     lost. Fetch binance_client_account_snapshot (needs
+ *     binance_config_set_secret_key or binance_config_set_private_key_pem)
+ *     and apply it by the README's merge rule, or let
+ *     binance_config_set_account_resync deliver it in the stream as a
+ *     binance.account_snapshot event.
+ * Each handle type's comment lists its functions ("Functions:").
+ *
  * Conventions: every fallible call returns binance_status (BINANCE_OK is 0)
  * and takes a last `binance_error **out_err`, which may be NULL; on failure
  * it receives an error to free with binance_error_free, on success NULL.
@@ -62,6 +84,13 @@
 #define BINANCE_VERSION_PATCH 0
 #define BINANCE_VERSION_STRING "0.1.0"
 
+/** The version as one number, 0xMMmmpp (0x000100 for 0.1.0), and a test
+ * that the header is at least version x.y.z, for code that must build
+ * against several versions (like curl's LIBCURL_VERSION_NUM and
+ * CURL_AT_LEAST_VERSION): #if BINANCE_AT_LEAST_VERSION(0, 2, 0). */
+#define BINANCE_VERSION_NUM 0x000100
+#define BINANCE_AT_LEAST_VERSION(x, y, z) (BINANCE_VERSION_NUM >= (((x) << 16) | ((y) << 8) | (z)))
+
 /**
  * Marks a function that will be removed in the next ABI (soname) version,
  * with the reason and the replacement; the compiler then warns on each use.
@@ -92,11 +121,13 @@
  * network drops it. Safe to use from several threads at once: concurrent
  * requests share the connection and each gets its own answer.
  *
- * Functions: `binance_client_new`, `binance_client_rate_limits_json`,
- * `binance_client_request_budget_json`,
+ * Functions: `binance_client_new`, `binance_client_free`,
+ * `binance_client_rate_limits_json`, `binance_client_request_budget_json`,
+ * `binance_client_account_snapshot` (signed REST), and the account's
+ * listenKey by hand:
  * `binance_listen_key_start`, `binance_listen_key_keepalive`,
- * `binance_listen_key_stop`, `binance_user_stream_open`,
- * `binance_user_stream_open_callback`, `binance_client_free`.
+ * `binance_listen_key_stop` (a user stream does all of that for you). A
+ * client opens user streams: see `binance_user_stream`.
  */
 typedef struct binance_client binance_client;
 
@@ -105,18 +136,30 @@ typedef struct binance_client binance_client;
  * need, pass to `binance_client_new` (which copies it), free with
  * `binance_config_free`. Not safe to modify from two threads at once;
  * several threads may read it (`binance_client_new`) while none modifies it.
+ * Only the API key is required: every other setting has a default.
  *
- * Functions: `binance_config_new`, `binance_config_set_api_key`,
- * `binance_config_set_endpoint`, `binance_config_set_timeouts_ms`,
- * `binance_config_add_root_certificate_pem`,
- * `binance_config_set_stream_endpoint`,
- * `binance_config_set_keepalive_interval_ms`, `binance_config_set_proxy`,
- * `binance_config_set_event_queue_capacity`,
- * `binance_config_set_silence_timeout_ms`,
- * `binance_config_set_stream_rotation_ms`,
- * `binance_config_set_reconnect_backoff_ms`,
- * `binance_config_set_source_address`,
- * `binance_config_set_snapshot_budget_percent`, `binance_config_free`.
+ * Functions, by purpose (their prototypes below come in this order):
+ * - make and free: `binance_config_new`, `binance_config_free`;
+ * - who you are: `binance_config_set_api_key`; for signed REST (the
+ *   account snapshot, account resync) `binance_config_set_secret_key` or
+ *   `binance_config_set_private_key_pem`;
+ * - where to connect: `binance_config_set_endpoint`,
+ *   `binance_config_set_stream_endpoint`,
+ *   `binance_config_set_rest_endpoint`, `binance_config_set_proxy`,
+ *   `binance_config_add_root_certificate_pem`;
+ * - how long to wait: `binance_config_set_timeouts_ms`,
+ *   `binance_config_set_reconnect_backoff_ms`,
+ *   `binance_config_set_recv_window_ms`;
+ * - user streams: `binance_config_set_keepalive_interval_ms`,
+ *   `binance_config_set_silence_timeout_ms`,
+ *   `binance_config_set_stream_rotation_ms`,
+ *   `binance_config_set_event_queue_capacity`,
+ *   `binance_config_set_account_resync`, `binance_config_set_stream_form`;
+ * - sharing connections between clients:
+ *   `binance_config_set_connection_sharing`,
+ *   `binance_config_set_stream_subscriptions_per_connection`;
+ * - the request budget: `binance_config_set_source_address`,
+ *   `binance_config_set_snapshot_budget_percent`.
  */
 typedef struct binance_config binance_config;
 
@@ -163,6 +206,9 @@ typedef struct binance_user_stream binance_user_stream;
 /**
  * The result of every fallible call: `BINANCE_OK` (0) or an error status.
  * A fixed-width integer, not a C enum: values are append-only ABI.
+ *
+ * Functions (with those that take no handle): `binance_status_str`,
+ * `binance_version`, `binance_string_free`.
  */
 typedef int32_t binance_status;
 
@@ -440,32 +486,6 @@ binance_config *binance_config_new(void);
 binance_status binance_config_set_api_key(binance_config *cfg, const char *api_key, binance_error **out_err);
 
 /**
- * Sets the WebSocket API endpoint, a full URL `wss://host[:port]/path`, e.g.
- * `BINANCE_WS_API_URL_TESTNET`. Plain `ws://` is accepted only to a loopback
- * host (localhost, 127.0.0.0/8, ::1).
- */
-binance_status binance_config_set_endpoint(binance_config *cfg, const char *url, binance_error **out_err);
-
-/**
- * Sets the connect timeout (TCP, proxy, TLS and WebSocket upgrade together)
- * and the request timeout (from sending a request to its answer), in ms,
- * each 1 to 3600000. A call that must connect first can take up to both.
- */
-binance_status binance_config_set_timeouts_ms(binance_config *cfg, uint32_t connect_ms, uint32_t request_ms, binance_error **out_err);
-
-/**
- * Trusts the certificate(s) in `pem` (one or more PEM blocks) in addition
- * to the system's roots, e.g. a private CA or the local exchange's. The
- * server certificate and host name are always verified; there is no way to
- * turn verification off. Up to 256 distinct extra certificates per config
- * (a certificate added twice counts once), and `pem` at most 1 MiB (the
- * whole Mozilla bundle is about 220 KiB). BINANCE_INVALID_ARGUMENT if a
- * block does not parse, no block is found, or a limit is exceeded; the
- * config is then unchanged.
- */
-binance_status binance_config_add_root_certificate_pem(binance_config *cfg, const char *pem, binance_error **out_err);
-
-/**
  * Sets the HMAC-SHA256 secret key that signs REST requests (the account
  * snapshot, `binance_client_account_snapshot`). Treated like the API key:
  * never sent (only signatures made with it are), never logged or put in
@@ -489,6 +509,26 @@ binance_status binance_config_set_secret_key(binance_config *cfg, const char *se
 binance_status binance_config_set_private_key_pem(binance_config *cfg, const char *pem, binance_error **out_err);
 
 /**
+ * Sets the WebSocket API endpoint, a full URL `wss://host[:port]/path`, e.g.
+ * `BINANCE_WS_API_URL_TESTNET`. Plain `ws://` is accepted only to a loopback
+ * host (localhost, 127.0.0.0/8, ::1).
+ */
+binance_status binance_config_set_endpoint(binance_config *cfg, const char *url, binance_error **out_err);
+
+/**
+ * Sets the user data stream base URL. Default
+ * `BINANCE_STREAM_URL_PRODUCTION` (`wss://fstream.binance.com/private`,
+ * the route user data moved to in 2026: the legacy route connects but
+ * delivers nothing); testnet `BINANCE_STREAM_URL_TESTNET`. How the stream
+ * subscribes on it is `binance_config_set_stream_form`'s choice: by
+ * default it connects to `<url>/stream` and sends `SUBSCRIBE` with the
+ * listenKey, as Binance's own SDKs do. (The form with the key in the URL
+ * path is never used: mainnet accepts the connection and then sends
+ * nothing.)
+ */
+binance_status binance_config_set_stream_endpoint(binance_config *cfg, const char *url, binance_error **out_err);
+
+/**
  * Sets the REST base URL signed requests go to, `https://host[:port][/path]`
  * without a query. Default `BINANCE_REST_URL_PRODUCTION`
  * (`https://fapi.binance.com`); Binance's testnet is
@@ -497,6 +537,91 @@ binance_status binance_config_set_private_key_pem(binance_config *cfg, const cha
  * WebSocket connections.
  */
 binance_status binance_config_set_rest_endpoint(binance_config *cfg, const char *url, binance_error **out_err);
+
+/**
+ * Sends every connection (WebSocket API and stream) through an HTTP CONNECT
+ * proxy: `http://[user:pass@]host:port` (credentials percent-encoded,
+ * `%` followed by two hex digits; an IPv6 host in brackets). The
+ * credentials are treated like the API key: never logged or shown, and
+ * wiped like it. When no proxy is set, HTTPS_PROXY (or ALL_PROXY) and
+ * NO_PROXY are honoured, read by `binance_client_new` and by each
+ * `binance_user_stream_open(_callback)`. NO_PROXY is a comma-separated
+ * list of `*` (every host), host names (matching the name and its
+ * subdomains, with or without a leading dot), IPv4 and IPv6 literals
+ * (`127.0.0.1`, `::1`, `[::1]`) and CIDR blocks (`10.0.0.0/8`,
+ * `fd00::/8`); a `:port` after an entry is ignored.
+ */
+binance_status binance_config_set_proxy(binance_config *cfg, const char *url, binance_error **out_err);
+
+/**
+ * Trusts the certificate(s) in `pem` (one or more PEM blocks) in addition
+ * to the system's roots, e.g. a private CA or the local exchange's. The
+ * server certificate and host name are always verified; there is no way to
+ * turn verification off. Up to 256 distinct extra certificates per config
+ * (a certificate added twice counts once), and `pem` at most 1 MiB (the
+ * whole Mozilla bundle is about 220 KiB). BINANCE_INVALID_ARGUMENT if a
+ * block does not parse, no block is found, or a limit is exceeded; the
+ * config is then unchanged.
+ */
+binance_status binance_config_add_root_certificate_pem(binance_config *cfg, const char *pem, binance_error **out_err);
+
+/**
+ * Sets the connect timeout (TCP, proxy, TLS and WebSocket upgrade together)
+ * and the request timeout (from sending a request to its answer), in ms,
+ * each 1 to 3600000. A call that must connect first can take up to both.
+ */
+binance_status binance_config_set_timeouts_ms(binance_config *cfg, uint32_t connect_ms, uint32_t request_ms, binance_error **out_err);
+
+/**
+ * Sets the stream's reconnection backoff: the first retry waits about
+ * `initial_ms`, each further one twice as long up to `max_ms`, each drawn
+ * at random between half and all of it. A retry time sent with a 429/418
+ * answer is honoured for at most 5 minutes, on reconnects and keepalives
+ * alike (a keepalive postponed longer could let the listenKey die).
+ * Defaults 250 ms and 30 s.
+ */
+binance_status binance_config_set_reconnect_backoff_ms(binance_config *cfg, uint32_t initial_ms, uint32_t max_ms, binance_error **out_err);
+
+/**
+ * Sets `recvWindow`, how long after its timestamp Binance accepts a signed
+ * request, in ms: 1 to 60000 (Binance's limit). Default 5000. The library
+ * keeps its timestamps on the server's clock (it measures the offset), so
+ * a local clock that is off does not need a wider window.
+ */
+binance_status binance_config_set_recv_window_ms(binance_config *cfg, uint32_t ms, binance_error **out_err);
+
+/**
+ * Sets how often a user stream keeps its listenKey alive with
+ * `userDataStream.ping`, in ms: 100 to 3300000 (the key lives 60 minutes).
+ * Default 30 minutes.
+ */
+binance_status binance_config_set_keepalive_interval_ms(binance_config *cfg, uint32_t ms, binance_error **out_err);
+
+/**
+ * Sets how long a stream connection may stay silent (no frame at all, not
+ * even the server's ping every 3 minutes) before it is treated as dead and
+ * replaced, in ms: 100 to 3600000. Default 5 minutes.
+ */
+binance_status binance_config_set_silence_timeout_ms(binance_config *cfg, uint32_t ms, binance_error **out_err);
+
+/**
+ * Sets how long a stream connection is used before it is rotated (a new
+ * connection opened, then the old one closed, with no event lost or
+ * duplicated), in ms: 500 to 86340000. Default 23 hours, before Binance's
+ * 24 h limit.
+ */
+binance_status binance_config_set_stream_rotation_ms(binance_config *cfg, uint32_t ms, binance_error **out_err);
+
+/**
+ * Sets how many stream events a user stream queues for the application
+ * (1 to 1000000; default 4096). When the application does not drain the
+ * queue and it is full, newer events are dropped and counted (the queued
+ * ones stay), and one `binance.stream_gap` event with reason
+ * "queue_overflow" and the dropped count is delivered where they were
+ * lost. Library events are never dropped. Memory stays bounded; the stream
+ * never stops.
+ */
+binance_status binance_config_set_event_queue_capacity(binance_config *cfg, uint32_t capacity, binance_error **out_err);
 
 /**
  * Whether user streams heal their gaps themselves: 1 or 0 (default). With
@@ -526,34 +651,6 @@ binance_status binance_config_set_rest_endpoint(binance_config *cfg, const char 
  * and `snapshot_eta_ms` say whether one waits and roughly until when.
  */
 binance_status binance_config_set_account_resync(binance_config *cfg, int32_t enabled, binance_error **out_err);
-
-/**
- * Sets `recvWindow`, how long after its timestamp Binance accepts a signed
- * request, in ms: 1 to 60000 (Binance's limit). Default 5000. The library
- * keeps its timestamps on the server's clock (it measures the offset), so
- * a local clock that is off does not need a wider window.
- */
-binance_status binance_config_set_recv_window_ms(binance_config *cfg, uint32_t ms, binance_error **out_err);
-
-/**
- * Sets the user data stream base URL. Default
- * `BINANCE_STREAM_URL_PRODUCTION` (`wss://fstream.binance.com/private`,
- * the route user data moved to in 2026: the legacy route connects but
- * delivers nothing); testnet `BINANCE_STREAM_URL_TESTNET`. How the stream
- * subscribes on it is `binance_config_set_stream_form`'s choice: by
- * default it connects to `<url>/stream` and sends `SUBSCRIBE` with the
- * listenKey, as Binance's own SDKs do. (The form with the key in the URL
- * path is never used: mainnet accepts the connection and then sends
- * nothing.)
- */
-binance_status binance_config_set_stream_endpoint(binance_config *cfg, const char *url, binance_error **out_err);
-
-/**
- * Sets how often a user stream keeps its listenKey alive with
- * `userDataStream.ping`, in ms: 100 to 3300000 (the key lives 60 minutes).
- * Default 30 minutes.
- */
-binance_status binance_config_set_keepalive_interval_ms(binance_config *cfg, uint32_t ms, binance_error **out_err);
 
 /**
  * Chooses how user streams subscribe: `BINANCE_STREAM_FORM_SUBSCRIBE`
@@ -586,57 +683,6 @@ binance_status binance_config_set_connection_sharing(binance_config *cfg, int32_
  * batches, paced under Binance's 10 incoming messages per second.
  */
 binance_status binance_config_set_stream_subscriptions_per_connection(binance_config *cfg, uint32_t n, binance_error **out_err);
-
-/**
- * Sends every connection (WebSocket API and stream) through an HTTP CONNECT
- * proxy: `http://[user:pass@]host:port` (credentials percent-encoded,
- * `%` followed by two hex digits; an IPv6 host in brackets). The
- * credentials are treated like the API key: never logged or shown, and
- * wiped like it. When no proxy is set, HTTPS_PROXY (or ALL_PROXY) and
- * NO_PROXY are honoured, read by `binance_client_new` and by each
- * `binance_user_stream_open(_callback)`. NO_PROXY is a comma-separated
- * list of `*` (every host), host names (matching the name and its
- * subdomains, with or without a leading dot), IPv4 and IPv6 literals
- * (`127.0.0.1`, `::1`, `[::1]`) and CIDR blocks (`10.0.0.0/8`,
- * `fd00::/8`); a `:port` after an entry is ignored.
- */
-binance_status binance_config_set_proxy(binance_config *cfg, const char *url, binance_error **out_err);
-
-/**
- * Sets how many stream events a user stream queues for the application
- * (1 to 1000000; default 4096). When the application does not drain the
- * queue and it is full, newer events are dropped and counted (the queued
- * ones stay), and one `binance.stream_gap` event with reason
- * "queue_overflow" and the dropped count is delivered where they were
- * lost. Library events are never dropped. Memory stays bounded; the stream
- * never stops.
- */
-binance_status binance_config_set_event_queue_capacity(binance_config *cfg, uint32_t capacity, binance_error **out_err);
-
-/**
- * Sets how long a stream connection may stay silent (no frame at all, not
- * even the server's ping every 3 minutes) before it is treated as dead and
- * replaced, in ms: 100 to 3600000. Default 5 minutes.
- */
-binance_status binance_config_set_silence_timeout_ms(binance_config *cfg, uint32_t ms, binance_error **out_err);
-
-/**
- * Sets how long a stream connection is used before it is rotated (a new
- * connection opened, then the old one closed, with no event lost or
- * duplicated), in ms: 500 to 86340000. Default 23 hours, before Binance's
- * 24 h limit.
- */
-binance_status binance_config_set_stream_rotation_ms(binance_config *cfg, uint32_t ms, binance_error **out_err);
-
-/**
- * Sets the stream's reconnection backoff: the first retry waits about
- * `initial_ms`, each further one twice as long up to `max_ms`, each drawn
- * at random between half and all of it. A retry time sent with a 429/418
- * answer is honoured for at most 5 minutes, on reconnects and keepalives
- * alike (a keepalive postponed longer could let the listenKey die).
- * Defaults 250 ms and 30 s.
- */
-binance_status binance_config_set_reconnect_backoff_ms(binance_config *cfg, uint32_t initial_ms, uint32_t max_ms, binance_error **out_err);
 
 /**
  * Binds every connection of clients made from this config (WebSocket API,

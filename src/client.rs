@@ -13,11 +13,13 @@ use std::ffi::c_char;
 /// network drops it. Safe to use from several threads at once: concurrent
 /// requests share the connection and each gets its own answer.
 ///
-/// Functions: `binance_client_new`, `binance_client_rate_limits_json`,
-/// `binance_client_request_budget_json`,
+/// Functions: `binance_client_new`, `binance_client_free`,
+/// `binance_client_rate_limits_json`, `binance_client_request_budget_json`,
+/// `binance_client_account_snapshot` (signed REST), and the account's
+/// listenKey by hand:
 /// `binance_listen_key_start`, `binance_listen_key_keepalive`,
-/// `binance_listen_key_stop`, `binance_user_stream_open`,
-/// `binance_user_stream_open_callback`, `binance_client_free`.
+/// `binance_listen_key_stop` (a user stream does all of that for you). A
+/// client opens user streams: see `binance_user_stream`.
 pub struct binance_client {
     pub(crate) inner: Client,
 }

@@ -11,18 +11,30 @@ use std::ffi::c_char;
 /// need, pass to `binance_client_new` (which copies it), free with
 /// `binance_config_free`. Not safe to modify from two threads at once;
 /// several threads may read it (`binance_client_new`) while none modifies it.
+/// Only the API key is required: every other setting has a default.
 ///
-/// Functions: `binance_config_new`, `binance_config_set_api_key`,
-/// `binance_config_set_endpoint`, `binance_config_set_timeouts_ms`,
-/// `binance_config_add_root_certificate_pem`,
-/// `binance_config_set_stream_endpoint`,
-/// `binance_config_set_keepalive_interval_ms`, `binance_config_set_proxy`,
-/// `binance_config_set_event_queue_capacity`,
-/// `binance_config_set_silence_timeout_ms`,
-/// `binance_config_set_stream_rotation_ms`,
-/// `binance_config_set_reconnect_backoff_ms`,
-/// `binance_config_set_source_address`,
-/// `binance_config_set_snapshot_budget_percent`, `binance_config_free`.
+/// Functions, by purpose (their prototypes below come in this order):
+/// - make and free: `binance_config_new`, `binance_config_free`;
+/// - who you are: `binance_config_set_api_key`; for signed REST (the
+///   account snapshot, account resync) `binance_config_set_secret_key` or
+///   `binance_config_set_private_key_pem`;
+/// - where to connect: `binance_config_set_endpoint`,
+///   `binance_config_set_stream_endpoint`,
+///   `binance_config_set_rest_endpoint`, `binance_config_set_proxy`,
+///   `binance_config_add_root_certificate_pem`;
+/// - how long to wait: `binance_config_set_timeouts_ms`,
+///   `binance_config_set_reconnect_backoff_ms`,
+///   `binance_config_set_recv_window_ms`;
+/// - user streams: `binance_config_set_keepalive_interval_ms`,
+///   `binance_config_set_silence_timeout_ms`,
+///   `binance_config_set_stream_rotation_ms`,
+///   `binance_config_set_event_queue_capacity`,
+///   `binance_config_set_account_resync`, `binance_config_set_stream_form`;
+/// - sharing connections between clients:
+///   `binance_config_set_connection_sharing`,
+///   `binance_config_set_stream_subscriptions_per_connection`;
+/// - the request budget: `binance_config_set_source_address`,
+///   `binance_config_set_snapshot_budget_percent`.
 pub struct binance_config {
     pub(crate) inner: Config,
 }
@@ -61,59 +73,6 @@ pub extern "C" fn binance_config_set_api_key(
     guard(out_err, || {
         let cfg = ffi::obj_mut(cfg, "cfg")?;
         cfg.inner.set_api_key(ffi::str_arg(api_key, "api_key")?)
-    })
-}
-
-/// Sets the WebSocket API endpoint, a full URL `wss://host[:port]/path`, e.g.
-/// `BINANCE_WS_API_URL_TESTNET`. Plain `ws://` is accepted only to a loopback
-/// host (localhost, 127.0.0.0/8, ::1).
-#[no_mangle]
-pub extern "C" fn binance_config_set_endpoint(
-    cfg: *mut binance_config,
-    url: *const c_char,
-    out_err: *mut *mut binance_error,
-) -> binance_status {
-    guard(out_err, || {
-        let cfg = ffi::obj_mut(cfg, "cfg")?;
-        cfg.inner.set_endpoint(ffi::str_arg(url, "url")?)
-    })
-}
-
-/// Sets the connect timeout (TCP, proxy, TLS and WebSocket upgrade together)
-/// and the request timeout (from sending a request to its answer), in ms,
-/// each 1 to 3600000. A call that must connect first can take up to both.
-#[no_mangle]
-pub extern "C" fn binance_config_set_timeouts_ms(
-    cfg: *mut binance_config,
-    connect_ms: u32,
-    request_ms: u32,
-    out_err: *mut *mut binance_error,
-) -> binance_status {
-    guard(out_err, || {
-        ffi::obj_mut(cfg, "cfg")?
-            .inner
-            .set_timeouts_ms(connect_ms, request_ms)
-    })
-}
-
-/// Trusts the certificate(s) in `pem` (one or more PEM blocks) in addition
-/// to the system's roots, e.g. a private CA or the local exchange's. The
-/// server certificate and host name are always verified; there is no way to
-/// turn verification off. Up to 256 distinct extra certificates per config
-/// (a certificate added twice counts once), and `pem` at most 1 MiB (the
-/// whole Mozilla bundle is about 220 KiB). BINANCE_INVALID_ARGUMENT if a
-/// block does not parse, no block is found, or a limit is exceeded; the
-/// config is then unchanged.
-#[no_mangle]
-pub extern "C" fn binance_config_add_root_certificate_pem(
-    cfg: *mut binance_config,
-    pem: *const c_char,
-    out_err: *mut *mut binance_error,
-) -> binance_status {
-    guard(out_err, || {
-        let cfg = ffi::obj_mut(cfg, "cfg")?;
-        cfg.inner
-            .add_root_certificate_pem(ffi::str_arg(pem, "pem")?)
     })
 }
 
@@ -156,6 +115,42 @@ pub extern "C" fn binance_config_set_private_key_pem(
     })
 }
 
+/// Sets the WebSocket API endpoint, a full URL `wss://host[:port]/path`, e.g.
+/// `BINANCE_WS_API_URL_TESTNET`. Plain `ws://` is accepted only to a loopback
+/// host (localhost, 127.0.0.0/8, ::1).
+#[no_mangle]
+pub extern "C" fn binance_config_set_endpoint(
+    cfg: *mut binance_config,
+    url: *const c_char,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        let cfg = ffi::obj_mut(cfg, "cfg")?;
+        cfg.inner.set_endpoint(ffi::str_arg(url, "url")?)
+    })
+}
+
+/// Sets the user data stream base URL. Default
+/// `BINANCE_STREAM_URL_PRODUCTION` (`wss://fstream.binance.com/private`,
+/// the route user data moved to in 2026: the legacy route connects but
+/// delivers nothing); testnet `BINANCE_STREAM_URL_TESTNET`. How the stream
+/// subscribes on it is `binance_config_set_stream_form`'s choice: by
+/// default it connects to `<url>/stream` and sends `SUBSCRIBE` with the
+/// listenKey, as Binance's own SDKs do. (The form with the key in the URL
+/// path is never used: mainnet accepts the connection and then sends
+/// nothing.)
+#[no_mangle]
+pub extern "C" fn binance_config_set_stream_endpoint(
+    cfg: *mut binance_config,
+    url: *const c_char,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        let cfg = ffi::obj_mut(cfg, "cfg")?;
+        cfg.inner.set_stream_endpoint(ffi::str_arg(url, "url")?)
+    })
+}
+
 /// Sets the REST base URL signed requests go to, `https://host[:port][/path]`
 /// without a query. Default `BINANCE_REST_URL_PRODUCTION`
 /// (`https://fapi.binance.com`); Binance's testnet is
@@ -171,6 +166,167 @@ pub extern "C" fn binance_config_set_rest_endpoint(
     guard(out_err, || {
         let cfg = ffi::obj_mut(cfg, "cfg")?;
         cfg.inner.set_rest_endpoint(ffi::str_arg(url, "url")?)
+    })
+}
+
+/// Sends every connection (WebSocket API and stream) through an HTTP CONNECT
+/// proxy: `http://[user:pass@]host:port` (credentials percent-encoded,
+/// `%` followed by two hex digits; an IPv6 host in brackets). The
+/// credentials are treated like the API key: never logged or shown, and
+/// wiped like it. When no proxy is set, HTTPS_PROXY (or ALL_PROXY) and
+/// NO_PROXY are honoured, read by `binance_client_new` and by each
+/// `binance_user_stream_open(_callback)`. NO_PROXY is a comma-separated
+/// list of `*` (every host), host names (matching the name and its
+/// subdomains, with or without a leading dot), IPv4 and IPv6 literals
+/// (`127.0.0.1`, `::1`, `[::1]`) and CIDR blocks (`10.0.0.0/8`,
+/// `fd00::/8`); a `:port` after an entry is ignored.
+#[no_mangle]
+pub extern "C" fn binance_config_set_proxy(
+    cfg: *mut binance_config,
+    url: *const c_char,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        let cfg = ffi::obj_mut(cfg, "cfg")?;
+        cfg.inner.set_proxy(ffi::str_arg(url, "url")?)
+    })
+}
+
+/// Trusts the certificate(s) in `pem` (one or more PEM blocks) in addition
+/// to the system's roots, e.g. a private CA or the local exchange's. The
+/// server certificate and host name are always verified; there is no way to
+/// turn verification off. Up to 256 distinct extra certificates per config
+/// (a certificate added twice counts once), and `pem` at most 1 MiB (the
+/// whole Mozilla bundle is about 220 KiB). BINANCE_INVALID_ARGUMENT if a
+/// block does not parse, no block is found, or a limit is exceeded; the
+/// config is then unchanged.
+#[no_mangle]
+pub extern "C" fn binance_config_add_root_certificate_pem(
+    cfg: *mut binance_config,
+    pem: *const c_char,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        let cfg = ffi::obj_mut(cfg, "cfg")?;
+        cfg.inner
+            .add_root_certificate_pem(ffi::str_arg(pem, "pem")?)
+    })
+}
+
+/// Sets the connect timeout (TCP, proxy, TLS and WebSocket upgrade together)
+/// and the request timeout (from sending a request to its answer), in ms,
+/// each 1 to 3600000. A call that must connect first can take up to both.
+#[no_mangle]
+pub extern "C" fn binance_config_set_timeouts_ms(
+    cfg: *mut binance_config,
+    connect_ms: u32,
+    request_ms: u32,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        ffi::obj_mut(cfg, "cfg")?
+            .inner
+            .set_timeouts_ms(connect_ms, request_ms)
+    })
+}
+
+/// Sets the stream's reconnection backoff: the first retry waits about
+/// `initial_ms`, each further one twice as long up to `max_ms`, each drawn
+/// at random between half and all of it. A retry time sent with a 429/418
+/// answer is honoured for at most 5 minutes, on reconnects and keepalives
+/// alike (a keepalive postponed longer could let the listenKey die).
+/// Defaults 250 ms and 30 s.
+#[no_mangle]
+pub extern "C" fn binance_config_set_reconnect_backoff_ms(
+    cfg: *mut binance_config,
+    initial_ms: u32,
+    max_ms: u32,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        ffi::obj_mut(cfg, "cfg")?
+            .inner
+            .set_reconnect_backoff_ms(initial_ms, max_ms)
+    })
+}
+
+/// Sets `recvWindow`, how long after its timestamp Binance accepts a signed
+/// request, in ms: 1 to 60000 (Binance's limit). Default 5000. The library
+/// keeps its timestamps on the server's clock (it measures the offset), so
+/// a local clock that is off does not need a wider window.
+#[no_mangle]
+pub extern "C" fn binance_config_set_recv_window_ms(
+    cfg: *mut binance_config,
+    ms: u32,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        ffi::obj_mut(cfg, "cfg")?.inner.set_recv_window_ms(ms)
+    })
+}
+
+/// Sets how often a user stream keeps its listenKey alive with
+/// `userDataStream.ping`, in ms: 100 to 3300000 (the key lives 60 minutes).
+/// Default 30 minutes.
+#[no_mangle]
+pub extern "C" fn binance_config_set_keepalive_interval_ms(
+    cfg: *mut binance_config,
+    ms: u32,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        ffi::obj_mut(cfg, "cfg")?
+            .inner
+            .set_keepalive_interval_ms(ms)
+    })
+}
+
+/// Sets how long a stream connection may stay silent (no frame at all, not
+/// even the server's ping every 3 minutes) before it is treated as dead and
+/// replaced, in ms: 100 to 3600000. Default 5 minutes.
+#[no_mangle]
+pub extern "C" fn binance_config_set_silence_timeout_ms(
+    cfg: *mut binance_config,
+    ms: u32,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        ffi::obj_mut(cfg, "cfg")?.inner.set_silence_timeout_ms(ms)
+    })
+}
+
+/// Sets how long a stream connection is used before it is rotated (a new
+/// connection opened, then the old one closed, with no event lost or
+/// duplicated), in ms: 500 to 86340000. Default 23 hours, before Binance's
+/// 24 h limit.
+#[no_mangle]
+pub extern "C" fn binance_config_set_stream_rotation_ms(
+    cfg: *mut binance_config,
+    ms: u32,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        ffi::obj_mut(cfg, "cfg")?.inner.set_stream_rotation_ms(ms)
+    })
+}
+
+/// Sets how many stream events a user stream queues for the application
+/// (1 to 1000000; default 4096). When the application does not drain the
+/// queue and it is full, newer events are dropped and counted (the queued
+/// ones stay), and one `binance.stream_gap` event with reason
+/// "queue_overflow" and the dropped count is delivered where they were
+/// lost. Library events are never dropped. Memory stays bounded; the stream
+/// never stops.
+#[no_mangle]
+pub extern "C" fn binance_config_set_event_queue_capacity(
+    cfg: *mut binance_config,
+    capacity: u32,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        ffi::obj_mut(cfg, "cfg")?
+            .inner
+            .set_event_queue_capacity(capacity)
     })
 }
 
@@ -207,58 +363,6 @@ pub extern "C" fn binance_config_set_account_resync(
 ) -> binance_status {
     guard(out_err, || {
         ffi::obj_mut(cfg, "cfg")?.inner.set_account_resync(enabled)
-    })
-}
-
-/// Sets `recvWindow`, how long after its timestamp Binance accepts a signed
-/// request, in ms: 1 to 60000 (Binance's limit). Default 5000. The library
-/// keeps its timestamps on the server's clock (it measures the offset), so
-/// a local clock that is off does not need a wider window.
-#[no_mangle]
-pub extern "C" fn binance_config_set_recv_window_ms(
-    cfg: *mut binance_config,
-    ms: u32,
-    out_err: *mut *mut binance_error,
-) -> binance_status {
-    guard(out_err, || {
-        ffi::obj_mut(cfg, "cfg")?.inner.set_recv_window_ms(ms)
-    })
-}
-
-/// Sets the user data stream base URL. Default
-/// `BINANCE_STREAM_URL_PRODUCTION` (`wss://fstream.binance.com/private`,
-/// the route user data moved to in 2026: the legacy route connects but
-/// delivers nothing); testnet `BINANCE_STREAM_URL_TESTNET`. How the stream
-/// subscribes on it is `binance_config_set_stream_form`'s choice: by
-/// default it connects to `<url>/stream` and sends `SUBSCRIBE` with the
-/// listenKey, as Binance's own SDKs do. (The form with the key in the URL
-/// path is never used: mainnet accepts the connection and then sends
-/// nothing.)
-#[no_mangle]
-pub extern "C" fn binance_config_set_stream_endpoint(
-    cfg: *mut binance_config,
-    url: *const c_char,
-    out_err: *mut *mut binance_error,
-) -> binance_status {
-    guard(out_err, || {
-        let cfg = ffi::obj_mut(cfg, "cfg")?;
-        cfg.inner.set_stream_endpoint(ffi::str_arg(url, "url")?)
-    })
-}
-
-/// Sets how often a user stream keeps its listenKey alive with
-/// `userDataStream.ping`, in ms: 100 to 3300000 (the key lives 60 minutes).
-/// Default 30 minutes.
-#[no_mangle]
-pub extern "C" fn binance_config_set_keepalive_interval_ms(
-    cfg: *mut binance_config,
-    ms: u32,
-    out_err: *mut *mut binance_error,
-) -> binance_status {
-    guard(out_err, || {
-        ffi::obj_mut(cfg, "cfg")?
-            .inner
-            .set_keepalive_interval_ms(ms)
     })
 }
 
@@ -331,98 +435,6 @@ pub extern "C" fn binance_config_set_stream_subscriptions_per_connection(
         ffi::obj_mut(cfg, "cfg")?
             .inner
             .set_stream_subscriptions_per_connection(n)
-    })
-}
-
-/// Sends every connection (WebSocket API and stream) through an HTTP CONNECT
-/// proxy: `http://[user:pass@]host:port` (credentials percent-encoded,
-/// `%` followed by two hex digits; an IPv6 host in brackets). The
-/// credentials are treated like the API key: never logged or shown, and
-/// wiped like it. When no proxy is set, HTTPS_PROXY (or ALL_PROXY) and
-/// NO_PROXY are honoured, read by `binance_client_new` and by each
-/// `binance_user_stream_open(_callback)`. NO_PROXY is a comma-separated
-/// list of `*` (every host), host names (matching the name and its
-/// subdomains, with or without a leading dot), IPv4 and IPv6 literals
-/// (`127.0.0.1`, `::1`, `[::1]`) and CIDR blocks (`10.0.0.0/8`,
-/// `fd00::/8`); a `:port` after an entry is ignored.
-#[no_mangle]
-pub extern "C" fn binance_config_set_proxy(
-    cfg: *mut binance_config,
-    url: *const c_char,
-    out_err: *mut *mut binance_error,
-) -> binance_status {
-    guard(out_err, || {
-        let cfg = ffi::obj_mut(cfg, "cfg")?;
-        cfg.inner.set_proxy(ffi::str_arg(url, "url")?)
-    })
-}
-
-/// Sets how many stream events a user stream queues for the application
-/// (1 to 1000000; default 4096). When the application does not drain the
-/// queue and it is full, newer events are dropped and counted (the queued
-/// ones stay), and one `binance.stream_gap` event with reason
-/// "queue_overflow" and the dropped count is delivered where they were
-/// lost. Library events are never dropped. Memory stays bounded; the stream
-/// never stops.
-#[no_mangle]
-pub extern "C" fn binance_config_set_event_queue_capacity(
-    cfg: *mut binance_config,
-    capacity: u32,
-    out_err: *mut *mut binance_error,
-) -> binance_status {
-    guard(out_err, || {
-        ffi::obj_mut(cfg, "cfg")?
-            .inner
-            .set_event_queue_capacity(capacity)
-    })
-}
-
-/// Sets how long a stream connection may stay silent (no frame at all, not
-/// even the server's ping every 3 minutes) before it is treated as dead and
-/// replaced, in ms: 100 to 3600000. Default 5 minutes.
-#[no_mangle]
-pub extern "C" fn binance_config_set_silence_timeout_ms(
-    cfg: *mut binance_config,
-    ms: u32,
-    out_err: *mut *mut binance_error,
-) -> binance_status {
-    guard(out_err, || {
-        ffi::obj_mut(cfg, "cfg")?.inner.set_silence_timeout_ms(ms)
-    })
-}
-
-/// Sets how long a stream connection is used before it is rotated (a new
-/// connection opened, then the old one closed, with no event lost or
-/// duplicated), in ms: 500 to 86340000. Default 23 hours, before Binance's
-/// 24 h limit.
-#[no_mangle]
-pub extern "C" fn binance_config_set_stream_rotation_ms(
-    cfg: *mut binance_config,
-    ms: u32,
-    out_err: *mut *mut binance_error,
-) -> binance_status {
-    guard(out_err, || {
-        ffi::obj_mut(cfg, "cfg")?.inner.set_stream_rotation_ms(ms)
-    })
-}
-
-/// Sets the stream's reconnection backoff: the first retry waits about
-/// `initial_ms`, each further one twice as long up to `max_ms`, each drawn
-/// at random between half and all of it. A retry time sent with a 429/418
-/// answer is honoured for at most 5 minutes, on reconnects and keepalives
-/// alike (a keepalive postponed longer could let the listenKey die).
-/// Defaults 250 ms and 30 s.
-#[no_mangle]
-pub extern "C" fn binance_config_set_reconnect_backoff_ms(
-    cfg: *mut binance_config,
-    initial_ms: u32,
-    max_ms: u32,
-    out_err: *mut *mut binance_error,
-) -> binance_status {
-    guard(out_err, || {
-        ffi::obj_mut(cfg, "cfg")?
-            .inner
-            .set_reconnect_backoff_ms(initial_ms, max_ms)
     })
 }
 

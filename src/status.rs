@@ -4,6 +4,9 @@ use std::ffi::c_char;
 
 /// The result of every fallible call: `BINANCE_OK` (0) or an error status.
 /// A fixed-width integer, not a C enum: values are append-only ABI.
+///
+/// Functions (with those that take no handle): `binance_status_str`,
+/// `binance_version`, `binance_string_free`.
 pub type binance_status = i32;
 
 /// Success.

@@ -99,7 +99,7 @@ fn hmac_snapshot_equals_the_exchanges_state() {
 #[test]
 fn ed25519_snapshot_equals_the_exchanges_state() {
     let ex = Exchange::start(&[]);
-    let (pem, _) = common::http::ed25519_key();
+    let (pem, _) = common::cert::ed25519_key();
     // The exchange is told the key by control command (public half used).
     ex.control(json!({"cmd": "account", "api_key": API_KEY, "ed25519_pem": pem}));
     trade(&ex);

@@ -3,7 +3,7 @@
 //! and run against a fresh local exchange; it must exit 0. The C examples are
 //! built and run the same way, end to end. `BINANCE_UDS_VALGRIND=1` and
 //! `BINANCE_UDS_SANITIZE=1` run them all under valgrind or the sanitizers
-//! (see tests/common/native.rs).
+//! (see tests/support/src/native.rs).
 
 mod common;
 
@@ -113,7 +113,7 @@ fn account_snapshot_signing_and_errors() {
     use common::http::{binance_answer, Response, Server};
     let mode = Mode::from_env();
     let exe = compile("tests/c/account.c", "cc", C_FLAGS, "account", mode);
-    let (pem, verifying) = common::http::ed25519_key();
+    let (pem, verifying) = common::cert::ed25519_key();
     let pem_file =
         std::env::temp_dir().join(format!("binance-uds-c-account-{}.pem", std::process::id()));
     std::fs::write(&pem_file, pem).unwrap();

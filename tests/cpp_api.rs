@@ -23,7 +23,8 @@ fn compile(source: &str, out_name: &str, mode: Mode) -> PathBuf {
         suite: "cpp_api",
         compiler: "c++",
         flags: CXX_FLAGS,
-        includes: &[],
+        // tests/c/blocked.h
+        includes: &["tests/c"],
         link: true,
     }
     .compile(Path::new(source), out_name, mode)
@@ -42,7 +43,7 @@ const ED25519_API_KEY: &str = "EDKEYcpp0123456789abcdef";
 fn hpp_layer_against_the_local_exchange() {
     let mode = Mode::from_env();
     let exe = compile("tests/cpp/hpp_test.cpp", "hpp_test", mode);
-    let (pem, _) = common::http::ed25519_key();
+    let (pem, _) = common::cert::ed25519_key();
     let pem_file =
         std::env::temp_dir().join(format!("binance-uds-hpp-test-{}.pem", std::process::id()));
     std::fs::write(&pem_file, pem).unwrap();

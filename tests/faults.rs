@@ -8,7 +8,7 @@ use binance_uds::engine::UserStream;
 use binance_uds::engine::{Client, Config, Error, Status};
 use binance_uds::engine::{Event, LISTEN_KEY_RENEWED, STREAM_DISCONNECTED, STREAM_GAP};
 use common::stream::until_within as until;
-use common::Exchange;
+use common::{wait_for, Exchange};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -18,29 +18,30 @@ use std::time::{Duration, Instant};
 
 const KEY: &str = "TESTKEYfaultsABCDEF0123456789";
 
+/// Both timeouts of `config`. The tests' upper time bounds derive from the
+/// timeouts they configure: a call that fails "at once" fails before its
+/// request timeout; a call that must connect first takes at most the
+/// connect and request timeouts together (the header's contract).
+const TIMEOUT_MS: u32 = 2000;
+
 fn config(ex: &Exchange) -> Config {
-    common::config(ex, KEY, 2000, 500)
+    common::config(ex, KEY, TIMEOUT_MS, 500)
+}
+
+fn ms(n: u32) -> Duration {
+    Duration::from_millis(u64::from(n))
 }
 
 fn client(cfg: &Config) -> Arc<Client> {
     Arc::new(Client::new(cfg).unwrap())
 }
 
-/// Polls `cond` every 10 ms until it holds; panics with `what` after `limit`.
-fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn requests(ex: &Exchange, method: &str) -> u64 {
-    ex.stats()["requests"][method].as_u64().unwrap_or(0)
+    ex.requests(method)
 }
 
 fn stat(ex: &Exchange, name: &str) -> u64 {
-    ex.stats()[name].as_u64().unwrap_or(0)
+    ex.stat(name)
 }
 
 /// Runs a keepalive on another thread once the exchange has seen `before`
@@ -86,7 +87,7 @@ fn connection_reset_mid_request_fails_at_once_and_the_next_call_reconnects() {
         let e = c.listen_key_keepalive().unwrap_err();
         assert_eq!(e.status, Status::ConnectionClosed, "round {round}: {e:?}");
         assert!(
-            t0.elapsed() < Duration::from_millis(1500),
+            t0.elapsed() < ms(TIMEOUT_MS),
             "round {round}: waited {:?} for a reset connection",
             t0.elapsed()
         );
@@ -126,7 +127,10 @@ fn close_frames_of_every_kind_fail_the_pending_request_and_the_next_call_reconne
             "code {code}: the message does not say which close: {}",
             e.message
         );
-        assert!(took < Duration::from_millis(1900), "code {code}: {took:?}");
+        assert!(
+            took < ms(TIMEOUT_MS),
+            "code {code}: waited out the timeout: {took:?}"
+        );
         assert_eq!(c.listen_key_keepalive().unwrap(), key, "after code {code}");
     }
     assert_eq!(stat(&ex, "api_connections_total"), 1 + cases.len() as u64);
@@ -136,7 +140,8 @@ fn close_frames_of_every_kind_fail_the_pending_request_and_the_next_call_reconne
 fn a_frame_cut_in_half_times_out_and_the_next_call_uses_a_new_connection() {
     let ex = Exchange::start(&[]);
     let mut cfg = config(&ex);
-    cfg.set_timeouts_ms(2000, 700).unwrap();
+    let (connect_ms, request_ms) = (2000, 700);
+    cfg.set_timeouts_ms(connect_ms, request_ms).unwrap();
     let c = client(&cfg);
     let key = c.listen_key_start().unwrap();
     for round in 0..3 {
@@ -147,15 +152,19 @@ fn a_frame_cut_in_half_times_out_and_the_next_call_uses_a_new_connection() {
             matches!(e.status, Status::Timeout | Status::ConnectionClosed),
             "round {round}: {e:?}"
         );
+        // Ended by its request timeout, not left hanging on the cut frame.
         assert!(
-            t0.elapsed() < Duration::from_millis(700 + 500),
+            t0.elapsed() < ms(request_ms + connect_ms),
             "round {round}: {:?}",
             t0.elapsed()
         );
+        // The next call connects again and gets its answer within its
+        // bounds, instead of waiting on the wedged connection (where it
+        // would time out).
         let t1 = Instant::now();
         assert_eq!(c.listen_key_keepalive().unwrap(), key, "round {round}");
         assert!(
-            t1.elapsed() < Duration::from_millis(700),
+            t1.elapsed() < ms(connect_ms + request_ms),
             "{:?}",
             t1.elapsed()
         );
@@ -176,7 +185,8 @@ fn a_frame_cut_after_other_frames_were_heard_does_not_wedge_the_next_call() {
     // stuck in the middle of a frame and can never deliver another answer.
     let ex = Exchange::start(&["--ping-interval-ms", "100"]);
     let mut cfg = config(&ex);
-    cfg.set_timeouts_ms(2000, 900).unwrap();
+    let (connect_ms, request_ms) = (2000, 900);
+    cfg.set_timeouts_ms(connect_ms, request_ms).unwrap();
     let c = client(&cfg);
     let key = c.listen_key_start().unwrap();
     for round in 0..2 {
@@ -188,7 +198,7 @@ fn a_frame_cut_after_other_frames_were_heard_does_not_wedge_the_next_call() {
             matches!(e.status, Status::Timeout | Status::ConnectionClosed),
             "round {round}: {e:?}"
         );
-        assert!(t0.elapsed() < Duration::from_millis(900 + 500));
+        assert!(t0.elapsed() < ms(request_ms + connect_ms));
         let r = c.listen_key_keepalive();
         assert_eq!(
             r.as_deref().ok(),
@@ -269,16 +279,19 @@ fn a_server_that_never_finishes_tls_times_out_within_the_connect_timeout() {
         .unwrap();
     cfg.set_stream_endpoint(&format!("wss://127.0.0.1:{port}/private"))
         .unwrap();
-    cfg.set_timeouts_ms(500, 2000).unwrap();
+    let (connect_ms, request_ms) = (500, 2000);
+    cfg.set_timeouts_ms(connect_ms, request_ms).unwrap();
     let c = client(&cfg);
     for _ in 0..2 {
         let t0 = Instant::now();
         let e = c.listen_key_start().unwrap_err();
         assert_eq!(e.status, Status::Timeout, "{e:?}");
         assert!(e.message.contains("500 ms"), "{}", e.message);
+        // The connect timeout ended it: not before it, and before the
+        // (longer) request timeout could have.
         let took = t0.elapsed();
         assert!(
-            took >= Duration::from_millis(450) && took < Duration::from_millis(1500),
+            took >= ms(connect_ms) * 9 / 10 && took < ms(request_ms),
             "{took:?}"
         );
     }
@@ -293,12 +306,13 @@ fn a_server_that_never_finishes_tls_times_out_within_the_connect_timeout() {
     stream_cfg
         .set_stream_endpoint(&format!("wss://127.0.0.1:{port}/private"))
         .unwrap();
-    stream_cfg.set_timeouts_ms(500, 2000).unwrap();
+    stream_cfg.set_timeouts_ms(connect_ms, request_ms).unwrap();
     let c2 = client(&stream_cfg);
     let t0 = Instant::now();
     let e = UserStream::open(&c2, None).err().expect("open must fail");
     assert_eq!(e.status, Status::Timeout, "{e:?}");
-    assert!(t0.elapsed() < Duration::from_millis(2500));
+    // Opening takes at most the connect and request timeouts.
+    assert!(t0.elapsed() < ms(connect_ms + request_ms));
     hold.forward.store(true, Ordering::Relaxed);
     let s = UserStream::open(&c2, None).unwrap();
     emit(&ex, "ORDER_TRADE_UPDATE", 1);

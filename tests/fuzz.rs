@@ -29,7 +29,9 @@ use serde_json::Value;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-#[path = "common/rng.rs"]
+// The support crate's RNG, by path: the fuzz crate (fuzz/) builds this
+// file without the support crate.
+#[path = "support/src/rng.rs"]
 mod rng;
 use rng::Rng;
 

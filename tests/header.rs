@@ -146,3 +146,137 @@ fn the_changelog_check_sees_a_missing_name() {
         ["binance_t", "BINANCE_B"]
     );
 }
+
+/// The one-number version (`BINANCE_VERSION_NUM`, 0xMMmmpp) is the
+/// library's own version, as `binance_version()` reports it. (A C test,
+/// tests/c/api_args.c, evaluates `BINANCE_AT_LEAST_VERSION`.)
+#[test]
+fn version_number_matches_binance_version() {
+    let header = std::fs::read_to_string(env!("BINANCE_UDS_GENERATED_HEADER")).unwrap();
+    let num = header
+        .lines()
+        .find_map(|l| l.strip_prefix("#define BINANCE_VERSION_NUM "))
+        .expect("BINANCE_VERSION_NUM defined");
+    let num = u32::from_str_radix(num.trim().trim_start_matches("0x"), 16).unwrap();
+    // SAFETY: binance_version returns a static NUL-terminated string.
+    let version = unsafe { std::ffi::CStr::from_ptr(binance_uds::status::binance_version()) };
+    let parts: Vec<u32> = version
+        .to_str()
+        .unwrap()
+        .split('.')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(parts.len(), 3, "{version:?}");
+    assert_eq!(
+        num,
+        parts[0] << 16 | parts[1] << 8 | parts[2],
+        "BINANCE_VERSION_NUM {num:#08x} against binance_version() {version:?}"
+    );
+    assert!(
+        header.contains("#define BINANCE_AT_LEAST_VERSION(x, y, z) "),
+        "BINANCE_AT_LEAST_VERSION defined"
+    );
+}
+
+/// The header is its own manual: every exported function is listed in
+/// exactly one type's "Functions:" paragraph (the comment right above a
+/// `typedef`), and every name listed there is an exported function.
+#[test]
+fn every_function_is_listed_under_exactly_one_type() {
+    let header = std::fs::read_to_string(env!("BINANCE_UDS_GENERATED_HEADER")).unwrap();
+    let problems = function_list_problems(&header);
+    assert!(
+        problems.is_empty(),
+        "the header's \"Functions:\" lists (edit the type's doc comment in src/):\n{}",
+        problems.join("\n")
+    );
+}
+
+/// What is wrong with the "Functions:" lists of `header`: a function listed
+/// under no type or under two, a listed name that is no function, a list
+/// that is not on a typedef.
+fn function_list_problems(header: &str) -> Vec<String> {
+    // A prototype is one line (cbindgen.toml: args = "horizontal"); its name
+    // is the first `binance_` word right before a parenthesis.
+    let exports: Vec<&str> = header
+        .lines()
+        .filter(|l| {
+            l.ends_with(");") && !l.starts_with([' ', '#', '/']) && !l.starts_with("typedef")
+        })
+        .filter_map(|l| {
+            l.split('(')
+                .filter_map(|before| before.rsplit([' ', '*']).next())
+                .find(|name| name.starts_with("binance_"))
+        })
+        .collect();
+    let types: Vec<&str> = header
+        .lines()
+        .filter_map(|l| l.strip_prefix("typedef "))
+        .filter_map(|l| l.trim_end_matches(';').rsplit(' ').next())
+        .collect();
+    let mut listed: Vec<(String, String)> = Vec::new(); // (function, type)
+    let mut problems = Vec::new();
+    let lines: Vec<&str> = header.lines().collect();
+    let mut i = 0;
+    while i < lines.len() {
+        let is_list = lines[i].starts_with(" * Functions");
+        if !is_list {
+            i += 1;
+            continue;
+        }
+        // The paragraph runs to the end of its comment.
+        let mut names = Vec::new();
+        while i < lines.len() && !lines[i].trim_end().ends_with("*/") {
+            let words = lines[i].split('`').skip(1).step_by(2);
+            names.extend(words.filter(|w| w.starts_with("binance_")));
+            i += 1;
+        }
+        let owner = lines
+            .get(i + 1)
+            .and_then(|l| l.strip_prefix("typedef "))
+            .and_then(|l| l.trim_end_matches(';').rsplit(' ').next())
+            .map(str::to_owned);
+        let Some(owner) = owner else {
+            problems.push(format!(
+                "a \"Functions:\" list not on a typedef, above line {}",
+                i + 2
+            ));
+            continue;
+        };
+        for name in names {
+            if exports.contains(&name) {
+                listed.push((name.to_owned(), owner.clone()));
+            } else if !types.contains(&name) {
+                problems.push(format!("{owner} lists {name}, which is not a function"));
+            }
+        }
+    }
+    for f in &exports {
+        let owners: Vec<&str> = listed
+            .iter()
+            .filter(|(name, _)| name == f)
+            .map(|(_, owner)| owner.as_str())
+            .collect();
+        match owners.len() {
+            1 => {}
+            0 => problems.push(format!("{f} is listed under no type")),
+            _ => problems.push(format!("{f} is listed under {owners:?}")),
+        }
+    }
+    problems
+}
+
+#[test]
+fn the_function_list_check_sees_a_missing_or_doubled_name() {
+    let header = "/**\n * A.\n *\n * Functions: `binance_a_new`, `binance_a_free`.\n */\ntypedef struct binance_a binance_a;\n\n\
+                  /**\n * B.\n *\n * Functions: `binance_a_new`, `binance_b_gone`.\n */\ntypedef struct binance_b binance_b;\n\n\
+                  binance_a *binance_a_new(void);\nvoid binance_a_free(binance_a *a);\nvoid binance_b_free(binance_b *b);\n";
+    assert_eq!(
+        function_list_problems(header),
+        [
+            "binance_b lists binance_b_gone, which is not a function",
+            "binance_a_new is listed under [\"binance_a\", \"binance_b\"]",
+            "binance_b_free is listed under no type",
+        ]
+    );
+}

@@ -6,7 +6,7 @@ mod common;
 
 use binance_uds::engine::UserStream;
 use binance_uds::engine::{Client, Config};
-use common::Exchange;
+use common::{wait_for, Exchange};
 use std::time::{Duration, Instant};
 
 fn threads() -> usize {
@@ -27,8 +27,15 @@ fn close_and_free_leave_no_thread_or_socket() {
     cfg.add_root_certificate_pem(ex.ca_pem.as_ref().unwrap())
         .unwrap();
     // Warm the process-wide TLS connector cache: it is kept on purpose.
+    let threads_cold = threads();
     Client::new(&cfg).unwrap().listen_key_start().unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    // The shared I/O threads stop with the last client: the baseline is
+    // taken once the kernel has reaped them.
+    wait_for(
+        "the warm-up client's threads to end",
+        Duration::from_secs(5),
+        || threads() <= threads_cold,
+    );
     let (threads_before, fds_before) = (threads(), fds());
 
     for round in 0..4 {
@@ -67,7 +74,12 @@ fn close_and_free_leave_no_thread_or_socket() {
         );
         assert_eq!(fds(), fds_before, "a socket outlived its handles");
     }
-    std::thread::sleep(Duration::from_millis(200));
+    // The exchange sees the closes a moment after the library made them.
+    wait_for(
+        "the exchange to see every connection closed",
+        Duration::from_secs(10),
+        || ex.stat("stream_connections_open") == 0 && ex.stat("api_connections_open") == 0,
+    );
     let s = ex.stats();
     assert_eq!(
         (

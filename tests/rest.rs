@@ -106,7 +106,7 @@ fn snapshot_is_one_document_signed_with_hmac_on_one_connection() {
 
 #[test]
 fn ed25519_signatures_verify_with_the_public_key() {
-    let (pem, verifying) = common::http::ed25519_key();
+    let (pem, verifying) = common::cert::ed25519_key();
     let server = Server::start(|r| Some(binance(r)));
     let mut cfg = config(&server);
     cfg.set_private_key_pem(&pem).unwrap();

@@ -153,11 +153,20 @@ fn trading_while_the_snapshot_is_taken_still_ends_in_the_exchanges_state() {
     let mut book = Book::default();
     until(&s, &mut book, ACCOUNT_SNAPSHOT);
     for round in 0..3 {
+        // The drop comes once trading has begun, so that the snapshot is
+        // taken while orders change (a drop before the first trade would
+        // make the comparison below trivially true).
+        let (started, trading) = std::sync::mpsc::channel();
         let trader = {
             let control = ex.control;
-            std::thread::spawn(move || trade(control, 12, 62000 + round * 100))
+            let base = 62000 + round * 100;
+            std::thread::spawn(move || {
+                trade(control, 1, base);
+                started.send(()).unwrap();
+                trade(control, 11, base + 1);
+            })
         };
-        std::thread::sleep(Duration::from_millis(20));
+        trading.recv().expect("the trader placed its first order");
         ex.control(json!({"cmd": "drop", "target": "stream"}));
         until(&s, &mut book, ACCOUNT_SNAPSHOT);
         trader.join().unwrap();

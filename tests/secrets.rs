@@ -9,7 +9,7 @@ mod common;
 use binance_uds::engine::Event;
 use binance_uds::engine::UserStream;
 use binance_uds::engine::{Client, Config, Error, Status};
-use common::http::self_signed;
+use common::cert::self_signed;
 use common::Exchange;
 use serde_json::json;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -294,11 +294,13 @@ fn error_paths(seen: &mut Seen) {
     let c2 = std::sync::Arc::new(Client::new(&config(&ex)).unwrap());
     c2.listen_key_start().unwrap();
     ex.control(json!({"cmd": "delay", "ms": 1500}));
+    let pings = ex.requests("userDataStream.ping");
     let waiter = {
         let c2 = c2.clone();
         std::thread::spawn(move || c2.listen_key_keepalive())
     };
-    std::thread::sleep(Duration::from_millis(300));
+    // The close comes while the keepalive waits for its (delayed) answer.
+    ex.wait_requests("userDataStream.ping", pings, Duration::from_secs(10));
     ex.control(json!({"cmd": "close", "target": "api", "code": 4000, "reason": reason}));
     seen.fails(
         "close frame whose reason echoes the key",

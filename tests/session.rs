@@ -4,7 +4,7 @@
 mod common;
 
 use binance_uds::engine::{Client, Config, Error, Status};
-use common::Exchange;
+use common::{wait_for, Exchange};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -116,10 +116,12 @@ fn a_request_in_flight_fails_at_once_when_the_connection_dies() {
     let c = Arc::new(Client::new(&cfg).unwrap());
     c.listen_key_start().unwrap();
     ex.control(json!({"cmd": "delay", "ms": 20_000, "count": 1}));
+    let pings = ex.requests("userDataStream.ping");
     let c2 = c.clone();
     let t0 = Instant::now();
     let waiter = std::thread::spawn(move || c2.listen_key_keepalive());
-    std::thread::sleep(Duration::from_millis(300));
+    // Acts once the keepalive is in flight: the exchange has received it.
+    ex.wait_requests("userDataStream.ping", pings, Duration::from_secs(10));
     ex.control(json!({"cmd": "drop", "target": "api"}));
     let e = waiter.join().unwrap().unwrap_err();
     assert_eq!(e.status, Status::ConnectionClosed, "{e:?}");
@@ -299,10 +301,12 @@ fn revoked_session_fails_pending_requests_with_the_api_error() {
     let c = Arc::new(client_from(&cfg));
     c.listen_key_start().unwrap();
     ex.control(json!({"cmd": "no_answer", "count": 1}));
+    let pings = ex.requests("userDataStream.ping");
     let c2 = c.clone();
     let t0 = Instant::now();
     let waiter = std::thread::spawn(move || c2.listen_key_keepalive());
-    std::thread::sleep(Duration::from_millis(300));
+    // Acts once the keepalive is in flight: the exchange has received it.
+    ex.wait_requests("userDataStream.ping", pings, Duration::from_secs(10));
     ex.control(json!({"cmd": "revoke"}));
     let e = waiter.join().unwrap().unwrap_err();
     assert_eq!(
@@ -320,7 +324,9 @@ fn server_pings_are_answered_with_their_payload() {
     ex.control(json!({"cmd": "ping_first", "enabled": true}));
     let c = client(&ex);
     c.listen_key_start().unwrap();
-    std::thread::sleep(Duration::from_millis(450));
+    wait_for("two pongs", Duration::from_secs(10), || {
+        ex.stat("pongs_ok") >= 2
+    });
     c.listen_key_keepalive().unwrap();
     let s = ex.stats();
     assert!(s["pongs_ok"].as_u64().unwrap() >= 2, "{s}");
@@ -335,16 +341,21 @@ fn freeing_the_client_fails_requests_in_flight_at_once() {
     let c = Arc::new(client_from(&cfg));
     c.listen_key_start().unwrap();
     ex.control(json!({"cmd": "no_answer", "count": 1}));
+    let pings = ex.requests("userDataStream.ping");
     let c2 = c.clone();
     let t0 = Instant::now();
     let waiter = std::thread::spawn(move || c2.listen_key_keepalive());
-    std::thread::sleep(Duration::from_millis(300));
+    // Acts once the keepalive is in flight: the exchange has received it.
+    ex.wait_requests("userDataStream.ping", pings, Duration::from_secs(10));
     c.close();
     let e = waiter.join().unwrap().unwrap_err();
     assert_eq!(e.status, Status::ConnectionClosed, "{e:?}");
     assert!(t0.elapsed() < Duration::from_secs(10));
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(ex.stats()["api_connections_open"], 0, "socket left open");
+    wait_for(
+        "the exchange to see the socket closed",
+        Duration::from_secs(10),
+        || ex.stat("api_connections_open") == 0,
+    );
 }
 
 #[test]
@@ -358,7 +369,12 @@ fn an_old_connection_is_replaced_before_the_server_closes_it() {
     std::thread::sleep(Duration::from_millis(400));
     assert_eq!(c.listen_key_keepalive().unwrap(), key);
     assert_eq!(c.session().connections_opened(), 2);
-    std::thread::sleep(Duration::from_millis(200));
+    // The replaced connection is closed, not left to the server.
+    wait_for(
+        "the old connection to close",
+        Duration::from_secs(10),
+        || ex.stat("api_connections_open") == 1,
+    );
     let s = ex.stats();
     assert_eq!(s["api_connections_total"], 2, "{s}");
     assert_eq!(

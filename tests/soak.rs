@@ -11,9 +11,7 @@
 //! descriptors stay flat. Run with `--nocapture` to see the figures.
 
 mod common;
-#[path = "common/rng.rs"]
-mod rng;
-use rng::Rng;
+use common::Rng;
 
 use binance_uds::engine::UserStream;
 use binance_uds::engine::{Client, Config, Status};
@@ -347,7 +345,12 @@ fn soak_under_random_faults() {
     }
     // A call after the storm works.
     client.listen_key_keepalive().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Sockets of the replaced connections close a moment after the storm.
+    common::wait_for(
+        "the storm's sockets to close",
+        Duration::from_secs(10),
+        || open_fds() <= fds_start + 5,
+    );
     let (rss_end, fds_end) = (rss_kib(), open_fds());
 
     // The accounting.
@@ -679,7 +682,11 @@ fn resync_soak_under_random_faults() {
     reader.join().unwrap();
     caller.join().unwrap();
     assert_eq!(book.lock().unwrap().state(), want, "undone after healing");
-    std::thread::sleep(Duration::from_millis(300));
+    common::wait_for(
+        "the faults' sockets to close",
+        Duration::from_secs(10),
+        || open_fds() <= fds_start + 5,
+    );
     let (rss_end, fds_end) = (rss_kib(), open_fds());
 
     let kinds = std::mem::take(&mut *kinds.lock().unwrap());

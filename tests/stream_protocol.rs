@@ -10,7 +10,7 @@ use binance_uds::engine::UserStream;
 use binance_uds::engine::{Client, Config, Status};
 use binance_uds::engine::{Event, LISTEN_KEY_RENEWED, STREAM_DISCONNECTED, STREAM_GAP};
 use common::stream::until;
-use common::Exchange;
+use common::{wait_for, Exchange};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -71,7 +71,11 @@ fn never_the_path_form_only_the_configured_one() {
         until(&s, STREAM_GAP);
         ex.control(json!({"cmd": "expire", "api_key": KEY}));
         until(&s, LISTEN_KEY_RENEWED);
-        std::thread::sleep(Duration::from_millis(1500));
+        // And a rotation (every 600 ms) after those.
+        let before = s.health().reconnects;
+        wait_for("a rotation", Duration::from_secs(10), || {
+            s.health().reconnects > before
+        });
         assert!(s.health().reconnects >= 2, "{name}: {:?}", s.health());
         let conns = connections(&ex);
         assert_eq!(conns["path_form_connects"], 0, "{name}: {conns}");
@@ -295,7 +299,10 @@ fn server_shutdown_on_the_stream_replaces_it_with_nothing_lost() {
             )
         })
     };
-    std::thread::sleep(Duration::from_millis(300));
+    // The notice comes while events flow.
+    wait_for("the first event", Duration::from_secs(10), || {
+        s.health().last_event_ms > 0
+    });
     ex.control(json!({"cmd": "server_shutdown", "target": "stream", "close_after_ms": 1500}));
     let mut got = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -320,7 +327,6 @@ fn server_shutdown_on_the_api_moves_requests_to_a_new_connection() {
     let client = Client::new(&config(&ex, KEY, SUBSCRIBE)).unwrap();
     let key = client.listen_key_start().unwrap();
     ex.control(json!({"cmd": "server_shutdown", "target": "api", "close_after_ms": 3000}));
-    std::thread::sleep(Duration::from_millis(200));
     // Every call succeeds across the announced close, on a new connection.
     let deadline = Instant::now() + Duration::from_secs(4);
     while Instant::now() < deadline {
@@ -337,11 +343,14 @@ fn health_shows_the_subscription_and_the_server_pings() {
     let h = s.health();
     assert!(h.subscribed && h.connected && h.connection_id > 0, "{h:?}");
     assert_eq!(h.connection_streams, 1);
-    std::thread::sleep(Duration::from_millis(400));
+    wait_for("a server ping", Duration::from_secs(10), || {
+        s.health().last_server_ping_ms > 0
+    });
+    // And it moves with the next one.
     let ping = s.health().last_server_ping_ms;
-    assert!(ping > 0, "{:?}", s.health());
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(s.health().last_server_ping_ms > ping);
+    wait_for("the next server ping", Duration::from_secs(10), || {
+        s.health().last_server_ping_ms > ping
+    });
 }
 
 // ---- many accounts on shared connections ----
@@ -518,7 +527,18 @@ fn a_dropped_shared_connection_is_a_gap_in_every_stream_on_it_and_no_other() {
         .collect();
     assert_eq!(on_victim.len(), 3, "{conns}");
     ex.control(json!({"cmd": "drop", "target": "stream", "id": victim["id"]}));
-    std::thread::sleep(Duration::from_millis(1000));
+    // Each stream on the victim has made its gap event (then the others
+    // have had as long to make a wrong one).
+    wait_for(
+        "a gap in every stream on the dropped connection",
+        Duration::from_secs(10),
+        || {
+            streams
+                .iter()
+                .enumerate()
+                .all(|(i, (_, s))| !on_victim.contains(&keys[i]) || s.health().gaps >= 1)
+        },
+    );
     for (i, (_, s)) in streams.iter().enumerate() {
         let got = drain(s, Duration::from_millis(300));
         let gaps = got.iter().filter(|e| e.kind() == STREAM_GAP).count();
@@ -573,10 +593,9 @@ fn a_shared_api_connection_keeps_each_accounts_key_and_secrets_apart() {
     }
     assert_eq!(ex.stats()["api_connections_total"], 1);
     drop(clients);
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(
-        ex.stats()["api_connections_open"],
-        0,
-        "closed with its last client"
+    wait_for(
+        "the connection to close with its last client",
+        Duration::from_secs(10),
+        || ex.stat("api_connections_open") == 0,
     );
 }

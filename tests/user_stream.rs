@@ -9,7 +9,7 @@ use binance_uds::engine::{Client, Config, Status};
 use binance_uds::engine::{Event, LISTEN_KEY_RENEWED, STREAM_DISCONNECTED, STREAM_GAP};
 use common::proxy::Proxy;
 use common::stream::until;
-use common::Exchange;
+use common::{wait, wait_for, Exchange};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -206,8 +206,13 @@ fn rotation_loses_nothing_and_duplicates_nothing() {
     let h = s.health();
     assert!(h.reconnects >= 2, "rotated {} times", h.reconnects);
     assert_eq!(h.gaps, 0);
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(ex.stats()["stream_connections_open"].as_u64().unwrap() <= 2);
+    // Each rotated-out connection is closed (at most the current one and
+    // one being replaced stay open).
+    wait_for(
+        "rotated-out connections to close",
+        Duration::from_secs(10),
+        || ex.stat("stream_connections_open") <= 2,
+    );
 }
 
 #[test]
@@ -215,14 +220,18 @@ fn keepalive_runs_on_schedule() {
     let ex = Exchange::start(&[]);
     let mut cfg = config(&ex);
     cfg.set_keepalive_interval_ms(200).unwrap();
+    let t0 = Instant::now();
     let (_c, s) = open(&cfg);
-    std::thread::sleep(Duration::from_millis(1100));
-    let pings = ex.stats()["requests"]["userDataStream.ping"]
-        .as_u64()
-        .unwrap_or(0);
+    wait_for("three keepalives", Duration::from_secs(30), || {
+        ex.requests("userDataStream.ping") >= 3
+    });
+    // Spaced by the interval, not sent back to back: the first comes after
+    // half an interval at the earliest, each next one after 9/10 of one
+    // (the jitter's bounds). A lower bound: a slow machine cannot break it.
     assert!(
-        (3..=7).contains(&pings),
-        "{pings} keepalives in 1.1 s at 200 ms"
+        t0.elapsed() >= Duration::from_millis(200 / 2 + 2 * 200 * 9 / 10),
+        "three keepalives within {:?} at a 200 ms interval",
+        t0.elapsed()
     );
     let h = s.health();
     assert_eq!(h.last_keepalive_status, 0);
@@ -267,25 +276,41 @@ fn queue_overflow_is_reported_and_the_stream_lives_on() {
     assert_eq!(next(&s).kind(), "TRADE_LITE");
 }
 
+/// Starts a thread that blocks in `next` (30 s) and returns once it is
+/// provably blocked there (the kernel sees it waiting: `wait_blocked`), so
+/// that waking it tests the wake-up, not a refusal on the way in.
+fn blocked_reader(
+    s: &Arc<UserStream>,
+) -> std::thread::JoinHandle<binance_uds::engine::Result<Option<Event>>> {
+    let (s, (tx, rx)) = (s.clone(), std::sync::mpsc::channel());
+    let reader = std::thread::spawn(move || {
+        tx.send(wait::thread_id()).unwrap();
+        s.next(Duration::from_secs(30))
+    });
+    let tid = rx.recv().unwrap();
+    wait::wait_blocked("the reader to block in next", tid, Duration::from_secs(60));
+    reader
+}
+
 #[test]
 fn close_wakes_a_blocked_next_and_leaves_nothing_behind() {
     let ex = Exchange::start(&[]);
     let (c, s) = open(&config(&ex));
     let s = Arc::new(s);
-    let s2 = s.clone();
-    let t0 = Instant::now();
-    let blocked = std::thread::spawn(move || s2.next(Duration::from_secs(30)));
-    std::thread::sleep(Duration::from_millis(200));
+    let blocked = blocked_reader(&s);
     s.close();
+    // Woken with StreamClosed, not left to time out after 30 s (Ok(None)).
     let r = blocked.join().unwrap();
     assert_eq!(r.unwrap_err().status, Status::StreamClosed);
-    assert!(t0.elapsed() < Duration::from_secs(5));
     assert_eq!(
         s.next(Duration::ZERO).unwrap_err().status,
         Status::StreamClosed
     );
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(ex.stats()["stream_connections_open"], 0);
+    wait_for(
+        "the stream connection to close",
+        Duration::from_secs(10),
+        || ex.stat("stream_connections_open") == 0,
+    );
     // The key was not stopped: it belongs to the account.
     c.listen_key_keepalive().unwrap();
 }
@@ -295,19 +320,11 @@ fn shutdown_wakes_every_reader_and_refuses_new_reads_without_freeing() {
     let ex = Exchange::start(&[]);
     let (_c, s) = open(&config(&ex));
     let s = Arc::new(s);
-    let readers: Vec<_> = (0..4)
-        .map(|_| {
-            let s = s.clone();
-            std::thread::spawn(move || s.next(Duration::from_secs(30)))
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(200));
-    let t0 = Instant::now();
+    let readers: Vec<_> = (0..4).map(|_| blocked_reader(&s)).collect();
     s.shutdown();
     for r in readers {
         assert_eq!(r.join().unwrap().unwrap_err().status, Status::StreamClosed);
     }
-    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     // Refused from now on, and again after a second shutdown; still valid.
     assert_eq!(
         s.next(Duration::ZERO).unwrap_err().status,
@@ -425,12 +442,9 @@ fn freeing_the_client_ends_its_streams() {
     let e = s.next(Duration::from_secs(10)).unwrap_err();
     assert_eq!(e.status, Status::StreamClosed);
     assert!(t0.elapsed() < Duration::from_secs(5));
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(
-        ex.stats()["stream_connections_open"],
-        0,
-        "its socket is closed"
-    );
+    wait_for("its socket to close", Duration::from_secs(10), || {
+        ex.stat("stream_connections_open") == 0
+    });
     s.close();
     assert_eq!(
         s.next(Duration::ZERO).unwrap_err().status,

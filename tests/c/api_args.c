@@ -45,6 +45,19 @@ static void test_version_and_status_names(void)
     snprintf(expected_version, sizeof expected_version, "%d.%d.%d", BINANCE_VERSION_MAJOR,
              BINANCE_VERSION_MINOR, BINANCE_VERSION_PATCH);
     CHECK_STR_EQ(binance_version(), expected_version);
+    /* The one-number form, from the library's own version string. */
+    {
+        unsigned major = 0, minor = 0, patch = 0;
+        CHECK(sscanf(binance_version(), "%u.%u.%u", &major, &minor, &patch) == 3);
+        CHECK(BINANCE_VERSION_NUM == (long)((major << 16) | (minor << 8) | patch));
+    }
+#if !BINANCE_AT_LEAST_VERSION(BINANCE_VERSION_MAJOR, BINANCE_VERSION_MINOR, BINANCE_VERSION_PATCH)
+#error "BINANCE_AT_LEAST_VERSION is false for the header's own version"
+#endif
+#if !BINANCE_AT_LEAST_VERSION(0, 0, 0) || BINANCE_AT_LEAST_VERSION(BINANCE_VERSION_MAJOR, BINANCE_VERSION_MINOR, BINANCE_VERSION_PATCH + 1) || \
+    BINANCE_AT_LEAST_VERSION(BINANCE_VERSION_MAJOR, BINANCE_VERSION_MINOR + 1, 0) || BINANCE_AT_LEAST_VERSION(BINANCE_VERSION_MAJOR + 1, 0, 0)
+#error "BINANCE_AT_LEAST_VERSION is true for a later version, or false for 0.0.0"
+#endif
 
     /* The values are ABI: pinned here as users' code sees them. */
     for (i = 0; i < 11; i++) {

@@ -124,13 +124,16 @@ static void *start_thread(void *arg)
 }
 
 /* binance_client_free while another thread is still connecting (to a port
- * that never answers, with a long connect timeout): that call fails at once
- * with BINANCE_CONNECTION_CLOSED instead of waiting out the timeout. */
+ * that accepts and never answers, with a long connect timeout): that call
+ * fails at once with BINANCE_CONNECTION_CLOSED instead of waiting out the
+ * timeout. The free comes only once the listener has accepted the call's
+ * connection, so the other thread is known to be inside the call (starting
+ * a call once the free has begun is undefined behaviour). */
 static void test_free_while_connecting(void)
 {
     char url[128];
     int port;
-    int fd = silent_listener(&port);
+    int fd = silent_listener(&port), accepted;
     binance_client *client;
     struct call c;
     pthread_t thread;
@@ -144,12 +147,17 @@ static void test_free_while_connecting(void)
         fprintf(stderr, "pthread_create failed\n");
         exit(2);
     }
-    sleep_ms(200);
+    accepted = accept_within(fd, 60000);
+    CHECK(accepted >= 0);
     binance_client_free(client);
     pthread_join(thread, NULL);
+    /* Had the free not cut it short, the call would have waited out its
+       60 s connect timeout and failed with BINANCE_TIMEOUT. */
     check_status_(__FILE__, __LINE__, "start while the client is freed", c.status, BINANCE_CONNECTION_CLOSED,
                   c.err);
     binance_error_free(c.err);
+    if (accepted >= 0)
+        close(accepted);
     close(fd);
 }
 

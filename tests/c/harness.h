@@ -25,6 +25,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@
 #include <unistd.h>
 
 #include "binance_uds.h"
+#include "blocked.h"
 
 /* The API key the runner gives every program: recognisable, so that a test
  * can assert it never shows up in an error message. */
@@ -353,6 +355,27 @@ static inline int silent_listener(int *port)
     }
     *port = ntohs(a.sin_port);
     return fd;
+}
+
+/* Accepts one connection on a listening socket (e.g. a silent listener's):
+ * the accepted socket once a client has connected, -1 (printing why) if
+ * none did within limit_ms. A test uses it to know that another thread is
+ * inside a call that connects, before acting on that call. */
+static inline int accept_within(int fd, int limit_ms)
+{
+    struct pollfd p;
+    int n;
+    p.fd = fd;
+    p.events = POLLIN;
+    p.revents = 0;
+    do {
+        n = poll(&p, 1, limit_ms);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        fprintf(stderr, "harness: no connection to accept within %d ms\n", limit_ms);
+        return -1;
+    }
+    return accept(fd, NULL, NULL);
 }
 
 /* A port on 127.0.0.1 where nothing listens (bound, then closed). */

@@ -369,12 +369,25 @@ static void callback_form(void)
     binance_client_free(client);
 }
 
+/* A reader thread: announces its thread id, then blocks in next (30 s)
+ * until the stream is shut down or closed. */
+struct reader {
+    binance_user_stream *stream;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    long tid; /* 0 until the thread announced itself */
+};
+
 static void *blocked_next(void *arg)
 {
-    binance_user_stream *s = (binance_user_stream *)arg;
+    struct reader *r = (struct reader *)arg;
     binance_event *ev = DUMMY(binance_event);
     binance_error *err = NULL;
-    binance_status st = binance_user_stream_next(s, 30000, &ev, &err);
+    binance_status st;
+    pthread_mutex_lock(&r->lock);
+    r->tid = blocked_self_id();
+    pthread_mutex_unlock(&r->lock);
+    st = binance_user_stream_next(r->stream, 30000, &ev, &err);
     CHECK(st == BINANCE_STREAM_CLOSED);
     CHECK(ev == NULL);
     CHECK(binance_error_status(err) == BINANCE_STREAM_CLOSED);
@@ -382,22 +395,61 @@ static void *blocked_next(void *arg)
     return NULL;
 }
 
+/* Starts a reader and returns once it is blocked inside next (the kernel
+ * sees it asleep in the call: see blocked.h): 0 then, -1 if it never got
+ * there. Only then may another thread close the stream under it. */
+static int start_blocked_reader(struct reader *r, binance_user_stream *s)
+{
+    int64_t deadline = now_ms() + 60000;
+    long tid = 0;
+    r->stream = s;
+    r->tid = 0;
+    pthread_mutex_init(&r->lock, NULL);
+    if (pthread_create(&r->thread, NULL, blocked_next, r) != 0) {
+        fprintf(stderr, "pthread_create failed\n");
+        exit(2);
+    }
+    while (tid == 0 && now_ms() < deadline) {
+        pthread_mutex_lock(&r->lock);
+        tid = r->tid;
+        pthread_mutex_unlock(&r->lock);
+        if (tid == 0)
+            sleep_ms(1);
+    }
+    return wait_blocked(tid, 60000);
+}
+
+static void end_reader(struct reader *r)
+{
+    pthread_join(r->thread, NULL);
+    pthread_mutex_destroy(&r->lock);
+}
+
+/* close while a reader is blocked in next (which the contract allows) wakes
+ * it with BINANCE_STREAM_CLOSED. The reader is first seen blocked: closing
+ * a stream that another thread has yet to call is undefined behaviour. */
 static void close_wakes_a_blocked_reader(void)
 {
     binance_error *err = NULL;
     binance_client *client = test_client_from(stream_config());
     binance_user_stream *s = NULL;
-    pthread_t t;
-    int64_t t0;
+    struct reader r;
 
     CHECK_OK(binance_user_stream_open(client, &s, &err), err);
     if (s != NULL) {
-        CHECK(pthread_create(&t, NULL, blocked_next, s) == 0);
-        sleep_ms(200);
-        t0 = now_ms();
-        binance_user_stream_close(s);
-        pthread_join(t, NULL);
-        CHECK(now_ms() - t0 < 5000);
+        int blocked = start_blocked_reader(&r, s);
+        CHECK(blocked == 0);
+        if (blocked == 0) {
+            binance_user_stream_close(s);
+            /* The reader woke with BINANCE_STREAM_CLOSED (checked in the
+               thread) instead of waiting out its 30 s. */
+            end_reader(&r);
+        } else {
+            /* Not known to be inside next: the documented way out. */
+            binance_user_stream_shutdown(s);
+            end_reader(&r);
+            binance_user_stream_close(s);
+        }
     }
     /* The key is the account's: closing the stream did not stop it. */
     CHECK_OK(binance_listen_key_keepalive(client, NULL, &err), err);
@@ -412,20 +464,18 @@ static void shutdown_then_join_then_close(void)
     binance_client *client = test_client_from(stream_config());
     binance_user_stream *s = NULL;
     binance_event *ev = DUMMY(binance_event);
-    pthread_t t[3];
+    struct reader r[3];
     int i;
-    int64_t t0;
 
     CHECK_OK(binance_user_stream_open(client, &s, &err), err);
     if (s != NULL) {
+        /* Each reader is blocked in next before the shutdown, so each is
+           woken by it rather than refused on the way in. */
         for (i = 0; i < 3; i++)
-            CHECK(pthread_create(&t[i], NULL, blocked_next, s) == 0);
-        sleep_ms(200);
-        t0 = now_ms();
+            CHECK(start_blocked_reader(&r[i], s) == 0);
         binance_user_stream_shutdown(s);
         for (i = 0; i < 3; i++)
-            pthread_join(t[i], NULL);
-        CHECK(now_ms() - t0 < 2000);
+            end_reader(&r[i]);
         binance_user_stream_shutdown(s); /* twice is fine */
         CHECK_FAIL(binance_user_stream_next(s, 1000, &ev, &err), BINANCE_STREAM_CLOSED, err, "closed");
         CHECK(ev == NULL);

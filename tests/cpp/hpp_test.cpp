@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "binance_uds.hpp"
+#include "blocked.h"
 
 using namespace std::chrono_literals;
 
@@ -377,24 +378,38 @@ void user_stream_events_through_the_range()
     stream.close();  // twice is fine
 }
 
+// Waits until the thread that stored its id in `tid` is blocked inside the
+// library (see tests/c/blocked.h): only then does closing the stream test a
+// wake-up rather than a refusal on the way in.
+bool wait_until_blocked(const std::atomic<long> &tid)
+{
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (tid.load() == 0 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(1ms);
+    return wait_blocked(tid.load(), 60000) == 0;
+}
+
 void close_from_another_thread_ends_the_range()
 {
     binance::client client(exchange_config());
     binance::user_stream stream(client);
     std::atomic<bool> ended{false};
+    std::atomic<long> tid{0};
     std::thread reader([&] {
+        tid = blocked_self_id();
         for (const binance::event &ev : stream.events()) {
             (void)ev;
         }
         ended = true;
     });
-    std::this_thread::sleep_for(300ms);
+    CHECK(wait_until_blocked(tid));
+    // Blocked, with no event to end it: the range has not ended.
     CHECK(!ended);
-    const auto before = std::chrono::steady_clock::now();
     stream.close();
+    // The range ends because close() woke the reader (a range that did not
+    // end would keep this join waiting).
     reader.join();
     CHECK(ended);
-    CHECK(std::chrono::steady_clock::now() - before < 5s);
 }
 
 void library_events_are_told_apart_by_origin_not_name()
@@ -425,9 +440,11 @@ void close_wakes_many_readers_at_once()
     binance::client client(exchange_config());
     binance::user_stream stream(client);
     std::atomic<int> closed_seen{0};
+    std::atomic<long> tids[4] = {{0}, {0}, {0}, {0}};
     std::vector<std::thread> readers;
     for (int i = 0; i < 4; ++i)
-        readers.emplace_back([&] {
+        readers.emplace_back([&, i] {
+            tids[i] = blocked_self_id();
             try {
                 while (stream.next(1h)) {
                 }
@@ -436,11 +453,12 @@ void close_wakes_many_readers_at_once()
                     ++closed_seen;
             }
         });
-    std::this_thread::sleep_for(200ms);
+    for (const std::atomic<long> &tid : tids)
+        CHECK(wait_until_blocked(tid));
     stream.close();
     for (std::thread &t : readers)
         t.join();
-    // Each reader waited in one hour-long call and was woken by close().
+    // Each reader was blocked in one hour-long call and was woken by close().
     CHECK_EQ(closed_seen.load(), 4);
     CHECK(!stream.is_open());
 }

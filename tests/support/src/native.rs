@@ -76,8 +76,14 @@ impl Mode {
     }
 }
 
+/// The binance-uds package root (this crate is tests/support in it).
 pub fn manifest_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+            .canonicalize()
+            .expect("the package root")
+    })
 }
 
 /// The directory of the cdylib this test run was built with. Tests run from

@@ -1,8 +1,7 @@
 //! Where the `local-exchange` binary is, built on first use. It is a
 //! workspace member, not a target of the library package, so
 //! `CARGO_BIN_EXE_*` does not name it; tests and benches build it into the
-//! same target directory as themselves. Shared by the tests (`common`) and
-//! the benches (`#[path]`).
+//! same target directory as themselves.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -29,7 +28,7 @@ pub fn exchange_binary() -> PathBuf {
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--quiet", "-p", "local-exchange"])
             .arg("--manifest-path")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"))
             .env(
                 "CARGO_TARGET_DIR",
                 profile_dir.parent().expect("target directory"),

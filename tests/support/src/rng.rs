@@ -1,9 +1,10 @@
 //! The tests' one random number generator: xorshift64*, fast and
 //! reproducible from its seed (print the seed; replaying it replays the
-//! run). Not for anything secret. Included with `#[path]` by the tests that
-//! use it (fuzz.rs, soak.rs), so tests that do not need it do not build it.
+//! run). Not for anything secret. tests/fuzz.rs includes this file with
+//! `#[path]`: the fuzz crate (fuzz/) that cargo-bolero instruments builds
+//! it alone, without this crate's servers and OpenSSL.
 
-// Each test crate that includes this uses a different part of it.
+// fuzz.rs's copy uses only part of it.
 #![allow(dead_code)]
 
 /// xorshift64*.
@@ -15,6 +16,8 @@ impl Rng {
         Rng(seed.max(1))
     }
 
+    /// The next number. (Not `Iterator::next`: the sequence never ends.)
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
