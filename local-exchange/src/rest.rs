@@ -225,17 +225,9 @@ fn with_faults(
         .into_iter()
         .chain(query_pairs(body))
         .any(|(k, _)| k == "symbol");
-    if let Err((_, ms)) = st.charge(ip, weight(path, has_symbol)) {
-        let mut a = error(
-            429,
-            -1003,
-            &format!(
-                "Too many requests; current limit of IP({ip}) is {} requests per minute. \
-Please use the websocket for live updates to avoid polling the API.",
-                st.limits.api_weight_per_min
-            ),
-        );
-        a.retry_after_s = Some(ms.div_ceil(1000));
+    if let Err(r) = st.charge(ip, weight(path, has_symbol)) {
+        let mut a = error(r.status(), -1003, &r.msg(ip, st.limits.api_weight_per_min));
+        a.retry_after_s = Some(r.retry_at_ms().saturating_sub(server_ms()).div_ceil(1000));
         return Outcome::Send(a, Duration::ZERO);
     }
     *st.stats
