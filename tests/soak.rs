@@ -20,6 +20,7 @@ use binance_uds::engine::stream::UserStream;
 use binance_uds::engine::{Client, Config, Status};
 use common::Exchange;
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -87,13 +88,86 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// RSS samples taken through a soak: (seconds since its start, KiB).
+#[derive(Default)]
+struct RssSamples {
+    samples: Vec<(f64, u64)>,
+    next: Duration,
+}
+
+impl RssSamples {
+    /// About 120 samples over the run, at least one a second.
+    fn take(&mut self, elapsed: Duration, run: Duration) {
+        if elapsed >= self.next {
+            self.samples.push((elapsed.as_secs_f64(), rss_kib()));
+            self.next = elapsed + (run / 120).max(Duration::from_secs(1));
+        }
+    }
+
+    /// The least-squares slope of RSS over the second half of the run, in
+    /// MiB an hour (None with fewer than 3 samples there).
+    fn slope_mib_per_hour(&self, run: Duration) -> Option<f64> {
+        let half = run.as_secs_f64() / 2.0;
+        let late: Vec<(f64, f64)> = (self.samples.iter())
+            .filter(|(t, _)| *t >= half)
+            .map(|&(t, kib)| (t, kib as f64 / 1024.0))
+            .collect();
+        if late.len() < 3 {
+            return None;
+        }
+        let n = late.len() as f64;
+        let (mt, mr) = late
+            .iter()
+            .fold((0.0, 0.0), |(a, b), (t, r)| (a + t / n, b + r / n));
+        let cov: f64 = late.iter().map(|(t, r)| (t - mt) * (r - mr)).sum();
+        let var: f64 = late.iter().map(|(t, _)| (t - mt) * (t - mt)).sum();
+        Some(cov / var * 3600.0)
+    }
+
+    /// The figures line (`scripts/soak.sh` reads it).
+    fn report(&self, name: &str, run: Duration) -> String {
+        let slope = self
+            .slope_mib_per_hour(run)
+            .map_or("n/a".into(), |s| format!("{s:.2} MiB/hour"));
+        let first = self.samples.first().map_or(0, |s| s.1);
+        let last = self.samples.last().map_or(0, |s| s.1);
+        format!(
+            "{name}: RSS samples {}, {first} KiB at the start, {last} KiB at the end of the faults; slope over the second half {slope}",
+            self.samples.len()
+        )
+    }
+}
+
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }
 
+/// An event's type as the soaks record it: no allocation for the types they
+/// expect, so that their record of every event adds little to the RSS they
+/// measure.
+fn kind_name(kind: &str) -> Cow<'static, str> {
+    use binance_uds::engine::event::{ACCOUNT_SNAPSHOT, ACCOUNT_SNAPSHOT_FAILED};
+    const KNOWN: [&str; 10] = [
+        "ORDER_TRADE_UPDATE",
+        "ACCOUNT_UPDATE",
+        "ALGO_UPDATE",
+        "listenKeyExpired",
+        END,
+        STREAM_GAP,
+        STREAM_DISCONNECTED,
+        LISTEN_KEY_RENEWED,
+        ACCOUNT_SNAPSHOT,
+        ACCOUNT_SNAPSHOT_FAILED,
+    ];
+    match KNOWN.iter().find(|k| **k == kind) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(kind.to_owned()),
+    }
+}
+
 /// What the reader saw, in delivery order.
 enum Seen {
-    Event { kind: String, time: i64 },
+    Event { kind: Cow<'static, str>, time: i64 },
     Gap(String),
     Disconnected,
     Renewed,
@@ -274,7 +348,7 @@ fn soak_under_random_faults() {
                     STREAM_DISCONNECTED => Seen::Disconnected,
                     LISTEN_KEY_RENEWED => Seen::Renewed,
                     kind => Seen::Event {
-                        kind: kind.to_owned(),
+                        kind: kind_name(kind),
                         time: ev.time_ms(),
                     },
                 };
@@ -296,7 +370,9 @@ fn soak_under_random_faults() {
     let t0 = Instant::now();
     let warm_up = (duration / 10).max(Duration::from_secs(3));
     let mut start_figures = None;
+    let mut rss = RssSamples::default();
     while t0.elapsed() < duration {
+        rss.take(t0.elapsed(), duration);
         for _ in 0..1 + rng.below(30) {
             emitted.push(ctl.emit("ORDER_TRADE_UPDATE").0);
         }
@@ -364,7 +440,7 @@ fn soak_under_random_faults() {
                     assert!(*time > l, "E {time} after {l}: duplicated or out of order");
                 }
                 last = Some(*time);
-                match kind.as_str() {
+                match kind.as_ref() {
                     "ORDER_TRADE_UPDATE" => {
                         received.insert(*time);
                     }
@@ -449,6 +525,7 @@ fn soak_under_random_faults() {
         ex.stats()["stream_connections_total"]
     );
     println!("soak: RSS {rss_start} KiB -> {rss_end} KiB, fds {fds_start} -> {fds_end}");
+    println!("{}", rss.report("soak", duration));
     assert!(
         outcomes.get("BINANCE_OK").copied().unwrap_or(0) > 0,
         "no keepalive succeeded"
@@ -465,6 +542,14 @@ const RESYNC_SECRET: &str = "soakRESYNCsecret0123456789abcdef";
 /// 30 s), then the snapshot itself (connect + 7 request timeouts).
 const HEAL_WITHIN: Duration = Duration::from_secs(30 + 2 + 7 * 2 + 5);
 
+/// Open orders (and open algo orders) the soak's account holds at most.
+/// Unchecked, places outnumber fills and cancels and the book grows without
+/// end (about 1.4 orders a second): every snapshot, the exchange's and the
+/// library's, and the control `snapshot` read after each trade grow with it,
+/// and so does memory (issue 17: RSS 14 -> 48 MiB in 600 s). A soak tests a
+/// steady state.
+const OPEN_CAP: usize = 40;
+
 /// The account changing: one random trade through the control port.
 fn trade_once(
     ctl: &mut Control,
@@ -478,6 +563,16 @@ fn trade_once(
     let side = ["BUY", "SELL"][rng.below(2)];
     let pick = |v: &Vec<u64>, rng: &mut Rng| v[rng.below(v.len())];
     let r = match rng.below(10) {
+        // At the cap, a fill or cancel instead of a new order.
+        0..=2 if orders.len() >= OPEN_CAP => {
+            let id = pick(orders, rng);
+            let cmd = ["order_fill", "order_cancel"][rng.below(2)];
+            ctl.send(json!({"cmd": cmd, "api_key": key, "order_id": id}))
+        }
+        8 if algos.len() >= OPEN_CAP => {
+            let id = pick(algos, rng);
+            ctl.send(json!({"cmd": "algo_cancel", "api_key": key, "algo_id": id}))
+        }
         0..=2 => {
             let r = ctl.send(
                 json!({"cmd": "order_place", "api_key": key, "symbol": symbol,
@@ -583,7 +678,7 @@ fn resync_soak_under_random_faults() {
 
     // The reader: the application's book and what it was told, in order.
     let book = Arc::new(Mutex::new(Book::default()));
-    let kinds = Arc::new(Mutex::new(Vec::<String>::new()));
+    let kinds = Arc::new(Mutex::new(Vec::<Cow<'static, str>>::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let reader = {
         let (s, book, kinds, stop) = (stream.clone(), book.clone(), kinds.clone(), stop.clone());
@@ -600,7 +695,7 @@ fn resync_soak_under_random_faults() {
                 } else if !ev.is_library() {
                     b.apply(&v);
                 }
-                kinds.lock().unwrap().push(ev.kind().to_owned());
+                kinds.lock().unwrap().push(kind_name(ev.kind()));
             }
         })
     };
@@ -627,7 +722,9 @@ fn resync_soak_under_random_faults() {
     let t0 = Instant::now();
     let warm_up = (duration / 10).max(Duration::from_secs(3));
     let mut start_figures = None;
+    let mut rss = RssSamples::default();
     while t0.elapsed() < duration {
+        rss.take(t0.elapsed(), duration);
         for _ in 0..1 + rng.below(8) {
             trade_once(&mut ctl, &mut rng, &mut orders, &mut algos, &mut refused);
             trades += 1;
@@ -700,10 +797,16 @@ fn resync_soak_under_random_faults() {
         "resync soak: {} events, gaps {gaps}, snapshots {snapshots}, failed snapshots {failed}, openOrders requests {rest}; healed {healed_in:?} after the faults stopped",
         kinds.len()
     );
+    println!(
+        "resync soak: {} open orders and {} open algo orders at the end (new ones only below {OPEN_CAP})",
+        orders.len(),
+        algos.len()
+    );
     println!("resync soak: RSS {rss_start} KiB -> {rss_end} KiB, fds {fds_start} -> {fds_end}");
+    println!("{}", rss.report("resync soak", duration));
     // The faults start at once: the first snapshot may fail, and say so.
     assert!(
-        [ACCOUNT_SNAPSHOT, ACCOUNT_SNAPSHOT_FAILED].contains(&kinds[0].as_str()),
+        [ACCOUNT_SNAPSHOT, ACCOUNT_SNAPSHOT_FAILED].contains(&kinds[0].as_ref()),
         "the first event is {}",
         kinds[0]
     );
