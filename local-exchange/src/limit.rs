@@ -117,11 +117,11 @@ impl Ip {
     /// window, this one included)`, or why it is refused (then nothing is
     /// charged).
     pub fn charge(&mut self, r: &Rules, now_ms: u64, weight: u64) -> Result<u64, Refused> {
-        self.check_ban(now_ms)?;
         let window = now_ms / r.window_ms.max(1);
         if window != self.window {
             (self.window, self.used) = (window, 0);
         }
+        self.check_ban(now_ms)?;
         if now_ms < self.wait_until_ms {
             // Not backing off after a 429.
             self.ignored += 1;
@@ -253,6 +253,7 @@ mod tests {
         // windows too, and does not lengthen the ban.
         let later = ip.charge(&RULES, 2 * MINUTE + 30_000, 1).unwrap_err();
         assert_eq!(later.status(), 418);
+        assert_eq!(later.used(), 0, "a new window, nothing charged in it");
         assert_eq!(later.retry_at_ms(), t + 20 + 120_000);
         assert_eq!(ip.to_json(&RULES, t + 20)["banned_for_ms"], 120_000);
         // Over: served again.
