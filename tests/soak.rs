@@ -526,6 +526,14 @@ fn soak_under_random_faults() {
     );
     println!("soak: RSS {rss_start} KiB -> {rss_end} KiB, fds {fds_start} -> {fds_end}");
     println!("{}", rss.report("soak", duration));
+    // Part of the RSS, growing with the run by design: every E emitted and
+    // everything delivered, kept for the checks above.
+    let records = emitted.capacity() * std::mem::size_of::<i64>()
+        + seen.capacity() * std::mem::size_of::<Seen>();
+    println!(
+        "soak: its own records of the events: {} KiB",
+        records / 1024
+    );
     assert!(
         outcomes.get("BINANCE_OK").copied().unwrap_or(0) > 0,
         "no keepalive succeeded"
@@ -804,6 +812,11 @@ fn resync_soak_under_random_faults() {
     );
     println!("resync soak: RSS {rss_start} KiB -> {rss_end} KiB, fds {fds_start} -> {fds_end}");
     println!("{}", rss.report("resync soak", duration));
+    let records = kinds.capacity() * std::mem::size_of::<Cow<str>>();
+    println!(
+        "resync soak: its own records of the events: {} KiB",
+        records / 1024
+    );
     // The faults start at once: the first snapshot may fail, and say so.
     assert!(
         [ACCOUNT_SNAPSHOT, ACCOUNT_SNAPSHOT_FAILED].contains(&kinds[0].as_ref()),
