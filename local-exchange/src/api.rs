@@ -91,7 +91,7 @@ pub fn handle(shared: &Shared, c: &mut ApiConn, text: &str) -> Action {
 
     let mut st = shared.lock();
     let charged = st.charge(c.ip, weight(method));
-    let limit = st.limits.api_weight_per_min;
+    let limit = st.limits.weight.weight_per_window;
     let count = match charged {
         Ok(n) => n,
         Err(r) => r.used(),

@@ -226,7 +226,11 @@ fn with_faults(
         .chain(query_pairs(body))
         .any(|(k, _)| k == "symbol");
     if let Err(r) = st.charge(ip, weight(path, has_symbol)) {
-        let mut a = error(r.status(), -1003, &r.msg(ip, st.limits.api_weight_per_min));
+        let mut a = error(
+            r.status(),
+            -1003,
+            &r.msg(ip, st.limits.weight.weight_per_window),
+        );
         a.retry_after_s = Some(r.retry_at_ms().saturating_sub(server_ms()).div_ceil(1000));
         return Outcome::Send(a, Duration::ZERO);
     }

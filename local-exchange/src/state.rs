@@ -90,15 +90,9 @@ pub struct Limits {
     pub stream_max_msgs_per_sec: u64,
     /// Streams (subscriptions) per stream connection.
     pub stream_max_streams: u64,
-    /// Request weight per IP per fixed window (WebSocket API and REST).
-    pub api_weight_per_min: u64,
-    /// The weight window's length (Binance: a minute).
-    pub weight_window_ms: u64,
-    /// Requests sent after a 429 before its time that earn a ban; 0: none.
-    pub ban_after: u64,
-    /// The first ban's length (doubling for each later one) and the longest.
-    pub ban_first_ms: u64,
-    pub ban_max_ms: u64,
+    /// Request weight per IP in fixed windows (WebSocket API and REST), and
+    /// the ban of an IP that does not back off.
+    pub weight: limit::Rules,
     /// New stream connections per IP per rolling 5 minutes.
     pub stream_connects_per_5min: u64,
     /// Stream request ids must be unsigned integers (Binance's documented
@@ -111,26 +105,9 @@ impl Default for Limits {
         Limits {
             stream_max_msgs_per_sec: 10,
             stream_max_streams: 1024,
-            api_weight_per_min: 2400,
-            weight_window_ms: limit::Rules::default().window_ms,
-            ban_after: limit::Rules::default().ban_after,
-            ban_first_ms: limit::Rules::default().ban_first_ms,
-            ban_max_ms: limit::Rules::default().ban_max_ms,
+            weight: limit::Rules::default(),
             stream_connects_per_5min: 300,
             strict_stream_ids: true,
-        }
-    }
-}
-
-impl Limits {
-    /// The request weight and ban rules.
-    pub fn rules(&self) -> limit::Rules {
-        limit::Rules {
-            weight_per_window: self.api_weight_per_min,
-            window_ms: self.weight_window_ms,
-            ban_after: self.ban_after,
-            ban_first_ms: self.ban_first_ms,
-            ban_max_ms: self.ban_max_ms,
         }
     }
 }
@@ -688,7 +665,7 @@ impl State {
     /// Charges `weight` to `ip` in its window (limit::Ip::charge): the
     /// weight used including this, or why it is refused (nothing charged).
     pub fn charge(&mut self, ip: IpAddr, weight: u64) -> Result<u64, Refused> {
-        let rules = self.limits.rules();
+        let rules = self.limits.weight;
         let r = self
             .ips
             .entry(ip)
@@ -711,7 +688,7 @@ impl State {
 
     /// The weight each IP used in the current window.
     pub fn weights_used(&self) -> BTreeMap<String, u64> {
-        let (rules, now) = (self.limits.rules(), server_ms());
+        let (rules, now) = (self.limits.weight, server_ms());
         (self.ips.iter())
             .map(|(ip, a)| (ip.to_string(), a.used(&rules, now)))
             .collect()
@@ -719,7 +696,7 @@ impl State {
 
     /// Per IP: weight used this window, 429s, 418s, bans, the current ban.
     pub fn ips_json(&self) -> Value {
-        let (rules, now) = (self.limits.rules(), server_ms());
+        let (rules, now) = (self.limits.weight, server_ms());
         (self.ips.iter())
             .map(|(ip, a)| (ip.to_string(), a.to_json(&rules, now)))
             .collect::<serde_json::Map<_, _>>()
