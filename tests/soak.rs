@@ -88,51 +88,57 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// RSS samples taken through a soak: (seconds since its start, KiB).
+/// RSS samples taken through a soak, with the size of the soak's own
+/// records of the events then (they grow with the run by design: every E
+/// emitted, everything delivered, kept for the checks at the end).
 #[derive(Default)]
 struct RssSamples {
-    samples: Vec<(f64, u64)>,
+    /// (seconds since the start, RSS in KiB, records in KiB)
+    samples: Vec<(f64, u64, u64)>,
     next: Duration,
 }
 
 impl RssSamples {
-    /// About 120 samples over the run, at least one a second.
-    fn take(&mut self, elapsed: Duration, run: Duration) {
+    /// About 120 samples over the run, at least a second apart;
+    /// `records_bytes` is asked for only when one is due.
+    fn take(&mut self, elapsed: Duration, run: Duration, records_bytes: impl FnOnce() -> usize) {
         if elapsed >= self.next {
-            self.samples.push((elapsed.as_secs_f64(), rss_kib()));
+            let records = (records_bytes() / 1024) as u64;
+            (self.samples).push((elapsed.as_secs_f64(), rss_kib(), records));
             self.next = elapsed + (run / 120).max(Duration::from_secs(1));
         }
     }
 
-    /// The least-squares slope of RSS over the second half of the run, in
-    /// MiB an hour (None with fewer than 3 samples there).
-    fn slope_mib_per_hour(&self, run: Duration) -> Option<f64> {
+    /// The least-squares slope over the second half of the run, in MiB an
+    /// hour, of RSS and of the records (None with fewer than 3 samples).
+    fn slopes_mib_per_hour(&self, run: Duration) -> Option<(f64, f64)> {
         let half = run.as_secs_f64() / 2.0;
-        let late: Vec<(f64, f64)> = (self.samples.iter())
-            .filter(|(t, _)| *t >= half)
-            .map(|&(t, kib)| (t, kib as f64 / 1024.0))
-            .collect();
+        let late: Vec<&(f64, u64, u64)> = self.samples.iter().filter(|s| s.0 >= half).collect();
         if late.len() < 3 {
             return None;
         }
-        let n = late.len() as f64;
-        let (mt, mr) = late
-            .iter()
-            .fold((0.0, 0.0), |(a, b), (t, r)| (a + t / n, b + r / n));
-        let cov: f64 = late.iter().map(|(t, r)| (t - mt) * (r - mr)).sum();
-        let var: f64 = late.iter().map(|(t, _)| (t - mt) * (t - mt)).sum();
-        Some(cov / var * 3600.0)
+        let slope = |y: &dyn Fn(&(f64, u64, u64)) -> u64| {
+            let n = late.len() as f64;
+            let mt = late.iter().map(|s| s.0).sum::<f64>() / n;
+            let my = late.iter().map(|s| y(s) as f64).sum::<f64>() / n;
+            let cov: f64 = late.iter().map(|s| (s.0 - mt) * (y(s) as f64 - my)).sum();
+            let var: f64 = late.iter().map(|s| (s.0 - mt).powi(2)).sum();
+            cov / var * 3600.0 / 1024.0
+        };
+        Some((slope(&|s| s.1), slope(&|s| s.2)))
     }
 
-    /// The figures line (`scripts/soak.sh` reads it).
+    /// The figures line (`scripts/soak.sh` shows it).
     fn report(&self, name: &str, run: Duration) -> String {
-        let slope = self
-            .slope_mib_per_hour(run)
-            .map_or("n/a".into(), |s| format!("{s:.2} MiB/hour"));
-        let first = self.samples.first().map_or(0, |s| s.1);
-        let last = self.samples.last().map_or(0, |s| s.1);
+        let slope = self.slopes_mib_per_hour(run).map_or("n/a".into(), |(rss, own)| {
+            format!("{rss:.2} MiB/hour, the soak's own records of the events {own:.2} MiB/hour of it")
+        });
+        let (first, last) = (self.samples.first(), self.samples.last());
+        let (first, last) = (first.map_or(0, |s| s.1), last.map_or(0, |s| s.1));
+        let records = self.samples.last().map_or(0, |s| s.2);
         format!(
-            "{name}: RSS samples {}, {first} KiB at the start, {last} KiB at the end of the faults; slope over the second half {slope}",
+            "{name}: RSS samples {}, {first} KiB at the start, {last} KiB at the end of the faults \
+({records} KiB of it the soak's own records); slope over the second half {slope}",
             self.samples.len()
         )
     }
@@ -372,7 +378,10 @@ fn soak_under_random_faults() {
     let mut start_figures = None;
     let mut rss = RssSamples::default();
     while t0.elapsed() < duration {
-        rss.take(t0.elapsed(), duration);
+        rss.take(t0.elapsed(), duration, || {
+            emitted.len() * std::mem::size_of::<i64>()
+                + seen.lock().unwrap().len() * std::mem::size_of::<Seen>()
+        });
         for _ in 0..1 + rng.below(30) {
             emitted.push(ctl.emit("ORDER_TRADE_UPDATE").0);
         }
@@ -526,14 +535,6 @@ fn soak_under_random_faults() {
     );
     println!("soak: RSS {rss_start} KiB -> {rss_end} KiB, fds {fds_start} -> {fds_end}");
     println!("{}", rss.report("soak", duration));
-    // Part of the RSS, growing with the run by design: every E emitted and
-    // everything delivered, kept for the checks above.
-    let records = emitted.capacity() * std::mem::size_of::<i64>()
-        + seen.capacity() * std::mem::size_of::<Seen>();
-    println!(
-        "soak: its own records of the events: {} KiB",
-        records / 1024
-    );
     assert!(
         outcomes.get("BINANCE_OK").copied().unwrap_or(0) > 0,
         "no keepalive succeeded"
@@ -732,7 +733,9 @@ fn resync_soak_under_random_faults() {
     let mut start_figures = None;
     let mut rss = RssSamples::default();
     while t0.elapsed() < duration {
-        rss.take(t0.elapsed(), duration);
+        rss.take(t0.elapsed(), duration, || {
+            kinds.lock().unwrap().len() * std::mem::size_of::<Cow<str>>()
+        });
         for _ in 0..1 + rng.below(8) {
             trade_once(&mut ctl, &mut rng, &mut orders, &mut algos, &mut refused);
             trades += 1;
@@ -812,11 +815,6 @@ fn resync_soak_under_random_faults() {
     );
     println!("resync soak: RSS {rss_start} KiB -> {rss_end} KiB, fds {fds_start} -> {fds_end}");
     println!("{}", rss.report("resync soak", duration));
-    let records = kinds.capacity() * std::mem::size_of::<Cow<str>>();
-    println!(
-        "resync soak: its own records of the events: {} KiB",
-        records / 1024
-    );
     // The faults start at once: the first snapshot may fail, and say so.
     assert!(
         [ACCOUNT_SNAPSHOT, ACCOUNT_SNAPSHOT_FAILED].contains(&kinds[0].as_ref()),
