@@ -128,6 +128,22 @@ impl RssSamples {
         Some((slope(&|s| s.1), slope(&|s| s.2)))
     }
 
+    /// In a run of 20 minutes or more (`scripts/soak.sh`), RSS grows less
+    /// than 10 MiB an hour over the second half, the soak's own records
+    /// aside. (Issue 17's growing account book grew it by 60 to 200 MiB an
+    /// hour; shorter runs are too noisy for a slope.)
+    fn assert_flat(&self, run: Duration) {
+        let Some((rss, own)) = self.slopes_mib_per_hour(run) else {
+            return;
+        };
+        if run >= Duration::from_secs(20 * 60) {
+            assert!(
+                rss - own < 10.0,
+                "RSS grew {rss:.2} MiB an hour over the second half ({own:.2} of it the soak's own records)"
+            );
+        }
+    }
+
     /// The figures line (`scripts/soak.sh` shows it).
     fn report(&self, name: &str, run: Duration) -> String {
         let slope = self.slopes_mib_per_hour(run).map_or("n/a".into(), |(rss, own)| {
@@ -542,6 +558,7 @@ fn soak_under_random_faults() {
     assert!(received.len() as u64 + missing == emitted.len() as u64);
     assert!(missing == 0 || gaps > 0);
     assert_flat((rss_start, fds_start), (rss_end, fds_end));
+    rss.assert_flat(duration);
     stream.close();
 }
 
@@ -839,5 +856,6 @@ fn resync_soak_under_random_faults() {
         "{rest} openOrders requests for {snapshots} snapshots and {failed} failures"
     );
     assert_flat((rss_start, fds_start), (rss_end, fds_end));
+    rss.assert_flat(duration);
     stream.close();
 }
