@@ -570,7 +570,7 @@ const HEAL_WITHIN: Duration = Duration::from_secs(30 + 2 + 7 * 2 + 5);
 
 /// Open orders (and open algo orders) the soak's account holds at most.
 /// Unchecked, places outnumber fills and cancels and the book grows without
-/// end (about 1.4 orders a second): every snapshot, the exchange's and the
+/// end (1328 open orders after 300 s): every snapshot, the exchange's and the
 /// library's, and the control `snapshot` read after each trade grow with it,
 /// and so does memory (issue 17: RSS 14 -> 48 MiB in 600 s). A soak tests a
 /// steady state.
