@@ -143,7 +143,7 @@ fn mass_drop() {
     let ex = Exchange::start(&[
         "--api-weight-per-min",
         &LIMIT.to_string(),
-        "--api-weight-window-ms",
+        "--weight-window-ms",
         &window_ms.to_string(),
     ]);
     let run = heal::mass_drop(&ex, n, PER_CONNECTION, SHARE);

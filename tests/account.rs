@@ -142,6 +142,9 @@ fn the_exchanges_weight_limit_is_honoured() {
         &format!("{API_KEY}:{SECRET}"),
         "--api-weight-per-min",
         "100",
+        // An hour's window: no window ends between the two snapshots.
+        "--weight-window-ms",
+        "3600000",
     ]);
     let client = Client::new(&hmac_config(&ex)).unwrap();
     client.account_snapshot().unwrap();

@@ -34,7 +34,7 @@ fn two_hundred_accounts_open_and_heal_a_mass_drop_without_a_429() {
     let ex = Exchange::start(&[
         "--api-weight-per-min",
         &LIMIT.to_string(),
-        "--api-weight-window-ms",
+        "--weight-window-ms",
         &WINDOW_MS.to_string(),
     ]);
     // Ten accounts a connection: a dropped connection's streams resubscribe

@@ -895,33 +895,137 @@ async fn stream_limits_disconnect() {
     assert_eq!(ex.stats()["stream_limit_closes"], 3);
 }
 
+/// `retryAfter - serverTime` of a refused WebSocket API answer, checking
+/// its status and code.
+fn retry_wait(r: &Value, status: i64) -> u64 {
+    assert_eq!(error_code(r), (status, -1003), "{r}");
+    let data = &r["error"]["data"];
+    data["retryAfter"].as_u64().unwrap() - data["serverTime"].as_u64().unwrap()
+}
+
 #[tokio::test]
-async fn weight_per_ip_over_a_rolling_minute() {
-    let ex = Exchange::start_plain(&["--api-weight-per-min", "14"]);
+async fn weight_per_ip_in_fixed_windows() {
+    // One-second windows, so the test sees one end.
+    let ex = Exchange::start_plain(&["--api-weight-per-min", "14", "--weight-window-ms", "1000"]);
     let (mut a, mut b) = (
         connect(&ex, &ex.ws_api).await,
         connect(&ex, &ex.ws_api).await,
     );
-    // 10 for the handshakes, then 4 requests across both connections.
-    for i in 0..4u64 {
+    // Both connections draw on the IP's weight until a request is refused
+    // (10 for the handshakes, then 1 a request: within one window that is
+    // the 5th; a window may end meanwhile, so it is found, not assumed).
+    let mut i = 0u64;
+    let refused = loop {
         let ws = if i % 2 == 0 { &mut a } else { &mut b };
-        let r = call(ws, req(json!(i), "userDataStream.start", "w")).await;
-        assert_eq!(r["rateLimits"][0]["count"], 11 + i, "{r}");
-    }
-    let r = call(&mut b, req(json!(9), "userDataStream.ping", "w")).await;
-    assert_eq!(error_code(&r), (429, -1003), "{r}");
-    let data = &r["error"]["data"];
-    let wait = data["retryAfter"].as_u64().unwrap() - data["serverTime"].as_u64().unwrap();
-    assert!(wait > 50_000 && wait <= 60_000, "{r}");
-    assert_eq!(r["rateLimits"][0]["count"], 14);
-    match try_connect(&ex, &ex.ws_api).await {
-        Err(tungstenite::Error::Http(resp)) => {
-            assert_eq!(resp.status(), 429);
-            assert!(resp.headers().contains_key("retry-after"));
+        let r = call(ws, req(json!(i), "userDataStream.ping", "w")).await;
+        i += 1;
+        if r["status"] != 400 {
+            break r;
         }
-        other => panic!("expected 429, got {:?}", other.map(|_| ())),
+        assert!(i < 100, "never refused: {r}");
+    };
+    let wait = retry_wait(&refused, 429);
+    assert!(wait <= 1000, "{refused}");
+    assert_eq!(refused["rateLimits"][0]["count"], 14, "{refused}");
+    // The retry time is the end of the window: a multiple of its length.
+    let retry_at = refused["error"]["data"]["retryAfter"].as_u64().unwrap();
+    assert_eq!(retry_at % 1000, 0, "{refused}");
+    assert_eq!(ex.stats()["ips"]["127.0.0.1"]["refused_429"], 1);
+    // At that time a new window starts from nothing.
+    tokio::time::sleep(Duration::from_millis(retry_at.saturating_sub(now_ms()) + 1)).await;
+    let r = call(&mut a, req(json!(99), "userDataStream.ping", "w")).await;
+    assert_eq!(r["rateLimits"][0]["count"], 1, "{r}");
+    assert_eq!(ex.stats()["ips"]["127.0.0.1"]["bans"], 0);
+}
+
+#[tokio::test]
+async fn an_ip_that_keeps_sending_after_a_429_is_banned() {
+    // An hour's window: the 429s below all fall in one. Bans of 1 s and
+    // then (at most) 1.5 s instead of 2 minutes and 3 days.
+    let ex = Exchange::start_plain(&[
+        "--api-weight-per-min",
+        "7",
+        "--weight-window-ms",
+        "3600000",
+        "--ban-after",
+        "3",
+        "--ban-first-ms",
+        "1000",
+        "--ban-max-ms",
+        "1500",
+    ]);
+    let mut ws = connect(&ex, &ex.ws_api).await; // 5
+    for id in 0..2 {
+        let r = call(&mut ws, req(json!(id), "userDataStream.ping", "b")).await;
+        assert_eq!(r["rateLimits"][0]["count"], 6 + id, "{r}");
     }
-    assert_eq!(ex.stats()["weight_used"]["127.0.0.1"], 14);
+    // Past the limit, then two more before the time given: 429 each time,
+    // with the same time.
+    let first = call(&mut ws, req(json!(2), "userDataStream.ping", "b")).await;
+    retry_wait(&first, 429);
+    for id in 3..5 {
+        let r = call(&mut ws, req(json!(id), "userDataStream.ping", "b")).await;
+        retry_wait(&r, 429);
+        assert_eq!(
+            r["error"]["data"]["retryAfter"],
+            first["error"]["data"]["retryAfter"]
+        );
+    }
+    // The third is one too many: banned, 418 with the ban's end.
+    let ban = call(&mut ws, req(json!(5), "userDataStream.ping", "b")).await;
+    let wait = retry_wait(&ban, 418);
+    assert!(wait > 0 && wait <= 1000, "{ban}");
+    let msg = ban["error"]["msg"].as_str().unwrap();
+    assert!(msg.contains("IP(127.0.0.1) banned until"), "{msg}");
+    // Everything from the IP is refused meanwhile: REST (418, the same
+    // body), new WebSocket API and stream connections (HTTP 418).
+    let (s, v, _) = http(&ex, "GET", "/fapi/v1/time", None).await;
+    assert_eq!((s, &v["code"]), (418, &json!(-1003)), "{v}");
+    for url in [ex.ws_api.clone(), format!("{}/stream", ex.stream)] {
+        match try_connect(&ex, &url).await {
+            Err(tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status(), 418, "{url}");
+                assert!(resp.headers().contains_key("retry-after"), "{url}");
+            }
+            other => panic!("{url}: expected 418, got {:?}", other.map(|_| ())),
+        }
+    }
+    let ip = ex.stats()["ips"]["127.0.0.1"].clone();
+    assert_eq!(ip["weight_used"], 7, "{ip}");
+    assert_eq!(
+        (&ip["refused_429"], &ip["refused_418"]),
+        (&json!(3), &json!(4)),
+        "{ip}"
+    );
+    assert_eq!(ip["bans"], 1, "{ip}");
+    assert!(ip["banned_for_ms"].as_u64().unwrap() > 0, "{ip}");
+
+    // Once the ban is over the window is still spent: a 429 again, and a
+    // repeat offender's second ban is longer than the first (2 s, cut to
+    // the 1.5 s cap).
+    let end = ban["error"]["data"]["retryAfter"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_millis(end.saturating_sub(now_ms()) + 1)).await;
+    let mut r = call(&mut ws, req(json!(6), "userDataStream.ping", "b")).await;
+    let mut id = 7;
+    while r["status"] == 429 {
+        r = call(&mut ws, req(json!(id), "userDataStream.ping", "b")).await;
+        id += 1;
+    }
+    let wait = retry_wait(&r, 418);
+    assert!(wait > 1000 && wait <= 1500, "{r}");
+    assert_eq!(ex.stats()["ips"]["127.0.0.1"]["bans"], 2);
+
+    // `unban` lifts it; with the limit off, served again.
+    ex.control(json!({"cmd": "unban"}));
+    ex.control(json!({"cmd": "set", "api_weight_per_min": 0}));
+    let r = call(&mut ws, req(json!(99), "userDataStream.ping", "b")).await;
+    assert_eq!(error_code(&r), (400, -1125), "served: no key yet, {r}");
+    let ip = ex.stats()["ips"]["127.0.0.1"].clone();
+    assert_eq!(
+        (&ip["bans"], &ip["banned_for_ms"]),
+        (&json!(0), &json!(0)),
+        "{ip}"
+    );
 }
 
 #[tokio::test]
@@ -1198,6 +1302,10 @@ async fn signatures_timestamps_and_rest_weight() {
         &format!("sigK:{SECRET}"),
         "--api-weight-per-min",
         "86",
+        // An hour's window: the weight counted below is never split by a
+        // window's end.
+        "--weight-window-ms",
+        "3600000",
     ]);
     let (s, v, w) = http(&ex, "GET", "/fapi/v1/time", None).await;
     assert!(

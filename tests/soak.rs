@@ -18,6 +18,7 @@ use binance_uds::engine::{Client, Config, Status};
 use binance_uds::engine::{LISTEN_KEY_RENEWED, STREAM_DISCONNECTED, STREAM_GAP};
 use common::Exchange;
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -85,13 +86,108 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// RSS samples taken through a soak, with the size of the soak's own
+/// records of the events then (they grow with the run by design: every E
+/// emitted, everything delivered, kept for the checks at the end).
+#[derive(Default)]
+struct RssSamples {
+    /// (seconds since the start, RSS in KiB, records in KiB)
+    samples: Vec<(f64, u64, u64)>,
+    next: Duration,
+}
+
+impl RssSamples {
+    /// About 120 samples over the run, at least a second apart;
+    /// `records_bytes` is asked for only when one is due.
+    fn take(&mut self, elapsed: Duration, run: Duration, records_bytes: impl FnOnce() -> usize) {
+        if elapsed >= self.next {
+            let records = (records_bytes() / 1024) as u64;
+            (self.samples).push((elapsed.as_secs_f64(), rss_kib(), records));
+            self.next = elapsed + (run / 120).max(Duration::from_secs(1));
+        }
+    }
+
+    /// The least-squares slope over the second half of the run, in MiB an
+    /// hour, of RSS and of the records (None with fewer than 3 samples).
+    fn slopes_mib_per_hour(&self, run: Duration) -> Option<(f64, f64)> {
+        let half = run.as_secs_f64() / 2.0;
+        let late: Vec<&(f64, u64, u64)> = self.samples.iter().filter(|s| s.0 >= half).collect();
+        if late.len() < 3 {
+            return None;
+        }
+        let slope = |y: &dyn Fn(&(f64, u64, u64)) -> u64| {
+            let n = late.len() as f64;
+            let mt = late.iter().map(|s| s.0).sum::<f64>() / n;
+            let my = late.iter().map(|s| y(s) as f64).sum::<f64>() / n;
+            let cov: f64 = late.iter().map(|s| (s.0 - mt) * (y(s) as f64 - my)).sum();
+            let var: f64 = late.iter().map(|s| (s.0 - mt).powi(2)).sum();
+            cov / var * 3600.0 / 1024.0
+        };
+        Some((slope(&|s| s.1), slope(&|s| s.2)))
+    }
+
+    /// In a run of 20 minutes or more (`scripts/soak.sh`), RSS grows less
+    /// than 10 MiB an hour over the second half, the soak's own records
+    /// aside. (Issue 17's growing account book grew it by 60 to 200 MiB an
+    /// hour; shorter runs are too noisy for a slope.)
+    fn assert_flat(&self, run: Duration) {
+        let Some((rss, own)) = self.slopes_mib_per_hour(run) else {
+            return;
+        };
+        if run >= Duration::from_secs(20 * 60) {
+            assert!(
+                rss - own < 10.0,
+                "RSS grew {rss:.2} MiB an hour over the second half ({own:.2} of it the soak's own records)"
+            );
+        }
+    }
+
+    /// The figures line (`scripts/soak.sh` shows it).
+    fn report(&self, name: &str, run: Duration) -> String {
+        let slope = self.slopes_mib_per_hour(run).map_or("n/a".into(), |(rss, own)| {
+            format!("{rss:.2} MiB/hour, the soak's own records of the events {own:.2} MiB/hour of it")
+        });
+        let (first, last) = (self.samples.first(), self.samples.last());
+        let (first, last) = (first.map_or(0, |s| s.1), last.map_or(0, |s| s.1));
+        let records = self.samples.last().map_or(0, |s| s.2);
+        format!(
+            "{name}: RSS samples {}, {first} KiB at the start, {last} KiB at the end of the faults \
+({records} KiB of it the soak's own records); slope over the second half {slope}",
+            self.samples.len()
+        )
+    }
+}
+
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }
 
+/// An event's type as the soaks record it: no allocation for the types they
+/// expect, so that their record of every event adds little to the RSS they
+/// measure.
+fn kind_name(kind: &str) -> Cow<'static, str> {
+    use binance_uds::engine::{ACCOUNT_SNAPSHOT, ACCOUNT_SNAPSHOT_FAILED};
+    const KNOWN: [&str; 10] = [
+        "ORDER_TRADE_UPDATE",
+        "ACCOUNT_UPDATE",
+        "ALGO_UPDATE",
+        "listenKeyExpired",
+        END,
+        STREAM_GAP,
+        STREAM_DISCONNECTED,
+        LISTEN_KEY_RENEWED,
+        ACCOUNT_SNAPSHOT,
+        ACCOUNT_SNAPSHOT_FAILED,
+    ];
+    match KNOWN.iter().find(|k| **k == kind) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(kind.to_owned()),
+    }
+}
+
 /// What the reader saw, in delivery order.
 enum Seen {
-    Event { kind: String, time: i64 },
+    Event { kind: Cow<'static, str>, time: i64 },
     Gap(String),
     Disconnected,
     Renewed,
@@ -272,7 +368,7 @@ fn soak_under_random_faults() {
                     STREAM_DISCONNECTED => Seen::Disconnected,
                     LISTEN_KEY_RENEWED => Seen::Renewed,
                     kind => Seen::Event {
-                        kind: kind.to_owned(),
+                        kind: kind_name(kind),
                         time: ev.time_ms(),
                     },
                 };
@@ -294,7 +390,12 @@ fn soak_under_random_faults() {
     let t0 = Instant::now();
     let warm_up = (duration / 10).max(Duration::from_secs(3));
     let mut start_figures = None;
+    let mut rss = RssSamples::default();
     while t0.elapsed() < duration {
+        rss.take(t0.elapsed(), duration, || {
+            emitted.len() * std::mem::size_of::<i64>()
+                + seen.lock().unwrap().len() * std::mem::size_of::<Seen>()
+        });
         for _ in 0..1 + rng.below(30) {
             emitted.push(ctl.emit("ORDER_TRADE_UPDATE").0);
         }
@@ -367,7 +468,7 @@ fn soak_under_random_faults() {
                     assert!(*time > l, "E {time} after {l}: duplicated or out of order");
                 }
                 last = Some(*time);
-                match kind.as_str() {
+                match kind.as_ref() {
                     "ORDER_TRADE_UPDATE" => {
                         received.insert(*time);
                     }
@@ -452,6 +553,7 @@ fn soak_under_random_faults() {
         ex.stats()["stream_connections_total"]
     );
     println!("soak: RSS {rss_start} KiB -> {rss_end} KiB, fds {fds_start} -> {fds_end}");
+    println!("{}", rss.report("soak", duration));
     assert!(
         outcomes.get("BINANCE_OK").copied().unwrap_or(0) > 0,
         "no keepalive succeeded"
@@ -459,6 +561,7 @@ fn soak_under_random_faults() {
     assert!(received.len() as u64 + missing == emitted.len() as u64);
     assert!(missing == 0 || gaps > 0);
     assert_flat((rss_start, fds_start), (rss_end, fds_end));
+    rss.assert_flat(duration);
     stream.close();
 }
 
@@ -467,6 +570,14 @@ const RESYNC_SECRET: &str = "soakRESYNCsecret0123456789abcdef";
 /// Once the faults stop: the retry of a failed snapshot (the backoff's cap,
 /// 30 s), then the snapshot itself (connect + 7 request timeouts).
 const HEAL_WITHIN: Duration = Duration::from_secs(30 + 2 + 7 * 2 + 5);
+
+/// Open orders (and open algo orders) the soak's account holds at most.
+/// Unchecked, places outnumber fills and cancels and the book grows without
+/// end (1328 open orders after 300 s): every snapshot, the exchange's and the
+/// library's, and the control `snapshot` read after each trade grow with it,
+/// and so does memory (issue 17: RSS 14 -> 48 MiB in 600 s). A soak tests a
+/// steady state.
+const OPEN_CAP: usize = 40;
 
 /// The account changing: one random trade through the control port.
 fn trade_once(
@@ -481,6 +592,16 @@ fn trade_once(
     let side = ["BUY", "SELL"][rng.below(2)];
     let pick = |v: &Vec<u64>, rng: &mut Rng| v[rng.below(v.len())];
     let r = match rng.below(10) {
+        // At the cap, a fill or cancel instead of a new order.
+        0..=2 if orders.len() >= OPEN_CAP => {
+            let id = pick(orders, rng);
+            let cmd = ["order_fill", "order_cancel"][rng.below(2)];
+            ctl.send(json!({"cmd": cmd, "api_key": key, "order_id": id}))
+        }
+        8 if algos.len() >= OPEN_CAP => {
+            let id = pick(algos, rng);
+            ctl.send(json!({"cmd": "algo_cancel", "api_key": key, "algo_id": id}))
+        }
         0..=2 => {
             let r = ctl.send(
                 json!({"cmd": "order_place", "api_key": key, "symbol": symbol,
@@ -586,7 +707,7 @@ fn resync_soak_under_random_faults() {
 
     // The reader: the application's book and what it was told, in order.
     let book = Arc::new(Mutex::new(Book::default()));
-    let kinds = Arc::new(Mutex::new(Vec::<String>::new()));
+    let kinds = Arc::new(Mutex::new(Vec::<Cow<'static, str>>::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let reader = {
         let (s, book, kinds, stop) = (stream.clone(), book.clone(), kinds.clone(), stop.clone());
@@ -603,7 +724,7 @@ fn resync_soak_under_random_faults() {
                 } else if !ev.is_library() {
                     b.apply(&v);
                 }
-                kinds.lock().unwrap().push(ev.kind().to_owned());
+                kinds.lock().unwrap().push(kind_name(ev.kind()));
             }
         })
     };
@@ -630,7 +751,11 @@ fn resync_soak_under_random_faults() {
     let t0 = Instant::now();
     let warm_up = (duration / 10).max(Duration::from_secs(3));
     let mut start_figures = None;
+    let mut rss = RssSamples::default();
     while t0.elapsed() < duration {
+        rss.take(t0.elapsed(), duration, || {
+            kinds.lock().unwrap().len() * std::mem::size_of::<Cow<str>>()
+        });
         for _ in 0..1 + rng.below(8) {
             trade_once(&mut ctl, &mut rng, &mut orders, &mut algos, &mut refused);
             trades += 1;
@@ -707,10 +832,16 @@ fn resync_soak_under_random_faults() {
         "resync soak: {} events, gaps {gaps}, snapshots {snapshots}, failed snapshots {failed}, openOrders requests {rest}; healed {healed_in:?} after the faults stopped",
         kinds.len()
     );
+    println!(
+        "resync soak: {} open orders and {} open algo orders at the end (new ones only below {OPEN_CAP})",
+        orders.len(),
+        algos.len()
+    );
     println!("resync soak: RSS {rss_start} KiB -> {rss_end} KiB, fds {fds_start} -> {fds_end}");
+    println!("{}", rss.report("resync soak", duration));
     // The faults start at once: the first snapshot may fail, and say so.
     assert!(
-        [ACCOUNT_SNAPSHOT, ACCOUNT_SNAPSHOT_FAILED].contains(&kinds[0].as_str()),
+        [ACCOUNT_SNAPSHOT, ACCOUNT_SNAPSHOT_FAILED].contains(&kinds[0].as_ref()),
         "the first event is {}",
         kinds[0]
     );
@@ -732,5 +863,6 @@ fn resync_soak_under_random_faults() {
         "{rest} openOrders requests for {snapshots} snapshots and {failed} failures"
     );
     assert_flat((rss_start, fds_start), (rss_end, fds_end));
+    rss.assert_flat(duration);
     stream.close();
 }

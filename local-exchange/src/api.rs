@@ -91,10 +91,11 @@ pub fn handle(shared: &Shared, c: &mut ApiConn, text: &str) -> Action {
 
     let mut st = shared.lock();
     let charged = st.charge(c.ip, weight(method));
-    let limit = st.limits.api_weight_per_min;
+    let limit = st.limits.weight.weight_per_window;
     let (interval, interval_num, _) = st.limits.weight_interval();
     let count = match charged {
-        Ok(n) | Err((n, _)) => n,
+        Ok(n) => n,
+        Err(r) => r.used(),
     };
     let rl = if want_rl.unwrap_or(c.rate_limits) {
         format!(
@@ -108,20 +109,17 @@ pub fn handle(shared: &Shared, c: &mut ApiConn, text: &str) -> Action {
     }
     let (mut fail, mut raw, mut oversize, mut delay_ms) = (None, None, None, 0);
     let (mut duplicate, mut cut, mut binary, mut bytes) = (false, false, false, None);
-    if let Err((_, retry_ms)) = charged {
-        // Past the IP's weight: Binance's -1003, retry time as Spot's WS API gives it.
-        let msg = format!(
-            "Too many requests; current limit of IP({}) is {limit} requests per minute. \
-Please use the websocket for live updates to avoid polling the API.",
-            c.ip
-        );
+    if let Err(r) = charged {
+        // Past the IP's weight (429) or banned (418): Binance's -1003, the
+        // retry time as Spot's WS API gives it.
         fail = Some(ApiError {
-            status: 429,
+            status: r.status(),
             code: -1003,
-            msg,
+            msg: r.msg(c.ip, limit),
             data: Some(format!(
-                r#"{{"serverTime":{now},"retryAfter":{}}}"#,
-                now + retry_ms
+                r#"{{"serverTime":{},"retryAfter":{}}}"#,
+                crate::state::server_ms(),
+                r.retry_at_ms()
             )),
         });
     }

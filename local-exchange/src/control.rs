@@ -241,9 +241,10 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
     };
     match name {
         "stats" => {
-            let mut st = shared.lock();
+            let st = shared.lock();
             let mut v = st.stats.to_json();
             v["weight_used"] = json!(st.weights_used());
+            v["ips"] = st.ips_json();
             Ok(v)
         }
         "stream_connections" => {
@@ -393,8 +394,11 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
                 ("stream_lifetime_ms", &mut t.stream_lifetime_ms),
                 ("stream_max_msgs_per_sec", &mut l.stream_max_msgs_per_sec),
                 ("stream_max_streams", &mut l.stream_max_streams),
-                ("api_weight_per_min", &mut l.api_weight_per_min),
-                ("api_weight_window_ms", &mut l.api_weight_window_ms),
+                ("api_weight_per_min", &mut l.weight.weight_per_window),
+                ("weight_window_ms", &mut l.weight.window_ms),
+                ("ban_after", &mut l.weight.ban_after),
+                ("ban_first_ms", &mut l.weight.ban_first_ms),
+                ("ban_max_ms", &mut l.weight.ban_max_ms),
                 ("stream_connects_per_5min", &mut l.stream_connects_per_5min),
             ] {
                 if let Some(v) = opt_u64(cmd, field)? {
@@ -408,6 +412,10 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
                     crate::state::CLOCK_OFFSET_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
                 }
             }
+            Ok(json!({}))
+        }
+        "unban" => {
+            shared.lock().unban();
             Ok(json!({}))
         }
         "reset" => {

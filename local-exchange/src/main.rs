@@ -16,6 +16,7 @@ mod api;
 mod conn;
 mod control;
 mod events;
+mod limit;
 mod rest;
 mod sign;
 mod state;
@@ -35,13 +36,14 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::{StatusCode, Uri};
 
 use conn::Io;
+use limit::Refused;
 use state::{Limits, Shared, StreamConn, Timings, HANDSHAKE_WEIGHT};
 
 const USAGE: &str =
     "usage: local-exchange [--listen ADDR] [--ca-out PATH] [--ca-key PATH] [--plain] \
 [--key-lifetime-ms N] [--ping-interval-ms N] [--api-lifetime-ms N] [--stream-lifetime-ms N] \
 [--stream-max-msgs-per-sec N] [--stream-max-streams N] [--api-weight-per-min N] \
-[--api-weight-window-ms N] \
+[--weight-window-ms N] [--ban-after N] [--ban-first-ms N] [--ban-max-ms N] \
 [--stream-connects-per-5min N] [--stream-string-ids] [--stream-name-form key|event] \
 [--account API_KEY:SECRET]... [--account-ed25519 API_KEY:PEM_FILE]... \
 [--control JSON]... [--die-with-stdin] [--verbose]";
@@ -109,8 +111,11 @@ fn parse_args() -> Result<Opts, String> {
                     "--stream-lifetime-ms" => o.timings.stream_lifetime_ms = ms()?,
                     "--stream-max-msgs-per-sec" => o.limits.stream_max_msgs_per_sec = ms()?,
                     "--stream-max-streams" => o.limits.stream_max_streams = ms()?,
-                    "--api-weight-per-min" => o.limits.api_weight_per_min = ms()?,
-                    "--api-weight-window-ms" => o.limits.api_weight_window_ms = ms()?,
+                    "--api-weight-per-min" => o.limits.weight.weight_per_window = ms()?,
+                    "--weight-window-ms" => o.limits.weight.window_ms = ms()?,
+                    "--ban-after" => o.limits.weight.ban_after = ms()?,
+                    "--ban-first-ms" => o.limits.weight.ban_first_ms = ms()?,
+                    "--ban-max-ms" => o.limits.weight.ban_max_ms = ms()?,
                     "--stream-connects-per-5min" => o.limits.stream_connects_per_5min = ms()?,
                     "--control" => o.controls.push(v.clone()),
                     "--stream-name-form" => {
@@ -301,7 +306,17 @@ fn http_error(status: StatusCode) -> ErrorResponse {
 
 /// HTTP 429 with `Retry-After` (whole seconds, rounded up).
 fn too_many(retry_after_ms: u64) -> ErrorResponse {
-    let mut r = http_error(StatusCode::TOO_MANY_REQUESTS);
+    retry_after(StatusCode::TOO_MANY_REQUESTS, retry_after_ms)
+}
+
+/// A refused upgrade: 429 past the weight, 418 banned, with `Retry-After`.
+fn refused_upgrade(r: Refused) -> ErrorResponse {
+    let status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
+    retry_after(status, r.retry_at_ms().saturating_sub(state::server_ms()))
+}
+
+fn retry_after(status: StatusCode, retry_after_ms: u64) -> ErrorResponse {
+    let mut r = http_error(status);
     if let Ok(v) = retry_after_ms.div_ceil(1000).to_string().parse() {
         r.headers_mut().insert("Retry-After", v);
     }
@@ -336,9 +351,10 @@ async fn accept(shared: Arc<Shared>, tcp: TcpStream, tls: Option<TlsAcceptor>) {
         match &r {
             Route::Api { .. } => {
                 st.charge(peer.ip(), HANDSHAKE_WEIGHT)
-                    .map_err(|(_, ms)| too_many(ms))?;
+                    .map_err(refused_upgrade)?;
             }
             Route::Stream(s) => {
+                st.check_ban(peer.ip()).map_err(refused_upgrade)?;
                 st.stream_connect(peer.ip()).map_err(too_many)?;
                 match s.form {
                     state::Form::Path => {

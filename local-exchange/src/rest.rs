@@ -225,17 +225,13 @@ fn with_faults(
         .into_iter()
         .chain(query_pairs(body))
         .any(|(k, _)| k == "symbol");
-    if let Err((_, ms)) = st.charge(ip, weight(path, has_symbol)) {
+    if let Err(r) = st.charge(ip, weight(path, has_symbol)) {
         let mut a = error(
-            429,
+            r.status(),
             -1003,
-            &format!(
-                "Too many requests; current limit of IP({ip}) is {} requests per minute. \
-Please use the websocket for live updates to avoid polling the API.",
-                st.limits.api_weight_per_min
-            ),
+            &r.msg(ip, st.limits.weight.weight_per_window),
         );
-        a.retry_after_s = Some(ms.div_ceil(1000));
+        a.retry_after_s = Some(r.retry_at_ms().saturating_sub(server_ms()).div_ceil(1000));
         return Outcome::Send(a, Duration::ZERO);
     }
     *st.stats

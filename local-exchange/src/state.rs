@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::account::{Book, Event};
 use crate::events;
+use crate::limit::{self, Refused};
 use crate::sign::Cred;
 
 pub static VERBOSE: AtomicBool = AtomicBool::new(false);
@@ -89,12 +90,9 @@ pub struct Limits {
     pub stream_max_msgs_per_sec: u64,
     /// Streams (subscriptions) per stream connection.
     pub stream_max_streams: u64,
-    /// Request weight per IP per rolling minute (WebSocket API and REST).
-    pub api_weight_per_min: u64,
-    /// The length of that "minute", in ms (Binance: 60000); shorter lets
-    /// tests see many windows in seconds. Reported as the window's length
-    /// (`rateLimits` `interval`/`intervalNum`, `X-MBX-USED-WEIGHT-<n><unit>`).
-    pub api_weight_window_ms: u64,
+    /// Request weight per IP in fixed windows (WebSocket API and REST), and
+    /// the ban of an IP that does not back off.
+    pub weight: limit::Rules,
     /// New stream connections per IP per rolling 5 minutes.
     pub stream_connects_per_5min: u64,
     /// Stream request ids must be unsigned integers (Binance's documented
@@ -111,8 +109,7 @@ impl Default for Limits {
         Limits {
             stream_max_msgs_per_sec: 10,
             stream_max_streams: 1024,
-            api_weight_per_min: 2400,
-            api_weight_window_ms: 60_000,
+            weight: limit::Rules::default(),
             stream_connects_per_5min: 300,
             strict_stream_ids: true,
             stream_name_event: false,
@@ -121,15 +118,10 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// The request weight window.
-    pub fn weight_window(&self) -> Duration {
-        Duration::from_millis(self.api_weight_window_ms.max(1))
-    }
-
     /// The window as Binance names it: (`interval`, `intervalNum`) for
     /// `rateLimits`, and the `X-MBX-USED-WEIGHT-` header's suffix.
     pub fn weight_interval(&self) -> (&'static str, u64, String) {
-        let ms = self.api_weight_window_ms.max(1);
+        let ms = self.weight.window_ms.max(1);
         if ms % 60_000 == 0 {
             ("MINUTE", ms / 60_000, format!("{}M", ms / 60_000))
         } else {
@@ -366,8 +358,8 @@ pub struct State {
     /// The futures account behind each API key (created on first use).
     pub books: HashMap<String, Book>,
     next_order_id: u64,
-    /// Request weight per IP: (when, weight), oldest first, within a minute.
-    weights: HashMap<IpAddr, VecDeque<(Instant, u64)>>,
+    /// Request weight, 429s and bans per IP.
+    ips: HashMap<IpAddr, limit::Ip>,
     /// Stream connections accepted per IP, within 5 minutes.
     connects: HashMap<IpAddr, VecDeque<Instant>>,
     pub accounts: HashMap<String, Account>,
@@ -412,7 +404,7 @@ impl State {
             creds: HashMap::new(),
             books: HashMap::new(),
             next_order_id: 8_886_774,
-            weights: HashMap::new(),
+            ips: HashMap::new(),
             connects: HashMap::new(),
             accounts: HashMap::new(),
             conns: HashMap::new(),
@@ -696,55 +688,50 @@ impl State {
             .collect()
     }
 
-    /// Charges `weight` to `ip` in the rolling minute. `Ok(count)` is the
-    /// weight used including this; `Err((count, retry_after_ms))` when it
-    /// would pass the limit (then nothing is charged).
-    pub fn charge(&mut self, ip: IpAddr, weight: u64) -> Result<u64, (u64, u64)> {
-        let now = Instant::now();
-        let window = self.limits.weight_window();
-        let q = self.weights.entry(ip).or_default();
-        while q
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) >= window)
-        {
-            q.pop_front();
-        }
-        let used: u64 = q.iter().map(|(_, w)| w).sum();
-        let limit = self.limits.api_weight_per_min;
-        if limit > 0 && used + weight > limit {
-            // Retry when enough of the oldest weight has left the window.
-            let mut left = used + weight - limit;
-            let mut at = now;
-            for (t, w) in q.iter() {
-                at = *t + window;
-                left = left.saturating_sub(*w);
-                if left == 0 {
-                    break;
-                }
-            }
-            let ms = at.saturating_duration_since(now).as_millis() as u64;
+    /// Charges `weight` to `ip` in its window (limit::Ip::charge): the
+    /// weight used including this, or why it is refused (nothing charged).
+    pub fn charge(&mut self, ip: IpAddr, weight: u64) -> Result<u64, Refused> {
+        let rules = self.limits.weight;
+        let r = self
+            .ips
+            .entry(ip)
+            .or_default()
+            .charge(&rules, server_ms(), weight);
+        if r.is_err() {
             self.stats.rate_limited_total += 1;
-            return Err((used, ms.max(1)));
         }
-        q.push_back((now, weight));
-        Ok(used + weight)
+        r
     }
 
-    /// The weight each IP used in the rolling minute.
-    pub fn weights_used(&mut self) -> BTreeMap<String, u64> {
-        let now = Instant::now();
-        let window = self.limits.weight_window();
-        let mut out = BTreeMap::new();
-        for (ip, q) in &mut self.weights {
-            while q
-                .front()
-                .is_some_and(|(t, _)| now.duration_since(*t) >= window)
-            {
-                q.pop_front();
-            }
-            out.insert(ip.to_string(), q.iter().map(|(_, w)| w).sum());
+    /// Refuses anything from a banned IP (stream connections: weight 0).
+    pub fn check_ban(&mut self, ip: IpAddr) -> Result<(), Refused> {
+        let r = self.ips.entry(ip).or_default().check_ban(server_ms());
+        if r.is_err() {
+            self.stats.rate_limited_total += 1;
         }
-        out
+        r
+    }
+
+    /// The weight each IP used in the current window.
+    pub fn weights_used(&self) -> BTreeMap<String, u64> {
+        let (rules, now) = (self.limits.weight, server_ms());
+        (self.ips.iter())
+            .map(|(ip, a)| (ip.to_string(), a.used(&rules, now)))
+            .collect()
+    }
+
+    /// Per IP: weight used this window, 429s, 418s, bans, the current ban.
+    pub fn ips_json(&self) -> Value {
+        let (rules, now) = (self.limits.weight, server_ms());
+        (self.ips.iter())
+            .map(|(ip, a)| (ip.to_string(), a.to_json(&rules, now)))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
+
+    /// `unban`: every IP's bans and 429 waits forgotten.
+    pub fn unban(&mut self) {
+        self.ips.values_mut().for_each(limit::Ip::pardon);
     }
 
     /// Counts a new stream connection from `ip`; `Err(retry_after_ms)` past the limit.
