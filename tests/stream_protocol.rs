@@ -117,6 +117,34 @@ fn both_stream_name_forms_reach_the_right_account() {
     }
 }
 
+/// An event whose stream name matches no subscription on its connection
+/// is not dropped silently: every stream on the connection counts a gap
+/// with reason "unrouted" (any of them may have lost it), the name shown
+/// with its key masked.
+#[test]
+fn an_event_no_subscription_matches_is_a_gap_in_every_stream_on_its_connection() {
+    const OTHER: &str = "TESTKEYprotocolOTHER0123456789";
+    let ex = Exchange::start(&[]);
+    let (_ca, a) = open(&config(&ex, KEY, SUBSCRIBE));
+    let (_cb, b) = open(&config(&ex, OTHER, SUBSCRIBE));
+    assert_eq!(a.health().connection_id, b.health().connection_id);
+    let name = "someoneElseKey@ORDER_TRADE_UPDATE";
+    ex.control(json!({"cmd": "emit", "api_key": KEY, "count": 2, "stream": name}));
+    for s in [&a, &b] {
+        let (gap, before) = until(s, STREAM_GAP);
+        assert!(before.is_empty(), "{before:?}");
+        assert_eq!(gap.get("/reason").as_deref(), Some("unrouted"));
+        let message = gap.get("/message").unwrap();
+        assert!(message.contains("some…@ORDER_TRADE_UPDATE"), "{message}");
+        assert!(!gap.json().contains("someoneElseKey"), "{}", gap.json());
+        assert!(s.health().gaps >= 1, "{:?}", s.health());
+    }
+    // Routing goes on.
+    ex.control(json!({"cmd": "emit", "api_key": KEY, "count": 1}));
+    let (ev, _) = until(&a, "ORDER_TRADE_UPDATE");
+    assert!(!ev.is_library());
+}
+
 #[test]
 fn the_inner_event_is_delivered_byte_for_byte() {
     let ex = Exchange::start(&[]);

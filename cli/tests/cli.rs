@@ -194,8 +194,16 @@ impl Streaming {
         let stdout = lines_of(child.stdout.take().unwrap());
         let stderr = lines_of(child.stderr.take().unwrap());
         let deadline = Instant::now() + WAIT;
-        while ex.stats()["stream_connections_open"] != 1 {
-            assert!(Instant::now() < deadline, "the stream did not connect");
+        // Subscribed, not only connected: events emitted before the
+        // exchange has the key go to nobody.
+        let subscribed = || {
+            let conns = ex.control(json!({"cmd": "stream_connections"}));
+            conns["connections"].as_array().is_some_and(|c| {
+                c.len() == 1 && c[0]["keys"].as_array().is_some_and(|k| !k.is_empty())
+            })
+        };
+        while !subscribed() {
+            assert!(Instant::now() < deadline, "the stream did not subscribe");
             assert!(
                 child.try_wait().unwrap().is_none(),
                 "binance-uds stream exited"

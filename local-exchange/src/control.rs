@@ -518,6 +518,7 @@ async fn emit(shared: &Shared, cmd: &Value, count: i64) -> Result<Value, String>
         (None, Some(true)) => Frame::Binary,
         _ => Frame::Text,
     };
+    let stream_name = opt_str(cmd, "stream")?.map(str::to_owned);
     let (mut first, mut last, mut emitted, mut delivered) = (None::<u64>, None::<u64>, 0u64, 0u64);
     let start = Instant::now();
     for i in 0..n {
@@ -536,6 +537,7 @@ async fn emit(shared: &Shared, cmd: &Value, count: i64) -> Result<Value, String>
                 active.map(|(k, _)| k.clone()).collect()
             }
         };
+        st.stream_name_override = stream_name.clone();
         for k in accounts {
             let (e, d) = st.emit_framed(&k, &make, &frame);
             first = Some(first.map_or(e, |f| f.min(e)));
@@ -543,6 +545,7 @@ async fn emit(shared: &Shared, cmd: &Value, count: i64) -> Result<Value, String>
             emitted += 1;
             delivered += d;
         }
+        st.stream_name_override = None;
     }
     Ok(json!({"emitted": emitted, "delivered": delivered, "first_E": first, "last_E": last}))
 }

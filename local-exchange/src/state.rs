@@ -353,6 +353,9 @@ pub struct Fault {
 pub struct State {
     pub timings: Timings,
     pub limits: Limits,
+    /// Set by `emit`'s `stream` for its events: the name their wrapper
+    /// gives instead of the key (a name no subscription matches).
+    pub stream_name_override: Option<String>,
     /// Signing credentials per API key (`--account`, `--account-ed25519`, `account`).
     pub creds: HashMap<String, Cred>,
     /// The futures account behind each API key (created on first use).
@@ -401,6 +404,7 @@ impl State {
         State {
             timings,
             limits,
+            stream_name_override: None,
             creds: HashMap::new(),
             books: HashMap::new(),
             next_order_id: 8_886_774,
@@ -632,6 +636,7 @@ impl State {
         let mut wrapped = None;
         let mut typ = None; // read from the text only when a filter or the name asks
         let name_event = self.limits.stream_name_event;
+        let name_override = self.stream_name_override.clone();
         for c in self.conns.values() {
             let Some(s) = c.stream.as_ref().filter(|s| s.form.delivers()) else {
                 continue;
@@ -654,7 +659,9 @@ impl State {
                 Out::Bytes(b.clone())
             } else if s.combined {
                 let w = wrapped.get_or_insert_with(|| {
-                    let name = if name_event {
+                    let name = if let Some(n) = &name_override {
+                        n.clone()
+                    } else if name_event {
                         let t = typ.get_or_insert_with(|| event_type(&text));
                         format!("{key}@{}", t.as_deref().unwrap_or_default())
                     } else {
