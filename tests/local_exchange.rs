@@ -1143,10 +1143,11 @@ async fn http(
     let text = String::from_utf8(raw).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    // X-MBX-USED-WEIGHT-<n><unit>: the unit names the exchange's window.
     let weight = head
         .lines()
-        .find_map(|l| l.strip_prefix("X-MBX-USED-WEIGHT-1M: "))
-        .map_or(0, |w| w.parse().unwrap());
+        .find_map(|l| l.strip_prefix("X-MBX-USED-WEIGHT-")?.split_once(": "))
+        .map_or(0, |(_, w)| w.parse().unwrap());
     (status, serde_json::from_str(body).unwrap(), weight)
 }
 
