@@ -209,3 +209,121 @@ fn a_bad_source_address_is_named() {
     assert_eq!(e.status, Status::ConnectFailed, "{e:?}");
     assert!(e.message.contains("192.0.2.1"), "{}", e.message);
 }
+
+/// How long the faults of `many_accounts_under_random_faults_never_draw_a_418`
+/// last.
+const FAULT_TIME: Duration = Duration::from_secs(20);
+
+/// The scenario users run, under the soak's faults: many accounts with
+/// account resync on shared connections, at Binance's limit, while stream
+/// and WebSocket API connections drop at random and 429s with retry times
+/// are injected on REST and on the WebSocket API. The exchange never bans
+/// the IP (no 418), never refuses a request for its weight (every 429 it
+/// sent was an injected one), and once the faults stop every stream has a
+/// snapshot behind its last gap.
+#[test]
+fn many_accounts_under_random_faults_never_draw_a_418() {
+    use binance_uds::engine::{UserStream, ACCOUNT_SNAPSHOT, STREAM_GAP};
+    use common::Rng;
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    const N: usize = 40;
+    let ex = Exchange::start(&[
+        "--api-weight-per-min",
+        &LIMIT.to_string(),
+        "--weight-window-ms",
+        &WINDOW_MS.to_string(),
+    ]);
+    add_accounts(&ex, N);
+    let clients: Vec<Client> = (0..N)
+        .map(|i| {
+            let mut c = config(&ex, i, SHARE_PERCENT);
+            c.set_stream_subscriptions_per_connection(10).unwrap();
+            Client::new(&c).unwrap()
+        })
+        .collect();
+    let streams: Arc<Vec<UserStream>> = Arc::new(
+        clients
+            .iter()
+            .map(|c| UserStream::open(c, None).unwrap())
+            .collect(),
+    );
+
+    // Per stream: snapshots seen, and whether a gap still waits for one.
+    let state = Arc::new(Mutex::new(vec![(0u64, false); N]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (streams, state, stop) = (streams.clone(), state.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let mut any = false;
+                for (i, s) in streams.iter().enumerate() {
+                    while let Some(ev) = s.next(Duration::ZERO).unwrap() {
+                        any = true;
+                        let mut st = state.lock().unwrap();
+                        match ev.kind() {
+                            ACCOUNT_SNAPSHOT => st[i] = (st[i].0 + 1, false),
+                            STREAM_GAP => st[i].1 = true,
+                            _ => {}
+                        }
+                    }
+                }
+                if !any {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        })
+    };
+
+    let seed = now_ms() as u64;
+    println!("many accounts under faults: seed {seed:#x}");
+    let mut rng = Rng::new(seed);
+    let mut faults = BTreeMap::<&str, u64>::new();
+    let t0 = Instant::now();
+    while t0.elapsed() < FAULT_TIME {
+        let (name, cmd) = match rng.below(4) {
+            0 => ("drop streams", json!({"cmd": "drop", "target": "stream"})),
+            1 => ("drop api", json!({"cmd": "drop", "target": "api"})),
+            2 => (
+                "rest 429",
+                json!({"cmd": "fail", "method": "REST", "status": 429, "code": -1003,
+                       "msg": "Too many requests.", "retry_after_ms": 500 + rng.below(1500)}),
+            ),
+            _ => (
+                "api 429",
+                json!({"cmd": "fail", "status": 429, "code": -1003,
+                       "msg": "Too many requests.", "retry_after_ms": 500 + rng.below(1500)}),
+            ),
+        };
+        ex.control(cmd);
+        *faults.entry(name).or_default() += 1;
+        std::thread::sleep(Duration::from_millis(200 + rng.below(800) as u64));
+    }
+    // Faults armed but never met are cleared, so the heal is measured
+    // without them.
+    ex.control(json!({"cmd": "reset"}));
+
+    let healed = || (state.lock().unwrap().iter()).all(|(snapshots, gap)| *snapshots >= 1 && !gap);
+    // Every snapshot again at the budget's share, with room for retries.
+    let bound = 4 * heal::allowed(N, LIMIT, SHARE_PERCENT, Duration::from_millis(WINDOW_MS))
+        + Duration::from_secs(30);
+    wait_for("every stream healed after the faults", bound, healed);
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+
+    let stats = ex.stats();
+    println!("faults {faults:?}; exchange per IP {}", stats["ips"]);
+    let ips = stats["ips"].as_object().expect("per-IP stats");
+    assert!(!ips.is_empty(), "{stats}");
+    for (ip, s) in ips {
+        assert_eq!(s["refused_418"], 0, "{ip} was refused with 418: {s}");
+        assert_eq!(s["bans"], 0, "{ip} was banned: {s}");
+        assert_eq!(
+            s["refused_429"], 0,
+            "{ip} went past its weight (429 not injected): {s}"
+        );
+    }
+}
