@@ -104,6 +104,13 @@ impl Response {
     }
 }
 
+/// The TLS side of a server: none off Linux, where the tests have no
+/// OpenSSL (Cargo.toml's openssl dev-dependency is Linux only).
+#[cfg(target_os = "linux")]
+type Acceptor = openssl::ssl::SslAcceptor;
+#[cfg(not(target_os = "linux"))]
+type Acceptor = std::convert::Infallible;
+
 type Handler = dyn Fn(&Request) -> Option<Response> + Send + Sync;
 
 pub struct Server {
@@ -122,6 +129,8 @@ impl Server {
 
     /// The same over TLS with a self-signed certificate for 127.0.0.1 and
     /// localhost; returns the server and the certificate (PEM) to trust.
+    /// Linux only (the openssl dev-dependency is; see Cargo.toml).
+    #[cfg(target_os = "linux")]
     pub fn start_tls(
         handler: impl Fn(&Request) -> Option<Response> + Send + Sync + 'static,
     ) -> (Server, String) {
@@ -137,7 +146,7 @@ impl Server {
     }
 
     fn spawn(
-        tls: Option<openssl::ssl::SslAcceptor>,
+        tls: Option<Acceptor>,
         handler: impl Fn(&Request) -> Option<Response> + Send + Sync + 'static,
     ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -157,11 +166,14 @@ impl Server {
                 let (r, h, tls) = (r.clone(), handler.clone(), tls.clone());
                 std::thread::spawn(move || match tls {
                     None => serve(conn, n, r, h),
+                    #[cfg(target_os = "linux")]
                     Some(acceptor) => {
                         if let Ok(conn) = acceptor.accept(conn) {
                             serve(conn, n, r, h)
                         }
                     }
+                    #[cfg(not(target_os = "linux"))]
+                    Some(never) => match never {},
                 });
             }
         });
@@ -266,6 +278,7 @@ fn serve(
 }
 
 /// A self-signed certificate for localhost and 127.0.0.1, and its key.
+#[cfg(target_os = "linux")]
 pub fn self_signed() -> (String, openssl::pkey::PKey<openssl::pkey::Private>) {
     use openssl::asn1::Asn1Time;
     use openssl::bn::BigNum;
@@ -305,10 +318,27 @@ pub fn self_signed() -> (String, openssl::pkey::PKey<openssl::pkey::Private>) {
 /// A new Ed25519 private key as `openssl genpkey -algorithm ed25519` (and
 /// so Binance's key generator) writes it: PKCS#8 v1 PEM. Also its
 /// verifying key.
+/// Made with the pkcs8 crate (a key pair without its public half is
+/// written as v1), so that it needs no OpenSSL off Linux.
 pub fn ed25519_key() -> (String, ed25519_dalek::VerifyingKey) {
-    use ed25519_dalek::pkcs8::DecodePrivateKey;
-    let key = openssl::pkey::PKey::generate_ed25519().unwrap();
-    let pem = String::from_utf8(key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+    use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, KeypairBytes};
+    use std::hash::{BuildHasher, Hasher};
+    // A fresh seed from std alone (these helpers are shared with the CLI's
+    // tests, which have no random number crate): each RandomState is
+    // keyed anew.
+    let mut secret_key = [0u8; 32];
+    for chunk in secret_key.chunks_mut(8) {
+        let n = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        chunk.copy_from_slice(&n.to_le_bytes());
+    }
+    let v1 = KeypairBytes {
+        secret_key,
+        public_key: None,
+    };
+    let pem = v1.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
     let verifying = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem)
         .unwrap()
         .verifying_key();
