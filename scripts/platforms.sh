@@ -450,28 +450,31 @@ if want arm64; then
     # Debian's multiarch OpenSSL for arm64 (libssl-dev:arm64).
     export AARCH64_UNKNOWN_LINUX_GNU_OPENSSL_LIB_DIR=/usr/lib/aarch64-linux-gnu
     export AARCH64_UNKNOWN_LINUX_GNU_OPENSSL_INCLUDE_DIR=/usr/include
-    arm=target/$ARM/release
     timed "cargo build --release --target $ARM -p binance-uds" \
         cargo build --release --target "$ARM" -p binance-uds
+    armlib=$tmp/arm64/lib
+    check "scripts/install.sh --target $ARM --no-build (soname, symlinks, .pc, CMake)" \
+        scripts/install.sh --target "$ARM" --prefix "$tmp/arm64" --no-build
     arm_so() {
-        file -L "$arm/libbinance_uds.so" 2>/dev/null || readelf -h "$arm/libbinance_uds.so" | grep Machine
-        readelf -h "$arm/libbinance_uds.so" | grep -q 'Machine:[[:space:]]*AArch64' || return 1
-        aarch64-linux-gnu-nm -D --defined-only "$arm/libbinance_uds.so" | awk '{ print $NF }' \
+        readelf -h "$armlib/libbinance_uds.so" | grep 'Machine:[[:space:]]*AArch64' || return 1
+        aarch64-linux-gnu-nm -D --defined-only "$armlib/libbinance_uds.so" | awk '{ print $NF }' \
             >"$tmp/arm.syms"
         same_symbols "$tmp/arm.syms"
     }
-    check "libbinance_uds.so is AArch64 and exports exactly the $nfuncs functions of the header" arm_so
+    check "the installed libbinance_uds.so is AArch64 and exports exactly the $nfuncs functions of the header" \
+        arm_so
     BIN=$tmp/arm64-bin
     EXE=
     mkdir -p "$BIN"
     build_arm_examples() {
         local ex
         for ex in listen_key user_stream account_book; do
-            aarch64-linux-gnu-gcc "${CFLAGS_STRICT[@]}" -Iinclude -o "$BIN/$ex" "examples/c/$ex.c" \
-                -L"$arm" -lbinance_uds -Wl,-rpath,"$PWD/$arm" || return 1
+            aarch64-linux-gnu-gcc "${CFLAGS_STRICT[@]}" -I"$tmp/arm64/include" -o "$BIN/$ex" \
+                "examples/c/$ex.c" -L"$armlib" -lbinance_uds -Wl,-rpath,"$armlib" || return 1
         done
     }
-    timed "aarch64-linux-gnu-gcc -Werror -Wpedantic: the three C examples" build_arm_examples
+    timed "aarch64-linux-gnu-gcc -Werror -Wpedantic: the three C examples, against the install" \
+        build_arm_examples
     # No -L: the loader and libc are Debian's arm64 ones (libc6:arm64), the
     # same the library was linked against.
     RUN=qemu-aarch64
