@@ -228,8 +228,9 @@ wait_for_stream() {
 # directory of the built examples. Output is read without the \r that
 # Windows programs end lines with.
 
+# No example may hang the script: each run ends within 120 s.
 example_env() {
-    env BINANCE_API_KEY="$API_KEY" BINANCE_WS_API_URL="$ws_api" BINANCE_STREAM_URL="$stream" \
+    timeout 120 env BINANCE_API_KEY="$API_KEY" BINANCE_WS_API_URL="$ws_api" BINANCE_STREAM_URL="$stream" \
         ${ca_file:+BINANCE_CA_FILE="$ca_file"} "$@"
 }
 run_listen_key() {
@@ -425,10 +426,26 @@ EOF
     check "Wine: CMake's app_static.exe (binance_uds::binance_uds_static)" \
         example_env wine "$tmp/cmake-windows/app_static.exe"
 
-    # TLS under Wine: Wine's SChannel does not honour the "revocation
-    # unknown" flags that real Windows does, so the exchange's CA-signed
-    # certificate is refused: the message must name the Windows code.
-    check "local-exchange over TLS" start_exchange
+    # TLS under Wine with a certificate Wine's SChannel accepts: the
+    # exchange's self-signed one, reached as localhost (the name it is for).
+    start_self_signed() {
+        start_exchange --self-signed --account "$API_KEY:$SECRET_KEY" || return 1
+        ws_api=${ws_api/127.0.0.1/localhost}
+        stream=${stream/127.0.0.1/localhost}
+        rest=${rest/127.0.0.1/localhost}
+        echo "as $ws_api"
+    }
+    check "local-exchange --self-signed (wss:// and https:// to localhost)" start_self_signed
+    timed "Wine: examples/c/listen_key.exe over TLS (SChannel)" run_listen_key
+    timed "Wine: examples/c/user_stream.exe over TLS prints the 4 events emitted" run_user_stream
+    # Not account_book.exe: over TLS under Wine the fill's last event,
+    # written by the exchange, did not reach the program within minutes
+    # (docs/platforms.md, "an open question"); over ws:// it does.
+
+    # Wine's SChannel does not honour the "revocation unknown" flags that
+    # real Windows does, so the exchange's CA-signed certificate is refused:
+    # the message must name the Windows code.
+    check "local-exchange over TLS (CA-signed certificate)" start_exchange
     wine_tls_error_named() {
         ! example_env wine "$BIN/listen_key.exe" >"$tmp/tls.out" 2>&1
         cat "$tmp/tls.out"

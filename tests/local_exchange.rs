@@ -1002,6 +1002,37 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// `--self-signed` (for TLS stacks that refuse the CA-signed certificate,
+/// such as Wine's): the file it writes holds the server's own certificate,
+/// which is what the handshake presents, and trusting it alone lets a client
+/// in, by the name localhost and then through the WebSocket API.
+#[tokio::test]
+async fn self_signed_mode_serves_the_certificate_it_writes() {
+    let ex = Exchange::start(&["--self-signed"]);
+    let pem = std::fs::read(ex.ca_file.as_ref().expect("a certificate file")).unwrap();
+    let cert = native_tls::Certificate::from_pem(&pem).expect("one certificate");
+    let cx = native_tls::TlsConnector::builder()
+        .add_root_certificate(cert.clone())
+        .build()
+        .unwrap();
+    let tcp = TcpStream::connect(ex.addr()).await.unwrap();
+    let tls = tokio_native_tls::TlsConnector::from(cx)
+        .connect("localhost", tcp)
+        .await
+        .expect("TLS handshake trusting the written certificate alone");
+    let served = tls
+        .get_ref()
+        .peer_certificate()
+        .unwrap()
+        .expect("a certificate");
+    assert_eq!(served.to_der().unwrap(), cert.to_der().unwrap());
+    let url = ex.ws_api.replace("127.0.0.1", "localhost");
+    let io: Box<dyn Io> = Box::new(tls);
+    let mut ws = tokio_tungstenite::client_async(url, io).await.unwrap().0;
+    let key = listen_key(&call(&mut ws, req(json!(1), "userDataStream.start", "selfK")).await);
+    assert!(!key.is_empty());
+}
+
 /// One HTTP/1.1 request to the REST port: (status, JSON body, weight header).
 async fn http(
     ex: &Exchange,
