@@ -243,7 +243,7 @@ run_user_stream() {
     local pid t
     example_env BINANCE_MAX_EVENTS=4 $RUN "$BIN/user_stream$EXE" >"$tmp/us.raw" 2>"$tmp/us.err" &
     pid=$!
-    wait_for_stream || { kill "$pid"; wait "$pid"; cat "$tmp/us.out" "$tmp/us.err"; return 1; }
+    wait_for_stream || { kill "$pid"; wait "$pid"; cat "$tmp/us.raw" "$tmp/us.err"; return 1; }
     for t in ORDER_TRADE_UPDATE ACCOUNT_UPDATE TRADE_LITE ORDER_TRADE_UPDATE; do
         ctl "{\"cmd\":\"emit\",\"api_key\":\"$API_KEY\",\"type\":\"$t\"}" >/dev/null
     done
@@ -265,7 +265,7 @@ run_account_book() {
     example_env BINANCE_SECRET_KEY="$SECRET_KEY" BINANCE_REST_URL="$rest" BINANCE_MAX_EVENTS=6 \
         $RUN "$BIN/account_book$EXE" >"$tmp/ab.raw" 2>"$tmp/ab.err" &
     pid=$!
-    wait_for_stream || { kill "$pid"; wait "$pid"; cat "$tmp/ab.out" "$tmp/ab.err"; return 1; }
+    wait_for_stream || { kill "$pid"; wait "$pid"; cat "$tmp/ab.raw" "$tmp/ab.err"; return 1; }
     ctl "{\"cmd\":\"deposit\",\"api_key\":\"$API_KEY\",\"asset\":\"USDT\",\"amount\":\"1000\"}" >/dev/null
     order=$(ctl "{\"cmd\":\"order_place\",\"api_key\":\"$API_KEY\",\"symbol\":\"BTCUSDT\",\"side\":\"BUY\",\"quantity\":\"0.010\",\"price\":\"60000\"}" |
         sed -n 's/.*"order_id":\([0-9]*\).*/\1/p')
@@ -281,10 +281,12 @@ run_account_book() {
         ! grep -q -e "$API_KEY" -e "$SECRET_KEY" "$tmp/ab.out" "$tmp/ab.err"
 }
 
+# The native local exchange, built (or found up to date) once.
 need_exchange() {
-    if [ ! -x target/release/local-exchange ]; then
+    if [ -z "${exchange_built:-}" ]; then
         timed "cargo build --release -p local-exchange (native)" \
             cargo build --release -p local-exchange
+        exchange_built=1
     fi
 }
 
