@@ -380,6 +380,7 @@ fn freeing_the_client_ends_a_snapshot_in_flight() {
 }
 
 #[test]
+#[cfg(target_os = "linux")] // Server::start_tls needs the tests' OpenSSL
 fn https_through_a_proxy_with_the_configured_roots() {
     let (server, pem) = Server::start_tls(|r| Some(binance(r)));
     let proxy = common::proxy::Proxy::start(None);

@@ -3,6 +3,10 @@
 //! `Debug`, a library event or the process's output, even when a hostile
 //! server or proxy echoes them; TLS is always verified;
 //! plain `ws://` only to loopback; every input size is bounded.
+//!
+//! Linux only: its TLS servers and certificates come from the openssl
+//! dev-dependency, which is Linux only (Cargo.toml).
+#![cfg(target_os = "linux")]
 
 mod common;
 

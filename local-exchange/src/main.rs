@@ -40,7 +40,7 @@ use limit::Refused;
 use state::{Limits, Shared, StreamConn, Timings, HANDSHAKE_WEIGHT};
 
 const USAGE: &str =
-    "usage: local-exchange [--listen ADDR] [--ca-out PATH] [--ca-key PATH] [--plain] \
+    "usage: local-exchange [--listen ADDR] [--ca-out PATH] [--ca-key PATH] [--plain] [--self-signed] \
 [--key-lifetime-ms N] [--ping-interval-ms N] [--api-lifetime-ms N] [--stream-lifetime-ms N] \
 [--stream-max-msgs-per-sec N] [--stream-max-streams N] [--api-weight-per-min N] \
 [--weight-window-ms N] [--ban-after N] [--ban-first-ms N] [--ban-max-ms N] \
@@ -56,6 +56,7 @@ struct Opts {
     ca_out: Option<PathBuf>,
     ca_key: Option<PathBuf>,
     plain: bool,
+    self_signed: bool,
     timings: Timings,
     limits: Limits,
     /// (API key, credential) from `--account` and `--account-ed25519`.
@@ -78,6 +79,7 @@ fn parse_args() -> Result<Opts, String> {
         ca_out: None,
         ca_key: None,
         plain: false,
+        self_signed: false,
         timings: Timings::default(),
         limits: Limits::default(),
         accounts: Vec::new(),
@@ -88,6 +90,7 @@ fn parse_args() -> Result<Opts, String> {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--plain" => o.plain = true,
+            "--self-signed" => o.self_signed = true,
             "--die-with-stdin" => o.die_with_stdin = true,
             "--stream-string-ids" => o.limits.strict_stream_ids = false,
             "--verbose" => state::VERBOSE.store(true, std::sync::atomic::Ordering::Relaxed),
@@ -206,8 +209,12 @@ async fn main() {
         let ca_out = opts.ca_out.clone().unwrap_or_else(|| {
             std::env::temp_dir().join(format!("local-exchange-{}-ca.pem", std::process::id()))
         });
-        let acceptor = tls::acceptor(&ca_out, opts.ca_key.as_deref())
-            .unwrap_or_else(|e| die(format!("TLS setup failed: {e}")));
+        let acceptor = if opts.self_signed {
+            tls::self_signed_acceptor(&ca_out)
+        } else {
+            tls::acceptor(&ca_out, opts.ca_key.as_deref())
+        }
+        .unwrap_or_else(|e| die(format!("TLS setup failed: {e}")));
         Some((acceptor, std::fs::canonicalize(&ca_out).unwrap_or(ca_out)))
     };
 

@@ -64,7 +64,9 @@ fn mint_ca() -> Res<(X509, PKey<Private>)> {
     Ok((b.build(), key))
 }
 
-fn mint_server(ca: &X509, ca_key: &PKey<Private>) -> Res<(X509, PKey<Private>)> {
+/// The server certificate for `localhost`, `127.0.0.1` and `::1`, signed by
+/// the CA, or by its own key when `ca` is `None` (a self-signed leaf).
+fn mint_server(ca: Option<(&X509, &PKey<Private>)>) -> Res<(X509, PKey<Private>)> {
     let key = new_key()?;
     let mut b = X509::builder()?;
     b.set_version(2)?;
@@ -72,7 +74,7 @@ fn mint_server(ca: &X509, ca_key: &PKey<Private>) -> Res<(X509, PKey<Private>)> 
     b.set_serial_number(&sn)?;
     let subject = name("localhost")?;
     b.set_subject_name(&subject)?;
-    b.set_issuer_name(ca.subject_name())?;
+    b.set_issuer_name(ca.map_or(&subject, |(ca, _)| ca.subject_name()))?;
     b.set_pubkey(&key)?;
     let until = Asn1Time::days_from_now(365)?;
     b.set_not_before(&from)?;
@@ -86,23 +88,40 @@ fn mint_server(ca: &X509, ca_key: &PKey<Private>) -> Res<(X509, PKey<Private>)> 
             .build()?,
     )?;
     b.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
-    let ctx = b.x509v3_context(Some(ca), None);
+    let ctx = b.x509v3_context(ca.map(|(ca, _)| &**ca), None);
     let san = SubjectAlternativeName::new()
         .dns("localhost")
         .ip("127.0.0.1")
         .ip("::1")
         .build(&ctx)?;
     let ski = SubjectKeyIdentifier::new().build(&ctx)?;
-    let aki = AuthorityKeyIdentifier::new().keyid(false).build(&ctx)?;
-    for ext in [san, ski, aki] {
+    let aki = match ca {
+        Some(_) => Some(AuthorityKeyIdentifier::new().keyid(false).build(&ctx)?),
+        None => None,
+    };
+    for ext in [Some(san), Some(ski), aki].into_iter().flatten() {
         b.append_extension(ext)?;
     }
-    b.sign(ca_key, MessageDigest::sha256())?;
+    b.sign(
+        ca.map_or(&key, |(_, ca_key)| ca_key),
+        MessageDigest::sha256(),
+    )?;
     Ok((b.build(), key))
 }
 
 fn unix_now() -> i64 {
     crate::state::now_ms() as i64 / 1000
+}
+
+/// A self-signed server certificate (written to `ca_out`, the one thing to
+/// trust) and its acceptor: for TLS stacks that refuse the CA-signed one,
+/// such as Wine's SChannel, which checks revocation the CA cannot answer.
+pub fn self_signed_acceptor(ca_out: &Path) -> Res<tokio_native_tls::TlsAcceptor> {
+    let (cert, key) = mint_server(None)?;
+    std::fs::write(ca_out, cert.to_pem()?).map_err(|e| format!("{}: {e}", ca_out.display()))?;
+    let identity =
+        native_tls::Identity::from_pkcs8(&cert.to_pem()?, &key.private_key_to_pem_pkcs8()?)?;
+    Ok(native_tls::TlsAcceptor::new(identity)?.into())
 }
 
 /// Mints the certificates (or, with `ca_key` naming an existing key and
@@ -126,7 +145,7 @@ pub fn acceptor(ca_out: &Path, ca_key: Option<&Path>) -> Res<tokio_native_tls::T
             (ca, key)
         }
     };
-    let (cert, cert_key) = mint_server(&ca, &key)?;
+    let (cert, cert_key) = mint_server(Some((&ca, &key)))?;
     let mut chain = cert.to_pem()?;
     chain.extend_from_slice(&ca.to_pem()?);
     let identity = native_tls::Identity::from_pkcs8(&chain, &cert_key.private_key_to_pem_pkcs8()?)?;

@@ -5,7 +5,7 @@
 //! with a trailing NUL, so that the C face lends it out without a copy
 //! ([`Event::c_json`]).
 
-use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use std::ffi::CStr;
 use std::fmt;
@@ -133,9 +133,16 @@ impl Event {
             return Err(PointerError::Malformed);
         }
         let no_value = || PointerError::NoValue(super::text::truncate(pointer, 200).into_owned());
+        // Too deep a document is refused before serde_json recurses into it
+        // (MAX_NESTING): this runs on the caller's thread, whatever its stack.
         let doc = self
             .parsed
-            .get_or_init(|| serde_json::from_str(self.json()).ok())
+            .get_or_init(|| {
+                let text = self.json();
+                (!super::text::nests_too_deep(text))
+                    .then(|| serde_json::from_str(text).ok())
+                    .flatten()
+            })
             .as_ref()
             .ok_or_else(no_value)?;
         match doc.pointer(pointer).ok_or_else(no_value)? {
@@ -195,12 +202,12 @@ fn head(text: &str) -> Option<(Option<String>, i64)> {
             while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
                 match key.as_ref() {
                     "e" => {
-                        h.0 = match map.next_value::<Value>()? {
+                        h.0 = match map.next_value::<Scalar>()?.0 {
                             Value::String(s) => Some(s),
                             _ => None,
                         }
                     }
-                    "E" => h.1 = time_of(&map.next_value::<Value>()?),
+                    "E" => h.1 = time_of(&map.next_value::<Scalar>()?.0),
                     _ => {
                         map.next_value::<IgnoredAny>()?;
                     }
@@ -213,6 +220,53 @@ fn head(text: &str) -> Option<(Option<String>, i64)> {
     let h = (&mut de).deserialize_map(V).ok()?;
     de.end().ok()?;
     Some((h.0, h.1))
+}
+
+/// A value kept only if it is a string or a number (null otherwise): an
+/// array or object is skipped without recursion (serde_json ignores a value
+/// in a loop), so a deeply nested "e" or "E" costs no stack.
+struct Scalar(Value);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Scalar, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(Value::String(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Scalar, E> {
+                Ok(Scalar(Value::String(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(v.into()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.into()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar(v.into()))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Scalar, E> {
+                Ok(Scalar(Value::Null))
+            }
+            fn visit_unit<E>(self) -> Result<Scalar, E> {
+                Ok(Scalar(Value::Null))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Scalar(Value::Null))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Scalar(Value::Null))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 fn time_of(v: &Value) -> i64 {

@@ -49,6 +49,7 @@ pub mod testing {
     pub use super::client::dialer;
     pub use super::event::UNPARSED;
     pub use super::secret::Secret;
+    pub use super::text::MAX_NESTING;
 
     /// The WebSocket API's answer parser.
     pub mod answer {

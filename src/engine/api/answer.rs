@@ -36,6 +36,14 @@ pub enum Incoming {
 /// connection can no longer be trusted. `secret` is removed from any server
 /// text kept in an error.
 pub fn parse<R: Redact + ?Sized>(text: &str, secret: &R) -> Result<Incoming, Error> {
+    // Refused before serde_json recurses into it (see MAX_NESTING).
+    if crate::engine::text::nests_too_deep(text) {
+        return Err(Error::protocol(format!(
+            "server sent a message nested deeper than {} levels: {}",
+            crate::engine::text::MAX_NESTING,
+            excerpt(text, secret)
+        )));
+    }
     let value: Value = serde_json::from_str(text).map_err(|e| {
         Error::protocol(format!(
             "server sent a message that is not JSON ({e}): {}",

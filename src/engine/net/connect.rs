@@ -128,7 +128,11 @@ impl Dialer {
         let stream = tls.connect(&endpoint.host, tcp).await.map_err(|e| {
             Error::new(
                 Status::TlsFailed,
-                format!("TLS handshake with {} failed: {e}", endpoint.authority()),
+                format!(
+                    "TLS handshake with {} failed: {}",
+                    endpoint.authority(),
+                    super::tls::describe_error(&e)
+                ),
             )
         })?;
         Ok(MaybeTlsStream::NativeTls(stream))

@@ -3,6 +3,7 @@
 //! writes it.
 
 /// A self-signed certificate for localhost and 127.0.0.1, and its key.
+#[cfg(target_os = "linux")]
 pub fn self_signed() -> (String, openssl::pkey::PKey<openssl::pkey::Private>) {
     use openssl::asn1::Asn1Time;
     use openssl::bn::BigNum;
@@ -42,10 +43,27 @@ pub fn self_signed() -> (String, openssl::pkey::PKey<openssl::pkey::Private>) {
 /// A new Ed25519 private key as `openssl genpkey -algorithm ed25519` (and
 /// so Binance's key generator) writes it: PKCS#8 v1 PEM. Also its
 /// verifying key.
+/// Made with the pkcs8 crate (a key pair without its public half is
+/// written as v1), so that it needs no OpenSSL off Linux.
 pub fn ed25519_key() -> (String, ed25519_dalek::VerifyingKey) {
-    use ed25519_dalek::pkcs8::DecodePrivateKey;
-    let key = openssl::pkey::PKey::generate_ed25519().unwrap();
-    let pem = String::from_utf8(key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+    use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, KeypairBytes};
+    use std::hash::{BuildHasher, Hasher};
+    // A fresh seed from std alone (these helpers are shared with the CLI's
+    // tests, which have no random number crate): each RandomState is
+    // keyed anew.
+    let mut secret_key = [0u8; 32];
+    for chunk in secret_key.chunks_mut(8) {
+        let n = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        chunk.copy_from_slice(&n.to_le_bytes());
+    }
+    let v1 = KeypairBytes {
+        secret_key,
+        public_key: None,
+    };
+    let pem = v1.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
     let verifying = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem)
         .unwrap()
         .verifying_key();
