@@ -92,6 +92,13 @@ pub const HANDSHAKE_WEIGHT: u32 = 5;
 
 /// An answer, with the `rateLimits` it carried (as JSON text).
 type Reply = (Result<Answer>, Option<String>);
+
+/// Why a request got no answer: its frame was never written (safe to send
+/// again), or it was and then the connection failed or fell silent.
+enum Failed {
+    Unsent(Error),
+    After(Error),
+}
 type Waiter = oneshot::Sender<Reply>;
 
 struct Conn {
@@ -445,24 +452,40 @@ impl Shared {
         // One connect deadline for the whole call, retry included: a call
         // that must connect takes at most the connect timeout to do so.
         let deadline = tokio::time::Instant::now() + self.config.dialer.connect_timeout;
-        let conn = self.connection(deadline).await?;
-        let (tx, rx) = oneshot::channel();
-        let (conn, rx) = match conn.register(id, tx) {
-            Ok(()) => (conn, rx),
-            // A connection found dead before our frame was written is safe
-            // to replace: nothing was sent, so retry once on a fresh one.
-            Err(e) => {
-                self.drop_current(&conn);
-                let fresh = self
-                    .connection(deadline)
-                    .await
-                    .map_err(|e2| e2.context(&e.message))?;
-                let (tx, rx) = oneshot::channel();
-                fresh.register(id, tx)?;
-                (fresh, rx)
+        let mut retried = false;
+        loop {
+            let conn = self.connection(deadline).await?;
+            let (tx, rx) = oneshot::channel();
+            let (conn, rx) = match conn.register(id, tx) {
+                Ok(()) => (conn, rx),
+                // A connection found dead before our frame was written is
+                // safe to replace: nothing was sent, so retry once on a
+                // fresh one.
+                Err(e) => {
+                    self.drop_current(&conn);
+                    let fresh = self
+                        .connection(deadline)
+                        .await
+                        .map_err(|e2| e2.context(&e.message))?;
+                    let (tx, rx) = oneshot::channel();
+                    fresh.register(id, tx)?;
+                    (fresh, rx)
+                }
+            };
+            match self.send_and_wait(conn, id, method, key_json, rx).await {
+                // The frame could not be written: the server had closed the
+                // connection (a restart) before the read half noticed, so
+                // it never saw the request. Once, on a fresh connection.
+                Err(Failed::Unsent(e)) if !retried => {
+                    retried = true;
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                }
+                Err(Failed::Unsent(e) | Failed::After(e)) => return Err(e),
+                Ok(reply) => return Ok(reply),
             }
-        };
-        self.send_and_wait(conn, id, method, key_json, rx).await
+        }
     }
 
     async fn send_and_wait(
@@ -472,7 +495,7 @@ impl Shared {
         method: &str,
         key_json: &Secret,
         rx: oneshot::Receiver<Reply>,
-    ) -> Result<Reply> {
+    ) -> std::result::Result<Reply, Failed> {
         let frame = request_frame(id, method, key_json);
         // If this future is dropped (a cancelled keepalive, a freed client),
         // the waiter must not stay registered until the connection dies.
@@ -485,14 +508,16 @@ impl Shared {
             let err = Error::closed(format!("sending {method} failed: {e}"));
             conn.kill(err.clone());
             self.drop_current(&conn);
-            return Err(err);
+            return Err(Failed::Unsent(err));
         }
         let t = self.config.request_timeout;
         match tokio::time::timeout(t, rx).await {
             Ok(Ok((outcome, rate_limits))) => {
                 Ok((outcome.map_err(|e| e.context(method)), rate_limits))
             }
-            Ok(Err(_)) => Err(Error::closed(format!("{method}: the connection closed"))),
+            Ok(Err(_)) => Err(Failed::After(Error::closed(format!(
+                "{method}: the connection closed"
+            )))),
             Err(_) => {
                 // No answer in time: the connection cannot be trusted, even
                 // if frames still arrive on it (a server may keep pinging
@@ -502,10 +527,10 @@ impl Shared {
                 // timeouts.
                 conn.retire();
                 self.drop_current(&conn);
-                Err(Error::timeout(format!(
+                Err(Failed::After(Error::timeout(format!(
                     "{method}: no answer within {} ms",
                     t.as_millis()
-                )))
+                ))))
             }
         }
     }

@@ -233,11 +233,6 @@ impl Rest {
             .enqueue(since_ms, SNAPSHOT_WEIGHT, self.config.snapshot_percent)
     }
 
-    /// The request budget this client draws on.
-    pub fn budget(&self) -> &Arc<Budget> {
-        &self.config.budget
-    }
-
     async fn run_snapshot(
         &self,
         scheduled: Option<Ticket>,
