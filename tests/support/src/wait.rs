@@ -32,6 +32,14 @@ pub fn thread_id() -> u64 {
 
 /// The system call thread `tid` of this process sleeps in (None while it
 /// runs or sleeps outside one).
+/// The futex system call's number: what a blocked waiter sleeps in. Only
+/// Linux shows a thread's system call (/proc), so elsewhere `wait_blocked`
+/// cannot tell and fails saying so (the tests that use it run on Linux).
+#[cfg(target_os = "linux")]
+const SYS_FUTEX: i64 = libc::SYS_futex as i64;
+#[cfg(not(target_os = "linux"))]
+const SYS_FUTEX: i64 = -1;
+
 fn syscall_of(tid: u64) -> Option<i64> {
     let path = format!("/proc/self/task/{tid}/syscall");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -47,7 +55,7 @@ fn syscall_of(tid: u64) -> Option<i64> {
 pub fn wait_blocked(what: &str, tid: u64, limit: Duration) {
     let mut since: Option<Instant> = None;
     wait_for(what, limit, || {
-        if syscall_of(tid) == Some(libc::SYS_futex) {
+        if syscall_of(tid) == Some(SYS_FUTEX) {
             since.get_or_insert_with(Instant::now).elapsed() >= BLOCKED_STABLE
         } else {
             since = None;
