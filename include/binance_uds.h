@@ -191,13 +191,15 @@ typedef struct binance_event binance_event;
 /**
  * An open user data stream: the account's events, in order, with the
  * listenKey kept alive, renewed and the connection replaced for you.
- * `binance_user_stream_next`, `binance_user_stream_health` and
+ * `binance_user_stream_next`, `binance_user_stream_try_next`,
+ * `binance_user_stream_fd`, `binance_user_stream_health` and
  * `binance_user_stream_shutdown` may be called from any thread at once.
  * `binance_user_stream_close` is its destructor (the contract names it
  * `_close`): it must be the last call on the stream, on every thread.
  *
  * Functions: `binance_user_stream_open`,
  * `binance_user_stream_open_callback`, `binance_user_stream_next`,
+ * `binance_user_stream_try_next`, `binance_user_stream_fd`,
  * `binance_user_stream_health`, `binance_user_stream_shutdown`,
  * `binance_user_stream_close`.
  */
@@ -913,6 +915,40 @@ binance_status binance_user_stream_open_callback(binance_client *client, binance
  * Thread-safe.
  */
 binance_status binance_user_stream_next(binance_user_stream *stream, uint32_t timeout_ms, binance_event **out_event, binance_error **out_err);
+
+/**
+ * The next event if one is queued, without waiting: BINANCE_OK with
+ * `*out_event` set (caller owns it; free with `binance_event_free`);
+ * BINANCE_TIMEOUT with `*out_event` untouched when none is queued (as
+ * `binance_user_stream_next` with a timeout of 0); BINANCE_STREAM_CLOSED
+ * once the stream is closed. BINANCE_INVALID_ARGUMENT on a stream opened
+ * with a callback. Made for a host event loop: wait for
+ * `binance_user_stream_fd` to be readable, then call this until it
+ * returns BINANCE_TIMEOUT. Thread-safe.
+ */
+binance_status binance_user_stream_try_next(binance_user_stream *stream, binance_event **out_event, binance_error **out_err);
+
+/**
+ * Sets `*out_fd` to a descriptor a host event loop (poll, epoll, kqueue,
+ * select, libuv, asyncio's add_reader) waits on for readability: readable
+ * exactly while an event is queued, so a level-triggered wait loses no
+ * wake-up. Read events with `binance_user_stream_try_next` until it
+ * returns BINANCE_TIMEOUT; the descriptor is lowered as the last queued
+ * event is taken (a rare wake-up may find nothing: try_next then returns
+ * BINANCE_TIMEOUT). It becomes readable, for good, when the stream is shut
+ * down or its client freed: try_next then returns BINANCE_STREAM_CLOSED.
+ * On Unix a file descriptor (one end of a socket pair); on Windows a
+ * SOCKET (one end of a loopback TCP pair), for select/WSAPoll. The
+ * stream owns it: do not read from, write to or close it; it stays open
+ * until `binance_user_stream_close`, which closes it (remove it from your
+ * loop first). Every call returns the same descriptor. Do not mix with a
+ * thread blocked in `binance_user_stream_next` on the same stream: events
+ * go to whichever reads first. BINANCE_INVALID_ARGUMENT on a stream opened
+ * with a callback; BINANCE_STREAM_CLOSED after shutdown;
+ * BINANCE_INTERNAL_ERROR if the system refused to make the socket pair
+ * (on any failure `*out_fd` is -1). Does not block. Thread-safe.
+ */
+binance_status binance_user_stream_fd(binance_user_stream *stream, int64_t *out_fd, binance_error **out_err);
 
 /**
  * Fills `*out_health` with a snapshot of the stream's health: the fields

@@ -22,6 +22,7 @@ pub(crate) mod queue;
 pub(crate) mod rest;
 pub(crate) mod retry;
 pub(crate) mod secret;
+pub(crate) mod signal;
 pub(crate) mod stream;
 pub(crate) mod text;
 

@@ -27,6 +27,7 @@ use super::event::Event;
 use super::gate::Gate;
 use super::net::runtime::RuntimeRef;
 use super::queue::Popped;
+use super::signal::RawFd;
 use super::Client;
 use conn::ConnSettings;
 use shared::Shared;
@@ -224,6 +225,31 @@ impl UserStream {
             Popped::TimedOut => Ok(None),
             Popped::Closed => Err(Error::new(Status::StreamClosed, "the stream is closed")),
         }
+    }
+
+    /// The next event if one is queued, without waiting: `next` with a
+    /// zero timeout.
+    pub fn try_next(&self) -> Result<Option<Event>> {
+        self.next(Duration::ZERO)
+    }
+
+    /// A descriptor a host event loop waits on: readable exactly while
+    /// `try_next` returns without `Ok(None)` (an event is queued, or the
+    /// stream is closed). Owned by the stream, open until it is dropped.
+    pub fn fd(&self) -> Result<RawFd> {
+        if self.callback_mode {
+            return Err(Error::invalid(
+                "stream: this stream delivers to its callback; it has no descriptor to poll",
+            ));
+        }
+        let _in = self
+            .gate
+            .enter()
+            .map_err(|_| Error::new(Status::StreamClosed, "the stream is closed"))?;
+        self.shared
+            .queue
+            .signal_fd()
+            .map_err(|e| Error::internal(format!("making the stream's descriptor failed: {e}")))
     }
 
     pub fn health(&self) -> Health {
