@@ -919,7 +919,7 @@ binance_status binance_user_stream_next(binance_user_stream *stream, uint32_t ti
 /**
  * The next event if one is queued, without waiting: BINANCE_OK with
  * `*out_event` set (caller owns it; free with `binance_event_free`);
- * BINANCE_TIMEOUT with `*out_event` untouched when none is queued (as
+ * BINANCE_TIMEOUT with `*out_event` NULL when none is queued (as
  * `binance_user_stream_next` with a timeout of 0); BINANCE_STREAM_CLOSED
  * once the stream is closed. BINANCE_INVALID_ARGUMENT on a stream opened
  * with a callback. Made for a host event loop: wait for
