@@ -283,6 +283,8 @@ _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "binance_user_stream_open": (_status, [_handle, _out_handle, _out_err]),
     "binance_user_stream_open_callback": (_status, [_handle, _EventCallback, c_void_p, _out_handle, _out_err]),
     "binance_user_stream_next": (_status, [_handle, c_uint32, _out_handle, _out_err]),
+    "binance_user_stream_try_next": (_status, [_handle, _out_handle, _out_err]),
+    "binance_user_stream_fd": (_status, [_handle, POINTER(c_int64), _out_err]),
     "binance_user_stream_health": (_status, [_handle, POINTER(_Health), _out_err]),
     "binance_user_stream_shutdown": (None, [_handle]),
     "binance_user_stream_close": (None, [_handle]),
