@@ -86,6 +86,9 @@ for i in $(seq 1 "$runs"); do
     UDS_BENCH_JSON="target/bench/run-$i.json" cargo bench --bench uds
     files+=("target/bench/run-$i.json")
 done
+echo "== Python: binance_uds.aio against the blocking stream (benches/aio.py)"
+BINANCE_UDS_LIBRARY="$PWD/target/release/libbinance_uds.so" BINANCE_UDS_EXCHANGE="$PWD/target/release/local-exchange" \
+    python3 benches/aio.py "$runs" "$([ -n "$quick" ] && echo 100 || echo 300)" | tee target/bench/aio.txt
 if [ "$runs" -gt 1 ] || [ -n "$write" ]; then
     echo "== $runs runs merged (median and range)"
     cargo bench --bench uds -- report target/bench/BENCHMARKS.md "${files[@]}"
