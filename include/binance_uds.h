@@ -154,7 +154,8 @@ typedef struct binance_client binance_client;
  *   `binance_config_set_silence_timeout_ms`,
  *   `binance_config_set_stream_rotation_ms`,
  *   `binance_config_set_event_queue_capacity`,
- *   `binance_config_set_account_resync`, `binance_config_set_stream_form`;
+ *   `binance_config_set_account_resync`, `binance_config_set_stream_form`,
+ *   `binance_config_set_open_waits_for_subscription`;
  * - sharing connections between clients:
  *   `binance_config_set_connection_sharing`,
  *   `binance_config_set_stream_subscriptions_per_connection`;
@@ -653,6 +654,24 @@ binance_status binance_config_set_event_queue_capacity(binance_config *cfg, uint
  * and `snapshot_eta_ms` say whether one waits and roughly until when.
  */
 binance_status binance_config_set_account_resync(binance_config *cfg, int32_t enabled, binance_error **out_err);
+
+/**
+ * Whether `binance_user_stream_open` waits for the stream server to
+ * acknowledge the subscription: 1 (default) waits, so an open that
+ * returns BINANCE_OK is live, and a refusal is the open's error; 0 returns
+ * as soon as the listenKey is obtained and the subscription is sent (or
+ * queued in the connection's pacing), so that a program opening many
+ * accounts from one thread is not paced by the acknowledgements:
+ * subscriptions queued meanwhile go out together, up to 100 keys a
+ * message within Binance's 10 messages a second per connection. The
+ * stream then delivers the library event `binance.stream_subscribed`
+ * (`from_ms`: when it was asked) as the subscription is acknowledged,
+ * before any event of it; if the server refuses it instead, the stream
+ * recovers as from a lost connection (`binance.stream_disconnected`,
+ * then `binance.stream_gap` with reason `subscribe_failed` once live).
+ * BINANCE_INVALID_ARGUMENT for any other value.
+ */
+binance_status binance_config_set_open_waits_for_subscription(binance_config *cfg, int32_t wait, binance_error **out_err);
 
 /**
  * Chooses how user streams subscribe: `BINANCE_STREAM_FORM_SUBSCRIBE`

@@ -35,7 +35,7 @@ pub use config::{Config, TESTNET_REST, TESTNET_STREAM, TESTNET_WS_API};
 pub use error::{Error, Result, Status};
 pub use event::{
     Event, ACCOUNT_SNAPSHOT, ACCOUNT_SNAPSHOT_FAILED, LISTEN_KEY_RENEWED, STREAM_DISCONNECTED,
-    STREAM_GAP,
+    STREAM_GAP, STREAM_SUBSCRIBED,
 };
 pub use rest::budget::View as BudgetView;
 pub use rest::SNAPSHOT_WEIGHT;

@@ -491,6 +491,36 @@ static void shutdown_then_join_then_close(void)
     binance_client_free(client);
 }
 
+/* An open that does not wait for its subscription returns a stream that
+ * says when it is live, before any event; bad values are refused. */
+static void open_without_waiting(void)
+{
+    binance_error *err = NULL;
+    binance_config *cfg = stream_config();
+    binance_client *client;
+    binance_user_stream *s = NULL;
+
+    CHECK_FAIL(binance_config_set_open_waits_for_subscription(cfg, 2, &err), BINANCE_INVALID_ARGUMENT, err,
+               "wait");
+    CHECK_FAIL(binance_config_set_open_waits_for_subscription(NULL, 0, &err), BINANCE_INVALID_ARGUMENT, err,
+               "cfg");
+    CHECK_OK(binance_config_set_open_waits_for_subscription(cfg, 0, &err), err);
+    client = test_client_from(cfg);
+    CHECK_OK(binance_user_stream_open(client, &s, &err), err);
+    if (s != NULL) {
+        binance_event *ev = next_event(s);
+        CHECK(ev != NULL && strcmp(binance_event_type(ev), "binance.stream_subscribed") == 0);
+        CHECK(ev != NULL && binance_event_is_library(ev) == 1);
+        binance_event_free(ev);
+        emit("ORDER_TRADE_UPDATE", 1);
+        ev = next_event(s);
+        CHECK(ev != NULL && strcmp(binance_event_type(ev), "ORDER_TRADE_UPDATE") == 0);
+        binance_event_free(ev);
+    }
+    binance_user_stream_close(s);
+    binance_client_free(client);
+}
+
 /* 1 if `fd` is readable within `ms`. */
 static int readable(int64_t fd, int ms)
 {
@@ -621,5 +651,6 @@ int main(void)
     close_wakes_a_blocked_reader();
     shutdown_then_join_then_close();
     poll_loop();
+    open_without_waiting();
     return harness_finish("user_stream");
 }
