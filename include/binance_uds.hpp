@@ -330,6 +330,17 @@ public:
                    static_cast<std::int32_t>(enabled ? 1 : 0));
     }
 
+    /* Whether opening a user stream waits for its subscription's
+       acknowledgement (default true). false: the open returns once the
+       subscription is sent, and the stream delivers
+       binance.stream_subscribed when it is live, so that opening many
+       accounts from one thread is not paced by the answers. */
+    config &open_waits_for_subscription(bool wait)
+    {
+        return set("binance_config_set_open_waits_for_subscription",
+                   binance_config_set_open_waits_for_subscription, static_cast<std::int32_t>(wait ? 1 : 0));
+    }
+
     /* The share of the request budget account resync snapshots may draw,
        1 to 100 percent (default 50). See binance_uds.h. */
     config &snapshot_budget_percent(std::uint32_t percent)

@@ -234,6 +234,8 @@ void config_errors_name_the_argument()
         .recv_window(60s)
         .account_resync(true)
         .account_resync(false)
+        .open_waits_for_subscription(false)
+        .open_waits_for_subscription(true)
         .snapshot_budget_percent(25)
         .source_address("127.0.0.1")
         .clear_source_address();
@@ -682,9 +684,13 @@ void stream_form_sharing_and_health()
 }
 }  // namespace
 
+// Opened without waiting for its subscription, the stream's first event
+// through the descriptor says it is live; then the account's events.
 void a_poll_loop_takes_events_with_try_next()
 {
-    binance::client client(exchange_config());
+    binance::config cfg = exchange_config();
+    cfg.open_waits_for_subscription(false);
+    binance::client client(cfg);
     binance::user_stream stream(client);
     const std::int64_t fd = stream.fd();
     CHECK(fd >= 0);
@@ -693,8 +699,9 @@ void a_poll_loop_takes_events_with_try_next()
         pollfd p{static_cast<int>(fd), POLLIN, 0};
         return ::poll(&p, 1, ms) == 1 && (p.revents & POLLIN) != 0;
     };
-    while (stream.try_next()) {
-    }
+    CHECK(readable(10000));
+    const std::optional<binance::event> live = stream.try_next();
+    CHECK(live.has_value() && live->type() == "binance.stream_subscribed" && live->is_library());
     CHECK(!readable(0));
     const std::string key = env("BINANCE_API_KEY");
     control(R"({"cmd":"emit","api_key":")" + key + R"(","type":"ORDER_TRADE_UPDATE","count":20})");
