@@ -102,7 +102,10 @@ pub type binance_event_callback =
 /// default `SUBSCRIBE` on `<stream endpoint>/stream`, sharing a connection
 /// with streams of clients configured alike) and starts queueing events.
 /// Blocks until the server acknowledged the subscription: up to the connect
-/// and request timeouts. BINANCE_API_ERROR if the stream server refused the
+/// and request timeouts (with
+/// `binance_config_set_open_waits_for_subscription(cfg, 0, &err)`, only
+/// until the listenKey is obtained and the subscription sent; then
+/// `binance.stream_subscribed` says when it is live). BINANCE_API_ERROR if the stream server refused the
 /// subscription (its code kept), BINANCE_TIMEOUT if it did not answer.
 /// Events are then read with `binance_user_stream_next`. The stream keeps
 /// the key alive on the configured interval; on a lost or silent
