@@ -19,10 +19,10 @@ request/response; each runs in the
 loop's default executor (a thread for the duration of the call, the GIL
 released while it waits). A stream is read on the loop itself: the library
 hands out a descriptor readable exactly while events are queued
-(``binance_user_stream_fd``), the loop waits on it with ``add_reader``, and
-a waiting reader takes the events with ``binance_user_stream_try_next``
-without blocking. An event costs one wake-up of the loop, and none when it
-was already queued. No thread waits on behalf of a waiting coroutine, and
+(``binance_user_stream_fd``), the loop watches it with ``add_reader``, and
+the reader callback takes the events with ``binance_user_stream_try_next``
+without blocking and wakes a waiting coroutine for each. An event costs one
+wake-up of the loop. No thread waits on behalf of a waiting coroutine, and
 nothing polls.
 
 On a loop without ``add_reader`` (Windows' ProactorEventLoop) the stream is
@@ -30,9 +30,9 @@ opened in callback form instead (``binance_user_stream_open_callback``): the
 library calls back on the one thread it owns for the stream, the event is
 copied there and handed to the loop with ``call_soon_threadsafe``.
 
-Memory stays bounded: events wait in the library's queue (and, in callback
-form, at most ``max_pending`` in the loop's); what the library's queue
-cannot hold is dropped and reported by a ``binance.stream_gap`` (reason
+Memory stays bounded: at most ``max_pending`` events wait in the loop;
+beyond that the loop stops taking them and the library's queue fills, and
+what it cannot hold is dropped and reported by a ``binance.stream_gap`` (reason
 ``queue_overflow``), as for the blocking stream.
 
 Closing (``await stream.close()``, leaving ``async with``, or cancelling
@@ -43,10 +43,11 @@ Use a client and its streams from one event loop.
 """
 
 import asyncio
+import collections
 import ctypes
 import socket
 import threading
-from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Set, TypeVar
+from typing import Any, AsyncIterator, Callable, Deque, Dict, Optional, Set, TypeVar
 
 from . import (
     OK,
@@ -194,7 +195,13 @@ class UserStream:
         # The pollable form (the loop has add_reader): the stream's
         # descriptor, and the readers waiting for it to become readable.
         self._fd: Optional[int] = None
-        self._waiters: "List[asyncio.Future[None]]" = []
+        # Events the loop took from the library, not yet read (at most
+        # max_pending), the readers waiting for one, whether the loop
+        # watches the descriptor, and the library's last word (closed).
+        self._ready: "Deque[Event]" = collections.deque()
+        self._waiters: "Deque[asyncio.Future[None]]" = collections.deque()
+        self._reading = False
+        self._ended: Optional[BaseException] = None
 
     # -- the library's thread ------------------------------------------------
 
@@ -261,6 +268,7 @@ class UserStream:
                 raise
         self._handle = handle
         self._client._streams.add(self)
+        self._resume_reading()
         return self
 
     # -- reading ---------------------------------------------------------------
@@ -271,38 +279,62 @@ class UserStream:
         if self._fd is None:
             return await self._next_from_callback()
         while True:
-            handle = self._handle
-            if self._closed or handle is None:
+            if self._closed or self._handle is None:
                 raise _error(STREAM_CLOSED, "the stream is closed")
-            event = _try_next(handle)
-            if event is not None:
+            if self._ready:
+                event = self._ready.popleft()
+                self._resume_reading()
                 return event
-            await self._readable()
+            if self._ended is not None:
+                raise self._ended
+            assert self._loop is not None
+            waiter = self._loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiters:  # cancelled
+                    self._waiters.remove(waiter)
 
-    async def _readable(self) -> None:
-        """Waits until the stream's descriptor is readable (an event is
-        queued, or the stream closed), or the stream is closed here. One
-        reader callback serves every waiting reader; it is removed when
-        nobody waits, so an unread stream costs the loop nothing."""
-        assert self._loop is not None and self._fd is not None
-        waiter = self._loop.create_future()
-        if not self._waiters:
-            self._loop.add_reader(self._fd, self._wake_waiters)
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        finally:
-            if waiter in self._waiters:  # cancelled
-                self._waiters.remove(waiter)
-                if not self._waiters:
-                    self._loop.remove_reader(self._fd)
+    def _on_readable(self) -> None:
+        """The descriptor is readable: takes the queued events (until the
+        library has none, which lowers the descriptor, or max_pending wait
+        here) and wakes a waiting reader for each. An event costs this one
+        wake-up of the loop."""
+        handle = self._handle
+        while handle is not None and len(self._ready) < self._max_pending:
+            try:
+                event = _try_next(handle)
+            except BaseException as e:  # noqa: B036 (StreamClosed: the client was freed)
+                self._ended = e
+                self._stop_reading()
+                self._wake_waiters()
+                return
+            if event is None:
+                return
+            self._ready.append(event)
+            while self._waiters:
+                waiter = self._waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    break
+        # Full: the library's queue holds the rest until a reader makes room.
+        self._stop_reading()
+
+    def _resume_reading(self) -> None:
+        if not self._reading and self._loop is not None and self._fd is not None and self._handle is not None:
+            if len(self._ready) < self._max_pending:
+                self._loop.add_reader(self._fd, self._on_readable)
+                self._reading = True
+
+    def _stop_reading(self) -> None:
+        if self._reading and self._loop is not None and self._fd is not None:
+            self._loop.remove_reader(self._fd)
+        self._reading = False
 
     def _wake_waiters(self) -> None:
-        """The descriptor is readable, or the stream closes: every waiting
-        reader tries again (the ones that find nothing wait again)."""
-        waiters, self._waiters = self._waiters, []
-        if self._loop is not None and self._fd is not None:
-            self._loop.remove_reader(self._fd)
+        """Every waiting reader looks again (the stream closed)."""
+        waiters, self._waiters = self._waiters, collections.deque()
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -358,6 +390,8 @@ class UserStream:
         handle, self._handle = self._handle, None
         self._closed = True
         # Off the loop before the stream closes its descriptor.
+        self._stop_reading()
+        self._ready.clear()
         self._wake_waiters()
         with self._cond:
             self._cond.notify_all()  # the library's thread, if it waits for room
@@ -422,13 +456,25 @@ def _try_next(handle: int) -> Optional[Event]:
     """The next queued event, or None; never blocks."""
     lib = _lib()
     out = ctypes.c_void_p()
-    err = ctypes.c_void_p()
-    status = lib.binance_user_stream_try_next(handle, ctypes.byref(out), ctypes.byref(err))
+    # No error object for the common "nothing queued" answer.
+    status = lib.binance_user_stream_try_next(handle, ctypes.byref(out), None)
     if status == TIMEOUT:
-        lib.binance_error_free(err)
         return None
     if status != OK:
+        err = ctypes.c_void_p()
+        status = lib.binance_user_stream_try_next(handle, ctypes.byref(out), ctypes.byref(err))
+        if status == OK:  # one came meanwhile
+            return _take_event(out)
+        if status == TIMEOUT:
+            lib.binance_error_free(err)
+            return None
         raise _take_error(status, err)
+    return _take_event(out)
+
+
+def _take_event(out: ctypes.c_void_p) -> Event:
+    """Copies an event the caller owns, and frees it."""
+    lib = _lib()
     try:
         return _copy_event(out)
     finally:
