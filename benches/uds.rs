@@ -659,6 +659,8 @@ struct Events {
     raw_lat: Vec<f64>,
     /// The raw consumer busy-polling instead of sleeping in epoll.
     busy_lat: Vec<f64>,
+    /// The library's stream read from a poll loop on its descriptor.
+    poll_lat: Vec<f64>,
 }
 
 /// What one consumer saw: when the first and last events returned, and each
@@ -694,9 +696,19 @@ impl Seen {
 
 /// `n` events for the library's stream through `binance_user_stream_next`.
 fn lib_consume(st: &Stream, n: usize) -> Seen {
+    consume(n, || st.next(5000).expect("next"))
+}
+
+/// `lib_consume` through the stream's descriptor: poll(2), then try_next.
+fn poll_consume(st: &Stream, n: usize) -> Seen {
+    let fd = st.fd().expect("fd");
+    consume(n, || st.poll_next(fd, 5000).expect("poll"))
+}
+
+fn consume(n: usize, mut next: impl FnMut() -> Option<capi::Event>) -> Seen {
     let mut seen = Seen::new();
     while seen.lat.len() < n {
-        let ev = st.next(5000).expect("next").expect("an event within 5 s");
+        let ev = next().expect("an event within 5 s");
         let now = now_ns();
         if ev.is_library() {
             continue; // none expected
@@ -850,6 +862,9 @@ fn events(b: &Bench, plan: &Plan) -> Events {
         t.join().expect("emitter");
         let t = paced_emitter(ex.control, cb_key, plan.paced, plan.paced_gap);
         out.cb_lat.extend(sink.take(plan.paced).lat);
+        t.join().expect("emitter");
+        let t = paced_emitter(ex.control, lib_key, plan.paced, plan.paced_gap);
+        out.poll_lat.extend(poll_consume(&st, plan.paced).lat);
         t.join().expect("emitter");
         let t = paced_emitter(ex.control, raw_key, plan.paced, plan.paced_gap);
         out.raw_lat
@@ -1203,6 +1218,25 @@ fn event_rows(rows: &mut Vec<Row>, plan: &Plan, e: &Events) {
     let raw_rate = median(&e.raw_rate);
     // The floor is the faster of its two ways of waiting, per statistic.
     let floor = |p: f64| pct(&e.raw_lat, p).min(pct(&e.busy_lat, p));
+    for (p, name, target) in [
+        (50.0, "p50", Target::PlusMax(5.0)),
+        (99.0, "p99", Target::RatioMax(1.1)),
+    ] {
+        rows.push(
+            Row::new(
+                "5",
+                format!(
+                    "event latency {name} through the descriptor, poll + try_next (n = {})",
+                    e.poll_lat.len()
+                ),
+                pct(&e.poll_lat, p),
+                floor(p),
+                Unit::Us,
+            )
+            .plus()
+            .target(target),
+        );
+    }
     for (how, rate, lat) in [
         ("`next`", &e.lib_rate, &e.lib_lat),
         ("callback", &e.cb_rate, &e.cb_lat),

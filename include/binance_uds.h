@@ -154,7 +154,8 @@ typedef struct binance_client binance_client;
  *   `binance_config_set_silence_timeout_ms`,
  *   `binance_config_set_stream_rotation_ms`,
  *   `binance_config_set_event_queue_capacity`,
- *   `binance_config_set_account_resync`, `binance_config_set_stream_form`;
+ *   `binance_config_set_account_resync`, `binance_config_set_stream_form`,
+ *   `binance_config_set_open_waits_for_subscription`;
  * - sharing connections between clients:
  *   `binance_config_set_connection_sharing`,
  *   `binance_config_set_stream_subscriptions_per_connection`;
@@ -191,13 +192,15 @@ typedef struct binance_event binance_event;
 /**
  * An open user data stream: the account's events, in order, with the
  * listenKey kept alive, renewed and the connection replaced for you.
- * `binance_user_stream_next`, `binance_user_stream_health` and
+ * `binance_user_stream_next`, `binance_user_stream_try_next`,
+ * `binance_user_stream_fd`, `binance_user_stream_health` and
  * `binance_user_stream_shutdown` may be called from any thread at once.
  * `binance_user_stream_close` is its destructor (the contract names it
  * `_close`): it must be the last call on the stream, on every thread.
  *
  * Functions: `binance_user_stream_open`,
  * `binance_user_stream_open_callback`, `binance_user_stream_next`,
+ * `binance_user_stream_try_next`, `binance_user_stream_fd`,
  * `binance_user_stream_health`, `binance_user_stream_shutdown`,
  * `binance_user_stream_close`.
  */
@@ -653,6 +656,24 @@ binance_status binance_config_set_event_queue_capacity(binance_config *cfg, uint
 binance_status binance_config_set_account_resync(binance_config *cfg, int32_t enabled, binance_error **out_err);
 
 /**
+ * Whether `binance_user_stream_open` waits for the stream server to
+ * acknowledge the subscription: 1 (default) waits, so an open that
+ * returns BINANCE_OK is live, and a refusal is the open's error; 0 returns
+ * as soon as the listenKey is obtained and the subscription is sent (or
+ * queued in the connection's pacing), so that a program opening many
+ * accounts from one thread is not paced by the acknowledgements:
+ * subscriptions queued meanwhile go out together, up to 100 keys a
+ * message within Binance's 10 messages a second per connection. The
+ * stream then delivers the library event `binance.stream_subscribed`
+ * (`from_ms`: when it was asked) as the subscription is acknowledged,
+ * before any event of it; if the server refuses it instead, the stream
+ * recovers as from a lost connection (`binance.stream_disconnected`,
+ * then `binance.stream_gap` with reason `subscribe_failed` once live).
+ * BINANCE_INVALID_ARGUMENT for any other value.
+ */
+binance_status binance_config_set_open_waits_for_subscription(binance_config *cfg, int32_t wait, binance_error **out_err);
+
+/**
  * Chooses how user streams subscribe: `BINANCE_STREAM_FORM_SUBSCRIBE`
  * (default) or `BINANCE_STREAM_FORM_QUERY`. BINANCE_INVALID_ARGUMENT for
  * any other value.
@@ -868,7 +889,10 @@ binance_status binance_listen_key_stop(binance_client *client, binance_error **o
  * default `SUBSCRIBE` on `<stream endpoint>/stream`, sharing a connection
  * with streams of clients configured alike) and starts queueing events.
  * Blocks until the server acknowledged the subscription: up to the connect
- * and request timeouts. BINANCE_API_ERROR if the stream server refused the
+ * and request timeouts (with
+ * `binance_config_set_open_waits_for_subscription(cfg, 0, &err)`, only
+ * until the listenKey is obtained and the subscription sent; then
+ * `binance.stream_subscribed` says when it is live). BINANCE_API_ERROR if the stream server refused the
  * subscription (its code kept), BINANCE_TIMEOUT if it did not answer.
  * Events are then read with `binance_user_stream_next`. The stream keeps
  * the key alive on the configured interval; on a lost or silent
@@ -913,6 +937,40 @@ binance_status binance_user_stream_open_callback(binance_client *client, binance
  * Thread-safe.
  */
 binance_status binance_user_stream_next(binance_user_stream *stream, uint32_t timeout_ms, binance_event **out_event, binance_error **out_err);
+
+/**
+ * The next event if one is queued, without waiting: BINANCE_OK with
+ * `*out_event` set (caller owns it; free with `binance_event_free`);
+ * BINANCE_TIMEOUT with `*out_event` NULL when none is queued (as
+ * `binance_user_stream_next` with a timeout of 0); BINANCE_STREAM_CLOSED
+ * once the stream is closed. BINANCE_INVALID_ARGUMENT on a stream opened
+ * with a callback. Made for a host event loop: wait for
+ * `binance_user_stream_fd` to be readable, then call this until it
+ * returns BINANCE_TIMEOUT. Thread-safe.
+ */
+binance_status binance_user_stream_try_next(binance_user_stream *stream, binance_event **out_event, binance_error **out_err);
+
+/**
+ * Sets `*out_fd` to a descriptor a host event loop (poll, epoll, kqueue,
+ * select, libuv, asyncio's add_reader) waits on for readability: readable
+ * exactly while an event is queued, so a level-triggered wait loses no
+ * wake-up. Read events with `binance_user_stream_try_next` until it
+ * returns BINANCE_TIMEOUT; the descriptor is lowered as the last queued
+ * event is taken (a rare wake-up may find nothing: try_next then returns
+ * BINANCE_TIMEOUT). It becomes readable, for good, when the stream is shut
+ * down or its client freed: try_next then returns BINANCE_STREAM_CLOSED.
+ * On Unix a file descriptor (one end of a socket pair); on Windows a
+ * SOCKET (one end of a loopback TCP pair), for select/WSAPoll. The
+ * stream owns it: do not read from, write to or close it; it stays open
+ * until `binance_user_stream_close`, which closes it (remove it from your
+ * loop first). Every call returns the same descriptor. Do not mix with a
+ * thread blocked in `binance_user_stream_next` on the same stream: events
+ * go to whichever reads first. BINANCE_INVALID_ARGUMENT on a stream opened
+ * with a callback; BINANCE_STREAM_CLOSED after shutdown;
+ * BINANCE_INTERNAL_ERROR if the system refused to make the socket pair
+ * (on any failure `*out_fd` is -1). Does not block. Thread-safe.
+ */
+binance_status binance_user_stream_fd(binance_user_stream *stream, int64_t *out_fd, binance_error **out_err);
 
 /**
  * Fills `*out_health` with a snapshot of the stream's health: the fields

@@ -330,6 +330,17 @@ public:
                    static_cast<std::int32_t>(enabled ? 1 : 0));
     }
 
+    /* Whether opening a user stream waits for its subscription's
+       acknowledgement (default true). false: the open returns once the
+       subscription is sent, and the stream delivers
+       binance.stream_subscribed when it is live, so that opening many
+       accounts from one thread is not paced by the answers. */
+    config &open_waits_for_subscription(bool wait)
+    {
+        return set("binance_config_set_open_waits_for_subscription",
+                   binance_config_set_open_waits_for_subscription, static_cast<std::int32_t>(wait ? 1 : 0));
+    }
+
     /* The share of the request budget account resync snapshots may draw,
        1 to 100 percent (default 50). See binance_uds.h. */
     config &snapshot_budget_percent(std::uint32_t percent)
@@ -532,14 +543,9 @@ public:
        BINANCE_TIMEOUT, or BINANCE_STREAM_CLOSED; throws on other errors. */
     binance_status next(std::chrono::milliseconds timeout, event &out)
     {
-        binance_user_stream *raw = nullptr;
-        {
-            const std::lock_guard<std::mutex> lock(mutex_);
-            if (closing_)
-                return BINANCE_STREAM_CLOSED;
-            raw = raw_;
-            ++readers_;
-        }
+        binance_user_stream *const raw = enter();
+        if (raw == nullptr)
+            return BINANCE_STREAM_CLOSED;
         const reader_exit exit{this};
         // One C call per UINT32_MAX ms (49 days): "forever" is a loop.
         constexpr std::chrono::milliseconds longest{UINT32_MAX};
@@ -560,6 +566,34 @@ public:
                 return BINANCE_TIMEOUT;
             left -= wait;
         }
+    }
+
+    /* One event if one is queued: BINANCE_OK with `out` set,
+       BINANCE_TIMEOUT, or BINANCE_STREAM_CLOSED; throws on other errors. */
+    binance_status try_next(event &out)
+    {
+        binance_user_stream *const raw = enter();
+        if (raw == nullptr)
+            return BINANCE_STREAM_CLOSED;
+        const reader_exit exit{this};
+        binance_event *ev = nullptr;
+        binance_error *err_raw = nullptr;
+        const binance_status status = binance_user_stream_try_next(raw, &ev, &err_raw);
+        const error_ptr err(err_raw);
+        out = event(ev);
+        if (status != BINANCE_OK && status != BINANCE_TIMEOUT && status != BINANCE_STREAM_CLOSED)
+            throw error("binance_user_stream_try_next", status, err.get());
+        return status;
+    }
+
+    std::int64_t fd() const
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        if (closing_)
+            throw error("binance_user_stream_fd", BINANCE_STREAM_CLOSED, "the stream is closed");
+        std::int64_t fd = -1;
+        check("binance_user_stream_fd", [&](binance_error **e) { return binance_user_stream_fd(raw_, &fd, e); });
+        return fd;
     }
 
     stream_health health() const
@@ -595,6 +629,16 @@ public:
     }
 
 private:
+    /* Counts a reader in and returns the C stream; NULL once closing. */
+    binance_user_stream *enter()
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        if (closing_)
+            return nullptr;
+        ++readers_;
+        return raw_;
+    }
+
     /* Leaves the reader count however next() returns. Notified under the
        lock: once a closer sees no reader, none touches this object again. */
     struct reader_exit {
@@ -663,6 +707,29 @@ public:
             throw error("binance_user_stream_next", BINANCE_STREAM_CLOSED, "the stream is closed");
         }
     }
+
+    /* The next event if one is queued, or std::nullopt; never waits.
+       Throws binance::error with BINANCE_STREAM_CLOSED once the stream is
+       closed. For a host event loop: on fd() readable, call until nullopt. */
+    std::optional<event> try_next()
+    {
+        event ev;
+        switch (state("binance_user_stream_try_next").try_next(ev)) {
+        case BINANCE_OK:
+            return std::optional<event>(std::move(ev));
+        case BINANCE_TIMEOUT:
+            return std::nullopt;
+        default:
+            throw error("binance_user_stream_try_next", BINANCE_STREAM_CLOSED, "the stream is closed");
+        }
+    }
+
+    /* A descriptor readable exactly while events are queued, and for good
+       once the stream is shut down (binance_user_stream_fd: a file
+       descriptor on Unix, a SOCKET on Windows). The stream owns it: do not
+       read or close it; it is closed with the stream, so take it out of
+       your loop before close(). */
+    std::int64_t fd() const { return state("binance_user_stream_fd").fd(); }
 
     /* The events as an input range, for a range-based for loop. It ends
        when the stream is closed (e.g. by close() on another thread) or, if

@@ -86,6 +86,12 @@ for i in $(seq 1 "$runs"); do
     UDS_BENCH_JSON="target/bench/run-$i.json" cargo bench --bench uds
     files+=("target/bench/run-$i.json")
 done
+echo "== restart: 1000 accounts opened from one thread (benches/restart.rs)"
+BINANCE_UDS_ACCOUNTS="$([ -n "$quick" ] && echo 200 || echo 1000)" BINANCE_UDS_WAITING="$([ -n "$quick" ] && echo 20 || echo 100)" \
+    cargo bench --bench restart | tee target/bench/restart.txt
+echo "== Python: binance_uds.aio against the blocking stream (benches/aio.py)"
+BINANCE_UDS_LIBRARY="$PWD/target/release/libbinance_uds.so" BINANCE_UDS_EXCHANGE="$PWD/target/release/local-exchange" \
+    python3 benches/aio.py "$runs" "$([ -n "$quick" ] && echo 100 || echo 300)" | tee target/bench/aio.txt
 if [ "$runs" -gt 1 ] || [ -n "$write" ]; then
     echo "== $runs runs merged (median and range)"
     cargo bench --bench uds -- report target/bench/BENCHMARKS.md "${files[@]}"

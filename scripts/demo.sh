@@ -3,6 +3,8 @@
 # exchange on loopback: no credentials, no internet.
 #   scripts/demo.sh              examples/c/listen_key.c (start, keepalive, stop)
 #   scripts/demo.sh user_stream  examples/c/user_stream.c (events as they come)
+#   scripts/demo.sh poll_stream  examples/c/poll_stream.c (the same from a
+#                                poll() loop on the stream's descriptor)
 #   scripts/demo.sh account_book examples/c/account_book.c (open orders and
 #                                positions kept from snapshots and events,
 #                                through a dropped stream)
@@ -47,7 +49,7 @@ done <"$work/ready"
 echo "   WebSocket API $ws_api, stream $stream, REST $rest"
 
 export BINANCE_WS_API_URL=$ws_api BINANCE_STREAM_URL=$stream BINANCE_REST_URL=$rest BINANCE_CA_FILE=$work/ca.pem
-if [ "$example" = user_stream ]; then
+if [ "$example" = user_stream ] || [ "$example" = poll_stream ]; then
     export BINANCE_MAX_EVENTS=${BINANCE_MAX_EVENTS:-6}
     # Some account activity on the exchange once the stream is up.
     (

@@ -29,7 +29,8 @@ use std::ffi::c_char;
 ///   `binance_config_set_silence_timeout_ms`,
 ///   `binance_config_set_stream_rotation_ms`,
 ///   `binance_config_set_event_queue_capacity`,
-///   `binance_config_set_account_resync`, `binance_config_set_stream_form`;
+///   `binance_config_set_account_resync`, `binance_config_set_stream_form`,
+///   `binance_config_set_open_waits_for_subscription`;
 /// - sharing connections between clients:
 ///   `binance_config_set_connection_sharing`,
 ///   `binance_config_set_stream_subscriptions_per_connection`;
@@ -363,6 +364,33 @@ pub extern "C" fn binance_config_set_account_resync(
 ) -> binance_status {
     guard(out_err, || {
         ffi::obj_mut(cfg, "cfg")?.inner.set_account_resync(enabled)
+    })
+}
+
+/// Whether `binance_user_stream_open` waits for the stream server to
+/// acknowledge the subscription: 1 (default) waits, so an open that
+/// returns BINANCE_OK is live, and a refusal is the open's error; 0 returns
+/// as soon as the listenKey is obtained and the subscription is sent (or
+/// queued in the connection's pacing), so that a program opening many
+/// accounts from one thread is not paced by the acknowledgements:
+/// subscriptions queued meanwhile go out together, up to 100 keys a
+/// message within Binance's 10 messages a second per connection. The
+/// stream then delivers the library event `binance.stream_subscribed`
+/// (`from_ms`: when it was asked) as the subscription is acknowledged,
+/// before any event of it; if the server refuses it instead, the stream
+/// recovers as from a lost connection (`binance.stream_disconnected`,
+/// then `binance.stream_gap` with reason `subscribe_failed` once live).
+/// BINANCE_INVALID_ARGUMENT for any other value.
+#[no_mangle]
+pub extern "C" fn binance_config_set_open_waits_for_subscription(
+    cfg: *mut binance_config,
+    wait: i32,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        ffi::obj_mut(cfg, "cfg")?
+            .inner
+            .set_open_waits_for_subscription(wait)
     })
 }
 

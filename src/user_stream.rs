@@ -13,13 +13,15 @@ use std::time::Duration;
 
 /// An open user data stream: the account's events, in order, with the
 /// listenKey kept alive, renewed and the connection replaced for you.
-/// `binance_user_stream_next`, `binance_user_stream_health` and
+/// `binance_user_stream_next`, `binance_user_stream_try_next`,
+/// `binance_user_stream_fd`, `binance_user_stream_health` and
 /// `binance_user_stream_shutdown` may be called from any thread at once.
 /// `binance_user_stream_close` is its destructor (the contract names it
 /// `_close`): it must be the last call on the stream, on every thread.
 ///
 /// Functions: `binance_user_stream_open`,
 /// `binance_user_stream_open_callback`, `binance_user_stream_next`,
+/// `binance_user_stream_try_next`, `binance_user_stream_fd`,
 /// `binance_user_stream_health`, `binance_user_stream_shutdown`,
 /// `binance_user_stream_close`.
 pub struct binance_user_stream {
@@ -100,7 +102,10 @@ pub type binance_event_callback =
 /// default `SUBSCRIBE` on `<stream endpoint>/stream`, sharing a connection
 /// with streams of clients configured alike) and starts queueing events.
 /// Blocks until the server acknowledged the subscription: up to the connect
-/// and request timeouts. BINANCE_API_ERROR if the stream server refused the
+/// and request timeouts (with
+/// `binance_config_set_open_waits_for_subscription(cfg, 0, &err)`, only
+/// until the listenKey is obtained and the subscription sent; then
+/// `binance.stream_subscribed` says when it is live). BINANCE_API_ERROR if the stream server refused the
 /// subscription (its code kept), BINANCE_TIMEOUT if it did not answer.
 /// Events are then read with `binance_user_stream_next`. The stream keeps
 /// the key alive on the configured interval; on a lost or silent
@@ -200,6 +205,66 @@ pub extern "C" fn binance_user_stream_next(
             }
             None => Err(Error::timeout(format!("no event within {timeout_ms} ms"))),
         }
+    })
+}
+
+/// The next event if one is queued, without waiting: BINANCE_OK with
+/// `*out_event` set (caller owns it; free with `binance_event_free`);
+/// BINANCE_TIMEOUT with `*out_event` NULL when none is queued (as
+/// `binance_user_stream_next` with a timeout of 0); BINANCE_STREAM_CLOSED
+/// once the stream is closed. BINANCE_INVALID_ARGUMENT on a stream opened
+/// with a callback. Made for a host event loop: wait for
+/// `binance_user_stream_fd` to be readable, then call this until it
+/// returns BINANCE_TIMEOUT. Thread-safe.
+#[no_mangle]
+pub extern "C" fn binance_user_stream_try_next(
+    stream: *mut binance_user_stream,
+    out_event: *mut *mut binance_event,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        let out = ffi::out(out_event, "out_event")?;
+        let stream = ffi::obj(stream, "stream")?;
+        match stream.inner.try_next()? {
+            Some(ev) => {
+                *out = Box::into_raw(Box::new(binance_event::new(ev)));
+                Ok(())
+            }
+            None => Err(Error::timeout("no event queued")),
+        }
+    })
+}
+
+/// Sets `*out_fd` to a descriptor a host event loop (poll, epoll, kqueue,
+/// select, libuv, asyncio's add_reader) waits on for readability: readable
+/// exactly while an event is queued, so a level-triggered wait loses no
+/// wake-up. Read events with `binance_user_stream_try_next` until it
+/// returns BINANCE_TIMEOUT; the descriptor is lowered as the last queued
+/// event is taken (a rare wake-up may find nothing: try_next then returns
+/// BINANCE_TIMEOUT). It becomes readable, for good, when the stream is shut
+/// down or its client freed: try_next then returns BINANCE_STREAM_CLOSED.
+/// On Unix a file descriptor (one end of a socket pair); on Windows a
+/// SOCKET (one end of a loopback TCP pair), for select/WSAPoll. The
+/// stream owns it: do not read from, write to or close it; it stays open
+/// until `binance_user_stream_close`, which closes it (remove it from your
+/// loop first). Every call returns the same descriptor. Do not mix with a
+/// thread blocked in `binance_user_stream_next` on the same stream: events
+/// go to whichever reads first. BINANCE_INVALID_ARGUMENT on a stream opened
+/// with a callback; BINANCE_STREAM_CLOSED after shutdown;
+/// BINANCE_INTERNAL_ERROR if the system refused to make the socket pair
+/// (on any failure `*out_fd` is -1). Does not block. Thread-safe.
+#[no_mangle]
+pub extern "C" fn binance_user_stream_fd(
+    stream: *mut binance_user_stream,
+    out_fd: *mut i64,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        let out = ffi::obj_mut(out_fd, "out_fd")?;
+        *out = -1;
+        let stream = ffi::obj(stream, "stream")?;
+        *out = stream.inner.fd()?;
+        Ok(())
     })
 }
 

@@ -278,24 +278,14 @@ fn cxx_example_end_to_end() {
     );
 }
 
-/// examples/c/user_stream.c prints the events the exchange emits, in order,
-/// with the fields it picks out, and stops after BINANCE_MAX_EVENTS.
-#[test]
-fn c_user_stream_example_end_to_end() {
-    let mode = Mode::from_env();
-    let exe = compile(
-        "examples/c/user_stream.c",
-        "cc",
-        C_FLAGS,
-        "example_user_stream_c",
-        mode,
-    );
-    let ex = Exchange::start(&[]);
-    let mut env = exchange_env(&ex);
-    env.push(("BINANCE_MAX_EVENTS", "4".to_owned()));
+/// Emits `types` on the exchange once a program's stream is subscribed
+/// there, from a thread (the program runs meanwhile).
+fn emit_once_subscribed(
+    ex: &Exchange,
+    types: &'static [&'static str],
+) -> std::thread::JoinHandle<()> {
     let control = ex.control;
-    let emitter = std::thread::spawn(move || {
-        // Once the example's stream is up, some account activity.
+    std::thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(60);
         while common::control_at(control, serde_json::json!({"cmd": "stream_connections"}))
             ["connections"]
@@ -311,18 +301,33 @@ fn c_user_stream_example_end_to_end() {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        for t in [
-            "ORDER_TRADE_UPDATE",
-            "ACCOUNT_UPDATE",
-            "TRADE_LITE",
-            "ORDER_TRADE_UPDATE",
-        ] {
+        for t in types {
             common::control_at(
                 control,
                 serde_json::json!({"cmd": "emit", "api_key": API_KEY, "type": t}),
             );
         }
-    });
+    })
+}
+
+/// Runs a stream example that prints a line per event after its first
+/// line, with account activity once it is up, and checks the events it
+/// printed are the ones emitted, in order, with the fields it picks out.
+fn stream_example_prints_the_events(source: &str, out_name: &str) {
+    let mode = Mode::from_env();
+    let exe = compile(source, "cc", C_FLAGS, out_name, mode);
+    let ex = Exchange::start(&[]);
+    let mut env = exchange_env(&ex);
+    env.push(("BINANCE_MAX_EVENTS", "4".to_owned()));
+    let emitter = emit_once_subscribed(
+        &ex,
+        &[
+            "ORDER_TRADE_UPDATE",
+            "ACCOUNT_UPDATE",
+            "TRADE_LITE",
+            "ORDER_TRADE_UPDATE",
+        ],
+    );
     let out = run(&exe, &env, mode);
     emitter.join().unwrap();
     out.assert_exit(0, API_KEY);
@@ -335,7 +340,26 @@ fn c_user_stream_example_end_to_end() {
     );
     assert!(lines[1].contains(" ACCOUNT_UPDATE {"), "{}", out.output());
     assert!(lines[2].contains(" TRADE_LITE {"), "{}", out.output());
+    assert!(
+        lines[3].ends_with("ORDER_TRADE_UPDATE BTCUSDT NEW"),
+        "{}",
+        out.output()
+    );
     assert!(!out.stdout.contains(API_KEY) && !out.stderr.contains(API_KEY));
+}
+
+/// examples/c/user_stream.c prints the events the exchange emits, in order,
+/// with the fields it picks out, and stops after BINANCE_MAX_EVENTS.
+#[test]
+fn c_user_stream_example_end_to_end() {
+    stream_example_prints_the_events("examples/c/user_stream.c", "example_user_stream_c");
+}
+
+/// examples/c/poll_stream.c, a poll() loop on the stream's descriptor,
+/// prints the same events the same way.
+#[test]
+fn c_poll_stream_example_end_to_end() {
+    stream_example_prints_the_events("examples/c/poll_stream.c", "example_poll_stream_c");
 }
 
 /// One value of the exchange's JSON as the example prints it: strings

@@ -451,3 +451,95 @@ fn freeing_the_client_ends_its_streams() {
         Status::StreamClosed
     );
 }
+
+/// Whether `fd` becomes readable within `ms` (poll(2), level-triggered).
+#[cfg(unix)]
+fn readable(fd: i64, ms: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd: fd as i32,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut p, 1, ms) };
+    n == 1 && p.revents & libc::POLLIN != 0
+}
+
+/// Everything `try_next` has now, without waiting.
+fn drain(s: &UserStream) -> Vec<Event> {
+    std::iter::from_fn(|| s.try_next().unwrap()).collect()
+}
+
+/// A poll loop drives the stream: the descriptor is readable while events
+/// are queued and not once they are taken, every event arrives in order
+/// through `try_next`, and shutting the stream down makes it readable
+/// with `try_next` saying so.
+#[cfg(unix)]
+#[test]
+fn a_poll_loop_gets_every_event_in_order_through_the_descriptor() {
+    let ex = Exchange::start(&[]);
+    let (_c, s) = open(&config(&ex));
+    let fd = s.fd().unwrap();
+    assert_eq!(s.fd().unwrap(), fd, "the same descriptor every time");
+    drain(&s);
+    assert!(!readable(fd, 0), "nothing queued: not readable");
+    emit(&ex, "ORDER_TRADE_UPDATE", 300);
+    let mut got = Vec::new();
+    while got.len() < 300 {
+        assert!(readable(fd, 10_000), "readable while events are due");
+        got.extend(drain(&s));
+        assert!(
+            !readable(fd, 0) || s.health().events_queued > 0,
+            "drained, yet readable with nothing queued"
+        );
+    }
+    assert_eq!(got.len(), 300);
+    assert!(got.iter().all(|e| e.kind() == "ORDER_TRADE_UPDATE"));
+    assert_increasing(&got);
+    assert!(!readable(fd, 0), "all taken: not readable");
+    s.shutdown();
+    assert!(readable(fd, 0), "readable once shut down");
+    let err = s.try_next().unwrap_err();
+    assert_eq!(err.status, Status::StreamClosed);
+    assert!(readable(fd, 0), "and stays readable");
+}
+
+/// Events dropped on overflow are reported through the descriptor too:
+/// it stays readable until the gap event is taken.
+#[cfg(unix)]
+#[test]
+fn a_poll_loop_gets_the_overflow_gap() {
+    let ex = Exchange::start(&[]);
+    let mut cfg = config(&ex);
+    cfg.set_event_queue_capacity(10).unwrap();
+    let (_c, s) = open(&cfg);
+    let fd = s.fd().unwrap();
+    emit(&ex, "ORDER_TRADE_UPDATE", 100);
+    wait_for("90 events dropped", Duration::from_secs(10), || {
+        s.health().events_dropped == 90
+    });
+    assert!(readable(fd, 0));
+    let got = drain(&s);
+    assert_eq!(got.len(), 11, "10 kept and the gap");
+    assert!(got[..10].iter().all(|e| e.kind() == "ORDER_TRADE_UPDATE"));
+    assert_eq!(got[10].kind(), STREAM_GAP);
+    assert_eq!(got[10].get("/dropped").as_deref(), Some("90"));
+    assert!(!readable(fd, 0), "gap taken: not readable");
+    emit(&ex, "TRADE_LITE", 1);
+    assert!(readable(fd, 10_000));
+    assert_eq!(drain(&s)[0].kind(), "TRADE_LITE");
+}
+
+#[test]
+fn a_callback_stream_has_no_descriptor_and_a_closed_one_refuses() {
+    let ex = Exchange::start(&[]);
+    let cfg = config(&ex);
+    let client = Client::new(&cfg).unwrap();
+    let cb = UserStream::open(&client, Some(Box::new(|_| {}))).unwrap();
+    let err = cb.fd().unwrap_err();
+    assert_eq!(err.status, Status::InvalidArgument);
+    assert!(err.to_string().contains("callback"), "{err}");
+    let s = UserStream::open(&client, None).unwrap();
+    s.shutdown();
+    assert_eq!(s.fd().unwrap_err().status, Status::StreamClosed);
+}

@@ -17,8 +17,9 @@ use binance_uds::listen_key::{binance_listen_key_keepalive, binance_listen_key_s
 use binance_uds::status::{binance_status, BINANCE_OK, BINANCE_TIMEOUT};
 use binance_uds::string::binance_string_free;
 use binance_uds::user_stream::{
-    binance_user_stream, binance_user_stream_close, binance_user_stream_next,
-    binance_user_stream_open, binance_user_stream_open_callback,
+    binance_user_stream, binance_user_stream_close, binance_user_stream_fd,
+    binance_user_stream_next, binance_user_stream_open, binance_user_stream_open_callback,
+    binance_user_stream_try_next,
 };
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::ptr::null_mut;
@@ -212,6 +213,42 @@ impl Stream {
         }
         check(st, err, "next")?;
         Ok(Some(Event(EventRef(ev))))
+    }
+
+    /// The stream's descriptor for a poll loop.
+    pub fn fd(&self) -> Result<i64, String> {
+        let (mut fd, mut err) = (-1, null_mut());
+        check(binance_user_stream_fd(self.0, &mut fd, &mut err), err, "fd")?;
+        Ok(fd)
+    }
+
+    /// The next queued event, `None` when none is (no error object asked).
+    pub fn try_next(&self) -> Result<Option<Event>, String> {
+        let mut ev = null_mut();
+        match binance_user_stream_try_next(self.0, &mut ev, null_mut()) {
+            BINANCE_TIMEOUT => Ok(None),
+            BINANCE_OK => Ok(Some(Event(EventRef(ev)))),
+            st => Err(format!("try_next: status {st}")),
+        }
+    }
+
+    /// The next event through the descriptor: poll(2) until it is
+    /// readable, then try_next (a host event loop's way).
+    pub fn poll_next(&self, fd: i64, timeout_ms: i32) -> Result<Option<Event>, String> {
+        loop {
+            if let Some(ev) = self.try_next()? {
+                return Ok(Some(ev));
+            }
+            let mut p = libc::pollfd {
+                fd: fd as i32,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            if unsafe { libc::poll(&mut p, 1, timeout_ms) } == 0 {
+                return Ok(None);
+            }
+        }
     }
 }
 

@@ -83,6 +83,10 @@ pub struct Config {
     /// Streams fetch the account snapshot when they open and after every
     /// gap, and deliver it in order (`binance.account_snapshot`).
     pub account_resync: bool,
+    /// A stream's open returns once its subscription is acknowledged
+    /// (default), or as soon as it is sent (`binance.stream_subscribed`
+    /// says when it is live).
+    pub open_waits: bool,
     /// The local address every connection leaves from (None: the
     /// system's choice); each address has its own request budget.
     pub source_address: Option<std::net::IpAddr>,
@@ -116,6 +120,7 @@ impl Default for Config {
             rest_endpoint: Endpoint::parse_http(PRODUCTION_REST, "url").expect("valid default"),
             recv_window_ms: DEFAULT_RECV_WINDOW_MS,
             account_resync: false,
+            open_waits: true,
             source_address: None,
             snapshot_budget_percent: super::rest::budget::DEFAULT_SNAPSHOT_PERCENT,
         }
@@ -161,12 +166,13 @@ impl Config {
         Ok(())
     }
 
+    pub fn set_open_waits_for_subscription(&mut self, wait: i32) -> Result<()> {
+        self.open_waits = flag("wait", wait)?;
+        Ok(())
+    }
+
     pub fn set_account_resync(&mut self, enabled: i32) -> Result<()> {
-        self.account_resync = match enabled {
-            0 => false,
-            1 => true,
-            _ => return Err(Error::invalid(format!("enabled: {enabled} is not 0 or 1"))),
-        };
+        self.account_resync = flag("enabled", enabled)?;
         Ok(())
     }
 
@@ -356,11 +362,7 @@ impl Config {
     }
 
     pub fn set_connection_sharing(&mut self, enabled: i32) -> Result<()> {
-        self.connection_sharing = match enabled {
-            0 => false,
-            1 => true,
-            _ => return Err(Error::invalid(format!("enabled: {enabled} is not 0 or 1"))),
-        };
+        self.connection_sharing = flag("enabled", enabled)?;
         Ok(())
     }
 
@@ -386,6 +388,15 @@ impl Config {
             Some(p) => Ok(Some(p.clone())),
             None => proxy::from_env(endpoint),
         }
+    }
+}
+
+/// A C boolean argument named `name`: 0 or 1, nothing else.
+fn flag(name: &str, v: i32) -> Result<bool> {
+    match v {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(Error::invalid(format!("{name}: {v} is not 0 or 1"))),
     }
 }
 

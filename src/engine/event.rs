@@ -15,6 +15,9 @@ use std::sync::OnceLock;
 pub const STREAM_GAP: &str = "binance.stream_gap";
 /// Library event: the listenKey changed.
 pub const LISTEN_KEY_RENEWED: &str = "binance.listen_key_renewed";
+/// Library event: the subscription of a stream opened without waiting for
+/// it (`Config::open_waits`) was acknowledged: events flow from now on.
+pub const STREAM_SUBSCRIBED: &str = "binance.stream_subscribed";
 /// Library event: the stream connection was lost; reconnecting.
 pub const STREAM_DISCONNECTED: &str = "binance.stream_disconnected";
 /// Library event: the account's state over REST (balances, positions, open

@@ -22,6 +22,7 @@ pub(crate) mod queue;
 pub(crate) mod rest;
 pub(crate) mod retry;
 pub(crate) mod secret;
+pub(crate) mod signal;
 pub(crate) mod stream;
 pub(crate) mod text;
 
@@ -34,7 +35,7 @@ pub use config::{Config, TESTNET_REST, TESTNET_STREAM, TESTNET_WS_API};
 pub use error::{Error, Result, Status};
 pub use event::{
     Event, ACCOUNT_SNAPSHOT, ACCOUNT_SNAPSHOT_FAILED, LISTEN_KEY_RENEWED, STREAM_DISCONNECTED,
-    STREAM_GAP,
+    STREAM_GAP, STREAM_SUBSCRIBED,
 };
 pub use rest::budget::View as BudgetView;
 pub use rest::SNAPSHOT_WEIGHT;

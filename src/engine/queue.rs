@@ -6,8 +6,13 @@
 //! `binance.stream_gap` event (reason "queue_overflow") saying how many were
 //! dropped and over what time. Library events are never dropped, so the
 //! application always learns what it lost; the stream itself never stops.
+//!
+//! For a host event loop the queue keeps a `Signal` (made on first ask):
+//! readable exactly while an event can be taken without waiting, or once
+//! the queue is closed.
 
 use super::event::{now_ms, Event, STREAM_GAP};
+use super::signal::{RawFd, Signal};
 use serde_json::json;
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -31,6 +36,8 @@ struct State {
     waiting: usize,
     delivered: u64,
     dropped: u64,
+    /// For event loops: raised while `ready()`; none until asked for.
+    signal: Option<Signal>,
 }
 
 struct Overflow {
@@ -60,6 +67,7 @@ impl Queue {
                 waiting: 0,
                 delivered: 0,
                 dropped: 0,
+                signal: None,
             }),
             ready: Condvar::new(),
         }
@@ -114,11 +122,13 @@ impl Queue {
                     })
                 }
             }
+            s.sync_signal();
             return false;
         }
         s.flush_overflow();
         s.stream_events += 1;
         s.tail().push_back(ev);
+        s.sync_signal();
         s.waiting > 0 && s.held.is_none()
     }
 
@@ -130,6 +140,7 @@ impl Queue {
         }
         s.flush_overflow();
         s.tail().push_back(ev);
+        s.sync_signal();
         let wake = s.waiting > 0 && s.held.is_none();
         drop(s);
         if wake {
@@ -158,6 +169,7 @@ impl Queue {
         let held = s.held.take().unwrap_or_default();
         s.items.push_back(first);
         s.items.extend(held);
+        s.sync_signal();
         let wake = s.waiting > 0;
         drop(s);
         if wake {
@@ -181,11 +193,15 @@ impl Queue {
                     s.stream_events -= 1;
                 }
                 s.delivered += 1;
+                s.sync_signal();
                 return Popped::Event(ev);
             }
             let now = Instant::now();
             let left = match deadline {
-                Some(d) if d <= now => return Popped::TimedOut,
+                Some(d) if d <= now => {
+                    s.sync_signal();
+                    return Popped::TimedOut;
+                }
                 Some(d) => d - now,
                 None => Duration::from_secs(3600),
             };
@@ -205,8 +221,22 @@ impl Queue {
         s.closed = true;
         s.items.clear();
         s.held = None;
+        s.sync_signal();
         drop(s);
         self.ready.notify_all();
+    }
+
+    /// A descriptor readable exactly while `pop` has something to
+    /// return (an event, or `Closed`): raised as the first event is queued
+    /// and lowered as the last is taken, so a level-triggered wait loses
+    /// no wake-up. The queue owns it; it lives as long as the queue.
+    pub fn signal_fd(&self) -> std::io::Result<RawFd> {
+        let mut s = self.lock();
+        if s.signal.is_none() {
+            s.signal = Some(Signal::new()?);
+            s.sync_signal();
+        }
+        Ok(s.signal.as_ref().map_or(-1, Signal::fd))
     }
 
     /// (delivered to the application, dropped on overflow, queued now)
@@ -218,6 +248,20 @@ impl Queue {
 }
 
 impl State {
+    /// Whether `pop` returns without waiting: an event to take (a pending
+    /// overflow becomes its gap event when the queue drains), or closed.
+    fn ready(&self) -> bool {
+        self.closed || !self.items.is_empty() || (self.held.is_none() && self.overflow.is_some())
+    }
+
+    /// Raises or lowers the signal, if there is one, to match `ready`.
+    fn sync_signal(&mut self) {
+        let up = self.ready();
+        if let Some(sig) = &mut self.signal {
+            sig.set(up);
+        }
+    }
+
     /// Where a new event goes: behind what is held, if anything is.
     fn tail(&mut self) -> &mut VecDeque<Event> {
         match &mut self.held {
@@ -348,6 +392,62 @@ mod tests {
         q.push(ev(1));
         q.push_library(Event::library("binance.x", 1, json!({})));
         assert_eq!(q.counts().2, 2);
+    }
+
+    /// Whether the queue's descriptor is readable now, asked through the
+    /// descriptor itself (a peek: it changes nothing).
+    #[cfg(unix)]
+    fn readable(q: &Queue) -> bool {
+        let mut p = libc::pollfd {
+            fd: q.signal_fd().unwrap() as i32,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; a timeout of 0 does not wait.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        n == 1 && p.revents & libc::POLLIN != 0
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_descriptor_is_readable_exactly_while_an_event_can_be_taken() {
+        let q = Queue::new(2);
+        q.push(ev(1));
+        assert!(readable(&q), "made after the event was queued: raised");
+        assert_eq!(q.try_pop_event().time_ms(), 1);
+        assert!(!readable(&q), "drained");
+        assert!(matches!(q.pop(Duration::ZERO), Popped::TimedOut));
+        // Overflow: raised until the gap event is taken too.
+        for i in 2..=5 {
+            q.push(ev(i));
+        }
+        assert_eq!(q.try_pop_event().time_ms(), 2);
+        assert_eq!(q.try_pop_event().time_ms(), 3);
+        assert!(readable(&q), "the gap is still to come");
+        assert_eq!(q.try_pop_event().kind(), STREAM_GAP);
+        assert!(!readable(&q));
+        // Held events are not readable until released.
+        q.hold();
+        q.push(ev(6));
+        assert!(!readable(&q));
+        q.release(Event::library("binance.account_snapshot", 7, json!({})));
+        assert!(readable(&q));
+        assert_eq!(q.try_pop_event().time_ms(), 7);
+        assert_eq!(q.try_pop_event().time_ms(), 6);
+        assert!(!readable(&q));
+        q.close();
+        assert!(readable(&q), "readable on close");
+        assert!(matches!(q.pop(Duration::ZERO), Popped::Closed));
+        assert!(readable(&q), "and stays so");
+    }
+
+    impl Queue {
+        fn try_pop_event(&self) -> Event {
+            match self.pop(Duration::ZERO) {
+                Popped::Event(e) => e,
+                other => panic!("expected an event, got {other:?}"),
+            }
+        }
     }
 
     #[test]

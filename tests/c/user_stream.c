@@ -1,11 +1,13 @@
 /*
  * user_stream.c: the user data stream API from C, against the local
  * exchange: every stream and event function through its statuses, NULL and
- * bad inputs included, library events, the callback form, overflow, and
- * close waking a blocked reader.
+ * bad inputs included, library events, the callback form, overflow,
+ * close waking a blocked reader, and a poll() loop on the stream's
+ * descriptor.
  */
 #include "harness.h"
 
+#include <poll.h>
 #include <pthread.h>
 
 static const char *stream_url(void)
@@ -353,7 +355,11 @@ static void callback_form(void)
     c.in_order = 1;
     CHECK_OK(binance_user_stream_open_callback(client, on_event, &c, &s, &err), err);
     if (s != NULL) {
+        int64_t fd = 7;
         CHECK_FAIL(binance_user_stream_next(s, 0, &ev, &err), BINANCE_INVALID_ARGUMENT, err, "callback");
+        CHECK_FAIL(binance_user_stream_try_next(s, &ev, &err), BINANCE_INVALID_ARGUMENT, err, "callback");
+        CHECK_FAIL(binance_user_stream_fd(s, &fd, &err), BINANCE_INVALID_ARGUMENT, err, "callback");
+        CHECK(fd == -1);
         emit("ORDER_TRADE_UPDATE", 10);
         for (tries = 0; tries < 500 && seen < 10; tries++) {
             pthread_mutex_lock(&c.lock);
@@ -485,6 +491,156 @@ static void shutdown_then_join_then_close(void)
     binance_client_free(client);
 }
 
+/* An open that does not wait for its subscription returns a stream that
+ * says when it is live, before any event; bad values are refused. */
+static void open_without_waiting(void)
+{
+    binance_error *err = NULL;
+    binance_config *cfg = stream_config();
+    binance_client *client;
+    binance_user_stream *s = NULL;
+
+    CHECK_FAIL(binance_config_set_open_waits_for_subscription(cfg, 2, &err), BINANCE_INVALID_ARGUMENT, err,
+               "wait");
+    CHECK_FAIL(binance_config_set_open_waits_for_subscription(NULL, 0, &err), BINANCE_INVALID_ARGUMENT, err,
+               "cfg");
+    CHECK_OK(binance_config_set_open_waits_for_subscription(cfg, 0, &err), err);
+    client = test_client_from(cfg);
+    CHECK_OK(binance_user_stream_open(client, &s, &err), err);
+    if (s != NULL) {
+        binance_event *ev = next_event(s);
+        CHECK(ev != NULL && strcmp(binance_event_type(ev), "binance.stream_subscribed") == 0);
+        CHECK(ev != NULL && binance_event_is_library(ev) == 1);
+        binance_event_free(ev);
+        emit("ORDER_TRADE_UPDATE", 1);
+        ev = next_event(s);
+        CHECK(ev != NULL && strcmp(binance_event_type(ev), "ORDER_TRADE_UPDATE") == 0);
+        binance_event_free(ev);
+    }
+    binance_user_stream_close(s);
+    binance_client_free(client);
+}
+
+/* 1 if `fd` is readable within `ms`. */
+static int readable(int64_t fd, int ms)
+{
+    struct pollfd p;
+    p.fd = (int)fd;
+    p.events = POLLIN;
+    p.revents = 0;
+    return poll(&p, 1, ms) == 1 && (p.revents & POLLIN) != 0;
+}
+
+/* Takes every queued event with try_next into `out` (at most `max`);
+ * returns how many. Ends on BINANCE_TIMEOUT, checking that it left NULL. */
+static int take_all(binance_user_stream *s, binance_event **out, int max)
+{
+    int n = 0;
+    for (;;) {
+        binance_event *ev = DUMMY(binance_event);
+        binance_error *err = NULL;
+        binance_status st = binance_user_stream_try_next(s, &ev, &err);
+        if (st == BINANCE_TIMEOUT) {
+            CHECK(ev == NULL);
+            binance_error_free(err);
+            return n;
+        }
+        CHECK_STATUS(st, BINANCE_OK, err);
+        binance_error_free(err);
+        if (st != BINANCE_OK || n == max) {
+            if (st == BINANCE_OK)
+                binance_event_free(ev);
+            CHECK(n < max);
+            return n;
+        }
+        out[n++] = ev;
+    }
+}
+
+/* A poll() loop: the descriptor is readable while events are queued and
+ * not once try_next took them; every event arrives, in order; a gap from
+ * overflow arrives the same way; shutting down makes it readable with
+ * try_next saying BINANCE_STREAM_CLOSED. */
+static void poll_loop(void)
+{
+    enum { TOTAL = 100, MAX = 128 };
+    binance_error *err = NULL;
+    binance_config *cfg = stream_config();
+    binance_client *client;
+    binance_user_stream *s = NULL;
+    binance_event *got[MAX];
+    binance_event *ev = NULL;
+    binance_stream_health h;
+    int64_t fd = -1, again = -1, last = 0;
+    char *dropped = NULL;
+    int n = 0, i, in_order = 1, tries;
+
+    CHECK_OK(binance_config_set_event_queue_capacity(cfg, TOTAL + 10, &err), err);
+    client = test_client_from(cfg);
+    CHECK_OK(binance_user_stream_open(client, &s, &err), err);
+    if (s == NULL) {
+        binance_client_free(client);
+        return;
+    }
+    CHECK_FAIL(binance_user_stream_fd(NULL, &fd, &err), BINANCE_INVALID_ARGUMENT, err, "stream");
+    CHECK_FAIL(binance_user_stream_fd(s, NULL, &err), BINANCE_INVALID_ARGUMENT, err, "out_fd");
+    CHECK_FAIL(binance_user_stream_try_next(NULL, &ev, &err), BINANCE_INVALID_ARGUMENT, err, "stream");
+    CHECK_FAIL(binance_user_stream_try_next(s, NULL, &err), BINANCE_INVALID_ARGUMENT, err, "out_event");
+    CHECK_OK(binance_user_stream_fd(s, &fd, &err), err);
+    CHECK_OK(binance_user_stream_fd(s, &again, &err), err);
+    CHECK(fd >= 0 && again == fd);
+    n = take_all(s, got, TOTAL);
+    for (i = 0; i < n; i++)
+        binance_event_free(got[i]);
+    CHECK(!readable(fd, 0));
+
+    emit("ORDER_TRADE_UPDATE", TOTAL);
+    n = 0;
+    while (n < TOTAL && readable(fd, 10000))
+        n += take_all(s, got + n, TOTAL - n);
+    CHECK(n == TOTAL);
+    for (i = 0; i < n; i++) {
+        if (strcmp(binance_event_type(got[i]), "ORDER_TRADE_UPDATE") != 0 ||
+            binance_event_time_ms(got[i]) <= last)
+            in_order = 0;
+        last = binance_event_time_ms(got[i]);
+        binance_event_free(got[i]);
+    }
+    CHECK(in_order);
+    CHECK(!readable(fd, 0));
+
+    /* Overflow (capacity TOTAL + 10): the gap comes through it too. */
+    memset(&h, 0, sizeof h);
+    h.size = sizeof h;
+    emit("ORDER_TRADE_UPDATE", TOTAL + 30);
+    for (tries = 0; tries < 500; tries++) {
+        CHECK_OK(binance_user_stream_health(s, &h, &err), err);
+        if (h.events_dropped >= 20)
+            break;
+        sleep_ms(10);
+    }
+    CHECK(h.events_dropped == 20);
+    CHECK(readable(fd, 0));
+    n = take_all(s, got, MAX);
+    CHECK(n == TOTAL + 11);
+    if (n == TOTAL + 11) {
+        CHECK_STR_EQ(binance_event_type(got[n - 1]), "binance.stream_gap");
+        CHECK_OK(binance_event_get(got[n - 1], "/dropped", &dropped, &err), err);
+        CHECK_STR_EQ(dropped, "20");
+    }
+    for (i = 0; i < n; i++)
+        binance_event_free(got[i]);
+    CHECK(!readable(fd, 0));
+
+    binance_user_stream_shutdown(s);
+    CHECK(readable(fd, 0));
+    CHECK_FAIL(binance_user_stream_try_next(s, &ev, &err), BINANCE_STREAM_CLOSED, err, "closed");
+    CHECK(readable(fd, 0));
+    binance_string_free(dropped);
+    binance_user_stream_close(s);
+    binance_client_free(client);
+}
+
 int main(void)
 {
     config_setters();
@@ -494,5 +650,7 @@ int main(void)
     callback_form();
     close_wakes_a_blocked_reader();
     shutdown_then_join_then_close();
+    poll_loop();
+    open_without_waiting();
     return harness_finish("user_stream");
 }

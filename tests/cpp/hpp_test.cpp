@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -233,6 +234,8 @@ void config_errors_name_the_argument()
         .recv_window(60s)
         .account_resync(true)
         .account_resync(false)
+        .open_waits_for_subscription(false)
+        .open_waits_for_subscription(true)
         .snapshot_budget_percent(25)
         .source_address("127.0.0.1")
         .clear_source_address();
@@ -681,6 +684,44 @@ void stream_form_sharing_and_health()
 }
 }  // namespace
 
+// Opened without waiting for its subscription, the stream's first event
+// through the descriptor says it is live; then the account's events.
+void a_poll_loop_takes_events_with_try_next()
+{
+    binance::config cfg = exchange_config();
+    cfg.open_waits_for_subscription(false);
+    binance::client client(cfg);
+    binance::user_stream stream(client);
+    const std::int64_t fd = stream.fd();
+    CHECK(fd >= 0);
+    CHECK_EQ(stream.fd(), fd);
+    const auto readable = [fd](int ms) {
+        pollfd p{static_cast<int>(fd), POLLIN, 0};
+        return ::poll(&p, 1, ms) == 1 && (p.revents & POLLIN) != 0;
+    };
+    CHECK(readable(10000));
+    const std::optional<binance::event> live = stream.try_next();
+    CHECK(live.has_value() && live->type() == "binance.stream_subscribed" && live->is_library());
+    CHECK(!readable(0));
+    const std::string key = env("BINANCE_API_KEY");
+    control(R"({"cmd":"emit","api_key":")" + key + R"(","type":"ORDER_TRADE_UPDATE","count":20})");
+    int got = 0;
+    std::int64_t last_time = 0;
+    while (got < 20 && readable(10000)) {
+        while (const std::optional<binance::event> ev = stream.try_next()) {
+            CHECK_EQ(ev->type(), std::string_view("ORDER_TRADE_UPDATE"));
+            CHECK(ev->time_ms() > last_time);
+            last_time = ev->time_ms();
+            ++got;
+        }
+    }
+    CHECK_EQ(got, 20);
+    CHECK(!readable(0));
+    stream.close();
+    expect_error("try_next after close", BINANCE_STREAM_CLOSED, "", [&] { stream.try_next(); });
+    expect_error("fd after close", BINANCE_STREAM_CLOSED, "", [&] { stream.fd(); });
+}
+
 int main()
 {
     const std::pair<const char *, void (*)()> tests[] = {
@@ -696,6 +737,7 @@ int main()
         {"account_snapshot_hmac_and_ed25519", account_snapshot_hmac_and_ed25519},
         {"account_resync_delivers_snapshots_in_order", account_resync_delivers_snapshots_in_order},
         {"stream_form_sharing_and_health", stream_form_sharing_and_health},
+        {"a_poll_loop_takes_events_with_try_next", a_poll_loop_takes_events_with_try_next},
     };
     for (const auto &[name, test] : tests) {
         const int before = failures;

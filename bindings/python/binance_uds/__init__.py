@@ -258,6 +258,7 @@ _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "binance_config_set_rest_endpoint": (_status, [_handle, c_char_p, _out_err]),
     "binance_config_set_recv_window_ms": (_status, [_handle, c_uint32, _out_err]),
     "binance_config_set_account_resync": (_status, [_handle, c_int32, _out_err]),
+    "binance_config_set_open_waits_for_subscription": (_status, [_handle, c_int32, _out_err]),
     "binance_config_set_source_address": (_status, [_handle, c_char_p, _out_err]),
     "binance_config_set_snapshot_budget_percent": (_status, [_handle, c_uint32, _out_err]),
     "binance_client_new": (_status, [_handle, _out_handle, _out_err]),
@@ -283,6 +284,8 @@ _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "binance_user_stream_open": (_status, [_handle, _out_handle, _out_err]),
     "binance_user_stream_open_callback": (_status, [_handle, _EventCallback, c_void_p, _out_handle, _out_err]),
     "binance_user_stream_next": (_status, [_handle, c_uint32, _out_handle, _out_err]),
+    "binance_user_stream_try_next": (_status, [_handle, _out_handle, _out_err]),
+    "binance_user_stream_fd": (_status, [_handle, POINTER(c_int64), _out_err]),
     "binance_user_stream_health": (_status, [_handle, POINTER(_Health), _out_err]),
     "binance_user_stream_shutdown": (None, [_handle]),
     "binance_user_stream_close": (None, [_handle]),
@@ -504,7 +507,9 @@ class Config:
     after every gap), ``snapshot_budget_percent`` (the share of the
     request budget resync snapshots may draw); ``source_address`` (the
     local address every connection leaves from: each has its own request
-    budget). The API key, the signing keys and proxy credentials
+    budget); ``open_waits_for_subscription`` (False: opening a stream
+    returns once its subscription is sent, and ``binance.stream_subscribed``
+    says when it is live). The API key, the signing keys and proxy credentials
     are never shown in a ``repr`` or an exception.
     """
 
@@ -532,6 +537,7 @@ class Config:
         account_resync: Optional[bool] = None,
         snapshot_budget_percent: Optional[int] = None,
         source_address: Optional[str] = None,
+        open_waits_for_subscription: Optional[bool] = None,
     ) -> None:
         self._handle: Optional[int] = None
         handle = _lib().binance_config_new()
@@ -580,6 +586,8 @@ class Config:
             self.snapshot_budget_percent(snapshot_budget_percent)
         if source_address is not None:
             self.source_address(source_address)
+        if open_waits_for_subscription is not None:
+            self.open_waits_for_subscription(open_waits_for_subscription)
 
     def _set(self, setter: Callable[..., int], *args: Any) -> "Config":
         """Calls one ``binance_config_set_*`` function on this config."""
@@ -645,6 +653,14 @@ class Config:
         ``binance.stream_gap`` (default False). Needs a signing key: opening
         the stream raises :class:`InvalidArgument` without one."""
         return self._set(_lib().binance_config_set_account_resync, 1 if enabled else 0)
+
+    def open_waits_for_subscription(self, wait: bool) -> "Config":
+        """Whether opening a stream waits for the server to acknowledge its
+        subscription (default True). False: the open returns once the
+        subscription is sent, so a loop opening many accounts is not paced
+        by the answers; the stream delivers ``binance.stream_subscribed``
+        when it is live."""
+        return self._set(_lib().binance_config_set_open_waits_for_subscription, 1 if wait else 0)
 
     def snapshot_budget_percent(self, percent: int) -> "Config":
         """The share of the request budget account resync snapshots may draw,

@@ -17,15 +17,22 @@ Example::
 How it works: the listenKey calls and the account snapshot are
 request/response; each runs in the
 loop's default executor (a thread for the duration of the call, the GIL
-released while it waits). A stream is opened in callback form
-(``binance_user_stream_open_callback``): the library calls back on the one
-thread it owns for the stream, the event is copied there and handed to the
-loop with ``call_soon_threadsafe``. No thread waits on behalf of a waiting
-coroutine, and nothing polls.
+released while it waits). A stream is read on the loop itself: the library
+hands out a descriptor readable exactly while events are queued
+(``binance_user_stream_fd``), the loop watches it with ``add_reader``, and
+the reader callback takes the events with ``binance_user_stream_try_next``
+without blocking and wakes a waiting coroutine for each. An event costs one
+wake-up of the loop. No thread waits on behalf of a waiting coroutine, and
+nothing polls.
 
-Memory stays bounded: at most ``max_pending`` events wait in the loop's
-queue; beyond that the library's own queue fills, and what it cannot hold
-is dropped and reported by a ``binance.stream_gap`` (reason
+On a loop without ``add_reader`` (Windows' ProactorEventLoop) the stream is
+opened in callback form instead (``binance_user_stream_open_callback``): the
+library calls back on the one thread it owns for the stream, the event is
+copied there and handed to the loop with ``call_soon_threadsafe``.
+
+Memory stays bounded: at most ``max_pending`` events wait in the loop;
+beyond that the loop stops taking them and the library's queue fills, and
+what it cannot hold is dropped and reported by a ``binance.stream_gap`` (reason
 ``queue_overflow``), as for the blocking stream.
 
 Closing (``await stream.close()``, leaving ``async with``, or cancelling
@@ -36,12 +43,16 @@ Use a client and its streams from one event loop.
 """
 
 import asyncio
+import collections
 import ctypes
+import socket
 import threading
-from typing import Any, AsyncIterator, Callable, Optional, Set, TypeVar
+from typing import Any, AsyncIterator, Callable, Deque, Dict, Optional, Set, TypeVar
 
 from . import (
+    OK,
     STREAM_CLOSED,
+    TIMEOUT,
     Config,
     RequestBudget,
     StreamClosed,
@@ -52,6 +63,7 @@ from . import (
     _health_of,
     _lib,
     _parse_event,
+    _take_error,
     _text,
 )
 from . import Client as _BlockingClient
@@ -180,6 +192,16 @@ class UserStream:
         self._pending = 0
         # Kept for as long as the library may call it: until close returned.
         self._callback = _EventCallback(self._on_event)
+        # The pollable form (the loop has add_reader): the stream's
+        # descriptor, and the readers waiting for it to become readable.
+        self._fd: Optional[int] = None
+        # Events the loop took from the library, not yet read (at most
+        # max_pending), the readers waiting for one, whether the loop
+        # watches the descriptor, and the library's last word (closed).
+        self._ready: "Deque[Event]" = collections.deque()
+        self._waiters: "Deque[asyncio.Future[None]]" = collections.deque()
+        self._reading = False
+        self._ended: Optional[BaseException] = None
 
     # -- the library's thread ------------------------------------------------
 
@@ -187,13 +209,7 @@ class UserStream:
         """Called by the library, on its thread, with a borrowed event:
         copies it and hands it to the loop. Never raises into C."""
         try:
-            lib = _lib()
-            item = Event(
-                _text(lib.binance_event_type(ev)),
-                lib.binance_event_time_ms(ev),
-                _text(lib.binance_event_json(ev)),
-                bool(lib.binance_event_is_library(ev)),
-            )
+            item = _copy_event(ev)
             with self._cond:
                 self._cond.wait_for(lambda: self._closed or self._pending < self._max_pending)
                 if self._closed:
@@ -215,9 +231,13 @@ class UserStream:
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
 
-    def _open_in_thread(self, client_handle: int) -> int:
+    def _open_in_thread(self, client_handle: int, pollable: bool) -> int:
+        lib = _lib()
         out = ctypes.c_void_p()
-        _call(_lib().binance_user_stream_open_callback, client_handle, self._callback, None, ctypes.byref(out))
+        if pollable:
+            _call(lib.binance_user_stream_open, client_handle, ctypes.byref(out))
+        else:
+            _call(lib.binance_user_stream_open_callback, client_handle, self._callback, None, ctypes.byref(out))
         assert out.value is not None
         return out.value
 
@@ -226,8 +246,10 @@ class UserStream:
             raise RuntimeError("a stream is opened once")
         loop = asyncio.get_running_loop()
         self._loop = loop
-        self._queue = asyncio.Queue()
-        future = loop.run_in_executor(None, self._open_in_thread, self._client._client._live())
+        pollable = _has_add_reader(loop)
+        if not pollable:
+            self._queue = asyncio.Queue()
+        future = loop.run_in_executor(None, self._open_in_thread, self._client._client._live(), pollable)
         try:
             handle = await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -238,8 +260,15 @@ class UserStream:
         if self._closed:  # closed by another task while it opened
             await _in_thread(_shutdown_and_close, handle)
             raise _error(STREAM_CLOSED, "the stream was closed while it opened")
+        if pollable:
+            try:
+                self._fd = _stream_fd(handle)
+            except BaseException:
+                await _in_thread(_shutdown_and_close, handle)
+                raise
         self._handle = handle
         self._client._streams.add(self)
+        self._resume_reading()
         return self
 
     # -- reading ---------------------------------------------------------------
@@ -247,6 +276,70 @@ class UserStream:
     async def next_event(self) -> Event:
         """The next event. Raises :class:`binance_uds.StreamClosed` once the
         stream is closed. Wrap it in ``asyncio.wait_for`` for a timeout."""
+        if self._fd is None:
+            return await self._next_from_callback()
+        while True:
+            if self._closed or self._handle is None:
+                raise _error(STREAM_CLOSED, "the stream is closed")
+            if self._ready:
+                event = self._ready.popleft()
+                self._resume_reading()
+                return event
+            if self._ended is not None:
+                raise self._ended
+            assert self._loop is not None
+            waiter = self._loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiters:  # cancelled
+                    self._waiters.remove(waiter)
+
+    def _on_readable(self) -> None:
+        """The descriptor is readable: takes the queued events (until the
+        library has none, which lowers the descriptor, or max_pending wait
+        here) and wakes a waiting reader for each. An event costs this one
+        wake-up of the loop."""
+        handle = self._handle
+        while handle is not None and len(self._ready) < self._max_pending:
+            try:
+                event = _try_next(handle)
+            except BaseException as e:  # noqa: B036 (StreamClosed: the client was freed)
+                self._ended = e
+                self._stop_reading()
+                self._wake_waiters()
+                return
+            if event is None:
+                return
+            self._ready.append(event)
+            while self._waiters:
+                waiter = self._waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    break
+        # Full: the library's queue holds the rest until a reader makes room.
+        self._stop_reading()
+
+    def _resume_reading(self) -> None:
+        if not self._reading and self._loop is not None and self._fd is not None and self._handle is not None:
+            if len(self._ready) < self._max_pending:
+                self._loop.add_reader(self._fd, self._on_readable)
+                self._reading = True
+
+    def _stop_reading(self) -> None:
+        if self._reading and self._loop is not None and self._fd is not None:
+            self._loop.remove_reader(self._fd)
+        self._reading = False
+
+    def _wake_waiters(self) -> None:
+        """Every waiting reader looks again (the stream closed)."""
+        waiters, self._waiters = self._waiters, collections.deque()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _next_from_callback(self) -> Event:
         queue = self._queue
         if self._closed or queue is None:
             raise _error(STREAM_CLOSED, "the stream is closed")
@@ -296,6 +389,10 @@ class UserStream:
         and from any task; the stream is closed even if this is cancelled."""
         handle, self._handle = self._handle, None
         self._closed = True
+        # Off the loop before the stream closes its descriptor.
+        self._stop_reading()
+        self._ready.clear()
+        self._wake_waiters()
         with self._cond:
             self._cond.notify_all()  # the library's thread, if it waits for room
         if self._queue is not None:
@@ -320,6 +417,75 @@ class UserStream:
 
     def __repr__(self) -> str:
         return f"<binance_uds.aio.UserStream {'closed' if self._closed else 'open'}>"
+
+
+# Whether a loop type has add_reader (not Windows' ProactorEventLoop).
+_ADD_READER: Dict[type, bool] = {}
+
+
+def _has_add_reader(loop: asyncio.AbstractEventLoop) -> bool:
+    known = _ADD_READER.get(type(loop))
+    if known is not None:
+        return known
+    a, b = socket.socketpair()
+    try:
+        loop.add_reader(a.fileno(), lambda: None)
+        loop.remove_reader(a.fileno())
+        known = True
+    except NotImplementedError:
+        known = False
+    finally:
+        a.close()
+        b.close()
+    _ADD_READER[type(loop)] = known
+    return known
+
+
+def _copy_event(ev: Any) -> Event:
+    """An event the library lends, copied out."""
+    lib = _lib()
+    return Event(
+        _text(lib.binance_event_type(ev)),
+        lib.binance_event_time_ms(ev),
+        _text(lib.binance_event_json(ev)),
+        bool(lib.binance_event_is_library(ev)),
+    )
+
+
+def _try_next(handle: int) -> Optional[Event]:
+    """The next queued event, or None; never blocks."""
+    lib = _lib()
+    out = ctypes.c_void_p()
+    # No error object for the common "nothing queued" answer.
+    status = lib.binance_user_stream_try_next(handle, ctypes.byref(out), None)
+    if status == TIMEOUT:
+        return None
+    if status != OK:
+        err = ctypes.c_void_p()
+        status = lib.binance_user_stream_try_next(handle, ctypes.byref(out), ctypes.byref(err))
+        if status == OK:  # one came meanwhile
+            return _take_event(out)
+        if status == TIMEOUT:
+            lib.binance_error_free(err)
+            return None
+        raise _take_error(status, err)
+    return _take_event(out)
+
+
+def _take_event(out: ctypes.c_void_p) -> Event:
+    """Copies an event the caller owns, and frees it."""
+    lib = _lib()
+    try:
+        return _copy_event(out)
+    finally:
+        lib.binance_event_free(out)
+
+
+def _stream_fd(handle: int) -> int:
+    """The stream's descriptor (owned by the stream)."""
+    fd = ctypes.c_int64(-1)
+    _call(_lib().binance_user_stream_fd, handle, ctypes.byref(fd))
+    return fd.value
 
 
 def _shutdown_and_close(handle: int) -> None:

@@ -220,6 +220,57 @@ async def test_memory_is_bounded_when_nobody_reads(exchange: Exchange) -> None:
 
 
 @pytest.mark.asyncio
+async def test_events_come_through_the_descriptor_in_order(exchange: Exchange) -> None:
+    """On a loop with add_reader the stream is read on the loop through its
+    descriptor: several readers wait on it at once, every event reaches
+    exactly one of them, in order, and closing takes the descriptor off
+    the loop."""
+    async with client_for(exchange) as client, client.user_stream() as stream:
+        loop = asyncio.get_running_loop()
+        assert stream._fd is not None, "pollable form on a selector loop"
+        got: List[int] = []
+        done = asyncio.Event()
+
+        async def read() -> None:
+            while not done.is_set():
+                event = await stream.next_event()
+                got.append(event.time_ms)
+                if len(got) == 200:
+                    done.set()
+
+        readers = [asyncio.create_task(read()) for _ in range(3)]
+        orders = exchange.emit("ORDER_TRADE_UPDATE", 200)
+        await asyncio.wait_for(done.wait(), 10)
+        assert got == list(range(orders["first_E"], orders["first_E"] + 200))
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        # Arrived while nobody waits: there for the next read.
+        exchange.emit("TRADE_LITE")
+        await wait_until("the event to be taken", lambda: stream.health().events_delivered == 201)
+        assert (await stream.next_event()).type == "TRADE_LITE"
+        fd = stream._fd
+    assert not loop.remove_reader(fd), "the closed stream's descriptor is off the loop"
+
+
+@pytest.mark.asyncio
+async def test_without_add_reader_the_callback_form_delivers(exchange: Exchange, monkeypatch: Any) -> None:
+    """A loop without add_reader (Windows' ProactorEventLoop) gets the
+    events through the callback form, in order, with the same API."""
+    monkeypatch.setattr(aio, "_has_add_reader", lambda loop: False)
+    async with client_for(exchange) as client, client.user_stream() as stream:
+        assert stream._fd is None
+        orders = exchange.emit("ORDER_TRADE_UPDATE", 20)
+        got = [(await asyncio.wait_for(stream.next_event(), 10)).time_ms for _ in range(20)]
+        assert got == list(range(orders["first_E"], orders["first_E"] + 20))
+        reader = asyncio.create_task(stream.next_event())
+        await asyncio.sleep(0)
+        await stream.close()
+        with pytest.raises(binance_uds.StreamClosed):
+            await asyncio.wait_for(reader, 10)
+
+
+@pytest.mark.asyncio
 async def test_readme_asyncio_snippet_runs(exchange: Exchange) -> None:
     blocks = re.findall(r"```python\n(.*?)```", (PACKAGE_DIR / "README.md").read_text(), re.DOTALL)
     snippet = next(b for b in blocks if "from binance_uds import aio" in b)

@@ -217,6 +217,16 @@ def test_user_stream_yields_emitted_events_as_dicts_in_order(exchange: Exchange)
     assert got[0]["o"]["s"] == "BTCUSDT" and got[0]["o"]["X"] == "NEW"
 
 
+def test_an_open_that_does_not_wait_says_when_it_is_live(exchange: Exchange) -> None:
+    cfg = config(exchange, open_waits_for_subscription=False)
+    with binance_uds.Client(cfg) as client, client.user_stream() as stream:
+        live = stream.next_event(timeout=10)
+        assert live is not None and live.is_library and live.type == "binance.stream_subscribed"
+        exchange.emit("TRADE_LITE")
+        event = stream.next_event(timeout=10)
+        assert event is not None and event.type == "TRADE_LITE"
+
+
 def test_next_event_gives_event_objects(exchange: Exchange) -> None:
     with binance_uds.Client(config(exchange)) as client, client.user_stream() as stream:
         assert stream.next_event(timeout=0) is None

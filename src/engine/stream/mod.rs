@@ -27,6 +27,7 @@ use super::event::Event;
 use super::gate::Gate;
 use super::net::runtime::RuntimeRef;
 use super::queue::Popped;
+use super::signal::RawFd;
 use super::Client;
 use conn::ConnSettings;
 use shared::Shared;
@@ -45,6 +46,7 @@ pub struct StreamSettings {
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     pub capacity: usize,
+    pub open_waits: bool,
 }
 
 impl StreamSettings {
@@ -78,6 +80,7 @@ impl StreamSettings {
             backoff_initial: config.backoff_initial,
             backoff_max: config.backoff_max,
             capacity: config.queue_capacity,
+            open_waits: config.open_waits,
         })
     }
 }
@@ -170,7 +173,9 @@ pub struct UserStream {
 
 impl UserStream {
     /// Obtains the listenKey, subscribes it on a stream connection (see
-    /// `conn`) and starts delivering. Blocks until subscribed or failed.
+    /// `conn`) and starts delivering. Blocks until subscribed or failed;
+    /// with `Config::open_waits` off, only until the key is obtained and
+    /// its subscription sent (`binance.stream_subscribed` follows).
     pub fn open(client: &Client, callback: Option<Callback>) -> Result<UserStream> {
         super::net::runtime::ensure_blocking_allowed("opening a stream")?;
         let settings = Arc::new(StreamSettings::from_config(&client.config)?);
@@ -185,12 +190,21 @@ impl UserStream {
         let session = client.session.clone();
         let shared = Arc::new(Shared::new(settings.capacity));
         let (sink, signals) = Sink::new(shared.clone());
-        let (key, member) =
-            runtime
-                .handle()
-                .block_on(runner::establish(&session, &settings, &sink, |_| None))?;
+        let (key, member, joined) = runtime.handle().block_on(async {
+            if settings.open_waits {
+                let (key, member) = runner::establish(&session, &settings, &sink, |_| None).await?;
+                Ok::<_, Error>((key, member, None))
+            } else {
+                let (key, member, joined) =
+                    runner::establish_later(&session, &settings, &sink).await?;
+                Ok((key, member, Some(joined)))
+            }
+        })?;
         shared.key_started();
-        let runner = runner::Runner::new(session, settings, sink, signals, key, member, rest);
+        let mut runner = runner::Runner::new(session, settings, sink, signals, key, member, rest);
+        if let Some(joined) = joined {
+            runner = runner.joining(joined);
+        }
         let task = runtime.handle().spawn(runner.run());
         let callback_mode = callback.is_some();
         let dispatcher = match callback {
@@ -224,6 +238,31 @@ impl UserStream {
             Popped::TimedOut => Ok(None),
             Popped::Closed => Err(Error::new(Status::StreamClosed, "the stream is closed")),
         }
+    }
+
+    /// The next event if one is queued, without waiting: `next` with a
+    /// zero timeout.
+    pub fn try_next(&self) -> Result<Option<Event>> {
+        self.next(Duration::ZERO)
+    }
+
+    /// A descriptor a host event loop waits on: readable exactly while
+    /// `try_next` returns without `Ok(None)` (an event is queued, or the
+    /// stream is closed). Owned by the stream, open until it is dropped.
+    pub fn fd(&self) -> Result<RawFd> {
+        if self.callback_mode {
+            return Err(Error::invalid(
+                "stream: this stream delivers to its callback; it has no descriptor to poll",
+            ));
+        }
+        let _in = self
+            .gate
+            .enter()
+            .map_err(|_| Error::new(Status::StreamClosed, "the stream is closed"))?;
+        self.shared
+            .queue
+            .signal_fd()
+            .map_err(|e| Error::internal(format!("making the stream's descriptor failed: {e}")))
     }
 
     pub fn health(&self) -> Health {

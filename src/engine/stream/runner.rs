@@ -4,7 +4,7 @@
 //! connection when its connection is lost. Whenever events may have been
 //! lost it queues a `binance.stream_gap` saying why and over what time.
 
-use super::conn::Membership;
+use super::conn::{Answer as Joined, Membership};
 use super::sink::{Resume, Signal, Sink};
 use super::{mask, pool, StreamSettings};
 use crate::engine::api::answer::Answer;
@@ -13,7 +13,9 @@ use crate::engine::backoff::{jitter, Backoff};
 use crate::engine::client::listen_key_of;
 use crate::engine::config::StreamForm;
 use crate::engine::error::{Error, Result};
-use crate::engine::event::{now_ms, Event, ACCOUNT_SNAPSHOT_FAILED, STREAM_DISCONNECTED};
+use crate::engine::event::{
+    now_ms, Event, ACCOUNT_SNAPSHOT_FAILED, STREAM_DISCONNECTED, STREAM_SUBSCRIBED,
+};
 use crate::engine::rest::{refused_unsent, Rest};
 use crate::engine::retry::retry_wait;
 use serde_json::json;
@@ -76,6 +78,20 @@ pub async fn establish(
     Ok((key, member))
 }
 
+/// `establish` for an open that does not wait for the subscription: the
+/// key, and the subscription sent (or queued to be) with its answer to
+/// come; the runner reports it (`Runner::joining`).
+pub async fn establish_later(
+    session: &Session,
+    settings: &StreamSettings,
+    sink: &Arc<Sink>,
+) -> Result<(String, Membership, Joined)> {
+    let key = start_key(session).await?;
+    let conn = pool::acquire(&settings.conn, &key);
+    let (member, joined) = Membership::join_later(conn, sink, &key)?;
+    Ok((key, member, joined))
+}
+
 async fn start_key(session: &Session) -> Result<String> {
     let answer = session.request_async("userDataStream.start").await?;
     listen_key_of("userDataStream.start", &answer.result)
@@ -105,6 +121,9 @@ pub struct Runner {
     /// The latest moment the key was known to be valid (ms since epoch).
     key_valid_ms: i64,
     resync: Option<Resync>,
+    /// The answer to the subscription of a stream opened without waiting
+    /// for it (and since when it was asked), until it comes.
+    joining: Option<(Joined, i64)>,
 }
 
 impl Runner {
@@ -141,6 +160,35 @@ impl Runner {
             keepalive: None,
             key_valid_ms: now_ms(),
             resync,
+            joining: None,
+        }
+    }
+
+    /// The stream was opened without waiting for `joined`, its first
+    /// subscription's answer: it is reported as it comes.
+    pub fn joining(mut self, joined: Joined) -> Runner {
+        self.joining = Some((joined, now_ms()));
+        self
+    }
+
+    /// The first subscription's answer came: `binance.stream_subscribed`,
+    /// or, refused, the stream recovers as from a lost connection.
+    fn on_joined(&mut self, r: Result<()>, since_ms: i64) -> Option<Trouble> {
+        match r {
+            Ok(()) => {
+                self.sink.shared.queue.push_library(Event::library(
+                    STREAM_SUBSCRIBED,
+                    now_ms(),
+                    json!({ "from_ms": since_ms }),
+                ));
+                None
+            }
+            Err(e) => Some(Trouble {
+                reason: "subscribe_failed",
+                message: e.message.replace(&self.key, &mask(&self.key)),
+                from_ms: since_ms,
+                disconnected: true,
+            }),
         }
     }
 
@@ -152,7 +200,12 @@ impl Runner {
             let keepalive_idle = self.keepalive.is_none();
             let snapshot_in_flight = self.resync.as_ref().is_some_and(|r| r.in_flight.is_some());
             let snapshot_retry = self.resync.as_ref().and_then(|r| r.retry_at);
+            let joining = self.joining.is_some();
             let trouble = tokio::select! {
+                r = async { self.joining.as_mut().expect("joining").0.as_mut().await }, if joining => {
+                    let since_ms = self.joining.take().map_or(0, |j| j.1);
+                    self.on_joined(r, since_ms)
+                }
                 r = async { self.resync.as_mut().and_then(|r| r.in_flight.as_mut()).expect("in flight").await }, if snapshot_in_flight => {
                     self.on_snapshot(r);
                     None
@@ -402,6 +455,9 @@ impl Runner {
     /// gap. Fails only when the client was freed.
     async fn recover(&mut self, t: Trouble) -> Result<()> {
         self.keepalive = None;
+        // A first subscription still unanswered is moot: the stream
+        // subscribes again below, and the gap reports when it is live.
+        self.joining = None;
         let healthy = self
             .member
             .take()

@@ -36,7 +36,7 @@ pub fn thread_id() -> u64 {
 /// Linux shows a thread's system call (/proc), so elsewhere `wait_blocked`
 /// cannot tell and fails saying so (the tests that use it run on Linux).
 #[cfg(target_os = "linux")]
-const SYS_FUTEX: i64 = libc::SYS_futex as i64;
+const SYS_FUTEX: i64 = libc::SYS_futex;
 #[cfg(not(target_os = "linux"))]
 const SYS_FUTEX: i64 = -1;
 

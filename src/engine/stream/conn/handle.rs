@@ -90,18 +90,28 @@ impl ConnHandle {
     }
 
     async fn ask(&self, make: impl FnOnce(oneshot::Sender<Result<()>>) -> Cmd) -> Result<()> {
+        self.tell(make)?.await
+    }
+
+    /// Sends a command; the answer comes through what it returns.
+    fn tell(&self, make: impl FnOnce(oneshot::Sender<Result<()>>) -> Cmd) -> Result<Answer> {
         let (done, answer) = oneshot::channel();
         self.tx
             .send(make(done))
             .map_err(|_| Error::new(Status::ConnectionClosed, "the stream connection closed"))?;
-        answer.await.unwrap_or_else(|_| {
-            Err(Error::new(
-                Status::ConnectionClosed,
-                "the stream connection closed",
-            ))
-        })
+        Ok(Box::pin(async move {
+            answer.await.unwrap_or_else(|_| {
+                Err(Error::new(
+                    Status::ConnectionClosed,
+                    "the stream connection closed",
+                ))
+            })
+        }))
     }
 }
+
+/// The connection's answer to a command, still to come.
+pub type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>;
 
 /// A stream's place on a connection: it leaves when this is dropped.
 pub struct Membership {
@@ -115,6 +125,18 @@ impl Membership {
     /// Takes the place `conn.reserve` made and subscribes `key` for `sink`;
     /// waits for the server's acknowledgement.
     pub async fn join(conn: Arc<ConnHandle>, sink: &Arc<Sink>, key: &str) -> Result<Membership> {
+        let (member, answer) = Membership::join_later(conn, sink, key)?;
+        answer.await?;
+        Ok(member)
+    }
+
+    /// `join` without waiting: the server's acknowledgement (or its
+    /// refusal) comes through the `Answer`.
+    pub fn join_later(
+        conn: Arc<ConnHandle>,
+        sink: &Arc<Sink>,
+        key: &str,
+    ) -> Result<(Membership, Answer)> {
         let member = Membership {
             conn,
             sink: sink.id,
@@ -123,11 +145,10 @@ impl Membership {
         };
         let sink = sink.clone();
         let key = key.to_owned();
-        member
+        let answer = member
             .conn
-            .ask(|done| Cmd::Subscribe { sink, key, done })
-            .await?;
-        Ok(member)
+            .tell(|done| Cmd::Subscribe { sink, key, done })?;
+        Ok((member, answer))
     }
 
     /// Routes the stream's new key on the same connection: subscribes it,

@@ -28,7 +28,7 @@ mod task;
 #[cfg(test)]
 mod tests;
 
-pub use handle::{ConnHandle, Membership};
+pub use handle::{Answer, ConnHandle, Membership};
 
 use crate::engine::config::StreamForm;
 use crate::engine::event::now_ms;
