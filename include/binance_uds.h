@@ -113,6 +113,18 @@
 /* The REST base URL signed requests use (binance_config_set_rest_endpoint). */
 #define BINANCE_REST_URL_PRODUCTION "https://fapi.binance.com"
 #define BINANCE_REST_URL_TESTNET "https://demo-fapi.binance.com"
+/* COIN-M Futures (binance_config_set_product(BINANCE_PRODUCT_COINM)
+ * makes the production ones the defaults). */
+#define BINANCE_COINM_WS_API_URL_PRODUCTION "wss://ws-dapi.binance.com/ws-dapi/v1"
+#define BINANCE_COINM_WS_API_URL_TESTNET "wss://testnet.binancefuture.com/ws-dapi/v1"
+#define BINANCE_COINM_STREAM_URL_PRODUCTION "wss://dstream.binance.com"
+#define BINANCE_COINM_STREAM_URL_TESTNET "wss://dstream.binancefuture.com"
+#define BINANCE_COINM_REST_URL_PRODUCTION "https://dapi.binance.com"
+#define BINANCE_COINM_REST_URL_TESTNET "https://testnet.binancefuture.com"
+/* Portfolio Margin (BINANCE_PRODUCT_PORTFOLIO_MARGIN): no WebSocket API,
+ * no testnet. */
+#define BINANCE_PM_STREAM_URL_PRODUCTION "wss://fstream.binance.com/pm"
+#define BINANCE_PM_REST_URL_PRODUCTION "https://papi.binance.com"
 
 
 /**
@@ -140,6 +152,8 @@ typedef struct binance_client binance_client;
  *
  * Functions, by purpose (their prototypes below come in this order):
  * - make and free: `binance_config_new`, `binance_config_free`;
+ * - which product: `binance_config_set_product` (USDⓈ-M Futures by
+ *   default, COIN-M Futures, Portfolio Margin);
  * - who you are: `binance_config_set_api_key`; for signed REST (the
  *   account snapshot, account resync) `binance_config_set_secret_key` or
  *   `binance_config_set_private_key_pem`;
@@ -211,6 +225,12 @@ typedef struct binance_user_stream binance_user_stream;
  * `binance_version`, `binance_string_free`.
  */
 typedef int32_t binance_status;
+
+/**
+ * Which Binance futures product a client speaks to: one of the
+ * `BINANCE_PRODUCT_*` values (append-only).
+ */
+typedef int32_t binance_product;
 
 /**
  * How a stream connection subscribes its listenKey: one of the
@@ -384,6 +404,37 @@ typedef struct {
 #define BINANCE_STREAM_CLOSED 10
 
 /**
+ * USDⓈ-M Futures (the default): the listenKey over the WebSocket API
+ * (`userDataStream.start/ping/stop` on `ws-fapi`), the stream on
+ * `fstream.binance.com/private`, resync from `/fapi/v3/account`,
+ * `/fapi/v3/positionRisk`, `/fapi/v1/openOrders`, `/fapi/v1/openAlgoOrders`.
+ */
+#define BINANCE_PRODUCT_USDM 0
+
+/**
+ * COIN-M Futures: the listenKey over its WebSocket API (`ws-dapi`, the
+ * same three methods), the stream on `dstream.binance.com` (`/stream` and
+ * SUBSCRIBE, as the official SDKs do), resync from `/dapi/v1/account`,
+ * `/dapi/v1/positionRisk`, `/dapi/v1/openOrders`, `/dapi/v1/openAlgoOrders`
+ * (the snapshot has USDⓈ-M's shape). Draws on the same request budget as
+ * USDⓈ-M (Binance counts fapi and dapi together per IP since 2026-06-30).
+ */
+#define BINANCE_PRODUCT_COINM 1
+
+/**
+ * Portfolio Margin (the unified account, whose API keys lose the Futures
+ * permission): no WebSocket API; the listenKey is obtained, kept alive and
+ * closed over REST (`POST/PUT/DELETE /papi/v1/listenKey` on
+ * `papi.binance.com`, API key header only, so no signing key is needed to
+ * stream), the stream on `fstream.binance.com/pm` (`/pm/stream` and
+ * SUBSCRIBE), events of both books (`fs` "UM"/"CM") and margin. Resync
+ * from `/papi/v1/account`, `/papi/v1/balance`, the UM and CM positions,
+ * open, conditional and algo orders and margin open orders (the snapshot
+ * shape in README.md). Its own request budget.
+ */
+#define BINANCE_PRODUCT_PORTFOLIO_MARGIN 2
+
+/**
  * Default: connect to `<stream url>/stream`, send
  * `{"method":"SUBSCRIBE","params":["<listenKey>"],"id":N}` and wait for its
  * acknowledgement; events arrive wrapped as `{"stream":"<listenKey>",
@@ -472,6 +523,17 @@ void binance_string_free(char *s);
  * NULL only if memory ran out. Thread-safe.
  */
 binance_config *binance_config_new(void);
+
+/**
+ * Chooses the product (default `BINANCE_PRODUCT_USDM`). The endpoints not
+ * set explicitly (`binance_config_set_endpoint`, `_stream_endpoint`,
+ * `_rest_endpoint`, before or after) become the product's production
+ * defaults (`BINANCE_COINM_*_URL_PRODUCTION`, `BINANCE_PM_*`); set the
+ * testnet ones explicitly. Clients of different products never share a
+ * connection. BINANCE_INVALID_ARGUMENT naming `product` for any other
+ * value; the config is then unchanged.
+ */
+binance_status binance_config_set_product(binance_config *cfg, binance_product product, binance_error **out_err);
 
 /**
  * Sets the API key (required). It is sent in `params.apiKey` of every

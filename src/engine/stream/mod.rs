@@ -56,6 +56,7 @@ impl StreamSettings {
             &base,
             dialer.proxy.as_ref(),
             (
+                config.product,
                 config.stream_form,
                 config.stream_subscriptions_per_connection,
                 config.silence_timeout,
@@ -182,15 +183,15 @@ impl UserStream {
             None
         };
         let runtime = client.runtime.clone();
-        let session = client.session.clone();
+        let keys = client.keys();
         let shared = Arc::new(Shared::new(settings.capacity));
         let (sink, signals) = Sink::new(shared.clone());
         let (key, member) =
             runtime
                 .handle()
-                .block_on(runner::establish(&session, &settings, &sink, |_| None))?;
+                .block_on(runner::establish(&keys, &settings, &sink, |_| None))?;
         shared.key_started();
-        let runner = runner::Runner::new(session, settings, sink, signals, key, member, rest);
+        let runner = runner::Runner::new(keys, settings, sink, signals, key, member, rest);
         let task = runtime.handle().spawn(runner.run());
         let callback_mode = callback.is_some();
         let dispatcher = match callback {
