@@ -61,7 +61,8 @@ pub const MAX_BODY: usize = 16 << 20;
 /// A snapshot is at most this many requests, one of them repeated after a
 /// `-1021` clock resynchronisation: its time bound is the connect timeout
 /// plus this many request timeouts.
-pub const SNAPSHOT_REQUESTS: u32 = 11;
+/// (Portfolio Margin's: its ten calls, no clock.)
+pub const SNAPSHOT_REQUESTS: u32 = 7;
 
 /// A REST endpoint and its request weight (from its Binance page).
 struct Call {
@@ -368,8 +369,11 @@ impl Rest {
             // Every call counted so far is waiting for this one, and asked
             // before it starts.
             let covered = self.tickets.load(Ordering::SeqCst);
-            let bound = self.config.dialer.connect_timeout
-                + self.config.request_timeout * SNAPSHOT_REQUESTS;
+            let requests = match self.config.product {
+                Product::PortfolioMargin => PM.len() as u32,
+                _ => SNAPSHOT_REQUESTS,
+            };
+            let bound = self.config.dialer.connect_timeout + self.config.request_timeout * requests;
             let result =
                 match tokio::time::timeout(bound, self.take_snapshot(requested_local_ms)).await {
                     Ok(r) => r,
