@@ -3,7 +3,8 @@
 
 use binance_uds::engine::{Client, Config, Error, Status};
 use binance_uds::engine::{Health, UserStream};
-use binance_uds::engine::{TESTNET_STREAM, TESTNET_WS_API};
+use binance_uds::engine::{Product, TESTNET_STREAM, TESTNET_WS_API};
+use binance_uds::engine::{COINM_TESTNET_REST, COINM_TESTNET_STREAM, COINM_TESTNET_WS_API};
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -34,8 +35,8 @@ NAME
     {NAME} - Binance USD-M Futures listenKeys and user data stream, from the shell
 
 SYNOPSIS
-    {NAME} [--testnet] listen-key start|keepalive|stop
-    {NAME} [--testnet] stream [--events TYPE[,TYPE...]] [--health SECONDS]
+    {NAME} [--testnet] [--product usdm|coinm|pm] listen-key start|keepalive|stop
+    {NAME} [--testnet] [--product usdm|coinm|pm] stream [--events TYPE[,TYPE...]] [--health SECONDS]
     {NAME} --help | --version
 
 DESCRIPTION
@@ -69,6 +70,14 @@ OPTIONS
     --testnet
         Use Binance's testnet endpoints instead of production's
         (BINANCE_WS_API_URL and BINANCE_STREAM_URL, when set, still win).
+        Portfolio Margin has no testnet.
+    --product usdm|coinm|pm
+        The account's product: USD-M Futures (the default), COIN-M Futures
+        (WebSocket API wss://ws-dapi.binance.com/ws-dapi/v1, stream
+        wss://dstream.binance.com) or Portfolio Margin (listenKey over REST
+        POST/PUT/DELETE https://papi.binance.com/papi/v1/listenKey, stream
+        wss://fstream.binance.com/pm). The listen-key commands do what the
+        product offers: on pm, start is POST, keepalive PUT, stop DELETE.
     --events TYPE[,TYPE...]
         stream: print only events of these types, e.g.
         ORDER_TRADE_UPDATE,binance.stream_gap. May be given more than once.
@@ -92,6 +101,9 @@ ENVIRONMENT
     BINANCE_STREAM_URL
         The user data stream base. Default: wss://fstream.binance.com/private
         (with --testnet: wss://fstream.binancefuture.com/private).
+    BINANCE_REST_URL
+        The REST base (Portfolio Margin's listenKey goes over REST).
+        Default: the product's, e.g. https://papi.binance.com.
     BINANCE_CA_FILE
         A PEM file of CA certificates to trust besides the system's.
     HTTPS_PROXY, ALL_PROXY, NO_PROXY
@@ -175,13 +187,18 @@ enum Command {
 enum Invocation {
     Help,
     Version,
-    Run { testnet: bool, command: Command },
+    Run {
+        testnet: bool,
+        product: Product,
+        command: Command,
+    },
 }
 
 fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_args(args);
     let mut testnet = false;
+    let mut product = Product::UsdM;
     let mut events: Vec<String> = Vec::new();
     let mut health = None;
     let mut words: Vec<String> = Vec::new();
@@ -190,6 +207,17 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String>
             Short('h') | Long("help") => return Ok(Invocation::Help),
             Short('V') | Long("version") => return Ok(Invocation::Version),
             Long("testnet") => testnet = true,
+            Long("product") => {
+                let value = parser.value().map_err(|e| e.to_string())?;
+                product = match value.string().map_err(|e| e.to_string())?.as_str() {
+                    "usdm" => Product::UsdM,
+                    "coinm" => Product::CoinM,
+                    "pm" => Product::PortfolioMargin,
+                    other => {
+                        return Err(format!("--product {other:?}: expected usdm, coinm or pm"))
+                    }
+                };
+            }
             Long("events") => {
                 let list = parser.value().map_err(|e| e.to_string())?;
                 let list = list.string().map_err(|e| e.to_string())?;
@@ -243,7 +271,14 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String>
     if matches!(command, Command::ListenKey(_)) && stream_options {
         return Err("--events and --health go with stream".into());
     }
-    Ok(Invocation::Run { testnet, command })
+    if testnet && product == Product::PortfolioMargin {
+        return Err("--testnet: Portfolio Margin has no testnet".into());
+    }
+    Ok(Invocation::Run {
+        testnet,
+        product,
+        command,
+    })
 }
 
 /// An environment variable; `None` when unset or empty.
@@ -259,22 +294,43 @@ fn env(name: &str) -> Result<Option<String>, Failure> {
 }
 
 /// The library's config from the environment, as the examples read it.
-fn config(testnet: bool) -> Result<Config, Failure> {
+fn config(testnet: bool, product: Product) -> Result<Config, Failure> {
     let api_key = env("BINANCE_API_KEY")?.ok_or_else(|| {
         Failure::usage("BINANCE_API_KEY is not set: export your Binance API key in it")
     })?;
     let mut cfg = Config::default();
     cfg.set_api_key(&api_key)
         .map_err(|e| e.context("BINANCE_API_KEY"))?;
-    let ws_api = env("BINANCE_WS_API_URL")?.or_else(|| testnet.then(|| TESTNET_WS_API.into()));
+    let code = match product {
+        Product::UsdM => 0,
+        Product::CoinM => 1,
+        Product::PortfolioMargin => 2,
+    };
+    cfg.set_product(code)?;
+    // Testnet: the product's (Portfolio Margin has none: refused by parse).
+    let (testnet_api, testnet_stream, testnet_rest) = match product {
+        Product::CoinM => (
+            COINM_TESTNET_WS_API,
+            COINM_TESTNET_STREAM,
+            Some(COINM_TESTNET_REST),
+        ),
+        _ => (TESTNET_WS_API, TESTNET_STREAM, None),
+    };
+    let ws_api = env("BINANCE_WS_API_URL")?.or_else(|| testnet.then(|| testnet_api.into()));
     if let Some(url) = ws_api {
         cfg.set_endpoint(&url)
             .map_err(|e| e.context("BINANCE_WS_API_URL"))?;
     }
-    let stream = env("BINANCE_STREAM_URL")?.or_else(|| testnet.then(|| TESTNET_STREAM.into()));
+    let stream = env("BINANCE_STREAM_URL")?.or_else(|| testnet.then(|| testnet_stream.into()));
     if let Some(url) = stream {
         cfg.set_stream_endpoint(&url)
             .map_err(|e| e.context("BINANCE_STREAM_URL"))?;
+    }
+    let rest = env("BINANCE_REST_URL")?
+        .or_else(|| testnet.then_some(testnet_rest).flatten().map(Into::into));
+    if let Some(url) = rest {
+        cfg.set_rest_endpoint(&url)
+            .map_err(|e| e.context("BINANCE_REST_URL"))?;
     }
     if let Some(path) = env("BINANCE_CA_FILE")? {
         let pem = std::fs::read_to_string(&path)
@@ -506,7 +562,11 @@ fn main() -> ExitCode {
             println!("{NAME} {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Invocation::Run { testnet, command } => config(testnet).and_then(|cfg| match command {
+        Invocation::Run {
+            testnet,
+            product,
+            command,
+        } => config(testnet, product).and_then(|cfg| match command {
             Command::ListenKey(op) => listen_key(&cfg, op),
             Command::Stream { events, health } => stream(&cfg, &events, health),
         }),
@@ -534,6 +594,7 @@ mod tests {
             parse_words(&["--testnet", "listen-key", "start"]),
             Ok(Invocation::Run {
                 testnet: true,
+                product: Product::UsdM,
                 command: Command::ListenKey(KeyOp::Start)
             })
         );
@@ -547,6 +608,7 @@ mod tests {
             ]),
             Ok(Invocation::Run {
                 testnet: false,
+                product: Product::UsdM,
                 command: Command::Stream {
                     events: vec![
                         "ORDER_TRADE_UPDATE".into(),
@@ -559,6 +621,17 @@ mod tests {
         );
         assert_eq!(parse_words(&["stream", "-h"]), Ok(Invocation::Help));
         assert_eq!(parse_words(&["--version"]), Ok(Invocation::Version));
+        assert_eq!(
+            parse_words(&["--product", "coinm", "stream"]),
+            Ok(Invocation::Run {
+                testnet: false,
+                product: Product::CoinM,
+                command: Command::Stream {
+                    events: vec![],
+                    health: None
+                }
+            })
+        );
     }
 
     #[test]
@@ -577,6 +650,11 @@ mod tests {
                 "go with stream",
             ),
             (&["stream", "--verbose"][..], "--verbose"),
+            (&["--product", "spot", "stream"][..], "--product \"spot\""),
+            (
+                &["--testnet", "--product", "pm", "stream"][..],
+                "no testnet",
+            ),
         ] {
             let err = parse_words(args).expect_err(&format!("{args:?} parsed"));
             assert!(

@@ -353,3 +353,60 @@ fn stream_filters_event_types_prints_health_and_ends_on_sigterm() {
     let (status, _) = s.wait();
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn listen_key_commands_use_each_products_way() {
+    let ex = Exchange::start(&[]);
+    // COIN-M: its WebSocket API; Portfolio Margin: REST /papi/v1/listenKey.
+    let cases = [
+        (
+            "coinm",
+            ex.coinm_ws_api.as_str(),
+            [
+                "userDataStream.start",
+                "userDataStream.ping",
+                "userDataStream.stop",
+            ],
+        ),
+        (
+            "pm",
+            ex.ws_api.as_str(),
+            [
+                "POST /papi/v1/listenKey",
+                "PUT /papi/v1/listenKey",
+                "DELETE /papi/v1/listenKey",
+            ],
+        ),
+    ];
+    for (product, ws_api, requests) in cases {
+        let before: Vec<u64> = requests.iter().map(|r| ex.requests(r)).collect();
+        let run_op = |op: &str| {
+            let out = command(&ex)
+                .env("BINANCE_WS_API_URL", ws_api)
+                .env("BINANCE_REST_URL", &ex.rest)
+                .args(["--product", product, "listen-key", op])
+                .output()
+                .expect("run binance-uds");
+            assert_secret_not_in(&out.stdout);
+            assert_secret_not_in(&out.stderr);
+            assert!(
+                out.status.success(),
+                "{product} {op}: {}",
+                text(&out.stderr)
+            );
+            text(&out.stdout)
+        };
+        let key = run_op("start");
+        assert_eq!(key.trim_end().len(), 64, "{product}: {key:?}");
+        assert_eq!(
+            run_op("keepalive"),
+            key,
+            "{product}: the same key, extended"
+        );
+        assert_eq!(run_op("stop"), "");
+        for (r, b) in requests.iter().zip(before) {
+            // The keepalive of PM asks start first (PUT names no key).
+            assert!(ex.requests(r) > b, "{product}: no {r} reached the exchange");
+        }
+    }
+}
