@@ -237,7 +237,7 @@ async fn main() {
         format!("ws_api={scheme}://{host}/ws-fapi/v1"),
         format!("stream={scheme}://{host}/private"),
         format!("coinm_ws_api={scheme}://{host}/ws-dapi/v1"),
-        format!("coinm_stream={scheme}://{host}/dstream"),
+        format!("coinm_stream={scheme}://{host}/coinm"),
         format!("pm_stream={scheme}://{host}/pm"),
         format!("control={caddr}"),
     ];

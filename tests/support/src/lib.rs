@@ -42,7 +42,7 @@ pub struct Exchange {
     /// `wss://127.0.0.1:PORT/private`: the stream base (SUBSCRIBE on `{stream}/stream`).
     pub stream: String,
     /// COIN-M: `wss://127.0.0.1:PORT/ws-dapi/v1` and the dstream base,
-    /// served under `/dstream`.
+    /// served under `/coinm`.
     pub coinm_ws_api: String,
     pub coinm_stream: String,
     /// Portfolio Margin's stream base, `wss://127.0.0.1:PORT/pm`.
