@@ -275,3 +275,33 @@ fn coinm_and_usdm_accounts_share_one_request_budget_and_pm_has_its_own() {
     assert_eq!(used(&usdm), used(&coinm));
     assert!(!std::sync::Arc::ptr_eq(&usdm.budget(), &pm.budget()));
 }
+
+#[test]
+fn accounts_of_different_products_never_share_a_connection() {
+    let ex = exchange();
+    // Two configs alike in everything but the product (even the WebSocket
+    // API URL): sharing would put both on one connection.
+    let usdm = Client::new(&products::config(&ex, products::USDM, KEY)).unwrap();
+    let mut cfg = products::config(&ex, products::COINM, "OTHERKEYabcdef0123456789");
+    cfg.set_endpoint(&ex.ws_api).unwrap();
+    let coinm = Client::new(&cfg).unwrap();
+    let same = Client::new(&products::config(
+        &ex,
+        products::USDM,
+        "THIRDKEYabcdef0123456789",
+    ))
+    .unwrap();
+    usdm.listen_key_start().unwrap();
+    same.listen_key_start().unwrap();
+    assert_eq!(
+        ex.stat("api_connections_open"),
+        1,
+        "the same product shares"
+    );
+    coinm.listen_key_start().unwrap();
+    assert_eq!(
+        ex.stat("api_connections_open"),
+        2,
+        "another product does not"
+    );
+}
