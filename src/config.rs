@@ -81,7 +81,7 @@ pub const BINANCE_PRODUCT_COINM: binance_product = 1;
 /// stream), the stream on `fstream.binance.com/pm` (`/pm/stream` and
 /// SUBSCRIBE), events of both books (`fs` "UM"/"CM") and margin. Resync
 /// from `/papi/v1/account`, `/papi/v1/balance`, the UM and CM positions,
-/// open, conditional and algo orders and margin open orders (the snapshot
+/// open orders, UM algo and CM conditional orders, margin open orders (the snapshot
 /// shape in README.md). Its own request budget.
 pub const BINANCE_PRODUCT_PORTFOLIO_MARGIN: binance_product = 2;
 

@@ -179,7 +179,7 @@ X-MBX-USED-WEIGHT-{window}: {used}\r\n{retry}Connection: {}\r\n\r\n",
     }
 }
 
-const KNOWN: [&str; 27] = [
+const KNOWN: [&str; 28] = [
     "/fapi/v1/time",
     "/fapi/v1/ping",
     "/fapi/v1/listenKey",
@@ -205,14 +205,9 @@ const KNOWN: [&str; 27] = [
     "/papi/v1/balance",
     "/papi/v1/um/positionRisk",
     "/papi/v1/um/openOrders",
-    "/papi/v1/um/openAlgoOrders",
-    "/papi/v1/um/conditional/openOrders",
+    "/papi/v1/um/algo/openAlgoOrders",
     "/papi/v1/cm/positionRisk",
     "/papi/v1/cm/openOrders",
-];
-
-/// Paths known beside KNOWN (kept apart to keep that list's shape).
-const KNOWN_MORE: [&str; 2] = [
     "/papi/v1/cm/conditional/openOrders",
     "/papi/v1/margin/openOrders",
 ];
@@ -226,8 +221,6 @@ fn weight(path: &str, has_symbol: bool) -> u64 {
         | "/dapi/v1/openOrders"
         | "/dapi/v1/openAlgoOrders"
         | "/papi/v1/um/openOrders"
-        | "/papi/v1/um/openAlgoOrders"
-        | "/papi/v1/um/conditional/openOrders"
         | "/papi/v1/cm/openOrders"
         | "/papi/v1/cm/conditional/openOrders"
             if !has_symbol =>
@@ -290,7 +283,7 @@ fn with_faults(
     body: &str,
 ) -> Outcome {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    if !KNOWN.contains(&path) && !KNOWN_MORE.contains(&path) {
+    if !KNOWN.contains(&path) {
         let a = error(404, -1000, &format!("No such endpoint: {path}"));
         return Outcome::Send(a, Duration::ZERO);
     }
@@ -428,17 +421,17 @@ fn handle(st: &mut State, method: &str, target: &str, api_key: Option<&str>, bod
         "/fapi/v1/openOrders" | "/dapi/v1/openOrders" | "/papi/v1/um/openOrders" => {
             book.open_orders(sym)
         }
-        "/fapi/v1/openAlgoOrders" | "/dapi/v1/openAlgoOrders" | "/papi/v1/um/openAlgoOrders" => {
-            book.open_algo_orders(sym)
-        }
+        "/fapi/v1/openAlgoOrders"
+        | "/dapi/v1/openAlgoOrders"
+        | "/papi/v1/um/algo/openAlgoOrders" => book.open_algo_orders(sym),
         "/fapi/v3/account" | "/dapi/v1/account" => book.account(false),
         "/fapi/v2/account" => book.account(true),
         "/fapi/v3/positionRisk" | "/dapi/v1/positionRisk" | "/papi/v1/um/positionRisk" => {
             book.position_risk(sym, false)
         }
         // A PM account's one book is its UM book: the futures account's
-        // totals stand for PM's account document; its CM book, conditional
-        // orders and margin orders are empty here (docs/local-exchange.md).
+        // totals stand for PM's account document; its CM book and margin
+        // orders are empty here (docs/local-exchange.md).
         "/papi/v1/account" => {
             let mut a = book.account(false);
             if let Some(o) = a.as_object_mut() {
@@ -448,8 +441,7 @@ fn handle(st: &mut State, method: &str, target: &str, api_key: Option<&str>, bod
             }
             a
         }
-        "/papi/v1/um/conditional/openOrders"
-        | "/papi/v1/cm/positionRisk"
+        "/papi/v1/cm/positionRisk"
         | "/papi/v1/cm/openOrders"
         | "/papi/v1/cm/conditional/openOrders"
         | "/papi/v1/margin/openOrders" => json!([]),

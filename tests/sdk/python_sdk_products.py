@@ -14,7 +14,8 @@ REST client obtains, keeps alive and closes the listenKey
 (POST/PUT/DELETE /papi/v1/listenKey), its streams client subscribes the key
 on /pm, an emitted ORDER_TRADE_UPDATE with "fs":"UM" arrives intact, and its
 signed REST calls (/papi/v1/account, balance, um/openOrders,
-um/positionRisk, cm/openOrders) answer from the PM account.
+um/algo/openAlgoOrders, um/positionRisk, cm/openOrders,
+cm/conditional/openOrders) answer from the PM account.
 
 Run by scripts/test.sh in a venv with both SDKs (pinned there) installed.
 Exits non-zero, with the reason, on any failure.
@@ -175,14 +176,20 @@ async def pm(ex, ctx):
     await receives_intact(ex, "pm", handle, order_event("UM"))
     print("PM SDK: /pm/stream + SUBSCRIBE, the ORDER_TRADE_UPDATE (fs UM) arrived intact")
 
+    algo = ex.control({"cmd": "algo_place", "api_key": API_KEY, "product": "pm", "symbol": "ETHUSDT",
+                       "side": "SELL", "type": "STOP_MARKET", "quantity": "0.5",
+                       "trigger_price": "1500"})["algo_id"]
     orders = plain(rest.query_all_current_um_open_orders().data())
     assert [o["orderId"] for o in orders] == [order], orders
+    algos = plain(rest.query_all_current_um_open_algo_orders().data())
+    assert [a["algoId"] for a in algos] == [algo], algos
     assert plain(rest.query_all_current_cm_open_orders().data()) == []
+    assert plain(rest.query_all_current_cm_open_conditional_orders().data()) == []
     balances = plain(rest.account_balance().data())
     assert [b["asset"] for b in balances] == ["USDT"], balances
     assert isinstance(plain(rest.account_information().data()), dict)
     assert isinstance(plain(rest.query_um_position_information().data()), list)
-    print("PM SDK: signed /papi/v1/account, balance, um/openOrders, um/positionRisk, cm/openOrders answer")
+    print("PM SDK: signed /papi/v1/account, balance, um/openOrders, um/algo/openAlgoOrders, um/positionRisk, cm/openOrders, cm/conditional/openOrders answer")
 
     rest.close_user_data_stream()
     requests = ex.control({"cmd": "stats"})["requests"]

@@ -61,7 +61,7 @@ pub const MAX_BODY: usize = 16 << 20;
 /// A snapshot is at most this many requests, one of them repeated after a
 /// `-1021` clock resynchronisation: its time bound is the connect timeout
 /// plus this many request timeouts.
-/// (Portfolio Margin's: its ten calls, no clock.)
+/// (Portfolio Margin's: its nine calls, no clock.)
 pub const SNAPSHOT_REQUESTS: u32 = 7;
 
 /// A REST endpoint and its request weight (from its Binance page).
@@ -104,20 +104,18 @@ const COINM: Futures = Futures {
 };
 
 /// Portfolio Margin's snapshot: each call's answer under its own member of
-/// the document. PM publishes no time endpoint: requests are signed on the
-/// local clock (offset 0).
-const PM: [(&str, Call); 10] = [
+/// the document (paths and weights as the official PM SDK 16.1.0 has them:
+/// UM conditional orders are algo orders, `/papi/v1/um/algo/openAlgoOrders`;
+/// CM keeps `/papi/v1/cm/conditional/openOrders`). PM publishes no time
+/// endpoint: requests are signed on the local clock (offset 0).
+const PM: [(&str, Call); 9] = [
     ("account", call("/papi/v1/account", 20)),
     ("balances", call("/papi/v1/balance", 20)),
     ("um_positions", call("/papi/v1/um/positionRisk", 5)),
     ("um_open_orders", call("/papi/v1/um/openOrders", 40)),
     (
-        "um_open_conditional_orders",
-        call("/papi/v1/um/conditional/openOrders", 40),
-    ),
-    (
         "um_open_algo_orders",
-        call("/papi/v1/um/openAlgoOrders", 40),
+        call("/papi/v1/um/algo/openAlgoOrders", 1),
     ),
     ("cm_positions", call("/papi/v1/cm/positionRisk", 1)),
     ("cm_open_orders", call("/papi/v1/cm/openOrders", 40)),
@@ -897,7 +895,7 @@ mod tests {
     fn snapshot_weight_is_the_sum_of_its_calls() {
         assert_eq!(SNAPSHOT_WEIGHT, 90);
         assert_eq!(snapshot_weight(Product::CoinM), 86);
-        assert_eq!(snapshot_weight(Product::PortfolioMargin), 251);
+        assert_eq!(snapshot_weight(Product::PortfolioMargin), 172);
         assert_eq!(USDM.time.weight + COINM.time.weight, 2);
     }
 }
