@@ -36,7 +36,8 @@ NAME
 
 SYNOPSIS
     {NAME} [--testnet] [--product usdm|coinm|pm] listen-key start|keepalive|stop
-    {NAME} [--testnet] [--product usdm|coinm|pm] stream [--events TYPE[,TYPE...]] [--health SECONDS]
+    {NAME} [--testnet] [--product usdm|coinm|pm] stream [--resync] [--events TYPE[,TYPE...]] [--health SECONDS]
+    {NAME} [--testnet] [--product usdm|coinm|pm] snapshot
     {NAME} --help | --version
 
 DESCRIPTION
@@ -58,10 +59,17 @@ DESCRIPTION
         to other users of the account). The listenKey is kept alive and
         renewed, and the connection replaced when it drops. The library's
         own events are printed too, in order: binance.stream_gap (events
-        may have been lost: resynchronise over REST), binance.listen_key_renewed,
+        may have been lost: with --resync the account snapshot follows,
+        else take one), binance.listen_key_renewed,
         binance.stream_disconnected. When stderr is a terminal, one status
         line there shows whether the stream is connected, the events
         delivered, the last event's age and the last keepalive.
+
+    snapshot
+        Prints the account's state as one JSON document (the library's
+        account snapshot: balances, positions, open orders and algo orders;
+        Portfolio Margin's shape per book, see README.md). Needs a signing
+        key: BINANCE_SECRET_KEY or BINANCE_PRIVATE_KEY_FILE.
 
     Errors go to stderr as \"{NAME}: STATUS (code C, HTTP status H): message\",
     with Binance's error code when it sent one. The API key is never printed.
@@ -78,6 +86,11 @@ OPTIONS
         POST/PUT/DELETE https://papi.binance.com/papi/v1/listenKey, stream
         wss://fstream.binance.com/pm). The listen-key commands do what the
         product offers: on pm, start is POST, keepalive PUT, stop DELETE.
+    --resync
+        stream: heal every gap in-band: the account snapshot
+        (binance.account_snapshot) is printed when the stream opens and
+        after every binance.stream_gap, before the events that followed
+        it. Needs BINANCE_SECRET_KEY or BINANCE_PRIVATE_KEY_FILE.
     --events TYPE[,TYPE...]
         stream: print only events of these types, e.g.
         ORDER_TRADE_UPDATE,binance.stream_gap. May be given more than once.
@@ -101,6 +114,10 @@ ENVIRONMENT
     BINANCE_STREAM_URL
         The user data stream base. Default: wss://fstream.binance.com/private
         (with --testnet: wss://fstream.binancefuture.com/private).
+    BINANCE_SECRET_KEY, BINANCE_PRIVATE_KEY_FILE
+        The key that signs REST requests (snapshot, stream --resync): an
+        HMAC secret, or the path of an Ed25519 private key (PKCS#8 PEM).
+        Never printed.
     BINANCE_REST_URL
         The REST base (Portfolio Margin's listenKey goes over REST).
         Default: the product's, e.g. https://papi.binance.com.
@@ -180,7 +197,10 @@ enum Command {
         events: Vec<String>,
         /// Print the health snapshot this often.
         health: Option<Duration>,
+        /// Heal gaps with the account snapshot.
+        resync: bool,
     },
+    Snapshot,
 }
 
 #[derive(Debug, PartialEq)]
@@ -201,12 +221,14 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String>
     let mut product = Product::UsdM;
     let mut events: Vec<String> = Vec::new();
     let mut health = None;
+    let mut resync = false;
     let mut words: Vec<String> = Vec::new();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Short('h') | Long("help") => return Ok(Invocation::Help),
             Short('V') | Long("version") => return Ok(Invocation::Version),
             Long("testnet") => testnet = true,
+            Long("resync") => resync = true,
             Long("product") => {
                 let value = parser.value().map_err(|e| e.to_string())?;
                 product = match value.string().map_err(|e| e.to_string())?.as_str() {
@@ -246,7 +268,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String>
             _ => return Err(arg.unexpected().to_string()),
         }
     }
-    let stream_options = !events.is_empty() || health.is_some();
+    let stream_options = !events.is_empty() || health.is_some() || resync;
     let command = match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["listen-key", op] => Command::ListenKey(match op {
             "start" => KeyOp::Start,
@@ -259,17 +281,22 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String>
             }
         }),
         ["listen-key"] => return Err("listen-key: expected start, keepalive or stop".into()),
-        ["stream"] => Command::Stream { events, health },
-        [] => return Err("no command: expected listen-key or stream".into()),
-        [first, ..] if first != "listen-key" && first != "stream" => {
+        ["stream"] => Command::Stream {
+            events,
+            health,
+            resync,
+        },
+        ["snapshot"] => Command::Snapshot,
+        [] => return Err("no command: expected listen-key, stream or snapshot".into()),
+        [first, ..] if !["listen-key", "stream", "snapshot"].contains(&first) => {
             return Err(format!(
-                "unknown command {first:?}: expected listen-key or stream"
+                "unknown command {first:?}: expected listen-key, stream or snapshot"
             ))
         }
         _ => return Err(format!("unexpected argument {:?}", words.last().unwrap())),
     };
-    if matches!(command, Command::ListenKey(_)) && stream_options {
-        return Err("--events and --health go with stream".into());
+    if !matches!(command, Command::Stream { .. }) && stream_options {
+        return Err("--events, --health and --resync go with stream".into());
     }
     if testnet && product == Product::PortfolioMargin {
         return Err("--testnet: Portfolio Margin has no testnet".into());
@@ -332,6 +359,17 @@ fn config(testnet: bool, product: Product) -> Result<Config, Failure> {
         cfg.set_rest_endpoint(&url)
             .map_err(|e| e.context("BINANCE_REST_URL"))?;
     }
+    // The signing key, for the snapshot and --resync: never printed (the
+    // library's errors about it name the variable, never the key).
+    if let Some(secret) = env("BINANCE_SECRET_KEY")? {
+        cfg.set_secret_key(&secret)
+            .map_err(|e| e.context("BINANCE_SECRET_KEY"))?;
+    } else if let Some(path) = env("BINANCE_PRIVATE_KEY_FILE")? {
+        let pem = std::fs::read_to_string(&path)
+            .map_err(|e| Failure::usage(format!("BINANCE_PRIVATE_KEY_FILE {path}: {e}")))?;
+        cfg.set_private_key_pem(&pem)
+            .map_err(|e| e.context(&format!("BINANCE_PRIVATE_KEY_FILE {path}")))?;
+    }
     if let Some(path) = env("BINANCE_CA_FILE")? {
         let pem = std::fs::read_to_string(&path)
             .map_err(|e| Failure::usage(format!("BINANCE_CA_FILE {path}: {e}")))?;
@@ -339,6 +377,13 @@ fn config(testnet: bool, product: Product) -> Result<Config, Failure> {
             .map_err(|e| e.context(&format!("BINANCE_CA_FILE {path}")))?;
     }
     Ok(cfg)
+}
+
+/// The account snapshot, one JSON document on stdout.
+fn snapshot(cfg: &Config) -> Result<(), Failure> {
+    let client = Client::new(cfg)?;
+    println!("{}", client.account_snapshot()?);
+    Ok(())
 }
 
 fn listen_key(cfg: &Config, op: KeyOp) -> Result<(), Failure> {
@@ -568,7 +613,18 @@ fn main() -> ExitCode {
             command,
         } => config(testnet, product).and_then(|cfg| match command {
             Command::ListenKey(op) => listen_key(&cfg, op),
-            Command::Stream { events, health } => stream(&cfg, &events, health),
+            Command::Stream {
+                events,
+                health,
+                resync,
+            } => {
+                let mut cfg = cfg;
+                if resync {
+                    cfg.set_account_resync(1)?;
+                }
+                stream(&cfg, &events, health)
+            }
+            Command::Snapshot => snapshot(&cfg),
         }),
     };
     match result {
@@ -616,20 +672,30 @@ mod tests {
                         "TRADE_LITE".into()
                     ],
                     health: Some(Duration::from_secs(5)),
+                    resync: false,
                 }
             })
         );
         assert_eq!(parse_words(&["stream", "-h"]), Ok(Invocation::Help));
         assert_eq!(parse_words(&["--version"]), Ok(Invocation::Version));
         assert_eq!(
-            parse_words(&["--product", "coinm", "stream"]),
+            parse_words(&["--product", "coinm", "stream", "--resync"]),
             Ok(Invocation::Run {
                 testnet: false,
                 product: Product::CoinM,
                 command: Command::Stream {
                     events: vec![],
-                    health: None
+                    health: None,
+                    resync: true,
                 }
+            })
+        );
+        assert_eq!(
+            parse_words(&["--product", "pm", "snapshot"]),
+            Ok(Invocation::Run {
+                testnet: false,
+                product: Product::PortfolioMargin,
+                command: Command::Snapshot,
             })
         );
     }
@@ -650,6 +716,7 @@ mod tests {
                 "go with stream",
             ),
             (&["stream", "--verbose"][..], "--verbose"),
+            (&["snapshot", "--resync"][..], "go with stream"),
             (&["--product", "spot", "stream"][..], "--product \"spot\""),
             (
                 &["--testnet", "--product", "pm", "stream"][..],
