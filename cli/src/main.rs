@@ -32,7 +32,7 @@ fn manual() -> String {
     format!(
         "\
 NAME
-    {NAME} - Binance USD-M Futures listenKeys and user data stream, from the shell
+    {NAME} - Binance futures (USD-M, COIN-M, Portfolio Margin) listenKeys, user data stream and account snapshot, from the shell
 
 SYNOPSIS
     {NAME} [--testnet] [--product usdm|coinm|pm] listen-key start|keepalive|stop
