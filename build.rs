@@ -64,7 +64,19 @@ fn main() {
          #define BINANCE_STREAM_URL_TESTNET \"wss://fstream.binancefuture.com/private\"\n\
          /* The REST base URL signed requests use (binance_config_set_rest_endpoint). */\n\
          #define BINANCE_REST_URL_PRODUCTION \"https://fapi.binance.com\"\n\
-         #define BINANCE_REST_URL_TESTNET \"https://demo-fapi.binance.com\"\n",
+         #define BINANCE_REST_URL_TESTNET \"https://demo-fapi.binance.com\"\n\
+         /* COIN-M Futures (binance_config_set_product(BINANCE_PRODUCT_COINM)\n\
+         \x20* makes the production ones the defaults). */\n\
+         #define BINANCE_COINM_WS_API_URL_PRODUCTION \"wss://ws-dapi.binance.com/ws-dapi/v1\"\n\
+         #define BINANCE_COINM_WS_API_URL_TESTNET \"wss://testnet.binancefuture.com/ws-dapi/v1\"\n\
+         #define BINANCE_COINM_STREAM_URL_PRODUCTION \"wss://dstream.binance.com\"\n\
+         #define BINANCE_COINM_STREAM_URL_TESTNET \"wss://dstream.binancefuture.com\"\n\
+         #define BINANCE_COINM_REST_URL_PRODUCTION \"https://dapi.binance.com\"\n\
+         #define BINANCE_COINM_REST_URL_TESTNET \"https://testnet.binancefuture.com\"\n\
+         /* Portfolio Margin (BINANCE_PRODUCT_PORTFOLIO_MARGIN): no WebSocket API,\n\
+         \x20* no testnet. */\n\
+         #define BINANCE_PM_STREAM_URL_PRODUCTION \"wss://fstream.binance.com/pm\"\n\
+         #define BINANCE_PM_REST_URL_PRODUCTION \"https://papi.binance.com\"\n",
         v("CARGO_PKG_VERSION_MAJOR"),
         v("CARGO_PKG_VERSION_MINOR"),
         v("CARGO_PKG_VERSION_PATCH"),

@@ -113,6 +113,18 @@
 /* The REST base URL signed requests use (binance_config_set_rest_endpoint). */
 #define BINANCE_REST_URL_PRODUCTION "https://fapi.binance.com"
 #define BINANCE_REST_URL_TESTNET "https://demo-fapi.binance.com"
+/* COIN-M Futures (binance_config_set_product(BINANCE_PRODUCT_COINM)
+ * makes the production ones the defaults). */
+#define BINANCE_COINM_WS_API_URL_PRODUCTION "wss://ws-dapi.binance.com/ws-dapi/v1"
+#define BINANCE_COINM_WS_API_URL_TESTNET "wss://testnet.binancefuture.com/ws-dapi/v1"
+#define BINANCE_COINM_STREAM_URL_PRODUCTION "wss://dstream.binance.com"
+#define BINANCE_COINM_STREAM_URL_TESTNET "wss://dstream.binancefuture.com"
+#define BINANCE_COINM_REST_URL_PRODUCTION "https://dapi.binance.com"
+#define BINANCE_COINM_REST_URL_TESTNET "https://testnet.binancefuture.com"
+/* Portfolio Margin (BINANCE_PRODUCT_PORTFOLIO_MARGIN): no WebSocket API,
+ * no testnet. */
+#define BINANCE_PM_STREAM_URL_PRODUCTION "wss://fstream.binance.com/pm"
+#define BINANCE_PM_REST_URL_PRODUCTION "https://papi.binance.com"
 
 
 /**
@@ -140,6 +152,8 @@ typedef struct binance_client binance_client;
  *
  * Functions, by purpose (their prototypes below come in this order):
  * - make and free: `binance_config_new`, `binance_config_free`;
+ * - which product: `binance_config_set_product` (USDⓈ-M Futures by
+ *   default, COIN-M Futures, Portfolio Margin);
  * - who you are: `binance_config_set_api_key`; for signed REST (the
  *   account snapshot, account resync) `binance_config_set_secret_key` or
  *   `binance_config_set_private_key_pem`;
@@ -214,6 +228,12 @@ typedef struct binance_user_stream binance_user_stream;
  * `binance_version`, `binance_string_free`.
  */
 typedef int32_t binance_status;
+
+/**
+ * Which Binance futures product a client speaks to: one of the
+ * `BINANCE_PRODUCT_*` values (append-only).
+ */
+typedef int32_t binance_product;
 
 /**
  * How a stream connection subscribes its listenKey: one of the
@@ -387,6 +407,37 @@ typedef struct {
 #define BINANCE_STREAM_CLOSED 10
 
 /**
+ * USDⓈ-M Futures (the default): the listenKey over the WebSocket API
+ * (`userDataStream.start/ping/stop` on `ws-fapi`), the stream on
+ * `fstream.binance.com/private`, resync from `/fapi/v3/account`,
+ * `/fapi/v3/positionRisk`, `/fapi/v1/openOrders`, `/fapi/v1/openAlgoOrders`.
+ */
+#define BINANCE_PRODUCT_USDM 0
+
+/**
+ * COIN-M Futures: the listenKey over its WebSocket API (`ws-dapi`, the
+ * same three methods), the stream on `dstream.binance.com` (`/stream` and
+ * SUBSCRIBE, as the official SDKs do), resync from `/dapi/v1/account`,
+ * `/dapi/v1/positionRisk`, `/dapi/v1/openOrders`, `/dapi/v1/openAlgoOrders`
+ * (the snapshot has USDⓈ-M's shape). Draws on the same request budget as
+ * USDⓈ-M (Binance counts fapi and dapi together per IP since 2026-06-30).
+ */
+#define BINANCE_PRODUCT_COINM 1
+
+/**
+ * Portfolio Margin (the unified account, whose API keys lose the Futures
+ * permission): no WebSocket API; the listenKey is obtained, kept alive and
+ * closed over REST (`POST/PUT/DELETE /papi/v1/listenKey` on
+ * `papi.binance.com`, API key header only, so no signing key is needed to
+ * stream), the stream on `fstream.binance.com/pm` (`/pm/stream` and
+ * SUBSCRIBE), events of both books (`fs` "UM"/"CM") and margin. Resync
+ * from `/papi/v1/account`, `/papi/v1/balance`, the UM and CM positions,
+ * open orders, UM algo and CM conditional orders, margin open orders (the snapshot
+ * shape in README.md). Its own request budget.
+ */
+#define BINANCE_PRODUCT_PORTFOLIO_MARGIN 2
+
+/**
  * Default: connect to `<stream url>/stream`, send
  * `{"method":"SUBSCRIBE","params":["<listenKey>"],"id":N}` and wait for its
  * acknowledgement; events arrive wrapped as `{"stream":"<listenKey>",
@@ -475,6 +526,17 @@ void binance_string_free(char *s);
  * NULL only if memory ran out. Thread-safe.
  */
 binance_config *binance_config_new(void);
+
+/**
+ * Chooses the product (default `BINANCE_PRODUCT_USDM`). The endpoints not
+ * set explicitly (`binance_config_set_endpoint`, `_stream_endpoint`,
+ * `_rest_endpoint`, before or after) become the product's production
+ * defaults (`BINANCE_COINM_*_URL_PRODUCTION`, `BINANCE_PM_*`); set the
+ * testnet ones explicitly. Clients of different products never share a
+ * connection. BINANCE_INVALID_ARGUMENT naming `product` for any other
+ * value; the config is then unchanged.
+ */
+binance_status binance_config_set_product(binance_config *cfg, binance_product product, binance_error **out_err);
 
 /**
  * Sets the API key (required). It is sent in `params.apiKey` of every
@@ -851,7 +913,9 @@ binance_status binance_client_account_snapshot(binance_client *client, char **ou
  * 60 minutes. Blocks up to the connect timeout (if not yet connected) plus
  * the request timeout. Thread-safe. On success the caller owns
  * `*out_listen_key`; free it with `binance_string_free`. On failure it is
- * NULL.
+ * NULL. On COIN-M it is the same method on `ws-dapi`; on Portfolio Margin
+ * (`binance_config_set_product`) it is REST `POST /papi/v1/listenKey`
+ * (the API key header only, no handshake weight).
  *
  * Request weight 1 (each of start, keepalive and stop, by Binance's
  * pages), plus 5 for the WebSocket API handshake when the call opens the
@@ -871,6 +935,9 @@ binance_status binance_listen_key_start(binance_client *client, char **out_liste
  * new one. `out_listen_key` may be NULL if you do not need it.
  * BINANCE_API_ERROR with code -1125 when the account has no valid key:
  * call `binance_listen_key_start` again. Blocks like start. Thread-safe.
+ * On Portfolio Margin it is REST `PUT /papi/v1/listenKey`, whose answer
+ * names no key: the key is first asked with `POST` (which extends it too),
+ * so a lapsed key is replaced rather than reported as -1125 here.
  */
 binance_status binance_listen_key_keepalive(binance_client *client, char **out_listen_key, binance_error **out_err);
 
@@ -878,7 +945,8 @@ binance_status binance_listen_key_keepalive(binance_client *client, char **out_l
  * `userDataStream.stop`: closes the account's user data stream and
  * invalidates its listenKey. The key is shared by every connection and
  * process using the same API key, so this stops their streams too. Blocks
- * like start. Thread-safe.
+ * like start. Thread-safe. On Portfolio Margin: REST
+ * `DELETE /papi/v1/listenKey`.
  */
 binance_status binance_listen_key_stop(binance_client *client, binance_error **out_err);
 

@@ -268,6 +268,14 @@ public:
                    detail::to_ms(max, fn, "max_ms"));
     }
 
+    /* Which product: BINANCE_PRODUCT_USDM (default), BINANCE_PRODUCT_COINM
+       or BINANCE_PRODUCT_PORTFOLIO_MARGIN (see binance_uds.h); endpoints
+       not set explicitly become the product's production ones. */
+    config &product(binance_product p)
+    {
+        return set("binance_config_set_product", binance_config_set_product, p);
+    }
+
     /* How user streams subscribe: BINANCE_STREAM_FORM_SUBSCRIBE (default)
        or BINANCE_STREAM_FORM_QUERY (see binance_uds.h). */
     config &stream_form(binance_stream_form form)

@@ -2,7 +2,9 @@
 # Builds the library and runs the C example end to end against the local
 # exchange on loopback: no credentials, no internet.
 #   scripts/demo.sh              examples/c/listen_key.c (start, keepalive, stop)
-#   scripts/demo.sh user_stream  examples/c/user_stream.c (events as they come)
+#   scripts/demo.sh user_stream [usdm|coinm|pm]
+#                                examples/c/user_stream.c (events as they come)
+#                                for the product's account (default usdm)
 #   scripts/demo.sh poll_stream  examples/c/poll_stream.c (the same from a
 #                                poll() loop on the stream's descriptor)
 #   scripts/demo.sh account_book examples/c/account_book.c (open orders and
@@ -11,6 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 example=${1:-listen_key}
+product=${2:-usdm}
+case $product in usdm|coinm|pm) ;; *) echo "product $product: usdm, coinm or pm" >&2; exit 2 ;; esac
 src=examples/c/$example.c
 [ -f "$src" ] || { echo "no example $src" >&2; exit 2; }
 
@@ -37,16 +41,24 @@ mkfifo "$work/ready"
 # The account is registered with its secret, for the signed account snapshot.
 target/release/local-exchange --ca-out "$work/ca.pem" --account "$BINANCE_API_KEY:$BINANCE_SECRET_KEY" >"$work/ready" &
 exchange_pid=$!
-ws_api= stream= control= rest=
+ws_api= stream= control= rest= coinm_ws_api= coinm_stream= pm_stream=
 while IFS= read -r line; do
     case $line in
         ws_api=*) ws_api=${line#ws_api=} ;;
         stream=*) stream=${line#stream=} ;;
+        coinm_ws_api=*) coinm_ws_api=${line#coinm_ws_api=} ;;
+        coinm_stream=*) coinm_stream=${line#coinm_stream=} ;;
+        pm_stream=*) pm_stream=${line#pm_stream=} ;;
         control=*) control=${line#control=} ;;
         rest=*) rest=${line#rest=}; break ;;  # the last ready line
     esac
 done <"$work/ready"
-echo "   WebSocket API $ws_api, stream $stream, REST $rest"
+case $product in
+    coinm) ws_api=$coinm_ws_api stream=$coinm_stream ;;
+    pm) stream=$pm_stream ;;  # no WebSocket API: the listenKey goes over REST
+esac
+echo "   $product: WebSocket API $ws_api, stream $stream, REST $rest"
+export BINANCE_PRODUCT=$product
 
 export BINANCE_WS_API_URL=$ws_api BINANCE_STREAM_URL=$stream BINANCE_REST_URL=$rest BINANCE_CA_FILE=$work/ca.pem
 if [ "$example" = user_stream ] || [ "$example" = poll_stream ]; then
@@ -55,7 +67,7 @@ if [ "$example" = user_stream ] || [ "$example" = poll_stream ]; then
     (
         sleep 1
         for t in ORDER_TRADE_UPDATE TRADE_LITE ACCOUNT_UPDATE ORDER_TRADE_UPDATE ACCOUNT_CONFIG_UPDATE ORDER_TRADE_UPDATE; do
-            printf '{"cmd":"emit","api_key":"%s","type":"%s"}\n' "$BINANCE_API_KEY" "$t"
+            printf '{"cmd":"emit","api_key":"%s","product":"%s","type":"%s"}\n' "$BINANCE_API_KEY" "$product" "$t"
         done | python3 -c '
 import socket, sys
 host, port = sys.argv[1].rsplit(":", 1)

@@ -90,6 +90,8 @@ EOF
 # it speaks Binance's protocol, not just the library's idea of it. Each is
 # installed into a throwaway directory; only that install needs the network.
 PY_SDK=(binance-sdk-derivatives-trading-usds-futures==18.1.0 binance-common==4.7.0)
+# COIN-M and Portfolio Margin (issue 21), into the same venv.
+PY_SDK_PRODUCTS=(binance-sdk-derivatives-trading-coin-futures==14.1.0 binance-sdk-derivatives-trading-portfolio-margin==16.1.0)
 JS_SDK=@binance/derivatives-trading-usds-futures@38.1.1
 sdk_venv=$(mktemp -d)
 js_dir=$(mktemp -d)
@@ -106,6 +108,13 @@ python3 -m venv "$sdk_venv"
 
 step "official Python SDK's REST and signed WebSocket API calls, HMAC and Ed25519 (tests/sdk/python_sdk_rest.py)"
 "$sdk_venv/bin/python" tests/sdk/python_sdk_rest.py
+
+step "official Python SDKs for COIN-M and Portfolio Margin: listenKey, user data stream, resync REST (tests/sdk/python_sdk_products.py)"
+"$sdk_venv/bin/python" -m pip install --quiet --disable-pip-version-check "${PY_SDK_PRODUCTS[@]}" "${PY_SDK[@]}" || {
+    echo "test.sh: pip could not install ${PY_SDK_PRODUCTS[*]} from the package registry (no network, or PyPI unreachable?): the SDK test cannot run"
+    exit 1
+}
+"$sdk_venv/bin/python" tests/sdk/python_sdk_products.py
 
 step "official JS connector ($JS_SDK) opens its user data stream (tests/sdk/js_sdk.cjs)"
 (cd "$js_dir" && npm init -y >/dev/null && npm install --silent --no-audit --no-fund "$JS_SDK") || {

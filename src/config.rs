@@ -15,6 +15,8 @@ use std::ffi::c_char;
 ///
 /// Functions, by purpose (their prototypes below come in this order):
 /// - make and free: `binance_config_new`, `binance_config_free`;
+/// - which product: `binance_config_set_product` (USDⓈ-M Futures by
+///   default, COIN-M Futures, Portfolio Margin);
 /// - who you are: `binance_config_set_api_key`; for signed REST (the
 ///   account snapshot, account resync) `binance_config_set_secret_key` or
 ///   `binance_config_set_private_key_pem`;
@@ -54,6 +56,51 @@ pub extern "C" fn binance_config_new() -> *mut binance_config {
         Box::into_raw(Box::new(binance_config {
             inner: Config::default(),
         }))
+    })
+}
+
+/// Which Binance futures product a client speaks to: one of the
+/// `BINANCE_PRODUCT_*` values (append-only).
+pub type binance_product = i32;
+
+/// USDⓈ-M Futures (the default): the listenKey over the WebSocket API
+/// (`userDataStream.start/ping/stop` on `ws-fapi`), the stream on
+/// `fstream.binance.com/private`, resync from `/fapi/v3/account`,
+/// `/fapi/v3/positionRisk`, `/fapi/v1/openOrders`, `/fapi/v1/openAlgoOrders`.
+pub const BINANCE_PRODUCT_USDM: binance_product = 0;
+/// COIN-M Futures: the listenKey over its WebSocket API (`ws-dapi`, the
+/// same three methods), the stream on `dstream.binance.com` (`/stream` and
+/// SUBSCRIBE, as the official SDKs do), resync from `/dapi/v1/account`,
+/// `/dapi/v1/positionRisk`, `/dapi/v1/openOrders`, `/dapi/v1/openAlgoOrders`
+/// (the snapshot has USDⓈ-M's shape). Draws on the same request budget as
+/// USDⓈ-M (Binance counts fapi and dapi together per IP since 2026-06-30).
+pub const BINANCE_PRODUCT_COINM: binance_product = 1;
+/// Portfolio Margin (the unified account, whose API keys lose the Futures
+/// permission): no WebSocket API; the listenKey is obtained, kept alive and
+/// closed over REST (`POST/PUT/DELETE /papi/v1/listenKey` on
+/// `papi.binance.com`, API key header only, so no signing key is needed to
+/// stream), the stream on `fstream.binance.com/pm` (`/pm/stream` and
+/// SUBSCRIBE), events of both books (`fs` "UM"/"CM") and margin. Resync
+/// from `/papi/v1/account`, `/papi/v1/balance`, the UM and CM positions,
+/// open orders, UM algo and CM conditional orders, margin open orders (the snapshot
+/// shape in README.md). Its own request budget.
+pub const BINANCE_PRODUCT_PORTFOLIO_MARGIN: binance_product = 2;
+
+/// Chooses the product (default `BINANCE_PRODUCT_USDM`). The endpoints not
+/// set explicitly (`binance_config_set_endpoint`, `_stream_endpoint`,
+/// `_rest_endpoint`, before or after) become the product's production
+/// defaults (`BINANCE_COINM_*_URL_PRODUCTION`, `BINANCE_PM_*`); set the
+/// testnet ones explicitly. Clients of different products never share a
+/// connection. BINANCE_INVALID_ARGUMENT naming `product` for any other
+/// value; the config is then unchanged.
+#[no_mangle]
+pub extern "C" fn binance_config_set_product(
+    cfg: *mut binance_config,
+    product: binance_product,
+    out_err: *mut *mut binance_error,
+) -> binance_status {
+    guard(out_err, || {
+        ffi::obj_mut(cfg, "cfg")?.inner.set_product(product)
     })
 }
 

@@ -12,7 +12,9 @@ use std::ffi::c_char;
 /// 60 minutes. Blocks up to the connect timeout (if not yet connected) plus
 /// the request timeout. Thread-safe. On success the caller owns
 /// `*out_listen_key`; free it with `binance_string_free`. On failure it is
-/// NULL.
+/// NULL. On COIN-M it is the same method on `ws-dapi`; on Portfolio Margin
+/// (`binance_config_set_product`) it is REST `POST /papi/v1/listenKey`
+/// (the API key header only, no handshake weight).
 ///
 /// Request weight 1 (each of start, keepalive and stop, by Binance's
 /// pages), plus 5 for the WebSocket API handshake when the call opens the
@@ -42,6 +44,9 @@ pub extern "C" fn binance_listen_key_start(
 /// new one. `out_listen_key` may be NULL if you do not need it.
 /// BINANCE_API_ERROR with code -1125 when the account has no valid key:
 /// call `binance_listen_key_start` again. Blocks like start. Thread-safe.
+/// On Portfolio Margin it is REST `PUT /papi/v1/listenKey`, whose answer
+/// names no key: the key is first asked with `POST` (which extends it too),
+/// so a lapsed key is replaced rather than reported as -1125 here.
 #[no_mangle]
 pub extern "C" fn binance_listen_key_keepalive(
     client: *mut binance_client,
@@ -62,7 +67,8 @@ pub extern "C" fn binance_listen_key_keepalive(
 /// `userDataStream.stop`: closes the account's user data stream and
 /// invalidates its listenKey. The key is shared by every connection and
 /// process using the same API key, so this stops their streams too. Blocks
-/// like start. Thread-safe.
+/// like start. Thread-safe. On Portfolio Margin: REST
+/// `DELETE /papi/v1/listenKey`.
 #[no_mangle]
 pub extern "C" fn binance_listen_key_stop(
     client: *mut binance_client,

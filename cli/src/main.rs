@@ -3,7 +3,8 @@
 
 use binance_uds::engine::{Client, Config, Error, Status};
 use binance_uds::engine::{Health, UserStream};
-use binance_uds::engine::{TESTNET_STREAM, TESTNET_WS_API};
+use binance_uds::engine::{Product, TESTNET_STREAM, TESTNET_WS_API};
+use binance_uds::engine::{COINM_TESTNET_REST, COINM_TESTNET_STREAM, COINM_TESTNET_WS_API};
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -31,11 +32,12 @@ fn manual() -> String {
     format!(
         "\
 NAME
-    {NAME} - Binance USD-M Futures listenKeys and user data stream, from the shell
+    {NAME} - Binance futures (USD-M, COIN-M, Portfolio Margin) listenKeys, user data stream and account snapshot, from the shell
 
 SYNOPSIS
-    {NAME} [--testnet] listen-key start|keepalive|stop
-    {NAME} [--testnet] stream [--events TYPE[,TYPE...]] [--health SECONDS]
+    {NAME} [--testnet] [--product usdm|coinm|pm] listen-key start|keepalive|stop
+    {NAME} [--testnet] [--product usdm|coinm|pm] stream [--resync] [--events TYPE[,TYPE...]] [--health SECONDS]
+    {NAME} [--testnet] [--product usdm|coinm|pm] snapshot
     {NAME} --help | --version
 
 DESCRIPTION
@@ -57,10 +59,17 @@ DESCRIPTION
         to other users of the account). The listenKey is kept alive and
         renewed, and the connection replaced when it drops. The library's
         own events are printed too, in order: binance.stream_gap (events
-        may have been lost: resynchronise over REST), binance.listen_key_renewed,
+        may have been lost: with --resync the account snapshot follows,
+        else take one), binance.listen_key_renewed,
         binance.stream_disconnected. When stderr is a terminal, one status
         line there shows whether the stream is connected, the events
         delivered, the last event's age and the last keepalive.
+
+    snapshot
+        Prints the account's state as one JSON document (the library's
+        account snapshot: balances, positions, open orders and algo orders;
+        Portfolio Margin's shape per book, see README.md). Needs a signing
+        key: BINANCE_SECRET_KEY or BINANCE_PRIVATE_KEY_FILE.
 
     Errors go to stderr as \"{NAME}: STATUS (code C, HTTP status H): message\",
     with Binance's error code when it sent one. The API key is never printed.
@@ -69,6 +78,19 @@ OPTIONS
     --testnet
         Use Binance's testnet endpoints instead of production's
         (BINANCE_WS_API_URL and BINANCE_STREAM_URL, when set, still win).
+        Portfolio Margin has no testnet.
+    --product usdm|coinm|pm
+        The account's product: USD-M Futures (the default), COIN-M Futures
+        (WebSocket API wss://ws-dapi.binance.com/ws-dapi/v1, stream
+        wss://dstream.binance.com) or Portfolio Margin (listenKey over REST
+        POST/PUT/DELETE https://papi.binance.com/papi/v1/listenKey, stream
+        wss://fstream.binance.com/pm). The listen-key commands do what the
+        product offers: on pm, start is POST, keepalive PUT, stop DELETE.
+    --resync
+        stream: heal every gap in-band: the account snapshot
+        (binance.account_snapshot) is printed when the stream opens and
+        after every binance.stream_gap, before the events that followed
+        it. Needs BINANCE_SECRET_KEY or BINANCE_PRIVATE_KEY_FILE.
     --events TYPE[,TYPE...]
         stream: print only events of these types, e.g.
         ORDER_TRADE_UPDATE,binance.stream_gap. May be given more than once.
@@ -92,6 +114,13 @@ ENVIRONMENT
     BINANCE_STREAM_URL
         The user data stream base. Default: wss://fstream.binance.com/private
         (with --testnet: wss://fstream.binancefuture.com/private).
+    BINANCE_SECRET_KEY, BINANCE_PRIVATE_KEY_FILE
+        The key that signs REST requests (snapshot, stream --resync): an
+        HMAC secret, or the path of an Ed25519 private key (PKCS#8 PEM).
+        Never printed.
+    BINANCE_REST_URL
+        The REST base (Portfolio Margin's listenKey goes over REST).
+        Default: the product's, e.g. https://papi.binance.com.
     BINANCE_CA_FILE
         A PEM file of CA certificates to trust besides the system's.
     HTTPS_PROXY, ALL_PROXY, NO_PROXY
@@ -168,28 +197,49 @@ enum Command {
         events: Vec<String>,
         /// Print the health snapshot this often.
         health: Option<Duration>,
+        /// Heal gaps with the account snapshot.
+        resync: bool,
     },
+    Snapshot,
 }
 
 #[derive(Debug, PartialEq)]
 enum Invocation {
     Help,
     Version,
-    Run { testnet: bool, command: Command },
+    Run {
+        testnet: bool,
+        product: Product,
+        command: Command,
+    },
 }
 
 fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_args(args);
     let mut testnet = false;
+    let mut product = Product::UsdM;
     let mut events: Vec<String> = Vec::new();
     let mut health = None;
+    let mut resync = false;
     let mut words: Vec<String> = Vec::new();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Short('h') | Long("help") => return Ok(Invocation::Help),
             Short('V') | Long("version") => return Ok(Invocation::Version),
             Long("testnet") => testnet = true,
+            Long("resync") => resync = true,
+            Long("product") => {
+                let value = parser.value().map_err(|e| e.to_string())?;
+                product = match value.string().map_err(|e| e.to_string())?.as_str() {
+                    "usdm" => Product::UsdM,
+                    "coinm" => Product::CoinM,
+                    "pm" => Product::PortfolioMargin,
+                    other => {
+                        return Err(format!("--product {other:?}: expected usdm, coinm or pm"))
+                    }
+                };
+            }
             Long("events") => {
                 let list = parser.value().map_err(|e| e.to_string())?;
                 let list = list.string().map_err(|e| e.to_string())?;
@@ -218,7 +268,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String>
             _ => return Err(arg.unexpected().to_string()),
         }
     }
-    let stream_options = !events.is_empty() || health.is_some();
+    let stream_options = !events.is_empty() || health.is_some() || resync;
     let command = match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["listen-key", op] => Command::ListenKey(match op {
             "start" => KeyOp::Start,
@@ -231,19 +281,31 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String>
             }
         }),
         ["listen-key"] => return Err("listen-key: expected start, keepalive or stop".into()),
-        ["stream"] => Command::Stream { events, health },
-        [] => return Err("no command: expected listen-key or stream".into()),
-        [first, ..] if first != "listen-key" && first != "stream" => {
+        ["stream"] => Command::Stream {
+            events,
+            health,
+            resync,
+        },
+        ["snapshot"] => Command::Snapshot,
+        [] => return Err("no command: expected listen-key, stream or snapshot".into()),
+        [first, ..] if !["listen-key", "stream", "snapshot"].contains(&first) => {
             return Err(format!(
-                "unknown command {first:?}: expected listen-key or stream"
+                "unknown command {first:?}: expected listen-key, stream or snapshot"
             ))
         }
         _ => return Err(format!("unexpected argument {:?}", words.last().unwrap())),
     };
-    if matches!(command, Command::ListenKey(_)) && stream_options {
-        return Err("--events and --health go with stream".into());
+    if !matches!(command, Command::Stream { .. }) && stream_options {
+        return Err("--events, --health and --resync go with stream".into());
     }
-    Ok(Invocation::Run { testnet, command })
+    if testnet && product == Product::PortfolioMargin {
+        return Err("--testnet: Portfolio Margin has no testnet".into());
+    }
+    Ok(Invocation::Run {
+        testnet,
+        product,
+        command,
+    })
 }
 
 /// An environment variable; `None` when unset or empty.
@@ -259,22 +321,54 @@ fn env(name: &str) -> Result<Option<String>, Failure> {
 }
 
 /// The library's config from the environment, as the examples read it.
-fn config(testnet: bool) -> Result<Config, Failure> {
+fn config(testnet: bool, product: Product) -> Result<Config, Failure> {
     let api_key = env("BINANCE_API_KEY")?.ok_or_else(|| {
         Failure::usage("BINANCE_API_KEY is not set: export your Binance API key in it")
     })?;
     let mut cfg = Config::default();
     cfg.set_api_key(&api_key)
         .map_err(|e| e.context("BINANCE_API_KEY"))?;
-    let ws_api = env("BINANCE_WS_API_URL")?.or_else(|| testnet.then(|| TESTNET_WS_API.into()));
+    let code = match product {
+        Product::UsdM => 0,
+        Product::CoinM => 1,
+        Product::PortfolioMargin => 2,
+    };
+    cfg.set_product(code)?;
+    // Testnet: the product's (Portfolio Margin has none: refused by parse).
+    let (testnet_api, testnet_stream, testnet_rest) = match product {
+        Product::CoinM => (
+            COINM_TESTNET_WS_API,
+            COINM_TESTNET_STREAM,
+            Some(COINM_TESTNET_REST),
+        ),
+        _ => (TESTNET_WS_API, TESTNET_STREAM, None),
+    };
+    let ws_api = env("BINANCE_WS_API_URL")?.or_else(|| testnet.then(|| testnet_api.into()));
     if let Some(url) = ws_api {
         cfg.set_endpoint(&url)
             .map_err(|e| e.context("BINANCE_WS_API_URL"))?;
     }
-    let stream = env("BINANCE_STREAM_URL")?.or_else(|| testnet.then(|| TESTNET_STREAM.into()));
+    let stream = env("BINANCE_STREAM_URL")?.or_else(|| testnet.then(|| testnet_stream.into()));
     if let Some(url) = stream {
         cfg.set_stream_endpoint(&url)
             .map_err(|e| e.context("BINANCE_STREAM_URL"))?;
+    }
+    let rest = env("BINANCE_REST_URL")?
+        .or_else(|| testnet.then_some(testnet_rest).flatten().map(Into::into));
+    if let Some(url) = rest {
+        cfg.set_rest_endpoint(&url)
+            .map_err(|e| e.context("BINANCE_REST_URL"))?;
+    }
+    // The signing key, for the snapshot and --resync: never printed (the
+    // library's errors about it name the variable, never the key).
+    if let Some(secret) = env("BINANCE_SECRET_KEY")? {
+        cfg.set_secret_key(&secret)
+            .map_err(|e| e.context("BINANCE_SECRET_KEY"))?;
+    } else if let Some(path) = env("BINANCE_PRIVATE_KEY_FILE")? {
+        let pem = std::fs::read_to_string(&path)
+            .map_err(|e| Failure::usage(format!("BINANCE_PRIVATE_KEY_FILE {path}: {e}")))?;
+        cfg.set_private_key_pem(&pem)
+            .map_err(|e| e.context(&format!("BINANCE_PRIVATE_KEY_FILE {path}")))?;
     }
     if let Some(path) = env("BINANCE_CA_FILE")? {
         let pem = std::fs::read_to_string(&path)
@@ -283,6 +377,13 @@ fn config(testnet: bool) -> Result<Config, Failure> {
             .map_err(|e| e.context(&format!("BINANCE_CA_FILE {path}")))?;
     }
     Ok(cfg)
+}
+
+/// The account snapshot, one JSON document on stdout.
+fn snapshot(cfg: &Config) -> Result<(), Failure> {
+    let client = Client::new(cfg)?;
+    println!("{}", client.account_snapshot()?);
+    Ok(())
 }
 
 fn listen_key(cfg: &Config, op: KeyOp) -> Result<(), Failure> {
@@ -506,9 +607,24 @@ fn main() -> ExitCode {
             println!("{NAME} {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Invocation::Run { testnet, command } => config(testnet).and_then(|cfg| match command {
+        Invocation::Run {
+            testnet,
+            product,
+            command,
+        } => config(testnet, product).and_then(|cfg| match command {
             Command::ListenKey(op) => listen_key(&cfg, op),
-            Command::Stream { events, health } => stream(&cfg, &events, health),
+            Command::Stream {
+                events,
+                health,
+                resync,
+            } => {
+                let mut cfg = cfg;
+                if resync {
+                    cfg.set_account_resync(1)?;
+                }
+                stream(&cfg, &events, health)
+            }
+            Command::Snapshot => snapshot(&cfg),
         }),
     };
     match result {
@@ -534,6 +650,7 @@ mod tests {
             parse_words(&["--testnet", "listen-key", "start"]),
             Ok(Invocation::Run {
                 testnet: true,
+                product: Product::UsdM,
                 command: Command::ListenKey(KeyOp::Start)
             })
         );
@@ -547,6 +664,7 @@ mod tests {
             ]),
             Ok(Invocation::Run {
                 testnet: false,
+                product: Product::UsdM,
                 command: Command::Stream {
                     events: vec![
                         "ORDER_TRADE_UPDATE".into(),
@@ -554,11 +672,32 @@ mod tests {
                         "TRADE_LITE".into()
                     ],
                     health: Some(Duration::from_secs(5)),
+                    resync: false,
                 }
             })
         );
         assert_eq!(parse_words(&["stream", "-h"]), Ok(Invocation::Help));
         assert_eq!(parse_words(&["--version"]), Ok(Invocation::Version));
+        assert_eq!(
+            parse_words(&["--product", "coinm", "stream", "--resync"]),
+            Ok(Invocation::Run {
+                testnet: false,
+                product: Product::CoinM,
+                command: Command::Stream {
+                    events: vec![],
+                    health: None,
+                    resync: true,
+                }
+            })
+        );
+        assert_eq!(
+            parse_words(&["--product", "pm", "snapshot"]),
+            Ok(Invocation::Run {
+                testnet: false,
+                product: Product::PortfolioMargin,
+                command: Command::Snapshot,
+            })
+        );
     }
 
     #[test]
@@ -577,6 +716,12 @@ mod tests {
                 "go with stream",
             ),
             (&["stream", "--verbose"][..], "--verbose"),
+            (&["snapshot", "--resync"][..], "go with stream"),
+            (&["--product", "spot", "stream"][..], "--product \"spot\""),
+            (
+                &["--testnet", "--product", "pm", "stream"][..],
+                "no testnet",
+            ),
         ] {
             let err = parse_words(args).expect_err(&format!("{args:?} parsed"));
             assert!(

@@ -210,6 +210,9 @@ impl Streaming {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        // Connected is not subscribed: an event emitted before the
+        // SUBSCRIBE reached the exchange would go nowhere.
+        ex.wait_subscribed(1, WAIT);
         Streaming {
             child,
             stdout,
@@ -360,4 +363,159 @@ fn stream_filters_event_types_prints_health_and_ends_on_sigterm() {
     s.signal("TERM");
     let (status, _) = s.wait();
     assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn listen_key_commands_use_each_products_way() {
+    let ex = Exchange::start(&[]);
+    // COIN-M: its WebSocket API; Portfolio Margin: REST /papi/v1/listenKey.
+    let cases = [
+        (
+            "coinm",
+            ex.coinm_ws_api.as_str(),
+            [
+                "userDataStream.start",
+                "userDataStream.ping",
+                "userDataStream.stop",
+            ],
+        ),
+        (
+            "pm",
+            ex.ws_api.as_str(),
+            [
+                "POST /papi/v1/listenKey",
+                "PUT /papi/v1/listenKey",
+                "DELETE /papi/v1/listenKey",
+            ],
+        ),
+    ];
+    for (product, ws_api, requests) in cases {
+        let before: Vec<u64> = requests.iter().map(|r| ex.requests(r)).collect();
+        let run_op = |op: &str| {
+            let out = command(&ex)
+                .env("BINANCE_WS_API_URL", ws_api)
+                .env("BINANCE_REST_URL", &ex.rest)
+                .args(["--product", product, "listen-key", op])
+                .output()
+                .expect("run binance-uds");
+            assert_secret_not_in(&out.stdout);
+            assert_secret_not_in(&out.stderr);
+            assert!(
+                out.status.success(),
+                "{product} {op}: {}",
+                text(&out.stderr)
+            );
+            text(&out.stdout)
+        };
+        let key = run_op("start");
+        assert_eq!(key.trim_end().len(), 64, "{product}: {key:?}");
+        assert_eq!(
+            run_op("keepalive"),
+            key,
+            "{product}: the same key, extended"
+        );
+        assert_eq!(run_op("stop"), "");
+        for (r, b) in requests.iter().zip(before) {
+            // The keepalive of PM asks start first (PUT names no key).
+            assert!(ex.requests(r) > b, "{product}: no {r} reached the exchange");
+        }
+    }
+}
+
+const SECRET: &str = "cliSECRETkey0123456789abcdef";
+
+/// `command` for `product`'s account with the signing key and REST base.
+fn signed_command(ex: &Exchange, product: &str) -> Command {
+    let mut cmd = command(ex);
+    cmd.env("BINANCE_SECRET_KEY", SECRET)
+        .env("BINANCE_REST_URL", &ex.rest)
+        .args(["--product", product]);
+    match product {
+        "coinm" => {
+            cmd.env("BINANCE_WS_API_URL", &ex.coinm_ws_api)
+                .env("BINANCE_STREAM_URL", &ex.coinm_stream);
+        }
+        "pm" => {
+            cmd.env("BINANCE_STREAM_URL", &ex.pm_stream);
+        }
+        _ => {}
+    }
+    cmd
+}
+
+#[test]
+fn snapshot_prints_each_products_account_as_one_document() {
+    let ex = Exchange::start(&["--account", &format!("{API_KEY}:{SECRET}")]);
+    for (product, orders) in [
+        ("usdm", "open_orders"),
+        ("coinm", "open_orders"),
+        ("pm", "um_open_orders"),
+    ] {
+        let acct = json!({"api_key": API_KEY, "product": product});
+        let mut place = json!({"cmd": "order_place", "symbol": "ETHUSDT", "side": "BUY",
+                               "quantity": "0.5", "price": "2000"});
+        place
+            .as_object_mut()
+            .unwrap()
+            .extend(acct.as_object().unwrap().clone());
+        let mut deposit = json!({"cmd": "deposit", "asset": "USDT", "amount": "5000"});
+        deposit
+            .as_object_mut()
+            .unwrap()
+            .extend(acct.as_object().unwrap().clone());
+        ex.control(deposit);
+        let order = ex.control(place)["order_id"].clone();
+        let out = signed_command(&ex, product)
+            .arg("snapshot")
+            .output()
+            .expect("run binance-uds");
+        for bytes in [&out.stdout, &out.stderr] {
+            assert_secret_not_in(bytes);
+            assert!(!text(bytes).contains(SECRET), "the secret was printed");
+        }
+        assert!(out.status.success(), "{product}: {}", text(&out.stderr));
+        let doc: Value = serde_json::from_str(&text(&out.stdout)).expect("one JSON document");
+        assert_eq!(doc["product"], product);
+        assert_eq!(doc[orders][0]["orderId"], order, "{product}: {doc}");
+        assert_eq!(doc["balances"][0]["asset"], "USDT", "{product}: {doc}");
+    }
+    // Without a signing key: the library's INVALID_ARGUMENT, naming what to set.
+    let out = command(&ex).arg("snapshot").output().unwrap();
+    assert_eq!(out.status.code(), Some(11), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("secret_key"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn stream_resync_prints_the_snapshot_first_and_after_a_gap() {
+    let ex = Exchange::start(&["--account", &format!("{API_KEY}:{SECRET}")]);
+    let mut child = signed_command(&ex, "coinm")
+        .args(["stream", "--resync"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn binance-uds stream --resync");
+    let stdout = lines_of(child.stdout.take().unwrap());
+    let next = || -> Value {
+        let line = stdout.recv_timeout(WAIT).expect("a line");
+        assert!(!line.contains(API_KEY) && !line.contains(SECRET));
+        serde_json::from_str(&line).unwrap()
+    };
+    let first = next();
+    assert_eq!(first["e"], "binance.account_snapshot", "{first}");
+    assert_eq!(first["product"], "coinm");
+    ex.control(json!({"cmd": "drop", "target": "stream"}));
+    let mut kinds = Vec::new();
+    while kinds.last().map(String::as_str) != Some("binance.account_snapshot") {
+        kinds.push(next()["e"].as_str().unwrap().to_owned());
+    }
+    assert!(
+        kinds.contains(&"binance.stream_gap".to_owned()),
+        "{kinds:?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
 }

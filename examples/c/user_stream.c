@@ -1,17 +1,21 @@
 /*
- * user_stream.c: print a Binance USD-M Futures account's user data events
+ * user_stream.c: print a Binance futures account's user data events
  * as they come. The library keeps the listenKey alive, renews it, and
  * reconnects; binance.stream_gap tells you when events may have been lost,
  * so you know to resynchronise orders and positions over REST.
  *
  * Environment:
  *   BINANCE_API_KEY     your API key (required; never printed)
+ *   BINANCE_PRODUCT     "usdm" (USD-M Futures, the default), "coinm"
+ *                       (COIN-M Futures) or "pm" (Portfolio Margin)
  *   BINANCE_WS_API_URL  the WebSocket API endpoint (default: production)
  *   BINANCE_STREAM_URL  the user data stream base (default: production,
  *                       wss://fstream.binance.com/private)
  *   BINANCE_STREAM_FORM "query" to subscribe with <base>/ws?listenKey=<key>
  *                       instead of SUBSCRIBE on <base>/stream (the default,
  *                       what Binance's own SDKs do)
+ *   BINANCE_REST_URL    the REST base (Portfolio Margin's listenKey goes
+ *                       over REST; default: the product's)
  *   BINANCE_CA_FILE     a PEM file of extra CA certificates (optional)
  *   BINANCE_MAX_EVENTS  stop after this many events (optional; default: run
  *                       until interrupted)
@@ -103,6 +107,8 @@ int main(void)
     const char *url = getenv("BINANCE_WS_API_URL");
     const char *stream_url = getenv("BINANCE_STREAM_URL");
     const char *form = getenv("BINANCE_STREAM_FORM");
+    const char *product = getenv("BINANCE_PRODUCT");
+    const char *rest_url = getenv("BINANCE_REST_URL");
     const char *ca_file = getenv("BINANCE_CA_FILE");
     const char *max = getenv("BINANCE_MAX_EVENTS");
 
@@ -122,6 +128,21 @@ int main(void)
     }
     if ((status = binance_config_set_api_key(cfg, api_key, &err)) != BINANCE_OK) {
         print_error("binance_config_set_api_key", status, err);
+        goto cleanup;
+    }
+    if (product != NULL && *product != '\0') {
+        binance_product p = strcmp(product, "coinm") == 0 ? BINANCE_PRODUCT_COINM
+                            : strcmp(product, "pm") == 0  ? BINANCE_PRODUCT_PORTFOLIO_MARGIN
+                            : strcmp(product, "usdm") == 0 ? BINANCE_PRODUCT_USDM
+                                                           : -1;
+        if ((status = binance_config_set_product(cfg, p, &err)) != BINANCE_OK) {
+            print_error("binance_config_set_product (BINANCE_PRODUCT)", status, err);
+            goto cleanup;
+        }
+    }
+    if (rest_url != NULL && *rest_url != '\0' &&
+        (status = binance_config_set_rest_endpoint(cfg, rest_url, &err)) != BINANCE_OK) {
+        print_error("binance_config_set_rest_endpoint", status, err);
         goto cleanup;
     }
     if (url != NULL && *url != '\0' &&

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::sign;
-use crate::state::{FaultKind, Reply, Scope, Shared, State};
+use crate::state::{account_id, FaultKind, Reply, Scope, Shared, State};
 
 const START: &str = "userDataStream.start";
 const PING: &str = "userDataStream.ping";
@@ -20,14 +20,18 @@ pub struct ApiConn {
     pub rate_limits: bool,
     /// Request weight is counted per IP, shared by its connections.
     pub ip: IpAddr,
+    /// "usdm" (`/ws-fapi/v1`) or "coinm" (`/ws-dapi/v1`): whose listenKey
+    /// and book the key's requests address.
+    pub product: &'static str,
 }
 
 impl ApiConn {
-    pub fn new(id: u64, rate_limits: bool, ip: IpAddr) -> Self {
+    pub fn new(id: u64, rate_limits: bool, ip: IpAddr, product: &'static str) -> Self {
         ApiConn {
             id,
             rate_limits,
             ip,
+            product,
         }
     }
 }
@@ -158,7 +162,7 @@ pub fn handle(shared: &Shared, c: &mut ApiConn, text: &str) -> Action {
 
     let mut answer = match raw {
         Some(raw) => raw.replace("{id}", &id),
-        None => match fail.map_or_else(|| execute(&mut st, c.id, method, params), Err) {
+        None => match fail.map_or_else(|| execute(&mut st, c.id, c.product, method, params), Err) {
             Ok(result) => format!(r#"{{"id":{id},"status":200,"result":{result}{rl}}}"#),
             Err(e) => {
                 let data = e
@@ -213,6 +217,7 @@ pub fn handle(shared: &Shared, c: &mut ApiConn, text: &str) -> Action {
 fn execute(
     st: &mut State,
     conn: u64,
+    product: &str,
     method: Option<&str>,
     params: Option<&Value>,
 ) -> Result<String, ApiError> {
@@ -224,7 +229,7 @@ fn execute(
         ));
     };
     if ACCOUNT_METHODS.contains(&method) {
-        return account(st, method, params);
+        return account(st, product, method, params);
     }
     if ![START, PING, STOP].contains(&method) {
         return Err(err(400, -1020, "This operation is not supported."));
@@ -247,6 +252,7 @@ fn execute(
         conn.api_keys.insert(api_key.to_string());
     }
     let no_key = || err(400, -1125, "This listenKey does not exist.");
+    let api_key = &account_id(api_key, product);
     match method {
         START => Ok(format!(r#"{{"listenKey":"{}"}}"#, st.start_key(api_key))),
         PING => st
@@ -263,7 +269,12 @@ fn execute(
 /// A signed account method: params `apiKey`, `timestamp`, optional
 /// `recvWindow`, `signature` over the other params sorted by name
 /// (`k=v&...`, values as sent: strings bare, numbers as JSON).
-fn account(st: &mut State, method: &str, params: Option<&Value>) -> Result<String, ApiError> {
+fn account(
+    st: &mut State,
+    product: &str,
+    method: &str,
+    params: Option<&Value>,
+) -> Result<String, ApiError> {
     let Some(p) = params.and_then(Value::as_object) else {
         let msg = "Mandatory parameter 'apiKey' was not sent, was empty/null, or malformed.";
         return Err(err(400, -1102, msg));
@@ -303,7 +314,7 @@ fn account(st: &mut State, method: &str, params: Option<&Value>) -> Result<Strin
     let signature = p.get("signature").and_then(Value::as_str);
     sign::check(cred, &pairs, payload.as_bytes(), signature).map_err(refused)?;
     let symbol = p.get("symbol").and_then(Value::as_str);
-    let book = st.books.entry(api_key).or_default();
+    let book = st.books.entry(account_id(&api_key, product)).or_default();
     let v = match method {
         "account.status" => book.account(true),
         "v2/account.status" => book.account(false),

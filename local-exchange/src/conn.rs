@@ -62,6 +62,8 @@ pub struct Registration {
     id: u64,
     kind: Kind,
     rate_limits: bool,
+    /// The WebSocket API's product ("usdm", "coinm").
+    product: &'static str,
     ip: IpAddr,
     tx: mpsc::UnboundedSender<Out>,
     rx: mpsc::UnboundedReceiver<Out>,
@@ -71,9 +73,12 @@ pub struct Registration {
 pub fn register(shared: &Arc<Shared>, route: Route, path: &str, ip: IpAddr) -> Registration {
     let (tx, rx) = mpsc::unbounded_channel();
     let kill = Arc::new(Notify::new());
-    let (kind, stream, rate_limits) = match route {
-        Route::Api { rate_limits } => (Kind::Api, None, rate_limits),
-        Route::Stream(s) => (Kind::Stream, Some(s), false),
+    let (kind, stream, rate_limits, product) = match route {
+        Route::Api {
+            rate_limits,
+            product,
+        } => (Kind::Api, None, rate_limits, product),
+        Route::Stream(s) => (Kind::Stream, Some(s), false, "usdm"),
     };
     let conn = Conn {
         kind,
@@ -92,6 +97,7 @@ pub fn register(shared: &Arc<Shared>, route: Route, path: &str, ip: IpAddr) -> R
         id,
         kind,
         rate_limits,
+        product,
         ip,
         tx,
         rx,
@@ -121,7 +127,7 @@ pub async fn run(shared: Arc<Shared>, ws: Ws, reg: Registration) {
     let every = Duration::from_millis(timings.ping_interval_ms.max(1));
     let mut pings = interval_at(Instant::now() + every, every);
     pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut api = ApiConn::new(id, reg.rate_limits, reg.ip);
+    let mut api = ApiConn::new(id, reg.rate_limits, reg.ip, reg.product);
     let (pending, seq, closing) = (VecDeque::new(), 0, false);
     let mut link = Link {
         shared,

@@ -10,7 +10,9 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::account::{Dec, Event, NewAlgo, NewOrder};
 use crate::events;
 use crate::sign::Cred;
-use crate::state::{key_hash, short, Fault, FaultKind, Frame, Kind, Out, Shared, Switches, Target};
+use crate::state::{
+    account_id, key_hash, short, Fault, FaultKind, Frame, Kind, Out, Shared, Switches, Target,
+};
 
 /// A longer line is cut there (and then fails to parse).
 const MAX_LINE: u64 = 1 << 20;
@@ -117,9 +119,24 @@ fn opt_bool(cmd: &Value, name: &str, default: bool) -> Result<bool, String> {
     }
 }
 
+/// The account `api_key` names on `product` ("usdm" when absent, "coinm",
+/// "pm"): see `state::account_id`.
+fn account_of(cmd: &Value) -> Result<Option<String>, String> {
+    let product = match opt_str(cmd, "product")? {
+        None => "usdm",
+        Some(p @ ("usdm" | "coinm" | "pm")) => p,
+        Some(p) => return Err(format!("'product' must be usdm, coinm or pm, not {p}")),
+    };
+    Ok(opt_str(cmd, "api_key")?.map(|k| account_id(k, product)))
+}
+
+fn need_account(cmd: &Value) -> Result<String, String> {
+    account_of(cmd)?.ok_or_else(|| "'api_key' is required".into())
+}
+
 /// The account commands: change the book, emit its events, answer their `E`s.
 fn trade(shared: &Shared, name: &str, cmd: &Value) -> Result<Value, String> {
-    let key = need_str(cmd, "api_key")?;
+    let key = &need_account(cmd)?;
     let side = || -> Result<String, String> {
         match need_str(cmd, "side")? {
             s @ ("BUY" | "SELL") => Ok(s.to_string()),
@@ -363,7 +380,7 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
         }
         "emit" => emit(shared, cmd, count).await,
         "expire" => {
-            let key = opt_str(cmd, "api_key")?.ok_or("'api_key' is required")?;
+            let key = &need_account(cmd)?;
             match shared.lock().expire(key) {
                 true => Ok(json!({})),
                 false => Err(format!("account {} has no active listenKey", short(key))),
@@ -433,13 +450,13 @@ async fn run(shared: &Arc<Shared>, cmd: &Value) -> Result<Value, String> {
             };
             let mut st = shared.lock();
             st.creds.insert(key.to_string(), cred);
-            st.books.entry(key.to_string()).or_default();
+            st.books.entry(need_account(cmd)?).or_default();
             Ok(json!({}))
         }
         "deposit" | "order_place" | "order_amend" | "order_fill" | "order_cancel"
         | "algo_place" | "algo_cancel" | "algo_trigger" => trade(shared, name, cmd),
         "snapshot" => {
-            let key = need_str(cmd, "api_key")?;
+            let key = &need_account(cmd)?;
             let mut st = shared.lock();
             let b = st.books.entry(key.to_string()).or_default();
             Ok(
@@ -499,7 +516,7 @@ async fn emit(shared: &Shared, cmd: &Value, count: i64) -> Result<Value, String>
         .unwrap_or("ORDER_TRADE_UPDATE")
         .to_string();
     let interval_us = opt_u64(cmd, "interval_us")?.unwrap_or(0);
-    let api_key = opt_str(cmd, "api_key")?;
+    let api_key = account_of(cmd)?;
     // `raw`: a string is sent as is, other JSON as serialized; `{E}` becomes the event time.
     let raw = match cmd.get("raw") {
         None | Some(Value::Null) => None,
@@ -526,8 +543,8 @@ async fn emit(shared: &Shared, cmd: &Value, count: i64) -> Result<Value, String>
             pace(start + Duration::from_micros(interval_us.saturating_mul(i))).await;
         }
         let mut st = shared.lock();
-        let accounts: Vec<String> = match api_key {
-            Some(k) => vec![k.to_string()],
+        let accounts: Vec<String> = match &api_key {
+            Some(k) => vec![k.clone()],
             None => {
                 let now = Instant::now();
                 let active = st

@@ -67,8 +67,12 @@ struct Opts {
 
 /// Where an accepted WebSocket upgrade goes.
 pub enum Route {
-    /// `/ws-fapi/v1`; `rate_limits` is false with `?returnRateLimits=false`.
-    Api { rate_limits: bool },
+    /// `/ws-fapi/v1` (`product` "usdm") or `/ws-dapi/v1` ("coinm");
+    /// `rate_limits` is false with `?returnRateLimits=false`.
+    Api {
+        rate_limits: bool,
+        product: &'static str,
+    },
     /// A stream route: `/private/...`, `/public/...`, `/market/...`, legacy.
     Stream(StreamConn),
 }
@@ -239,6 +243,9 @@ async fn main() {
     let mut ready = vec![
         format!("ws_api={scheme}://{host}/ws-fapi/v1"),
         format!("stream={scheme}://{host}/private"),
+        format!("coinm_ws_api={scheme}://{host}/ws-dapi/v1"),
+        format!("coinm_stream={scheme}://{host}/coinm"),
+        format!("pm_stream={scheme}://{host}/pm"),
         format!("control={caddr}"),
     ];
     if let Some((_, ca)) = &tls {
@@ -294,11 +301,19 @@ async fn sweeper(shared: Arc<Shared>) {
 
 fn classify(uri: &Uri) -> Option<Route> {
     let (path, query) = (uri.path(), uri.query().unwrap_or(""));
-    if path == "/ws-fapi/v1" {
+    let product = match path {
+        "/ws-fapi/v1" => Some("usdm"),
+        "/ws-dapi/v1" => Some("coinm"),
+        _ => None,
+    };
+    if let Some(product) = product {
         let off = query
             .split('&')
             .any(|kv| kv.eq_ignore_ascii_case("returnRateLimits=false"));
-        return Some(Route::Api { rate_limits: !off });
+        return Some(Route::Api {
+            rate_limits: !off,
+            product,
+        });
     }
     stream::route(path, query).map(Route::Stream)
 }

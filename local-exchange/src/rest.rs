@@ -16,7 +16,7 @@ use tokio_native_tls::TlsAcceptor;
 
 use crate::conn::Io;
 use crate::sign::{self, Refusal};
-use crate::state::{server_ms, FaultKind, Scope, Shared, State};
+use crate::state::{account_id, server_ms, FaultKind, Scope, Shared, State};
 use crate::stream::query_pairs;
 
 const MAX_HEAD: usize = 16 * 1024;
@@ -179,7 +179,7 @@ X-MBX-USED-WEIGHT-{window}: {used}\r\n{retry}Connection: {}\r\n\r\n",
     }
 }
 
-const KNOWN: [&str; 10] = [
+const KNOWN: [&str; 28] = [
     "/fapi/v1/time",
     "/fapi/v1/ping",
     "/fapi/v1/listenKey",
@@ -190,18 +190,84 @@ const KNOWN: [&str; 10] = [
     "/fapi/v3/positionRisk",
     "/fapi/v3/balance",
     "/fapi/v2/balance",
+    // COIN-M (dapi): the same calls, v1.
+    "/dapi/v1/time",
+    "/dapi/v1/ping",
+    "/dapi/v1/listenKey",
+    "/dapi/v1/openOrders",
+    "/dapi/v1/openAlgoOrders",
+    "/dapi/v1/account",
+    "/dapi/v1/positionRisk",
+    // Portfolio Margin (papi).
+    "/papi/v1/ping",
+    "/papi/v1/listenKey",
+    "/papi/v1/account",
+    "/papi/v1/balance",
+    "/papi/v1/um/positionRisk",
+    "/papi/v1/um/openOrders",
+    "/papi/v1/um/algo/openAlgoOrders",
+    "/papi/v1/cm/positionRisk",
+    "/papi/v1/cm/openOrders",
+    "/papi/v1/cm/conditional/openOrders",
+    "/papi/v1/margin/openOrders",
 ];
 
-/// The weight of an endpoint (Binance's documented figures).
+/// The weight of an endpoint (Binance's documented figures; the papi ones
+/// as their pages give them without a symbol).
 fn weight(path: &str, has_symbol: bool) -> u64 {
     match path {
-        "/fapi/v1/openOrders" | "/fapi/v1/openAlgoOrders" if !has_symbol => 40,
+        "/fapi/v1/openOrders"
+        | "/fapi/v1/openAlgoOrders"
+        | "/dapi/v1/openOrders"
+        | "/dapi/v1/openAlgoOrders"
+        | "/papi/v1/um/openOrders"
+        | "/papi/v1/cm/openOrders"
+        | "/papi/v1/cm/conditional/openOrders"
+            if !has_symbol =>
+        {
+            40
+        }
+        "/papi/v1/account" | "/papi/v1/balance" => 20,
         "/fapi/v3/account"
         | "/fapi/v2/account"
         | "/fapi/v3/positionRisk"
         | "/fapi/v3/balance"
-        | "/fapi/v2/balance" => 5,
+        | "/fapi/v2/balance"
+        | "/dapi/v1/account"
+        | "/papi/v1/um/positionRisk"
+        | "/papi/v1/margin/openOrders" => 5,
         _ => 1,
+    }
+}
+
+/// `/papi/v1/balance` from the futures balance: the UM wallet is the whole
+/// wallet (the CM book and cross margin are empty here), in PM's fields.
+fn pm_balance(futures: Value) -> Value {
+    let list = futures.as_array().cloned().unwrap_or_default();
+    let zero = json!("0.00000000");
+    Value::Array(
+        list.into_iter()
+            .map(|b| {
+                json!({"asset": b["asset"], "totalWalletBalance": b["balance"],
+                    "crossMarginAsset": zero, "crossMarginBorrowed": zero,
+                    "crossMarginFree": zero, "crossMarginInterest": zero,
+                    "crossMarginLocked": zero, "umWalletBalance": b["balance"],
+                    "umUnrealizedPNL": b["crossUnPnl"], "cmWalletBalance": zero,
+                    "cmUnrealizedPNL": zero, "updateTime": b["updateTime"],
+                    "negativeBalance": zero})
+            })
+            .collect(),
+    )
+}
+
+/// The product a REST path belongs to, as `account_id` names it.
+fn product_of(path: &str) -> &'static str {
+    if path.starts_with("/dapi/") {
+        "coinm"
+    } else if path.starts_with("/papi/") {
+        "pm"
+    } else {
+        "usdm"
     }
 }
 
@@ -225,7 +291,9 @@ fn with_faults(
         .into_iter()
         .chain(query_pairs(body))
         .any(|(k, _)| k == "symbol");
-    if let Err(r) = st.charge(ip, weight(path, has_symbol)) {
+    // Portfolio Margin's weight is counted apart from fapi/dapi's.
+    let pm = product_of(path) == "pm";
+    if let Err(r) = st.charge_in(pm, ip, weight(path, has_symbol)) {
         let mut a = error(
             r.status(),
             -1003,
@@ -282,25 +350,42 @@ fn handle(st: &mut State, method: &str, target: &str, api_key: Option<&str>, bod
         .find(|(k, _)| k == "symbol")
         .map(|(_, v)| v.clone());
     match (method, path) {
-        ("GET", "/fapi/v1/time") => return answer(200, json!({"serverTime": server_ms()})),
-        ("GET", "/fapi/v1/ping") => return answer(200, json!({})),
-        (_, "/fapi/v1/time" | "/fapi/v1/ping") => return error(405, -1000, "Method not allowed."),
+        ("GET", "/fapi/v1/time" | "/dapi/v1/time") => {
+            return answer(200, json!({"serverTime": server_ms()}))
+        }
+        ("GET", "/fapi/v1/ping" | "/dapi/v1/ping" | "/papi/v1/ping") => {
+            return answer(200, json!({}))
+        }
+        (
+            _,
+            "/fapi/v1/time" | "/fapi/v1/ping" | "/dapi/v1/time" | "/dapi/v1/ping" | "/papi/v1/ping",
+        ) => return error(405, -1000, "Method not allowed."),
         _ => {}
     }
+    let product = product_of(path);
     // Every other endpoint needs the API key.
     let Some(api_key) = api_key.filter(|k| !k.is_empty()) else {
         return error(401, -2014, "API-key format invalid.");
     };
-    if path == "/fapi/v1/listenKey" {
-        // USER_STREAM: the key only, no signature.
+    if path.ends_with("/v1/listenKey") {
+        // USER_STREAM: the key only, no signature. Portfolio Margin's PUT
+        // answers `{}` (its page); fapi's and dapi's name the key.
         let no_key = || error(400, -1125, "This listenKey does not exist.");
+        let account = &account_id(api_key, product);
         return match method {
-            "POST" => answer(200, json!({"listenKey": st.start_key(api_key)})),
-            "PUT" => st
-                .ping_key(api_key)
-                .map_or_else(no_key, |k| answer(200, json!({"listenKey": k}))),
+            "POST" => answer(200, json!({"listenKey": st.start_key(account)})),
+            "PUT" => st.ping_key(account).map_or_else(no_key, |k| {
+                answer(
+                    200,
+                    if product == "pm" {
+                        json!({})
+                    } else {
+                        json!({"listenKey": k})
+                    },
+                )
+            }),
             "DELETE" => {
-                if st.stop_key(api_key) {
+                if st.stop_key(account) {
                     answer(200, json!({}))
                 } else {
                     no_key()
@@ -330,14 +415,37 @@ fn handle(st: &mut State, method: &str, target: &str, api_key: Option<&str>, bod
     if let Err(r) = sign::check(cred, &params, payload.as_bytes(), signature) {
         return refused(r);
     }
-    let book = st.books.entry(api_key.to_string()).or_default();
+    let book = st.books.entry(account_id(api_key, product)).or_default();
     let sym = symbol.as_deref();
     let v = match path {
-        "/fapi/v1/openOrders" => book.open_orders(sym),
-        "/fapi/v1/openAlgoOrders" => book.open_algo_orders(sym),
-        "/fapi/v3/account" => book.account(false),
+        "/fapi/v1/openOrders" | "/dapi/v1/openOrders" | "/papi/v1/um/openOrders" => {
+            book.open_orders(sym)
+        }
+        "/fapi/v1/openAlgoOrders"
+        | "/dapi/v1/openAlgoOrders"
+        | "/papi/v1/um/algo/openAlgoOrders" => book.open_algo_orders(sym),
+        "/fapi/v3/account" | "/dapi/v1/account" => book.account(false),
         "/fapi/v2/account" => book.account(true),
-        "/fapi/v3/positionRisk" => book.position_risk(sym, false),
+        "/fapi/v3/positionRisk" | "/dapi/v1/positionRisk" | "/papi/v1/um/positionRisk" => {
+            book.position_risk(sym, false)
+        }
+        // A PM account's one book is its UM book: the futures account's
+        // totals stand for PM's account document; its CM book and margin
+        // orders are empty here (docs/local-exchange.md).
+        "/papi/v1/account" => {
+            let mut a = book.account(false);
+            if let Some(o) = a.as_object_mut() {
+                o.remove("assets");
+                o.remove("positions");
+                o.insert("accountStatus".into(), json!("NORMAL"));
+            }
+            a
+        }
+        "/papi/v1/cm/positionRisk"
+        | "/papi/v1/cm/openOrders"
+        | "/papi/v1/cm/conditional/openOrders"
+        | "/papi/v1/margin/openOrders" => json!([]),
+        "/papi/v1/balance" => pm_balance(book.balance()),
         _ => book.balance(),
     };
     answer(200, v)

@@ -24,6 +24,17 @@ pub static VERBOSE: AtomicBool = AtomicBool::new(false);
 pub static CLOCK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
 
 /// The server's clock as signed requests see it (the real one, offset).
+/// The account an API key addresses on one product. Binance keeps one
+/// listenKey and one book per product for a key; here they are named
+/// `<api key>` (USDⓈ-M), `<api key>.coinm`, `<api key>.pm` (an API key is
+/// letters and digits, so no name clashes).
+pub fn account_id(api_key: &str, product: &str) -> String {
+    match product {
+        "coinm" | "pm" => format!("{api_key}.{product}"),
+        _ => api_key.to_string(),
+    }
+}
+
 pub fn server_ms() -> u64 {
     now_ms().saturating_add_signed(CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed))
 }
@@ -363,6 +374,8 @@ pub struct State {
     next_order_id: u64,
     /// Request weight, 429s and bans per IP.
     ips: HashMap<IpAddr, limit::Ip>,
+    /// Portfolio Margin's request weight per IP, counted apart.
+    pm_ips: HashMap<IpAddr, limit::Ip>,
     /// Stream connections accepted per IP, within 5 minutes.
     connects: HashMap<IpAddr, VecDeque<Instant>>,
     pub accounts: HashMap<String, Account>,
@@ -409,6 +422,7 @@ impl State {
             books: HashMap::new(),
             next_order_id: 8_886_774,
             ips: HashMap::new(),
+            pm_ips: HashMap::new(),
             connects: HashMap::new(),
             accounts: HashMap::new(),
             conns: HashMap::new(),
@@ -698,9 +712,14 @@ impl State {
     /// Charges `weight` to `ip` in its window (limit::Ip::charge): the
     /// weight used including this, or why it is refused (nothing charged).
     pub fn charge(&mut self, ip: IpAddr, weight: u64) -> Result<u64, Refused> {
+        self.charge_in(false, ip, weight)
+    }
+
+    /// As [`State::charge`], on Portfolio Margin's own count when `pm`.
+    pub fn charge_in(&mut self, pm: bool, ip: IpAddr, weight: u64) -> Result<u64, Refused> {
         let rules = self.limits.weight;
-        let r = self
-            .ips
+        let ips = if pm { &mut self.pm_ips } else { &mut self.ips };
+        let r = ips
             .entry(ip)
             .or_default()
             .charge(&rules, server_ms(), weight);

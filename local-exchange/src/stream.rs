@@ -14,6 +14,11 @@ pub fn route(path: &str, query: &str) -> Option<StreamConn> {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (form, combined, path_stream) = match segs.as_slice() {
         ["private", "stream"] => (Form::Subscribe, true, None),
+        // COIN-M's stream host (dstream, served here under /coinm) and
+        // Portfolio Margin's /pm: `/stream` + SUBSCRIBE as the official
+        // SDKs use them, and `?listenKey=` on `/ws`.
+        ["coinm" | "pm", "stream"] => (Form::Subscribe, true, None),
+        ["coinm" | "pm", "ws"] => (Form::Subscribe, false, None),
         ["private", "ws"] => (Form::Subscribe, false, None),
         ["private", "ws", k] if !k.is_empty() => (Form::Path, false, Some(*k)),
         ["public" | "market", "stream"] => (Form::Market, true, None),

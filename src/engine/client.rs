@@ -8,7 +8,7 @@ use super::gate::Gate;
 use super::net::connect::Dialer;
 use super::net::runtime::RuntimeRef;
 use super::net::tls;
-use super::rest::{Rest, RestConfig};
+use super::rest::{KeyMethod, Rest, RestConfig};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -19,9 +19,72 @@ pub struct Client {
     pub(crate) session: Arc<Session>,
     pub(crate) config: Config,
     pub(crate) runtime: RuntimeRef,
-    /// Signed REST, when the config has a signing key.
+    /// REST: when the config has a signing key (signed requests), and
+    /// always for Portfolio Margin (its listenKey).
     rest: Option<Arc<Rest>>,
     gate: Gate,
+}
+
+/// Where a client's listenKey comes from and is kept alive: the WebSocket
+/// API session (`userDataStream.start/ping/stop`: USDⓈ-M, COIN-M) or REST
+/// (`POST/PUT/DELETE /papi/v1/listenKey`: Portfolio Margin). The session
+/// is there either way: its closing signal says the client is being freed.
+#[derive(Clone)]
+pub struct Keys {
+    pub session: Arc<Session>,
+    /// Set for a REST listenKey.
+    rest: Option<Arc<Rest>>,
+}
+
+impl Keys {
+    /// The account's listenKey (an existing valid key is returned and
+    /// extended).
+    pub async fn start(&self) -> Result<String> {
+        match &self.rest {
+            Some(rest) => {
+                let v = rest.listen_key(KeyMethod::Start).await?;
+                listen_key_of("POST /papi/v1/listenKey", &v)
+            }
+            None => {
+                let method = "userDataStream.start";
+                let answer = self.session.request_async(method).await?;
+                listen_key_of(method, &answer.result)
+                    .inspect_err(|e| self.session.replace_connection(e))
+            }
+        }
+    }
+
+    /// Extends `current`'s validity; returns the key the server names
+    /// (REST's `PUT` may answer `{}`: then `current`).
+    pub async fn ping(&self, current: &str) -> Result<String> {
+        match &self.rest {
+            Some(rest) => {
+                let v = rest.listen_key(KeyMethod::Ping).await?;
+                if v.get("listenKey").is_none() {
+                    return Ok(current.to_owned());
+                }
+                listen_key_of("PUT /papi/v1/listenKey", &v)
+            }
+            None => {
+                let method = "userDataStream.ping";
+                let answer = self.session.request_async(method).await?;
+                listen_key_of(method, &answer.result)
+                    .inspect_err(|e| self.session.replace_connection(e))
+            }
+        }
+    }
+
+    /// Closes the account's stream and its key.
+    pub async fn stop(&self) -> Result<()> {
+        match &self.rest {
+            Some(rest) => rest.listen_key(KeyMethod::Stop).await.map(|_| ()),
+            None => self
+                .session
+                .request_async("userDataStream.stop")
+                .await
+                .map(|_| ()),
+        }
+    }
 }
 
 impl Client {
@@ -56,21 +119,27 @@ impl Client {
         } else {
             Session::new(runtime.handle().clone(), session_config)
         };
-        let rest = match &config.signing_key {
-            Some(key) => Some(Arc::new(Rest::new(
+        let signer = match &config.signing_key {
+            Some(key) => Some(key.signer()?),
+            None => None,
+        };
+        let rest = if signer.is_some() || config.product.rest_listen_key() {
+            Some(Arc::new(Rest::new(
                 runtime.handle().clone(),
                 RestConfig {
                     base: config.rest_endpoint.clone(),
                     dialer: dialer(config, &config.rest_endpoint)?,
                     request_timeout: config.request_timeout,
                     api_key: config.api_key.clone().expect("checked above"),
-                    signer: key.signer()?,
+                    signer,
+                    product: config.product,
                     recv_window_ms: config.recv_window_ms,
                     budget: config.budget(),
                     snapshot_percent: config.snapshot_budget_percent,
                 },
-            ))),
-            None => None,
+            )))
+        } else {
+            None
         };
         Ok(Client {
             session: Arc::new(session),
@@ -85,20 +154,59 @@ impl Client {
     /// key is returned and extended).
     pub fn listen_key_start(&self) -> Result<String> {
         let _in = self.gate.enter()?;
+        let keys = self.keys();
+        if keys.rest.is_some() {
+            return self.block(keys.start());
+        }
         self.listen_key_call("userDataStream.start")
     }
 
     /// `userDataStream.ping`: extends the key's validity; returns the key.
     pub fn listen_key_keepalive(&self) -> Result<String> {
         let _in = self.gate.enter()?;
+        let keys = self.keys();
+        if keys.rest.is_some() {
+            // REST's PUT names no key: the one start gives (extended).
+            return self.block(async {
+                let key = keys.start().await?;
+                keys.ping(&key).await
+            });
+        }
         self.listen_key_call("userDataStream.ping")
     }
 
     /// `userDataStream.stop`: closes the account's stream and its key.
     pub fn listen_key_stop(&self) -> Result<()> {
         let _in = self.gate.enter()?;
+        let keys = self.keys();
+        if keys.rest.is_some() {
+            return self.block(keys.stop());
+        }
         self.session.request("userDataStream.stop")?;
         Ok(())
+    }
+
+    /// Where this client's listenKey comes from.
+    pub(crate) fn keys(&self) -> Keys {
+        Keys {
+            session: self.session.clone(),
+            rest: if self.config.product.rest_listen_key() {
+                self.rest.clone()
+            } else {
+                None
+            },
+        }
+    }
+
+    fn listen_key_call(&self, method: &str) -> Result<String> {
+        let answer = self.session.request(method)?;
+        listen_key_of(method, &answer.result).inspect_err(|e| self.session.replace_connection(e))
+    }
+
+    /// Runs `work` on the client's runtime from the calling thread.
+    fn block<T>(&self, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        super::net::runtime::ensure_blocking_allowed("blocking calls")?;
+        self.runtime.handle().block_on(work)
     }
 
     /// The account snapshot (see [`Rest::fetch_snapshot`]), blocking.
@@ -118,16 +226,11 @@ impl Client {
     /// The signed REST client, for the account snapshot; INVALID_ARGUMENT
     /// when the config had no secret key or private key.
     pub(crate) fn signed_rest(&self) -> Result<&Arc<Rest>> {
-        self.rest.as_ref().ok_or_else(|| {
+        self.rest.as_ref().filter(|r| r.can_sign()).ok_or_else(|| {
             Error::invalid(
                 "client: no key to sign requests with: set binance_config_set_secret_key or binance_config_set_private_key_pem",
             )
         })
-    }
-
-    fn listen_key_call(&self, method: &str) -> Result<String> {
-        let answer = self.session.request(method)?;
-        listen_key_of(method, &answer.result).inspect_err(|e| self.session.replace_connection(e))
     }
 
     /// Runs `f` as a call on this client: refused once the client is being

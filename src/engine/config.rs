@@ -18,6 +18,80 @@ pub const TESTNET_STREAM: &str = "wss://fstream.binancefuture.com/private";
 /// host the 2025 page gives, `demo-fapi`).
 pub const PRODUCTION_REST: &str = "https://fapi.binance.com";
 pub const TESTNET_REST: &str = "https://demo-fapi.binance.com";
+/// COIN-M Futures (Binance's COIN-M WebSocket API and user data stream
+/// pages; the stream base is the host: the official SDKs connect to
+/// `<host>/stream` and SUBSCRIBE, there is no `/private` route).
+pub const COINM_PRODUCTION_WS_API: &str = "wss://ws-dapi.binance.com/ws-dapi/v1";
+pub const COINM_TESTNET_WS_API: &str = "wss://testnet.binancefuture.com/ws-dapi/v1";
+pub const COINM_PRODUCTION_STREAM: &str = "wss://dstream.binance.com";
+pub const COINM_TESTNET_STREAM: &str = "wss://dstream.binancefuture.com";
+pub const COINM_PRODUCTION_REST: &str = "https://dapi.binance.com";
+pub const COINM_TESTNET_REST: &str = "https://testnet.binancefuture.com";
+/// Portfolio Margin: no WebSocket API (the listenKey is kept over REST,
+/// `/papi/v1/listenKey`); the stream is `<base>/stream` on `/pm` as the
+/// official SDKs use it. Binance publishes no PM testnet.
+pub const PM_PRODUCTION_STREAM: &str = "wss://fstream.binance.com/pm";
+pub const PM_PRODUCTION_REST: &str = "https://papi.binance.com";
+
+/// Which Binance futures product a client speaks to. Everything that
+/// differs between them is chosen from this: default endpoints, how the
+/// listenKey is obtained and kept alive, the resync recipe, the budget.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Product {
+    #[default]
+    UsdM,
+    CoinM,
+    PortfolioMargin,
+}
+
+impl Product {
+    pub fn from_code(code: i32) -> Result<Product> {
+        Ok(match code {
+            0 => Product::UsdM,
+            1 => Product::CoinM,
+            2 => Product::PortfolioMargin,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "product: {code} is not a product (BINANCE_PRODUCT_USDM, BINANCE_PRODUCT_COINM or BINANCE_PRODUCT_PORTFOLIO_MARGIN)"
+                )))
+            }
+        })
+    }
+
+    /// The production defaults: WebSocket API, stream base, REST base.
+    /// Portfolio Margin has no WebSocket API: its listenKey goes over REST
+    /// and its API endpoint is never connected to (the USDⓈ-M one stands
+    /// in so that the field stays valid).
+    pub fn production(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Product::UsdM => (PRODUCTION_WS_API, PRODUCTION_STREAM, PRODUCTION_REST),
+            Product::CoinM => (
+                COINM_PRODUCTION_WS_API,
+                COINM_PRODUCTION_STREAM,
+                COINM_PRODUCTION_REST,
+            ),
+            Product::PortfolioMargin => {
+                (PRODUCTION_WS_API, PM_PRODUCTION_STREAM, PM_PRODUCTION_REST)
+            }
+        }
+    }
+
+    /// The listenKey is kept over REST (`/papi/v1/listenKey`), not the
+    /// WebSocket API.
+    pub fn rest_listen_key(self) -> bool {
+        self == Product::PortfolioMargin
+    }
+
+    /// The name used in JSON and by the bindings.
+    pub fn name(self) -> &'static str {
+        match self {
+            Product::UsdM => "usdm",
+            Product::CoinM => "coinm",
+            Product::PortfolioMargin => "pm",
+        }
+    }
+}
+
 /// Binance's default and largest `recvWindow`, in ms.
 pub const DEFAULT_RECV_WINDOW_MS: u32 = 5000;
 pub const MAX_RECV_WINDOW_MS: u32 = 60_000;
@@ -92,6 +166,10 @@ pub struct Config {
     pub source_address: Option<std::net::IpAddr>,
     /// The share of the request budget resync snapshots may draw, percent.
     pub snapshot_budget_percent: u32,
+    pub product: Product,
+    /// Which of the WebSocket API, stream and REST endpoints were set
+    /// explicitly (a product change leaves those alone).
+    pub endpoints_set: [bool; 3],
 }
 
 impl Default for Config {
@@ -123,6 +201,8 @@ impl Default for Config {
             open_waits: true,
             source_address: None,
             snapshot_budget_percent: super::rest::budget::DEFAULT_SNAPSHOT_PERCENT,
+            product: Product::UsdM,
+            endpoints_set: [false; 3],
         }
     }
 }
@@ -163,6 +243,25 @@ impl Config {
 
     pub fn set_rest_endpoint(&mut self, url: &str) -> Result<()> {
         self.rest_endpoint = Endpoint::parse_http(url, "url")?;
+        self.endpoints_set[2] = true;
+        Ok(())
+    }
+
+    /// Chooses the product; the endpoints not set explicitly become the
+    /// product's production defaults.
+    pub fn set_product(&mut self, code: i32) -> Result<()> {
+        let product = Product::from_code(code)?;
+        let (api, stream, rest) = product.production();
+        if !self.endpoints_set[0] {
+            self.endpoint = Endpoint::parse(api, "endpoint").expect("valid default");
+        }
+        if !self.endpoints_set[1] {
+            self.stream_endpoint = Endpoint::parse(stream, "url").expect("valid default");
+        }
+        if !self.endpoints_set[2] {
+            self.rest_endpoint = Endpoint::parse_http(rest, "url").expect("valid default");
+        }
+        self.product = product;
         Ok(())
     }
 
@@ -203,14 +302,22 @@ impl Config {
 
     /// The request budget this config's clients draw on: one per source
     /// address and server (the sites of the WebSocket API and REST
-    /// endpoints: `binance.com` for all of Binance's hosts).
+    /// endpoints: `binance.com` for all of Binance's hosts). USDⓈ-M and
+    /// COIN-M share one (Binance counts fapi and dapi together since
+    /// 2026-06-30); Portfolio Margin, whose API is REST only and counted
+    /// apart (its own General Info page), has its own, named `<site> pm`.
     pub fn budget(&self) -> std::sync::Arc<super::rest::budget::Budget> {
         use super::rest::budget::{site_of, Budget, BudgetKey};
-        let (api, rest) = (site_of(&self.endpoint), site_of(&self.rest_endpoint));
-        let site = if api == rest {
-            api
+        let rest = site_of(&self.rest_endpoint);
+        let site = if self.product == Product::PortfolioMargin {
+            format!("{rest} pm")
         } else {
-            format!("{api} {rest}")
+            let api = site_of(&self.endpoint);
+            if api == rest {
+                api
+            } else {
+                format!("{api} {rest}")
+            }
         };
         Budget::of(BudgetKey {
             source: self.source_address,
@@ -230,11 +337,13 @@ impl Config {
 
     pub fn set_endpoint(&mut self, url: &str) -> Result<()> {
         self.endpoint = Endpoint::parse(url, "url")?;
+        self.endpoints_set[0] = true;
         Ok(())
     }
 
     pub fn set_stream_endpoint(&mut self, url: &str) -> Result<()> {
         self.stream_endpoint = Endpoint::parse(url, "url")?;
+        self.endpoints_set[1] = true;
         Ok(())
     }
 
@@ -344,6 +453,8 @@ impl Config {
         self.extra_roots.hash(&mut h);
         (self.connect_timeout, self.request_timeout).hash(&mut h);
         self.source_address.hash(&mut h);
+        // One product's accounts share connections only with its own.
+        self.product.hash(&mut h);
         more.hash(&mut h);
         h.finish()
     }
@@ -451,6 +562,40 @@ mod tests {
         c.set_recv_window_ms(60_000).unwrap();
         c.set_rest_endpoint(TESTNET_REST).unwrap();
         assert!(c.set_rest_endpoint("http://demo-fapi.binance.com").is_err());
+    }
+
+    #[test]
+    fn a_product_brings_its_endpoints_but_keeps_those_set() {
+        let mut c = Config::default();
+        assert_eq!(c.product, Product::UsdM);
+        c.set_product(1).unwrap();
+        assert_eq!(c.endpoint.url(), COINM_PRODUCTION_WS_API);
+        assert_eq!(
+            c.stream_endpoint.join("stream").url(),
+            "wss://dstream.binance.com/stream"
+        );
+        assert_eq!(
+            c.rest_endpoint.http_url(),
+            format!("{COINM_PRODUCTION_REST}/")
+        );
+        c.set_stream_endpoint("ws://127.0.0.1:9/x").unwrap();
+        c.set_product(2).unwrap();
+        assert_eq!(c.stream_endpoint.url(), "ws://127.0.0.1:9/x");
+        assert_eq!(c.rest_endpoint.http_url(), format!("{PM_PRODUCTION_REST}/"));
+        let e = c.set_product(3).unwrap_err();
+        assert!(e.message.starts_with("product: 3"));
+        assert_eq!(c.product, Product::PortfolioMargin, "kept on error");
+    }
+
+    #[test]
+    fn coinm_shares_the_usdm_budget_and_pm_has_its_own() {
+        let usdm = Config::default();
+        let mut coinm = Config::default();
+        coinm.set_product(1).unwrap();
+        let mut pm = Config::default();
+        pm.set_product(2).unwrap();
+        assert!(std::sync::Arc::ptr_eq(&usdm.budget(), &coinm.budget()));
+        assert!(!std::sync::Arc::ptr_eq(&usdm.budget(), &pm.budget()));
     }
 
     #[test]

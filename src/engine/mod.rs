@@ -31,13 +31,17 @@ pub(crate) mod text;
 // It is not a stable API (the C functions are the library's API): it
 // changes with the tools that use it.
 pub use client::Client;
-pub use config::{Config, TESTNET_REST, TESTNET_STREAM, TESTNET_WS_API};
+pub use config::{
+    Config, Product, COINM_TESTNET_REST, COINM_TESTNET_STREAM, COINM_TESTNET_WS_API, TESTNET_REST,
+    TESTNET_STREAM, TESTNET_WS_API,
+};
 pub use error::{Error, Result, Status};
 pub use event::{
     Event, ACCOUNT_SNAPSHOT, ACCOUNT_SNAPSHOT_FAILED, LISTEN_KEY_RENEWED, STREAM_DISCONNECTED,
     STREAM_GAP, STREAM_SUBSCRIBED,
 };
 pub use rest::budget::View as BudgetView;
+pub use rest::snapshot_weight;
 pub use rest::SNAPSHOT_WEIGHT;
 pub use stream::{Callback, Health, UserStream};
 
@@ -73,6 +77,20 @@ mod tests {
             ("BINANCE_STREAM_URL_TESTNET", TESTNET_STREAM),
             ("BINANCE_REST_URL_PRODUCTION", PRODUCTION_REST),
             ("BINANCE_REST_URL_TESTNET", TESTNET_REST),
+            (
+                "BINANCE_COINM_WS_API_URL_PRODUCTION",
+                COINM_PRODUCTION_WS_API,
+            ),
+            ("BINANCE_COINM_WS_API_URL_TESTNET", COINM_TESTNET_WS_API),
+            (
+                "BINANCE_COINM_STREAM_URL_PRODUCTION",
+                COINM_PRODUCTION_STREAM,
+            ),
+            ("BINANCE_COINM_STREAM_URL_TESTNET", COINM_TESTNET_STREAM),
+            ("BINANCE_COINM_REST_URL_PRODUCTION", COINM_PRODUCTION_REST),
+            ("BINANCE_COINM_REST_URL_TESTNET", COINM_TESTNET_REST),
+            ("BINANCE_PM_STREAM_URL_PRODUCTION", PM_PRODUCTION_STREAM),
+            ("BINANCE_PM_REST_URL_PRODUCTION", PM_PRODUCTION_REST),
         ] {
             let define = format!("#define {name} \"{url}\"\n");
             assert!(header.contains(&define), "the header lacks {define}");
@@ -81,6 +99,6 @@ mod tests {
             .lines()
             .filter(|l| l.starts_with("#define ") && l.contains("_URL_"))
             .count();
-        assert_eq!(defines, 6, "a URL define this test does not know");
+        assert_eq!(defines, 14, "a URL define this test does not know");
     }
 }

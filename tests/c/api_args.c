@@ -262,6 +262,12 @@ static void test_config_numbers(binance_config *cfg)
     CHECK_FAIL(binance_config_set_keepalive_interval_ms(cfg, 3300001, &err), BINANCE_INVALID_ARGUMENT, err, "ms");
     CHECK_FAIL(binance_config_set_keepalive_interval_ms(cfg, UINT32_MAX, &err), BINANCE_INVALID_ARGUMENT, err,
                "ms");
+    CHECK_OK(binance_config_set_product(cfg, BINANCE_PRODUCT_PORTFOLIO_MARGIN, &err), err);
+    CHECK_OK(binance_config_set_product(cfg, BINANCE_PRODUCT_COINM, &err), err);
+    CHECK_OK(binance_config_set_product(cfg, BINANCE_PRODUCT_USDM, &err), err);
+    CHECK_FAIL(binance_config_set_product(cfg, 3, &err), BINANCE_INVALID_ARGUMENT, err, "product");
+    CHECK_FAIL(binance_config_set_product(cfg, -1, &err), BINANCE_INVALID_ARGUMENT, err, "product");
+    CHECK_FAIL(binance_config_set_product(NULL, BINANCE_PRODUCT_USDM, &err), BINANCE_INVALID_ARGUMENT, err, "cfg");
 }
 
 static void test_config_pem(binance_config *cfg)

@@ -7,6 +7,7 @@
 pub use binance_uds_test_support::*;
 
 pub mod heal;
+pub mod products;
 pub mod stream;
 
 /// A config for this exchange (WebSocket API and stream endpoints, its CA)

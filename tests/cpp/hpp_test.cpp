@@ -182,6 +182,7 @@ void config_errors_name_the_argument()
     expect_error("backoff max below initial", BINANCE_INVALID_ARGUMENT, "max_ms",
                  [&] { cfg.reconnect_backoff(100ms, 10ms); });
     expect_error("unknown stream form", BINANCE_INVALID_ARGUMENT, "form", [&] { cfg.stream_form(7); });
+    expect_error("unknown product", BINANCE_INVALID_ARGUMENT, "product", [&] { cfg.product(3); });
     expect_error("zero subscriptions per connection", BINANCE_INVALID_ARGUMENT, "n",
                  [&] { cfg.stream_subscriptions_per_connection(0); });
     expect_error("too many subscriptions per connection", BINANCE_INVALID_ARGUMENT, "n",
@@ -225,6 +226,9 @@ void config_errors_name_the_argument()
         .reconnect_backoff(100ms, 5s)
         .stream_form(BINANCE_STREAM_FORM_QUERY)
         .stream_form(BINANCE_STREAM_FORM_SUBSCRIBE)
+        .product(BINANCE_PRODUCT_PORTFOLIO_MARGIN)
+        .product(BINANCE_PRODUCT_COINM)
+        .product(BINANCE_PRODUCT_USDM)
         .connection_sharing(false)
         .connection_sharing(true)
         .stream_subscriptions_per_connection(1024)

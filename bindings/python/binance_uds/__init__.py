@@ -43,7 +43,7 @@ import time
 import weakref
 from ctypes import CFUNCTYPE, POINTER, Structure, byref, c_char, c_char_p, c_int32, c_int64, c_uint32, c_uint64, c_void_p
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple, Type, TypedDict, cast
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Literal, Optional, Tuple, Type, TypedDict, cast
 
 from . import _library
 
@@ -89,6 +89,23 @@ STREAM_URL_PRODUCTION = "wss://fstream.binance.com/private"
 STREAM_URL_TESTNET = "wss://fstream.binancefuture.com/private"
 REST_URL_PRODUCTION = "https://fapi.binance.com"
 REST_URL_TESTNET = "https://demo-fapi.binance.com"
+
+# COIN-M Futures and Portfolio Margin endpoints (binance_config_set_product).
+COINM_WS_API_URL_PRODUCTION = "wss://ws-dapi.binance.com/ws-dapi/v1"
+COINM_WS_API_URL_TESTNET = "wss://testnet.binancefuture.com/ws-dapi/v1"
+COINM_STREAM_URL_PRODUCTION = "wss://dstream.binance.com"
+COINM_STREAM_URL_TESTNET = "wss://dstream.binancefuture.com"
+COINM_REST_URL_PRODUCTION = "https://dapi.binance.com"
+COINM_REST_URL_TESTNET = "https://testnet.binancefuture.com"
+PM_STREAM_URL_PRODUCTION = "wss://fstream.binance.com/pm"
+PM_REST_URL_PRODUCTION = "https://papi.binance.com"
+
+# Products (binance_config_set_product), and the names Config(product=...) takes.
+PRODUCT_USDM = 0
+PRODUCT_COINM = 1
+PRODUCT_PORTFOLIO_MARGIN = 2
+PRODUCTS = {"usdm": PRODUCT_USDM, "coinm": PRODUCT_COINM, "pm": PRODUCT_PORTFOLIO_MARGIN}
+Product = Literal["usdm", "coinm", "pm"]
 
 # How streams subscribe (binance_config_set_stream_form).
 STREAM_FORM_SUBSCRIBE = 0
@@ -246,6 +263,7 @@ _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "binance_config_add_root_certificate_pem": (_status, [_handle, c_char_p, _out_err]),
     "binance_config_set_keepalive_interval_ms": (_status, [_handle, c_uint32, _out_err]),
     "binance_config_set_stream_form": (_status, [_handle, c_int32, _out_err]),
+    "binance_config_set_product": (_status, [_handle, c_int32, _out_err]),
     "binance_config_set_connection_sharing": (_status, [_handle, c_int32, _out_err]),
     "binance_config_set_stream_subscriptions_per_connection": (_status, [_handle, c_uint32, _out_err]),
     "binance_config_set_proxy": (_status, [_handle, c_char_p, _out_err]),
@@ -492,6 +510,9 @@ class Config:
     every 30 minutes, the system's trusted roots.
 
     Keyword arguments (each is also a method of the same name):
+    ``product`` (``"usdm"``, the default, ``"coinm"`` or ``"pm"``: USDⓈ-M
+    Futures, COIN-M Futures or Portfolio Margin; chooses the default
+    endpoints, how the listenKey is kept and the resync snapshot's shape),
     ``api_key`` (required before creating a client), ``endpoint`` (the
     WebSocket API URL), ``stream_endpoint`` (the user data stream base
     URL), ``timeouts_ms`` (a ``(connect_ms, request_ms)`` pair),
@@ -516,6 +537,7 @@ class Config:
     def __init__(
         self,
         *,
+        product: Optional[Product] = None,
         api_key: Optional[str] = None,
         endpoint: Optional[str] = None,
         stream_endpoint: Optional[str] = None,
@@ -544,6 +566,8 @@ class Config:
         if not handle:
             raise MemoryError("binance_config_new")
         self._handle = handle
+        if product is not None:
+            self.product(product)
         if api_key is not None:
             self.api_key(api_key)
         if endpoint is not None:
@@ -593,6 +617,18 @@ class Config:
         """Calls one ``binance_config_set_*`` function on this config."""
         _call(setter, self._handle, *args)
         return self
+
+    def product(self, product: Product) -> "Config":
+        """Chooses the product: ``"usdm"`` (USDⓈ-M Futures, the default),
+        ``"coinm"`` (COIN-M Futures) or ``"pm"`` (Portfolio Margin). The
+        endpoints not set explicitly become the product's production ones."""
+        if not isinstance(product, str):
+            raise TypeError(f"product must be a str, not {type(product).__name__}")
+        if product not in PRODUCTS:
+            raise _error(
+                INVALID_ARGUMENT, f"product: {product!r} is not 'usdm', 'coinm' or 'pm'"
+            )
+        return self._set(_lib().binance_config_set_product, PRODUCTS[product])
 
     def api_key(self, key: str) -> "Config":
         """Sets the API key (sent with each request; never logged or shown)."""

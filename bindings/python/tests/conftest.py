@@ -83,6 +83,9 @@ class Exchange:
             ready[key] = value
         self.ws_api = ready["ws_api"]
         self.stream = ready["stream"]
+        self.coinm_ws_api = ready["coinm_ws_api"]
+        self.coinm_stream = ready["coinm_stream"]
+        self.pm_stream = ready["pm_stream"]
         host, _, port = ready["control"].rpartition(":")
         self.control_addr: Tuple[str, int] = (host, int(port))
         self.ca_file = ready["ca_file"]

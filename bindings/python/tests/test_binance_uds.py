@@ -88,7 +88,7 @@ def test_constants_and_functions_match_the_header() -> None:
     assert prototypes == set(binance_uds._SIGNATURES), "binance_uds._SIGNATURES differs from the header's functions"
     # Every status has its exception class, named after it.
     for name, value in defines.items():
-        if name in ("OK",) or name.startswith(("VERSION_", "STREAM_FORM_", "UDS_")):
+        if name in ("OK",) or name.startswith(("VERSION_", "STREAM_FORM_", "PRODUCT_", "UDS_")):
             continue
         if isinstance(json.loads(value), int):
             cls = binance_uds._ERRORS[json.loads(value)]
@@ -413,3 +413,29 @@ def test_docs_show_the_readme_snippets() -> None:
             for block in python_blocks(doc):
                 if "binance_uds" in block:
                     assert block in ours, f"{doc}: a Python snippet differs from bindings/python/README.md"
+
+
+@pytest.mark.parametrize("product", ["usdm", "coinm", "pm"])
+def test_every_product_streams_its_events(exchange: Exchange, product: binance_uds.Product) -> None:
+    """Config(product=...) points the listenKey and the stream at the
+    product's routes (COIN-M's WebSocket API, PM's REST listenKey)."""
+    routes: Dict[str, Dict[str, Any]] = {
+        "usdm": {},
+        "coinm": {"endpoint": exchange.coinm_ws_api, "stream_endpoint": exchange.coinm_stream},
+        "pm": {"stream_endpoint": exchange.pm_stream, "rest_endpoint": exchange.rest},
+    }
+    cfg = config(exchange, product=product, **routes[product])
+    with binance_uds.Client(cfg) as client, client.user_stream() as stream:
+        sent = exchange.control(
+            {"cmd": "emit", "api_key": API_KEY, "product": product, "type": "ORDER_TRADE_UPDATE", "count": 2}
+        )
+        assert sent["delivered"] == 2
+        got = [next(iter(stream)) for _ in range(2)]
+    assert [e["E"] for e in got] == [sent["first_E"], sent["first_E"] + 1]
+    start = {"usdm": "userDataStream.start", "coinm": "userDataStream.start", "pm": "POST /papi/v1/listenKey"}
+    assert exchange.stats()["requests"][start[product]] >= 1
+
+
+def test_an_unknown_product_is_refused() -> None:
+    with pytest.raises(binance_uds.InvalidArgument, match="product"):
+        binance_uds.Config(product="spot")  # type: ignore[arg-type]

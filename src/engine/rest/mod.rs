@@ -32,6 +32,7 @@ pub mod sign;
 use self::budget::{window_of_header, Budget, Ticket};
 use self::sign::Signer;
 use super::api::answer::clean;
+use super::config::Product;
 use super::error::{Error, RateLimit, Result, Status};
 use super::event::{now_ms, Event, ACCOUNT_SNAPSHOT};
 use super::net::block::SpinPolicy;
@@ -60,6 +61,7 @@ pub const MAX_BODY: usize = 16 << 20;
 /// A snapshot is at most this many requests, one of them repeated after a
 /// `-1021` clock resynchronisation: its time bound is the connect timeout
 /// plus this many request timeouts.
+/// (Portfolio Margin's: its nine calls, no clock.)
 pub const SNAPSHOT_REQUESTS: u32 = 7;
 
 /// A REST endpoint and its request weight (from its Binance page).
@@ -68,31 +70,101 @@ struct Call {
     weight: u32,
 }
 
-const TIME: Call = Call {
-    path: "/fapi/v1/time",
-    weight: 1,
+const fn call(path: &'static str, weight: u32) -> Call {
+    Call { path, weight }
+}
+
+/// A futures product's snapshot recipe (USDⓈ-M, COIN-M): the clock, the
+/// account (balances in `assets`), positions with prices, open orders and
+/// open algo orders (all symbols).
+struct Futures {
+    time: Call,
+    account: Call,
+    position_risk: Call,
+    open_orders: Call,
+    open_algo_orders: Call,
+}
+
+const USDM: Futures = Futures {
+    time: call("/fapi/v1/time", 1),
+    account: call("/fapi/v3/account", 5),
+    position_risk: call("/fapi/v3/positionRisk", 5),
+    open_orders: call("/fapi/v1/openOrders", 40),
+    open_algo_orders: call("/fapi/v1/openAlgoOrders", 40),
 };
-const ACCOUNT: Call = Call {
-    path: "/fapi/v3/account",
-    weight: 5,
+
+/// COIN-M's counterparts (`/dapi/v1/openAlgoOrders` came with the 2026-06
+/// integration): the same shapes, the same weights.
+const COINM: Futures = Futures {
+    time: call("/dapi/v1/time", 1),
+    account: call("/dapi/v1/account", 5),
+    position_risk: call("/dapi/v1/positionRisk", 1),
+    open_orders: call("/dapi/v1/openOrders", 40),
+    open_algo_orders: call("/dapi/v1/openAlgoOrders", 40),
 };
-const POSITION_RISK: Call = Call {
-    path: "/fapi/v3/positionRisk",
-    weight: 5,
-};
-/// 1 per symbol, 40 for all symbols.
-const OPEN_ORDERS: Call = Call {
-    path: "/fapi/v1/openOrders",
-    weight: 40,
-};
-/// 1 per symbol, 40 for all symbols.
-const OPEN_ALGO_ORDERS: Call = Call {
-    path: "/fapi/v1/openAlgoOrders",
-    weight: 40,
-};
-/// A snapshot's weight: 90 (the clock is measured once per process).
-pub const SNAPSHOT_WEIGHT: u32 =
-    ACCOUNT.weight + POSITION_RISK.weight + OPEN_ORDERS.weight + OPEN_ALGO_ORDERS.weight;
+
+/// Portfolio Margin's snapshot: each call's answer under its own member of
+/// the document (paths and weights as the official PM SDK 16.1.0 has them:
+/// UM conditional orders are algo orders, `/papi/v1/um/algo/openAlgoOrders`;
+/// CM keeps `/papi/v1/cm/conditional/openOrders`). PM publishes no time
+/// endpoint: requests are signed on the local clock (offset 0).
+const PM: [(&str, Call); 9] = [
+    ("account", call("/papi/v1/account", 20)),
+    ("balances", call("/papi/v1/balance", 20)),
+    ("um_positions", call("/papi/v1/um/positionRisk", 5)),
+    ("um_open_orders", call("/papi/v1/um/openOrders", 40)),
+    (
+        "um_open_algo_orders",
+        call("/papi/v1/um/algo/openAlgoOrders", 1),
+    ),
+    ("cm_positions", call("/papi/v1/cm/positionRisk", 1)),
+    ("cm_open_orders", call("/papi/v1/cm/openOrders", 40)),
+    (
+        "cm_open_conditional_orders",
+        call("/papi/v1/cm/conditional/openOrders", 40),
+    ),
+    ("margin_open_orders", call("/papi/v1/margin/openOrders", 5)),
+];
+
+/// Portfolio Margin's listenKey (REST, API key header, no signature).
+const PM_LISTEN_KEY: Call = call("/papi/v1/listenKey", 1);
+
+const fn futures_weight(f: &Futures) -> u32 {
+    f.account.weight + f.position_risk.weight + f.open_orders.weight + f.open_algo_orders.weight
+}
+
+const fn pm_weight() -> u32 {
+    let mut i = 0;
+    let mut w = 0;
+    while i < PM.len() {
+        w += PM[i].1.weight;
+        i += 1;
+    }
+    w
+}
+
+/// A USDⓈ-M snapshot's weight: 90 (the clock is measured once per process).
+pub const SNAPSHOT_WEIGHT: u32 = futures_weight(&USDM);
+
+/// A snapshot's weight for `product`.
+pub fn snapshot_weight(product: Product) -> u32 {
+    match product {
+        Product::UsdM => SNAPSHOT_WEIGHT,
+        Product::CoinM => futures_weight(&COINM),
+        Product::PortfolioMargin => pm_weight(),
+    }
+}
+
+/// The listenKey request methods over REST (Portfolio Margin).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyMethod {
+    /// `POST`: the account's key (an existing one extended).
+    Start,
+    /// `PUT`: extends the key.
+    Ping,
+    /// `DELETE`: closes it.
+    Stop,
+}
 
 /// What a REST client needs from the config.
 pub struct RestConfig {
@@ -101,7 +173,9 @@ pub struct RestConfig {
     pub dialer: Dialer,
     pub request_timeout: Duration,
     pub api_key: Secret,
-    pub signer: Signer,
+    /// None: only the listenKey calls (API key header, no signature).
+    pub signer: Option<Signer>,
+    pub product: Product,
     pub recv_window_ms: u32,
     /// The request budget every request draws on.
     pub budget: Arc<Budget>,
@@ -228,9 +302,39 @@ impl Rest {
     /// A place in the budget's queue for a resync snapshot whose gap began
     /// at `since_ms`.
     pub fn queue_snapshot(&self, since_ms: i64) -> Ticket {
-        self.config
-            .budget
-            .enqueue(since_ms, SNAPSHOT_WEIGHT, self.config.snapshot_percent)
+        self.config.budget.enqueue(
+            since_ms,
+            self.snapshot_weight(),
+            self.config.snapshot_percent,
+        )
+    }
+
+    /// One snapshot's request weight for this client's product.
+    pub fn snapshot_weight(&self) -> u32 {
+        snapshot_weight(self.config.product)
+    }
+
+    /// Whether requests can be signed (a signing key was set).
+    pub fn can_sign(&self) -> bool {
+        self.config.signer.is_some()
+    }
+
+    /// Portfolio Margin's listenKey over REST: `POST`, `PUT` or `DELETE
+    /// /papi/v1/listenKey` with the API key header. Returns the answer's
+    /// JSON (`{"listenKey":...}` for start; `{}` may answer the others).
+    pub async fn listen_key(&self, method: KeyMethod) -> Result<Value> {
+        self.until_closed(async {
+            let verb = match method {
+                KeyMethod::Start => hyper::Method::POST,
+                KeyMethod::Ping => hyper::Method::PUT,
+                KeyMethod::Stop => hyper::Method::DELETE,
+            };
+            let reply = self
+                .send_with(&PM_LISTEN_KEY, String::new(), Paid::Now, verb)
+                .await?;
+            self.json_of(&PM_LISTEN_KEY, reply)
+        })
+        .await
     }
 
     async fn run_snapshot(
@@ -244,7 +348,7 @@ impl Rest {
             } else {
                 self.config
                     .budget
-                    .charge("account snapshot", SNAPSHOT_WEIGHT)?;
+                    .charge("account snapshot", self.snapshot_weight())?;
             }
             on_turn();
             let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
@@ -258,8 +362,11 @@ impl Rest {
             // Every call counted so far is waiting for this one, and asked
             // before it starts.
             let covered = self.tickets.load(Ordering::SeqCst);
-            let bound = self.config.dialer.connect_timeout
-                + self.config.request_timeout * SNAPSHOT_REQUESTS;
+            let requests = match self.config.product {
+                Product::PortfolioMargin => PM.len() as u32,
+                _ => SNAPSHOT_REQUESTS,
+            };
+            let bound = self.config.dialer.connect_timeout + self.config.request_timeout * requests;
             let result =
                 match tokio::time::timeout(bound, self.take_snapshot(requested_local_ms)).await {
                     Ok(r) => r,
@@ -317,18 +424,43 @@ impl Rest {
     }
 
     async fn take_snapshot(&self, requested_local_ms: i64) -> Result<String> {
-        self.ensure_clock().await?;
+        match self.config.product {
+            Product::UsdM => self.take_futures_snapshot(&USDM, requested_local_ms).await,
+            Product::CoinM => self.take_futures_snapshot(&COINM, requested_local_ms).await,
+            Product::PortfolioMargin => self.take_pm_snapshot(requested_local_ms).await,
+        }
+    }
+
+    /// The document's common head, on the latest measure of the server's
+    /// clock (a -1021 may have taken a new one meanwhile).
+    fn snapshot_head(
+        &self,
+        requested_local_ms: i64,
+        started_local_ms: i64,
+    ) -> serde_json::Map<String, Value> {
+        let offset = self.clock_offset_ms();
+        let mut doc = serde_json::Map::new();
+        doc.insert("e".into(), json!(ACCOUNT_SNAPSHOT));
+        doc.insert("E".into(), json!(self.server_now()));
+        doc.insert("product".into(), json!(self.config.product.name()));
+        doc.insert("requested_ms".into(), json!(requested_local_ms + offset));
+        doc.insert("server_time_ms".into(), json!(started_local_ms + offset));
+        doc
+    }
+
+    async fn take_futures_snapshot(&self, f: &Futures, requested_local_ms: i64) -> Result<String> {
+        self.ensure_clock(&f.time).await?;
         let started_local_ms = now_ms();
-        let mut account = self.signed_get(&ACCOUNT).await?;
-        let positions = self.signed_get(&POSITION_RISK).await?;
-        let open_orders = self.signed_get(&OPEN_ORDERS).await?;
-        let open_algo_orders = self.signed_get(&OPEN_ALGO_ORDERS).await?;
+        let mut account = self.signed_get(&f.account).await?;
+        let positions = self.signed_get(&f.position_risk).await?;
+        let open_orders = self.signed_get(&f.open_orders).await?;
+        let open_algo_orders = self.signed_get(&f.open_algo_orders).await?;
         let balances = match account.as_object_mut().map(|a| a.remove("assets")) {
             Some(Some(assets @ Value::Array(_))) => assets,
             _ => {
                 return Err(Error::protocol(format!(
                     "{}: the answer is not an object with an \"assets\" array",
-                    ACCOUNT.path
+                    f.account.path
                 )))
             }
         };
@@ -337,9 +469,9 @@ impl Rest {
             a.remove("positions");
         }
         for (call, v) in [
-            (&POSITION_RISK, &positions),
-            (&OPEN_ORDERS, &open_orders),
-            (&OPEN_ALGO_ORDERS, &open_algo_orders),
+            (&f.position_risk, &positions),
+            (&f.open_orders, &open_orders),
+            (&f.open_algo_orders, &open_algo_orders),
         ] {
             if !v.is_array() {
                 return Err(Error::protocol(format!(
@@ -348,23 +480,42 @@ impl Rest {
                 )));
             }
         }
-        // On the latest measure of the server's clock (a -1021 may have
-        // taken a new one meanwhile).
-        let offset = self.clock_offset_ms();
-        let (requested_ms, server_time_ms) =
-            (requested_local_ms + offset, started_local_ms + offset);
-        Ok(json!({
-            "e": ACCOUNT_SNAPSHOT,
-            "E": self.server_now(),
-            "requested_ms": requested_ms,
-            "server_time_ms": server_time_ms,
-            "account": account,
-            "balances": balances,
-            "positions": positions,
-            "open_orders": open_orders,
-            "open_algo_orders": open_algo_orders,
-        })
-        .to_string())
+        let mut doc = self.snapshot_head(requested_local_ms, started_local_ms);
+        doc.insert("account".into(), account);
+        doc.insert("balances".into(), balances);
+        doc.insert("positions".into(), positions);
+        doc.insert("open_orders".into(), open_orders);
+        doc.insert("open_algo_orders".into(), open_algo_orders);
+        Ok(Value::Object(doc).to_string())
+    }
+
+    /// Portfolio Margin: every call's answer under its member; `account`
+    /// an object, the rest arrays. PM publishes no time endpoint: the
+    /// local clock signs (offset 0) and a -1021 is reported, not retried.
+    async fn take_pm_snapshot(&self, requested_local_ms: i64) -> Result<String> {
+        let started_local_ms = now_ms();
+        let mut doc = self.snapshot_head(requested_local_ms, started_local_ms);
+        for (name, call) in &PM {
+            let v = self.signed_get(call).await?;
+            let ok = if *name == "account" {
+                v.is_object()
+            } else {
+                v.is_array()
+            };
+            if !ok {
+                return Err(Error::protocol(format!(
+                    "{}: the answer is not {}",
+                    call.path,
+                    if *name == "account" {
+                        "an object"
+                    } else {
+                        "an array"
+                    }
+                )));
+            }
+            doc.insert((*name).into(), v);
+        }
+        Ok(Value::Object(doc).to_string())
     }
 
     /// `GET /fapi/v1/time`: sets the clock offset; returns the server time.
@@ -373,17 +524,17 @@ impl Rest {
     /// arrived, the latest it can have: timestamps then never run ahead of
     /// the server's clock, which Binance refuses beyond 1 s, and lag it by
     /// at most one round trip, well inside the recvWindow.
-    async fn sync_clock(&self) -> Result<i64> {
-        let reply = self.send(&TIME, String::new(), Paid::Now).await?;
+    async fn sync_clock(&self, time: &Call) -> Result<i64> {
+        let reply = self.send(time, String::new(), Paid::Now).await?;
         let after = now_ms();
-        let answer = self.json_of(&TIME, reply)?;
+        let answer = self.json_of(time, reply)?;
         let server = answer
             .get("serverTime")
             .and_then(Value::as_i64)
             .ok_or_else(|| {
                 Error::protocol(format!(
                     "{}: the answer has no integer \"serverTime\"",
-                    TIME.path
+                    time.path
                 ))
             })?;
         self.clock
@@ -396,13 +547,13 @@ impl Rest {
 
     /// Measures the server's clock unless it was already, by any client of
     /// the process on this base.
-    async fn ensure_clock(&self) -> Result<()> {
+    async fn ensure_clock(&self, time: &Call) -> Result<()> {
         if self.clock.synced.load(Ordering::Acquire) {
             return Ok(());
         }
         let _one = self.clock.syncing.lock().await;
         if !self.clock.synced.load(Ordering::Acquire) {
-            self.sync_clock().await?;
+            self.sync_clock(time).await?;
         }
         Ok(())
     }
@@ -417,7 +568,12 @@ impl Rest {
                 self.config.recv_window_ms,
                 self.server_now()
             );
-            let signature = self.config.signer.sign(&payload);
+            let signature = self
+                .config
+                .signer
+                .as_ref()
+                .ok_or_else(|| Error::invalid("client: no key to sign requests with"))?
+                .sign(&payload);
             let reply = self
                 .send(
                     call,
@@ -427,8 +583,13 @@ impl Rest {
                 .await?;
             match self.json_of(call, reply) {
                 Err(e) if e.api_code == -1021 && !resynced => {
+                    let time = match self.config.product {
+                        Product::UsdM => &USDM.time,
+                        Product::CoinM => &COINM.time,
+                        Product::PortfolioMargin => return Err(e),
+                    };
                     resynced = true;
-                    self.sync_clock().await?;
+                    self.sync_clock(time).await?;
                 }
                 other => return other,
             }
@@ -438,6 +599,18 @@ impl Rest {
     /// Sends `GET <base><call.path><query>` on the kept-alive connection
     /// (a new one if there is none or it died), within the request timeout.
     async fn send(&self, call: &Call, query: String, paid: Paid) -> Result<Reply> {
+        self.send_with(call, query, paid, hyper::Method::GET).await
+    }
+
+    /// As [`Rest::send`] with another HTTP method; only a GET is sent again
+    /// after a kept-alive connection turns out closed.
+    async fn send_with(
+        &self,
+        call: &Call,
+        query: String,
+        paid: Paid,
+        verb: hyper::Method,
+    ) -> Result<Reply> {
         match paid {
             Paid::Now => self.config.budget.charge(call.path, call.weight)?,
             Paid::Before => self.config.budget.check_open(call.path, call.weight)?,
@@ -455,7 +628,8 @@ impl Rest {
                 _ => self.connect().await?,
             };
             let t = self.config.request_timeout;
-            let outcome = tokio::time::timeout(t, self.exchange(&mut sender, &target)).await;
+            let outcome =
+                tokio::time::timeout(t, self.exchange(&mut sender, &target, verb.clone())).await;
             match outcome {
                 Ok(Ok(reply)) => {
                     *conn = Some(sender);
@@ -463,7 +637,11 @@ impl Rest {
                 }
                 // A kept-alive connection the server closed meanwhile: a
                 // GET is safe to send again on a new one.
-                Ok(Err(e)) if reused && attempt == 0 && e.status == Status::ConnectionClosed => {}
+                Ok(Err(e))
+                    if reused
+                        && attempt == 0
+                        && e.status == Status::ConnectionClosed
+                        && verb == hyper::Method::GET => {}
                 Ok(Err(e)) => return Err(e.context(call.path)),
                 Err(_) => {
                     return Err(Error::timeout(format!(
@@ -480,9 +658,16 @@ impl Rest {
         )))
     }
 
-    async fn exchange(&self, sender: &mut SendRequest<Full<Bytes>>, target: &str) -> Result<Reply> {
+    async fn exchange(
+        &self,
+        sender: &mut SendRequest<Full<Bytes>>,
+        target: &str,
+        verb: hyper::Method,
+    ) -> Result<Reply> {
         let key = self.key_header.clone()?;
-        let request = hyper::Request::get(target)
+        let request = hyper::Request::builder()
+            .method(verb)
+            .uri(target)
             .header(HOST, host_header(&self.config.base))
             .header(
                 USER_AGENT,
@@ -620,7 +805,10 @@ impl Rest {
     /// no secret, bounded.
     fn clean(&self, text: &str) -> String {
         let text = clean(text, &self.config.api_key);
-        self.config.signer.redact(&text)
+        match &self.config.signer {
+            Some(s) => s.redact(&text),
+            None => text,
+        }
     }
 
     fn excerpt(&self, body: &[u8]) -> String {
@@ -701,6 +889,8 @@ mod tests {
     #[test]
     fn snapshot_weight_is_the_sum_of_its_calls() {
         assert_eq!(SNAPSHOT_WEIGHT, 90);
-        assert_eq!(TIME.weight, 1);
+        assert_eq!(snapshot_weight(Product::CoinM), 86);
+        assert_eq!(snapshot_weight(Product::PortfolioMargin), 172);
+        assert_eq!(USDM.time.weight + COINM.time.weight, 2);
     }
 }

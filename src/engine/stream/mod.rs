@@ -58,6 +58,7 @@ impl StreamSettings {
             &base,
             dialer.proxy.as_ref(),
             (
+                config.product,
                 config.stream_form,
                 config.stream_subscriptions_per_connection,
                 config.silence_timeout,
@@ -187,21 +188,21 @@ impl UserStream {
             None
         };
         let runtime = client.runtime.clone();
-        let session = client.session.clone();
+        let keys = client.keys();
         let shared = Arc::new(Shared::new(settings.capacity));
         let (sink, signals) = Sink::new(shared.clone());
         let (key, member, joined) = runtime.handle().block_on(async {
             if settings.open_waits {
-                let (key, member) = runner::establish(&session, &settings, &sink, |_| None).await?;
+                let (key, member) = runner::establish(&keys, &settings, &sink, |_| None).await?;
                 Ok::<_, Error>((key, member, None))
             } else {
                 let (key, member, joined) =
-                    runner::establish_later(&session, &settings, &sink).await?;
+                    runner::establish_later(&keys, &settings, &sink).await?;
                 Ok((key, member, Some(joined)))
             }
         })?;
         shared.key_started();
-        let mut runner = runner::Runner::new(session, settings, sink, signals, key, member, rest);
+        let mut runner = runner::Runner::new(keys, settings, sink, signals, key, member, rest);
         if let Some(joined) = joined {
             runner = runner.joining(joined);
         }

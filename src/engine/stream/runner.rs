@@ -7,10 +7,9 @@
 use super::conn::{Answer as Joined, Membership};
 use super::sink::{Resume, Signal, Sink};
 use super::{mask, pool, StreamSettings};
-use crate::engine::api::answer::Answer;
 use crate::engine::api::session::Session;
 use crate::engine::backoff::{jitter, Backoff};
-use crate::engine::client::listen_key_of;
+use crate::engine::client::Keys;
 use crate::engine::config::StreamForm;
 use crate::engine::error::{Error, Result};
 use crate::engine::event::{
@@ -41,7 +40,7 @@ const RESYNC_SPREAD: Duration = Duration::from_secs(1);
 /// A failed keepalive is retried after this (or the interval, if shorter).
 const KEEPALIVE_RETRY: Duration = Duration::from_secs(10);
 
-type Pending = Pin<Box<dyn Future<Output = Result<Answer>> + Send>>;
+type Pending = Pin<Box<dyn Future<Output = Result<String>> + Send>>;
 type Snapshot = Pin<Box<dyn Future<Output = Result<Event>> + Send>>;
 
 /// Account resync (opt-in): the snapshot in flight (waiting for its turn
@@ -63,12 +62,12 @@ struct Resync {
 /// A valid listenKey (start returns the account's key, extended) and the
 /// stream subscribed to it on a connection.
 pub async fn establish(
-    session: &Session,
+    keys: &Keys,
     settings: &StreamSettings,
     sink: &Arc<Sink>,
     resume: impl FnOnce(&str) -> Option<Resume>,
 ) -> Result<(String, Membership)> {
-    let key = start_key(session).await?;
+    let key = keys.start().await?;
     sink.set_resume(resume(&key));
     let conn = pool::acquire(&settings.conn, &key);
     let member = Membership::join(conn, sink, &key).await.map_err(|mut e| {
@@ -82,20 +81,14 @@ pub async fn establish(
 /// key, and the subscription sent (or queued to be) with its answer to
 /// come; the runner reports it (`Runner::joining`).
 pub async fn establish_later(
-    session: &Session,
+    keys: &Keys,
     settings: &StreamSettings,
     sink: &Arc<Sink>,
 ) -> Result<(String, Membership, Joined)> {
-    let key = start_key(session).await?;
+    let key = keys.start().await?;
     let conn = pool::acquire(&settings.conn, &key);
     let (member, joined) = Membership::join_later(conn, sink, &key)?;
     Ok((key, member, joined))
-}
-
-async fn start_key(session: &Session) -> Result<String> {
-    let answer = session.request_async("userDataStream.start").await?;
-    listen_key_of("userDataStream.start", &answer.result)
-        .inspect_err(|e| session.replace_connection(e))
 }
 
 /// Why the stream must be renewed or moved, and since when events may
@@ -110,6 +103,7 @@ struct Trouble {
 
 pub struct Runner {
     pub session: Arc<Session>,
+    pub keys: Keys,
     pub settings: Arc<StreamSettings>,
     pub sink: Arc<Sink>,
     pub signals: mpsc::UnboundedReceiver<Signal>,
@@ -128,7 +122,7 @@ pub struct Runner {
 
 impl Runner {
     pub fn new(
-        session: Arc<Session>,
+        keys: Keys,
         settings: Arc<StreamSettings>,
         sink: Arc<Sink>,
         signals: mpsc::UnboundedReceiver<Signal>,
@@ -151,7 +145,8 @@ impl Runner {
         Runner {
             next_keepalive: first_keepalive(settings.keepalive),
             backoff: Backoff::new(settings.backoff_initial, settings.backoff_max),
-            session,
+            session: keys.session.clone(),
+            keys,
             settings,
             sink,
             signals,
@@ -226,10 +221,8 @@ impl Runner {
                     self.on_keepalive(r)
                 }
                 _ = sleep_until(self.next_keepalive), if keepalive_idle => {
-                    let session = self.session.clone();
-                    self.keepalive = Some(Box::pin(async move {
-                        session.request_async("userDataStream.ping").await
-                    }));
+                    let (keys, key) = (self.keys.clone(), self.key.clone());
+                    self.keepalive = Some(Box::pin(async move { keys.ping(&key).await }));
                     None
                 }
                 _ = closing.wait_for(|c| *c) => break,
@@ -371,9 +364,8 @@ impl Runner {
         }
     }
 
-    fn on_keepalive(&mut self, r: Result<Answer>) -> Option<Trouble> {
+    fn on_keepalive(&mut self, r: Result<String>) -> Option<Trouble> {
         let now = Instant::now();
-        let r = r.and_then(|a| listen_key_of("userDataStream.ping", &a.result));
         self.sink.shared.on_keepalive(match &r {
             Ok(_) => 0,
             Err(e) => e.status as i32,
@@ -420,7 +412,7 @@ impl Runner {
             }
             attempts += 1;
             let result = async {
-                let key = start_key(&self.session).await?;
+                let key = self.keys.start().await?;
                 sink.set_resume(Some(resume_of(&t, &key, &self.key, false)));
                 let member = self
                     .member
@@ -484,7 +476,7 @@ impl Runner {
             }
             let old = self.key.clone();
             let resume = |key: &str| Some(resume_of(&t, key, &old, true));
-            match establish(&self.session, &self.settings, &self.sink, resume).await {
+            match establish(&self.keys, &self.settings, &self.sink, resume).await {
                 Ok(ok) => break ok,
                 Err(e) => {
                     if self.session.is_closing() {

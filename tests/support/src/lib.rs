@@ -41,6 +41,12 @@ pub struct Exchange {
     pub ws_api: String,
     /// `wss://127.0.0.1:PORT/private`: the stream base (SUBSCRIBE on `{stream}/stream`).
     pub stream: String,
+    /// COIN-M: `wss://127.0.0.1:PORT/ws-dapi/v1` and the dstream base,
+    /// served under `/coinm`.
+    pub coinm_ws_api: String,
+    pub coinm_stream: String,
+    /// Portfolio Margin's stream base, `wss://127.0.0.1:PORT/pm`.
+    pub pm_stream: String,
     pub control: SocketAddr,
     /// `https://127.0.0.1:PORT` (`http://` when plain): the REST API.
     pub rest: String,
@@ -114,6 +120,7 @@ impl Exchange {
         let deadline = Instant::now() + READY_TIMEOUT;
         let (mut ws_api, mut stream, mut control, mut ca_file) = (None, None, None, None);
         let mut rest = None;
+        let (mut coinm_ws_api, mut coinm_stream, mut pm_stream) = (None, None, None);
         let missing = |v: &[bool]| v.iter().any(|have| !have);
         while missing(&[
             ws_api.is_some(),
@@ -140,6 +147,9 @@ impl Exchange {
                 "control" => control = Some(v.parse().expect("control address")),
                 "ca_file" => ca_file = Some(PathBuf::from(v)),
                 "rest" => rest = Some(v.to_string()),
+                "coinm_ws_api" => coinm_ws_api = Some(v.to_string()),
+                "coinm_stream" => coinm_stream = Some(v.to_string()),
+                "pm_stream" => pm_stream = Some(v.to_string()),
                 _ => {} // a ready line added later: not ours to know
             }
         }
@@ -149,6 +159,9 @@ impl Exchange {
         Ok(Exchange {
             ws_api: ws_api.expect("ws_api line"),
             stream: stream.expect("stream line"),
+            coinm_ws_api: coinm_ws_api.expect("coinm_ws_api line"),
+            coinm_stream: coinm_stream.expect("coinm_stream line"),
+            pm_stream: pm_stream.expect("pm_stream line"),
             control: control.expect("control line"),
             rest: rest.expect("rest line"),
             ca_file,
