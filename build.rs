@@ -114,11 +114,9 @@ fn soname() -> String {
     format!("lib{LIB_NAME}.so.{major}")
 }
 
-/// Sets the soname on Linux, and makes the in-tree library loadable under it.
-///
-/// Other targets are left as Cargo builds them: macOS would want an
-/// install_name and compatibility version, Windows an import library; issue 4
-/// covers Linux only.
+/// Sets the soname on Linux, and makes the in-tree library loadable under it;
+/// on macOS, the dylib's install name (`dylib_install_name`). Windows is left
+/// as Cargo builds it (scripts/install.sh makes its import libraries).
 ///
 /// No linker version script is added: rustc already links every cdylib with
 /// its own (`global:` exactly the `#[no_mangle]` exports, `local: *`), which
@@ -128,6 +126,10 @@ fn soname() -> String {
 /// combined with other version tags"). tests/packaging.sh checks that the
 /// exports are exactly the functions of include/binance_uds.h.
 fn shared_library_soname() {
+    if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("macos") {
+        dylib_install_name();
+        return;
+    }
     if env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
         return;
     }
@@ -166,3 +168,18 @@ fn link_soname(dir: &Path, soname: &str, file: &str) {
 
 #[cfg(not(unix))]
 fn link_soname(_dir: &Path, _soname: &str, _file: &str) {}
+
+/// macOS's counterpart of the soname: the install name a program linked
+/// against the dylib records, `@rpath/libbinance_uds.dylib`, so that it finds
+/// the library through its own rpath wherever the library is installed
+/// (Cargo's default is the build directory's absolute path), and the
+/// compatibility version of the ABI (the major version, as the soname).
+/// Compile-checked only here: linking for Apple targets needs Apple's linker
+/// (docs/platforms.md).
+fn dylib_install_name() {
+    let major = env::var("CARGO_PKG_VERSION_MAJOR").unwrap();
+    let version = env::var("CARGO_PKG_VERSION").unwrap();
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-install_name,@rpath/lib{LIB_NAME}.dylib");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-compatibility_version,{major}.0.0");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-current_version,{version}");
+}
