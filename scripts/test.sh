@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this). Everything runs on
 # loopback against the project's local exchange; nothing needs the internet.
-#   BINANCE_UDS_QUICK=1  skip the valgrind and sanitizer passes
+#   BINANCE_UDS_QUICK=1      skip the valgrind and sanitizer passes
+#   BINANCE_UDS_PLATFORMS=0  skip the other platforms (scripts/platforms.sh:
+#                            Windows under Wine, Linux arm64 under qemu, macOS
+#                            compile checks), which install their own tools
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -122,3 +125,9 @@ step "official JS connector ($JS_SDK) opens its user data stream (tests/sdk/js_s
     exit 1
 }
 NODE_PATH="$js_dir/node_modules" node tests/sdk/js_sdk.cjs
+
+# --- the other platforms (issue 18) ---
+if [ "${BINANCE_UDS_PLATFORMS:-1}" != 0 ]; then
+    step "the other platforms: Windows (MinGW-w64, Wine), Linux arm64 (qemu), macOS (compile-checked) (scripts/platforms.sh)"
+    scripts/platforms.sh
+fi
