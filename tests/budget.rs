@@ -113,15 +113,17 @@ fn nothing_sent_until(ex: &Exchange, clients: &[&Client], until: i64) {
     assert_eq!(clients[0].budget().view().paused_until_ms, 0);
 }
 
-#[test]
-fn a_429_on_rest_stops_every_client_until_its_retry_time() {
+/// A 429 with a retry time on `method`, which `call` sends: the error
+/// carries the time, every client's budget is paused until then, and no
+/// client sends before it.
+fn a_429_on(method: &str, call: impl Fn(&Client) -> binance_uds::engine::Result<String>) {
     let ex = Exchange::start(&[]);
     let (a, b) = two_clients(&ex);
     ex.control(
-        json!({"cmd": "fail", "method": "GET /fapi/v1/openOrders", "status": 429, "code": -1003,
-               "msg": "Too many requests.", "retry_after_ms": 2000}),
+        json!({"cmd": "fail", "method": method, "status": 429, "code": -1003,
+                      "msg": "Too many requests.", "retry_after_ms": 2000}),
     );
-    let e = a.account_snapshot().unwrap_err();
+    let e = call(&a).unwrap_err();
     assert_eq!(
         (e.status, e.http_status),
         (Status::RateLimited, 429),
@@ -130,28 +132,22 @@ fn a_429_on_rest_stops_every_client_until_its_retry_time() {
     let until = e.retry_after_ms;
     assert!(until > now_ms(), "{e:?}");
     let view = b.budget().view();
-    assert_eq!((view.paused_until_ms, view.rate_limited), (until, 1));
+    assert_eq!(
+        (view.paused_until_ms, view.rate_limited),
+        (until, 1),
+        "{view:?}"
+    );
     nothing_sent_until(&ex, &[&b, &a], until);
 }
 
 #[test]
+fn a_429_on_rest_stops_every_client_until_its_retry_time() {
+    a_429_on("GET /fapi/v1/openOrders", Client::account_snapshot);
+}
+
+#[test]
 fn a_429_on_the_websocket_api_stops_every_client_until_its_retry_time() {
-    let ex = Exchange::start(&[]);
-    let (a, b) = two_clients(&ex);
-    ex.control(
-        json!({"cmd": "fail", "method": "userDataStream.start", "status": 429, "code": -1003,
-               "msg": "Too many requests.", "retry_after_ms": 2000}),
-    );
-    let e = a.listen_key_start().unwrap_err();
-    assert_eq!(
-        (e.status, e.http_status),
-        (Status::RateLimited, 429),
-        "{e:?}"
-    );
-    let until = e.retry_after_ms;
-    assert!(until > now_ms(), "{e:?}");
-    assert_eq!(b.budget().view().paused_until_ms, until);
-    nothing_sent_until(&ex, &[&b, &a], until);
+    a_429_on("userDataStream.start", Client::listen_key_start);
 }
 
 #[test]
