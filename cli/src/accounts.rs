@@ -173,16 +173,15 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Account>, String> {
     Ok(accounts)
 }
 
-/// `json`, an event's JSON object, with `"account":NAME` as its first
-/// member; the rest is kept byte for byte. Anything but an object is
-/// wrapped: `{"account":NAME,"event":JSON}`.
+/// The line printed for an event of account `name`:
+/// `{"account":NAME,"event":JSON}`, the event byte for byte. A wrapper, not
+/// a member added to the event: events have members of every name (the
+/// account snapshot has an `account`), and a duplicate would be lost.
 pub fn tag(name: &str, json: &str) -> String {
-    let name = serde_json::Value::from(name);
-    match json.trim_start().strip_prefix('{') {
-        Some(rest) if rest.trim_start().starts_with('}') => format!("{{\"account\":{name}}}"),
-        Some(rest) => format!("{{\"account\":{name},{rest}"),
-        None => format!("{{\"account\":{name},\"event\":{json}}}"),
-    }
+    format!(
+        "{{\"account\":{},\"event\":{json}}}",
+        serde_json::Value::from(name)
+    )
 }
 
 #[cfg(test)]
@@ -266,16 +265,14 @@ pm1 key_env=PM_KEY product=pm ws_api=wss://h/ws stream=wss://h/pm rest=https://h
 
     #[test]
     fn tags_keep_the_event_byte_for_byte() {
+        let snapshot = r#"{"e":"binance.account_snapshot","account":{"x":1},"balances":[]}"#;
+        let line = tag("desk-a", snapshot);
         assert_eq!(
-            tag(
-                "desk-a",
-                r#"{"e":"ORDER_TRADE_UPDATE","E":1,"o":{"s":"BTCUSDT"}}"#
-            ),
-            r#"{"account":"desk-a","e":"ORDER_TRADE_UPDATE","E":1,"o":{"s":"BTCUSDT"}}"#
+            line,
+            format!(r#"{{"account":"desk-a","event":{snapshot}}}"#)
         );
-        assert_eq!(tag("a", "{ }"), r#"{"account":"a"}"#);
-        assert_eq!(tag("a", "[1]"), r#"{"account":"a","event":[1]}"#);
-        let tagged: serde_json::Value = serde_json::from_str(&tag("a/b", r#"{"x":1}"#)).unwrap();
-        assert_eq!(tagged, serde_json::json!({"account": "a/b", "x": 1}));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["account"], "desk-a");
+        assert_eq!(v["event"]["account"]["x"], 1);
     }
 }

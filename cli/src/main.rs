@@ -71,12 +71,14 @@ DESCRIPTION
     stream --accounts FILE
         Streams every account of FILE in one process, each with its own
         client and stream (accounts of one product share connections).
-        Every event line gets the account's name as its first member,
-        {{\"account\":\"NAME\",\"e\":...}}, the rest exactly as received;
-        --health lines carry it too. Lines of different accounts never
-        interleave. No status line. An account whose stream fails is
-        reported on stderr as \"{NAME}: account NAME: ...\" and the others
-        go on; the exit status is then the first failed account's.
+        Every event is printed as one line
+        {{\"account\":\"NAME\",\"event\":EVENT}}, EVENT exactly as received
+        (jq: select(.account == \"a\") | .event); --health lines get an
+        \"account\" member. Lines of different accounts never interleave.
+        No status line. An account whose stream fails is reported on
+        stderr as \"{NAME}: account NAME: ...\" and the others go on
+        until interrupted; the exit status is then the first failed
+        account's, after a last line naming the failed accounts.
 
         FILE has one account a line, whitespace-separated FIELD=VALUE
         pairs (the first may be the bare name); blank lines and # comments
@@ -175,8 +177,9 @@ EXAMPLES
         Each order update's symbol and status.
     {NAME} --testnet stream --health 60 2>>health.jsonl
         Testnet events on stdout, a health line a minute in health.jsonl.
-    {NAME} stream --accounts desk.conf --resync | jq -c 'select(.account == \"desk-a\")'
-        A desk's accounts in one process, one tagged line per event.
+    {NAME} stream --accounts desk.conf --resync | jq -c 'select(.account == \"desk-a\") | .event'
+        A desk's accounts in one process, one tagged line per event;
+        the events of desk-a, as received.
 "
     )
 }
