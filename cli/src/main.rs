@@ -838,11 +838,12 @@ fn main() -> ExitCode {
                 .and_then(|source| config(testnet, product, &source))
                 .and_then(|mut cfg| match command {
                     Command::ListenKey(op) => listen_key(&cfg, op),
+                    // With --accounts: matched above.
                     Command::Stream {
                         events,
                         health,
                         resync,
-                        accounts: None,
+                        ..
                     } => {
                         if resync {
                             cfg.set_account_resync(1)?;
@@ -850,7 +851,6 @@ fn main() -> ExitCode {
                         let interrupts = Interrupts::install()?;
                         stream(&interrupts, None, &cfg, &events, health)
                     }
-                    Command::Stream { .. } => unreachable!("matched above"),
                     Command::Snapshot => snapshot(&cfg),
                 }),
         },

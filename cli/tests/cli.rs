@@ -582,7 +582,14 @@ fn stream_accounts_tags_each_accounts_events_and_reports_the_one_that_fails() {
         .env("UDS_SECRET_A", SECRET_A)
         .env("UDS_SECRET_B", SECRET_B)
         .env("BINANCE_REST_URL", &ex.rest)
-        .args(["stream", "--accounts", file.path(), "--resync"])
+        .args([
+            "stream",
+            "--accounts",
+            file.path(),
+            "--resync",
+            "--health",
+            "1",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -599,9 +606,28 @@ fn stream_accounts_tags_each_accounts_events_and_reports_the_one_that_fails() {
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"))
     };
 
-    // The failed account is reported with its name; the others go on.
-    let report = stderr.recv_timeout(WAIT).expect("gamma's failure");
-    assert_no_keys_in(&report);
+    // stderr: the health lines of the accounts that stream, tagged, and
+    // the failed account's report, with its name; the others go on.
+    let mut healthy = std::collections::BTreeSet::new();
+    let mut other = Vec::new();
+    while other.is_empty() || healthy.len() < 2 {
+        let line = stderr.recv_timeout(WAIT).expect("a line on stderr");
+        assert_no_keys_in(&line);
+        match serde_json::from_str::<Value>(&line) {
+            Ok(h) => {
+                assert!(h["connected"].is_boolean(), "{h}");
+                healthy.insert(h["account"].as_str().unwrap().to_owned());
+            }
+            Err(_) => other.push(line),
+        }
+    }
+    assert_eq!(
+        healthy.into_iter().collect::<Vec<_>>(),
+        ["alpha", "beta"],
+        "health lines"
+    );
+    assert_eq!(other.len(), 1, "{other:?}");
+    let report = &other[0];
     assert!(
         report.starts_with("binance-uds: account gamma: BINANCE_CONNECT_FAILED"),
         "{report}"
@@ -667,7 +693,7 @@ fn stream_accounts_tags_each_accounts_events_and_reports_the_one_that_fails() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(12));
-    let rest: Vec<String> = stderr.iter().collect();
+    let rest: Vec<String> = stderr.iter().filter(|l| !l.starts_with('{')).collect();
     for line in stdout.iter().chain(rest.iter().cloned()) {
         assert_no_keys_in(&line);
     }
