@@ -546,9 +546,10 @@ const KEY_A: &str = "cliACCOUNTaKEY0123456789";
 const KEY_B: &str = "cliACCOUNTbKEY0123456789";
 const SECRET_A: &str = "cliACCOUNTaSECRET0123456789";
 const SECRET_B: &str = "cliACCOUNTbSECRET0123456789";
+const KEY_D: &str = "cliACCOUNTdKEY0123456789";
 
 fn assert_no_keys_in(line: &str) {
-    for key in [API_KEY, KEY_A, KEY_B, SECRET_A, SECRET_B] {
+    for key in [API_KEY, KEY_A, KEY_B, KEY_D, SECRET_A, SECRET_B] {
         assert!(!line.contains(key), "a key was printed: {line}");
     }
 }
@@ -560,6 +561,8 @@ fn stream_accounts_tags_each_accounts_events_and_reports_the_one_that_fails() {
         &format!("{KEY_A}:{SECRET_A}"),
         "--account",
         &format!("{KEY_B}:{SECRET_B}"),
+        "--account",
+        &format!("{KEY_D}:{SECRET_A}"),
     ]);
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
@@ -572,13 +575,15 @@ fn stream_accounts_tags_each_accounts_events_and_reports_the_one_that_fails() {
              alpha key_env=UDS_KEY_A secret_env=UDS_SECRET_A\n\
              name=beta key_env=UDS_KEY_B secret_env=UDS_SECRET_B product=coinm \
              ws_api={} stream={}   # dstream\n\
-             gamma key_env=UDS_KEY_A secret_env=UDS_SECRET_A ws_api=wss://127.0.0.1:{port}/ws-fapi/v1\n",
+             gamma key_env=UDS_KEY_A secret_env=UDS_SECRET_A ws_api=wss://127.0.0.1:{port}/ws-fapi/v1\n\
+             delta key_env=UDS_KEY_D secret_env=UDS_SECRET_A product=usdm\n",
             ex.coinm_ws_api, ex.coinm_stream
         ),
     );
     let mut child = command(&ex)
         .env("UDS_KEY_A", KEY_A)
         .env("UDS_KEY_B", KEY_B)
+        .env("UDS_KEY_D", KEY_D)
         .env("UDS_SECRET_A", SECRET_A)
         .env("UDS_SECRET_B", SECRET_B)
         .env("BINANCE_REST_URL", &ex.rest)
@@ -610,7 +615,7 @@ fn stream_accounts_tags_each_accounts_events_and_reports_the_one_that_fails() {
     // the failed account's report, with its name; the others go on.
     let mut healthy = std::collections::BTreeSet::new();
     let mut other = Vec::new();
-    while other.is_empty() || healthy.len() < 2 {
+    while other.is_empty() || healthy.len() < 3 {
         let line = stderr.recv_timeout(WAIT).expect("a line on stderr");
         assert_no_keys_in(&line);
         match serde_json::from_str::<Value>(&line) {
@@ -623,7 +628,7 @@ fn stream_accounts_tags_each_accounts_events_and_reports_the_one_that_fails() {
     }
     assert_eq!(
         healthy.into_iter().collect::<Vec<_>>(),
-        ["alpha", "beta"],
+        ["alpha", "beta", "delta"],
         "health lines"
     );
     assert_eq!(other.len(), 1, "{other:?}");
@@ -634,7 +639,7 @@ fn stream_accounts_tags_each_accounts_events_and_reports_the_one_that_fails() {
     );
     // --resync: each account's snapshot first, of its own product.
     let mut snapshots = std::collections::BTreeMap::new();
-    while snapshots.len() < 2 {
+    while snapshots.len() < 3 {
         let ev = next();
         assert_eq!(ev["event"]["e"], "binance.account_snapshot", "{ev}");
         snapshots.insert(
@@ -644,14 +649,19 @@ fn stream_accounts_tags_each_accounts_events_and_reports_the_one_that_fails() {
     }
     assert_eq!(snapshots["alpha"], "usdm");
     assert_eq!(snapshots["beta"], "coinm");
+    assert_eq!(snapshots["delta"], "usdm");
 
-    ex.wait_subscribed(2, WAIT);
+    ex.wait_subscribed(3, WAIT);
+    // One process: the two USD-M accounts share a stream connection,
+    // COIN-M has its own.
+    assert_eq!(ex.stat("stream_connections_open"), 2);
     let a = ex.control(
         json!({"cmd": "emit", "api_key": KEY_A, "type": "ORDER_TRADE_UPDATE", "count": 2}),
     );
     let b = ex.control(json!({"cmd": "emit", "api_key": KEY_B, "product": "coinm",
                               "type": "ACCOUNT_UPDATE", "count": 2}));
-    let mut seen: Vec<(String, String, i64)> = (0..4)
+    let d = ex.control(json!({"cmd": "emit", "api_key": KEY_D, "type": "TRADE_LITE"}));
+    let mut seen: Vec<(String, String, i64)> = (0..5)
         .map(|_| {
             let ev = next();
             (
@@ -662,10 +672,7 @@ fn stream_accounts_tags_each_accounts_events_and_reports_the_one_that_fails() {
         })
         .collect();
     seen.sort();
-    let (a, b) = (
-        a["first_E"].as_i64().unwrap(),
-        b["first_E"].as_i64().unwrap(),
-    );
+    let [a, b, d] = [a, b, d].map(|e| e["first_E"].as_i64().unwrap());
     let kind = |k: &str| k.to_owned();
     assert_eq!(
         seen,
@@ -674,6 +681,7 @@ fn stream_accounts_tags_each_accounts_events_and_reports_the_one_that_fails() {
             ("alpha".into(), kind("ORDER_TRADE_UPDATE"), a + 1),
             ("beta".into(), kind("ACCOUNT_UPDATE"), b),
             ("beta".into(), kind("ACCOUNT_UPDATE"), b + 1),
+            ("delta".into(), kind("TRADE_LITE"), d),
         ]
     );
 
@@ -699,7 +707,7 @@ fn stream_accounts_tags_each_accounts_events_and_reports_the_one_that_fails() {
     }
     assert_eq!(
         rest,
-        vec!["binance-uds: 1 of 3 accounts failed: gamma".to_string()]
+        vec!["binance-uds: 1 of 4 accounts failed: gamma".to_string()]
     );
 }
 
