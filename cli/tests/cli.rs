@@ -594,6 +594,8 @@ fn stream_accounts_tags_each_accounts_events_and_reports_the_one_that_fails() {
             "--resync",
             "--health",
             "1",
+            "--events",
+            "binance.account_snapshot,ORDER_TRADE_UPDATE,ACCOUNT_UPDATE,TRADE_LITE",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -655,6 +657,8 @@ fn stream_accounts_tags_each_accounts_events_and_reports_the_one_that_fails() {
     // One process: the two USD-M accounts share a stream connection,
     // COIN-M has its own.
     assert_eq!(ex.stat("stream_connections_open"), 2);
+    // Filtered out by --events: never printed, before alpha's events.
+    ex.control(json!({"cmd": "emit", "api_key": KEY_A, "type": "MARGIN_CALL"}));
     let a = ex.control(
         json!({"cmd": "emit", "api_key": KEY_A, "type": "ORDER_TRADE_UPDATE", "count": 2}),
     );
@@ -748,6 +752,22 @@ fn stream_accounts_refuses_a_bad_line_with_its_number_and_no_key() {
         );
         assert_no_keys_in(&err);
     }
+    // --testnet applies to every account: Portfolio Margin has none.
+    let file = AccountsFile::new("pm", "\n  pm1 key_env=UDS_KEY_A product=pm\n");
+    let out = command(&ex)
+        .env("UDS_KEY_A", KEY_A)
+        .args(["--testnet", "stream", "--accounts", file.path()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:2: account pm1: --testnet: Portfolio Margin has no testnet",
+            file.path()
+        )),
+        "{err}"
+    );
     // Nothing connected.
     assert_eq!(ex.stat("api_connections_open"), 0);
     let missing = command(&ex)
