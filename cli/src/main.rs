@@ -779,9 +779,12 @@ fn stream_accounts(
             .collect();
         threads
             .into_iter()
-            .map(|t| {
-                t.join()
-                    .unwrap_or(Some(EXIT_STATUS_BASE + Status::InternalError as u8))
+            .zip(&list)
+            .map(|(t, a)| {
+                t.join().unwrap_or_else(|_| {
+                    eprintln!("{NAME}: account {}: its thread panicked", a.name);
+                    Some(EXIT_STATUS_BASE + Status::InternalError as u8)
+                })
             })
             .collect()
     });
