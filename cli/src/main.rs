@@ -1,6 +1,8 @@
 //! `binance-uds`: listenKeys and the user data stream from the shell, on the
 //! library's own engine (`binance_uds::engine`). `--help` is the manual.
 
+mod accounts;
+
 use binance_uds::engine::{Client, Config, Error, Status};
 use binance_uds::engine::{Health, UserStream};
 use binance_uds::engine::{Product, TESTNET_STREAM, TESTNET_WS_API};
@@ -37,6 +39,7 @@ NAME
 SYNOPSIS
     {NAME} [--testnet] [--product usdm|coinm|pm] listen-key start|keepalive|stop
     {NAME} [--testnet] [--product usdm|coinm|pm] stream [--resync] [--events TYPE[,TYPE...]] [--health SECONDS]
+    {NAME} [--testnet] [--product usdm|coinm|pm] stream --accounts FILE [--resync] [--events ...] [--health ...]
     {NAME} [--testnet] [--product usdm|coinm|pm] snapshot
     {NAME} --help | --version
 
@@ -64,6 +67,37 @@ DESCRIPTION
         binance.stream_disconnected. When stderr is a terminal, one status
         line there shows whether the stream is connected, the events
         delivered, the last event's age and the last keepalive.
+
+    stream --accounts FILE
+        Streams every account of FILE in one process, each with its own
+        client and stream (accounts of one product share connections).
+        Every event is printed as one line
+        {{\"account\":\"NAME\",\"event\":EVENT}}, EVENT exactly as received
+        (jq: select(.account == \"a\") | .event); --health lines get an
+        \"account\" member. Lines of different accounts never interleave.
+        No status line. An account whose stream fails is reported on
+        stderr as \"{NAME}: account NAME: ...\" and the others go on
+        until interrupted; the exit status is then the first failed
+        account's, after a last line naming the failed accounts.
+
+        FILE has one account a line, whitespace-separated FIELD=VALUE
+        pairs (the first may be the bare name); blank lines and # comments
+        are skipped:
+            name=NAME        required: 1 to 64 of A-Z a-z 0-9 . _ - @ : /
+            key_env=VAR      required: the variable holding the API key
+            secret_env=VAR   the variable holding the HMAC secret key, or
+            pem_file=PATH    an Ed25519 private key (PKCS#8 PEM) file
+            product=usdm|coinm|pm      default: --product's
+            ws_api=URL stream=URL rest=URL   endpoints, winning over
+                             BINANCE_WS_API_URL, BINANCE_STREAM_URL and
+                             BINANCE_REST_URL (needed to mix products
+                             on non-default endpoints)
+        Keys are never written in FILE: the variables must be upper-case
+        names (A-Z, 0-9, _). A bad line stops the program before anything
+        connects, naming FILE, the line and what is wrong; so does an unset
+        variable or an unreadable key file. For example:
+            desk-a key_env=DESK_A_KEY secret_env=DESK_A_SECRET
+            desk-b key_env=DESK_B_KEY pem_file=/etc/uds/b.pem product=coinm
 
     snapshot
         Prints the account's state as one JSON document (the library's
@@ -129,7 +163,8 @@ ENVIRONMENT
 
 EXIT STATUS
     0      success; for stream, ended by SIGINT, SIGTERM or a closed stdout
-    2      usage: bad arguments, BINANCE_API_KEY unset, BINANCE_CA_FILE unreadable
+    2      usage: bad arguments, BINANCE_API_KEY unset, BINANCE_CA_FILE unreadable,
+           a bad --accounts FILE
     10+N   the library's status N (binance_status, see binance_uds.h):
 {statuses}    130    interrupted before the command completed
 
@@ -142,6 +177,9 @@ EXAMPLES
         Each order update's symbol and status.
     {NAME} --testnet stream --health 60 2>>health.jsonl
         Testnet events on stdout, a health line a minute in health.jsonl.
+    {NAME} stream --accounts desk.conf --resync | jq -c 'select(.account == \"desk-a\") | .event'
+        A desk's accounts in one process, one tagged line per event;
+        the events of desk-a, as received.
 "
     )
 }
@@ -199,6 +237,8 @@ enum Command {
         health: Option<Duration>,
         /// Heal gaps with the account snapshot.
         resync: bool,
+        /// `--accounts FILE`: many accounts, each line tagged.
+        accounts: Option<String>,
     },
     Snapshot,
 }
@@ -222,6 +262,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String>
     let mut events: Vec<String> = Vec::new();
     let mut health = None;
     let mut resync = false;
+    let mut accounts = None;
     let mut words: Vec<String> = Vec::new();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
@@ -229,6 +270,10 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String>
             Short('V') | Long("version") => return Ok(Invocation::Version),
             Long("testnet") => testnet = true,
             Long("resync") => resync = true,
+            Long("accounts") => {
+                let value = parser.value().map_err(|e| e.to_string())?;
+                accounts = Some(value.string().map_err(|e| e.to_string())?);
+            }
             Long("product") => {
                 let value = parser.value().map_err(|e| e.to_string())?;
                 product = match value.string().map_err(|e| e.to_string())?.as_str() {
@@ -268,7 +313,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String>
             _ => return Err(arg.unexpected().to_string()),
         }
     }
-    let stream_options = !events.is_empty() || health.is_some() || resync;
+    let stream_options = !events.is_empty() || health.is_some() || resync || accounts.is_some();
     let command = match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["listen-key", op] => Command::ListenKey(match op {
             "start" => KeyOp::Start,
@@ -285,6 +330,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String>
             events,
             health,
             resync,
+            accounts,
         },
         ["snapshot"] => Command::Snapshot,
         [] => return Err("no command: expected listen-key, stream or snapshot".into()),
@@ -296,7 +342,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String>
         _ => return Err(format!("unexpected argument {:?}", words.last().unwrap())),
     };
     if !matches!(command, Command::Stream { .. }) && stream_options {
-        return Err("--events, --health and --resync go with stream".into());
+        return Err("--accounts, --events, --health and --resync go with stream".into());
     }
     if testnet && product == Product::PortfolioMargin {
         return Err("--testnet: Portfolio Margin has no testnet".into());
@@ -320,14 +366,62 @@ fn env(name: &str) -> Result<Option<String>, Failure> {
     }
 }
 
-/// The library's config from the environment, as the examples read it.
-fn config(testnet: bool, product: Product) -> Result<Config, Failure> {
-    let api_key = env("BINANCE_API_KEY")?.ok_or_else(|| {
-        Failure::usage("BINANCE_API_KEY is not set: export your Binance API key in it")
+/// The signing key of an account, for the snapshot and --resync.
+enum Signing {
+    None,
+    /// An environment variable holding the HMAC secret key.
+    SecretEnv(String),
+    /// An Ed25519 private key file; `label` names where its path came from.
+    PemFile {
+        label: String,
+        path: String,
+    },
+}
+
+/// Where an account's keys and endpoints come from.
+struct Source<'a> {
+    /// The environment variable holding the API key.
+    api_key_env: &'a str,
+    signing: Signing,
+    /// Endpoints that win over the environment's (an accounts file line's).
+    ws_api: Option<&'a str>,
+    stream: Option<&'a str>,
+    rest: Option<&'a str>,
+}
+
+impl Source<'static> {
+    /// The single account of the environment, as the examples read it.
+    fn environment() -> Result<Source<'static>, Failure> {
+        let signing = if env("BINANCE_SECRET_KEY")?.is_some() {
+            Signing::SecretEnv("BINANCE_SECRET_KEY".into())
+        } else if let Some(path) = env("BINANCE_PRIVATE_KEY_FILE")? {
+            Signing::PemFile {
+                label: format!("BINANCE_PRIVATE_KEY_FILE {path}"),
+                path,
+            }
+        } else {
+            Signing::None
+        };
+        Ok(Source {
+            api_key_env: "BINANCE_API_KEY",
+            signing,
+            ws_api: None,
+            stream: None,
+            rest: None,
+        })
+    }
+}
+
+/// The library's config for the account of `source`.
+fn config(testnet: bool, product: Product, source: &Source) -> Result<Config, Failure> {
+    let key_env = source.api_key_env;
+    let api_key = env(key_env)?.ok_or_else(|| {
+        Failure::usage(format!(
+            "{key_env} is not set: export your Binance API key in it"
+        ))
     })?;
     let mut cfg = Config::default();
-    cfg.set_api_key(&api_key)
-        .map_err(|e| e.context("BINANCE_API_KEY"))?;
+    cfg.set_api_key(&api_key).map_err(|e| e.context(key_env))?;
     let code = match product {
         Product::UsdM => 0,
         Product::CoinM => 1,
@@ -343,32 +437,39 @@ fn config(testnet: bool, product: Product) -> Result<Config, Failure> {
         ),
         _ => (TESTNET_WS_API, TESTNET_STREAM, None),
     };
-    let ws_api = env("BINANCE_WS_API_URL")?.or_else(|| testnet.then(|| testnet_api.into()));
-    if let Some(url) = ws_api {
+    // The source's own endpoint, else the environment's, else testnet's.
+    let endpoint = |own: Option<&str>, var: &str, testnet_url: Option<&str>| {
+        Ok::<_, Failure>(match own {
+            Some(url) => Some(url.to_string()),
+            None => env(var)?.or_else(|| testnet.then_some(testnet_url).flatten().map(Into::into)),
+        })
+    };
+    if let Some(url) = endpoint(source.ws_api, "BINANCE_WS_API_URL", Some(testnet_api))? {
         cfg.set_endpoint(&url)
             .map_err(|e| e.context("BINANCE_WS_API_URL"))?;
     }
-    let stream = env("BINANCE_STREAM_URL")?.or_else(|| testnet.then(|| testnet_stream.into()));
-    if let Some(url) = stream {
+    if let Some(url) = endpoint(source.stream, "BINANCE_STREAM_URL", Some(testnet_stream))? {
         cfg.set_stream_endpoint(&url)
             .map_err(|e| e.context("BINANCE_STREAM_URL"))?;
     }
-    let rest = env("BINANCE_REST_URL")?
-        .or_else(|| testnet.then_some(testnet_rest).flatten().map(Into::into));
-    if let Some(url) = rest {
+    if let Some(url) = endpoint(source.rest, "BINANCE_REST_URL", testnet_rest)? {
         cfg.set_rest_endpoint(&url)
             .map_err(|e| e.context("BINANCE_REST_URL"))?;
     }
     // The signing key, for the snapshot and --resync: never printed (the
     // library's errors about it name the variable, never the key).
-    if let Some(secret) = env("BINANCE_SECRET_KEY")? {
-        cfg.set_secret_key(&secret)
-            .map_err(|e| e.context("BINANCE_SECRET_KEY"))?;
-    } else if let Some(path) = env("BINANCE_PRIVATE_KEY_FILE")? {
-        let pem = std::fs::read_to_string(&path)
-            .map_err(|e| Failure::usage(format!("BINANCE_PRIVATE_KEY_FILE {path}: {e}")))?;
-        cfg.set_private_key_pem(&pem)
-            .map_err(|e| e.context(&format!("BINANCE_PRIVATE_KEY_FILE {path}")))?;
+    match &source.signing {
+        Signing::None => {}
+        Signing::SecretEnv(var) => {
+            let secret = env(var)?.ok_or_else(|| Failure::usage(format!("{var} is not set")))?;
+            cfg.set_secret_key(&secret).map_err(|e| e.context(var))?;
+        }
+        Signing::PemFile { label, path } => {
+            let pem = std::fs::read_to_string(path)
+                .map_err(|e| Failure::usage(format!("{label}: {e}")))?;
+            cfg.set_private_key_pem(&pem)
+                .map_err(|e| e.context(label))?;
+        }
     }
     if let Some(path) = env("BINANCE_CA_FILE")? {
         let pem = std::fs::read_to_string(&path)
@@ -396,9 +497,9 @@ fn listen_key(cfg: &Config, op: KeyOp) -> Result<(), Failure> {
     Ok(())
 }
 
-/// SIGINT and SIGTERM, handled on a thread of their own: before the stream
-/// is open they end the process (status 130); once it is, they shut it
-/// down, which wakes the main thread's wait for the next event.
+/// SIGINT and SIGTERM, handled on a thread of their own: before a stream
+/// is open they end the process (status 130); once one is, they shut every
+/// stream down, which wakes each stream's wait for the next event.
 struct Interrupts {
     state: Arc<Mutex<Watched>>,
 }
@@ -406,7 +507,7 @@ struct Interrupts {
 #[derive(Default)]
 struct Watched {
     interrupted: bool,
-    stream: Option<Arc<UserStream>>,
+    streams: Vec<Arc<UserStream>>,
 }
 
 impl Interrupts {
@@ -428,11 +529,11 @@ impl Interrupts {
                     return;
                 }
                 let mut w = watched.lock().unwrap_or_else(|p| p.into_inner());
-                w.interrupted = true;
-                match &w.stream {
-                    Some(stream) => stream.shutdown(),
-                    None => std::process::exit(EXIT_INTERRUPTED),
+                if w.streams.is_empty() {
+                    std::process::exit(EXIT_INTERRUPTED);
                 }
+                w.interrupted = true;
+                w.streams.iter().for_each(|s| s.shutdown());
             })
             .map_err(|e| Failure {
                 code: EXIT_STATUS_BASE + Status::InternalError as u8,
@@ -451,7 +552,14 @@ impl Interrupts {
         if w.interrupted {
             stream.shutdown();
         }
-        w.stream = Some(stream);
+        w.streams.push(stream);
+    }
+
+    /// Shuts every stream down, as a signal does (stdout was closed).
+    fn stop_all(&self) {
+        let mut w = self.lock();
+        w.interrupted = true;
+        w.streams.iter().for_each(|s| s.shutdown());
     }
 
     fn interrupted(&self) -> bool {
@@ -525,18 +633,23 @@ fn health_json(h: &Health) -> serde_json::Value {
     v
 }
 
-fn stream(cfg: &Config, events: &[String], health_every: Option<Duration>) -> Result<(), Failure> {
-    let interrupts = Interrupts::install()?;
+/// One stream until it ends. `tag` (an accounts file's name) is added to
+/// every line printed; untagged, a terminal's stderr shows a status line.
+fn stream(
+    interrupts: &Interrupts,
+    tag: Option<&str>,
+    cfg: &Config,
+    events: &[String],
+    health_every: Option<Duration>,
+) -> Result<(), Failure> {
     let client = Client::new(cfg)?;
     let stream = Arc::new(UserStream::open(&client, None)?);
     interrupts.watch(stream.clone());
 
-    let mut status = std::io::stderr()
-        .is_terminal()
-        .then_some(StatusLine { shown: false });
+    let mut status =
+        (tag.is_none() && std::io::stderr().is_terminal()).then_some(StatusLine { shown: false });
     let mut next_status = Instant::now();
     let mut next_health = health_every.map(|every| Instant::now() + every);
-    let mut out = std::io::stdout().lock();
     let result = loop {
         let now = Instant::now();
         if let Some(line) = status.as_mut() {
@@ -550,7 +663,11 @@ fn stream(cfg: &Config, events: &[String], health_every: Option<Duration>) -> Re
                 if let Some(line) = status.as_mut() {
                     line.clear();
                 }
-                eprintln!("{}", health_json(&stream.health()));
+                let mut health = health_json(&stream.health());
+                if let Some(name) = tag {
+                    health["account"] = name.into();
+                }
+                eprintln!("{health}");
                 *at = now + every;
             }
         }
@@ -571,9 +688,16 @@ fn stream(cfg: &Config, events: &[String], health_every: Option<Duration>) -> Re
                     line.clear();
                     next_status = Instant::now(); // redrawn below the event
                 }
-                let written = writeln!(out, "{}", ev.json()).and_then(|()| out.flush());
+                let tagged = tag.map(|name| accounts::tag(name, ev.json()));
+                // One line under stdout's lock: other accounts' lines never
+                // interleave with it.
+                let mut out = std::io::stdout().lock();
+                let written = writeln!(out, "{}", tagged.as_deref().unwrap_or(ev.json()))
+                    .and_then(|()| out.flush());
                 if written.is_err() {
-                    break Ok(()); // stdout closed (e.g. `| head -1`): done
+                    // stdout closed (e.g. `| head -1`): done, every account.
+                    interrupts.stop_all();
+                    break Ok(());
                 }
             }
             Ok(None) => {}
@@ -587,6 +711,101 @@ fn stream(cfg: &Config, events: &[String], health_every: Option<Duration>) -> Re
     // Closes the connection and the stream's task; the key stays valid.
     stream.close();
     result
+}
+
+/// `stream --accounts FILE`: every account of the file on a thread of its
+/// own, in one process. An account that fails is reported on stderr with
+/// its name and the others go on; the status is the first failed one's.
+fn stream_accounts(
+    file: &str,
+    testnet: bool,
+    product: Product,
+    resync: bool,
+    events: &[String],
+    health: Option<Duration>,
+) -> Result<(), Failure> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Failure::usage(format!("--accounts {file}: {e}")))?;
+    let list = accounts::parse(file, &text).map_err(Failure::usage)?;
+    // Every account's config first: a variable unset or a key file
+    // unreadable stops the program before anything connects.
+    let mut configs = Vec::new();
+    for a in &list {
+        let at = |f: Failure| Failure {
+            code: f.code,
+            message: format!("{file}:{}: account {}: {}", a.line, a.name, f.message),
+        };
+        let product = a.product.unwrap_or(product);
+        if testnet && product == Product::PortfolioMargin {
+            return Err(at(Failure::usage(
+                "--testnet: Portfolio Margin has no testnet",
+            )));
+        }
+        let source = Source {
+            api_key_env: &a.key_env,
+            signing: match (&a.secret_env, &a.pem_file) {
+                (Some(var), _) => Signing::SecretEnv(var.clone()),
+                (None, Some(path)) => Signing::PemFile {
+                    label: format!("pem_file {path}"),
+                    path: path.clone(),
+                },
+                (None, None) => Signing::None,
+            },
+            ws_api: a.ws_api.as_deref(),
+            stream: a.stream.as_deref(),
+            rest: a.rest.as_deref(),
+        };
+        let mut cfg = config(testnet, product, &source).map_err(at)?;
+        if resync {
+            cfg.set_account_resync(1).map_err(|e| at(e.into()))?;
+        }
+        configs.push(cfg);
+    }
+    let interrupts = Interrupts::install()?;
+    let codes: Vec<Option<u8>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = list
+            .iter()
+            .zip(&configs)
+            .map(|(a, cfg)| {
+                let interrupts = &interrupts;
+                scope.spawn(move || {
+                    let result = stream(interrupts, Some(&a.name), cfg, events, health);
+                    result.err().map(|f| {
+                        eprintln!("{NAME}: account {}: {}", a.name, f.message);
+                        f.code
+                    })
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .zip(&list)
+            .map(|(t, a)| {
+                t.join().unwrap_or_else(|_| {
+                    eprintln!("{NAME}: account {}: its thread panicked", a.name);
+                    Some(EXIT_STATUS_BASE + Status::InternalError as u8)
+                })
+            })
+            .collect()
+    });
+    let failed: Vec<&str> = list
+        .iter()
+        .zip(&codes)
+        .filter(|(_, c)| c.is_some())
+        .map(|(a, _)| a.name.as_str())
+        .collect();
+    match codes.iter().flatten().next() {
+        None => Ok(()),
+        Some(&code) => Err(Failure {
+            code,
+            message: format!(
+                "{} of {} accounts failed: {}",
+                failed.len(),
+                list.len(),
+                failed.join(", ")
+            ),
+        }),
+    }
 }
 
 fn main() -> ExitCode {
@@ -611,21 +830,33 @@ fn main() -> ExitCode {
             testnet,
             product,
             command,
-        } => config(testnet, product).and_then(|cfg| match command {
-            Command::ListenKey(op) => listen_key(&cfg, op),
+        } => match command {
             Command::Stream {
                 events,
                 health,
                 resync,
-            } => {
-                let mut cfg = cfg;
-                if resync {
-                    cfg.set_account_resync(1)?;
-                }
-                stream(&cfg, &events, health)
-            }
-            Command::Snapshot => snapshot(&cfg),
-        }),
+                accounts: Some(file),
+            } => stream_accounts(&file, testnet, product, resync, &events, health),
+            command => Source::environment()
+                .and_then(|source| config(testnet, product, &source))
+                .and_then(|mut cfg| match command {
+                    Command::ListenKey(op) => listen_key(&cfg, op),
+                    // With --accounts: matched above.
+                    Command::Stream {
+                        events,
+                        health,
+                        resync,
+                        ..
+                    } => {
+                        if resync {
+                            cfg.set_account_resync(1)?;
+                        }
+                        let interrupts = Interrupts::install()?;
+                        stream(&interrupts, None, &cfg, &events, health)
+                    }
+                    Command::Snapshot => snapshot(&cfg),
+                }),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -673,6 +904,7 @@ mod tests {
                     ],
                     health: Some(Duration::from_secs(5)),
                     resync: false,
+                    accounts: None,
                 }
             })
         );
@@ -687,6 +919,26 @@ mod tests {
                     events: vec![],
                     health: None,
                     resync: true,
+                    accounts: None,
+                }
+            })
+        );
+        assert_eq!(
+            parse_words(&[
+                "--product=coinm",
+                "stream",
+                "--accounts",
+                "desk.conf",
+                "--resync"
+            ]),
+            Ok(Invocation::Run {
+                testnet: false,
+                product: Product::CoinM,
+                command: Command::Stream {
+                    events: vec![],
+                    health: None,
+                    resync: true,
+                    accounts: Some("desk.conf".into()),
                 }
             })
         );
@@ -717,6 +969,8 @@ mod tests {
             ),
             (&["stream", "--verbose"][..], "--verbose"),
             (&["snapshot", "--resync"][..], "go with stream"),
+            (&["snapshot", "--accounts", "f"][..], "go with stream"),
+            (&["stream", "--accounts"][..], "--accounts"),
             (&["--product", "spot", "stream"][..], "--product \"spot\""),
             (
                 &["--testnet", "--product", "pm", "stream"][..],

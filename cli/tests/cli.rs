@@ -519,3 +519,261 @@ fn stream_resync_prints_the_snapshot_first_and_after_a_gap() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// An accounts file for `stream --accounts`, removed when dropped.
+struct AccountsFile(std::path::PathBuf);
+
+impl AccountsFile {
+    fn new(name: &str, text: &str) -> AccountsFile {
+        let path =
+            std::env::temp_dir().join(format!("binance-uds-{}-{name}.conf", std::process::id()));
+        std::fs::write(&path, text).expect("write the accounts file");
+        AccountsFile(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for AccountsFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+const KEY_A: &str = "cliACCOUNTaKEY0123456789";
+const KEY_B: &str = "cliACCOUNTbKEY0123456789";
+const SECRET_A: &str = "cliACCOUNTaSECRET0123456789";
+const SECRET_B: &str = "cliACCOUNTbSECRET0123456789";
+const KEY_D: &str = "cliACCOUNTdKEY0123456789";
+
+fn assert_no_keys_in(line: &str) {
+    for key in [API_KEY, KEY_A, KEY_B, KEY_D, SECRET_A, SECRET_B] {
+        assert!(!line.contains(key), "a key was printed: {line}");
+    }
+}
+
+#[test]
+fn stream_accounts_tags_each_accounts_events_and_reports_the_one_that_fails() {
+    let ex = Exchange::start(&[
+        "--account",
+        &format!("{KEY_A}:{SECRET_A}"),
+        "--account",
+        &format!("{KEY_B}:{SECRET_B}"),
+        "--account",
+        &format!("{KEY_D}:{SECRET_A}"),
+    ]);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let file = AccountsFile::new(
+        "desk",
+        &format!(
+            "# a desk: USD-M, COIN-M, and one whose WebSocket API is down\n\
+             \n\
+             alpha key_env=UDS_KEY_A secret_env=UDS_SECRET_A\n\
+             name=beta key_env=UDS_KEY_B secret_env=UDS_SECRET_B product=coinm \
+             ws_api={} stream={}   # dstream\n\
+             gamma key_env=UDS_KEY_A secret_env=UDS_SECRET_A ws_api=wss://127.0.0.1:{port}/ws-fapi/v1\n\
+             delta key_env=UDS_KEY_D secret_env=UDS_SECRET_A product=usdm\n",
+            ex.coinm_ws_api, ex.coinm_stream
+        ),
+    );
+    let mut child = command(&ex)
+        .env("UDS_KEY_A", KEY_A)
+        .env("UDS_KEY_B", KEY_B)
+        .env("UDS_KEY_D", KEY_D)
+        .env("UDS_SECRET_A", SECRET_A)
+        .env("UDS_SECRET_B", SECRET_B)
+        .env("BINANCE_REST_URL", &ex.rest)
+        .args([
+            "stream",
+            "--accounts",
+            file.path(),
+            "--resync",
+            "--health",
+            "1",
+            "--events",
+            "binance.account_snapshot,ORDER_TRADE_UPDATE,ACCOUNT_UPDATE,TRADE_LITE",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn binance-uds stream --accounts");
+    let stdout = lines_of(child.stdout.take().unwrap());
+    let stderr = lines_of(child.stderr.take().unwrap());
+    let next = || -> Value {
+        let line = stdout.recv_timeout(WAIT).expect("an event line");
+        assert_no_keys_in(&line);
+        assert!(
+            line.starts_with("{\"account\":\"") && line.contains(",\"event\":{"),
+            "not tagged: {line}"
+        );
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"))
+    };
+
+    // stderr: the health lines of the accounts that stream, tagged, and
+    // the failed account's report, with its name; the others go on.
+    let mut healthy = std::collections::BTreeSet::new();
+    let mut other = Vec::new();
+    while other.is_empty() || healthy.len() < 3 {
+        let line = stderr.recv_timeout(WAIT).expect("a line on stderr");
+        assert_no_keys_in(&line);
+        match serde_json::from_str::<Value>(&line) {
+            Ok(h) => {
+                assert!(h["connected"].is_boolean(), "{h}");
+                healthy.insert(h["account"].as_str().unwrap().to_owned());
+            }
+            Err(_) => other.push(line),
+        }
+    }
+    assert_eq!(
+        healthy.into_iter().collect::<Vec<_>>(),
+        ["alpha", "beta", "delta"],
+        "health lines"
+    );
+    assert_eq!(other.len(), 1, "{other:?}");
+    let report = &other[0];
+    assert!(
+        report.starts_with("binance-uds: account gamma: BINANCE_CONNECT_FAILED"),
+        "{report}"
+    );
+    // --resync: each account's snapshot first, of its own product.
+    let mut snapshots = std::collections::BTreeMap::new();
+    while snapshots.len() < 3 {
+        let ev = next();
+        assert_eq!(ev["event"]["e"], "binance.account_snapshot", "{ev}");
+        snapshots.insert(
+            ev["account"].as_str().unwrap().to_owned(),
+            ev["event"]["product"].clone(),
+        );
+    }
+    assert_eq!(snapshots["alpha"], "usdm");
+    assert_eq!(snapshots["beta"], "coinm");
+    assert_eq!(snapshots["delta"], "usdm");
+
+    ex.wait_subscribed(3, WAIT);
+    // One process: the two USD-M accounts share a stream connection,
+    // COIN-M has its own.
+    assert_eq!(ex.stat("stream_connections_open"), 2);
+    // Filtered out by --events: never printed, before alpha's events.
+    ex.control(json!({"cmd": "emit", "api_key": KEY_A, "type": "MARGIN_CALL"}));
+    let a = ex.control(
+        json!({"cmd": "emit", "api_key": KEY_A, "type": "ORDER_TRADE_UPDATE", "count": 2}),
+    );
+    let b = ex.control(json!({"cmd": "emit", "api_key": KEY_B, "product": "coinm",
+                              "type": "ACCOUNT_UPDATE", "count": 2}));
+    let d = ex.control(json!({"cmd": "emit", "api_key": KEY_D, "type": "TRADE_LITE"}));
+    let mut seen: Vec<(String, String, i64)> = (0..5)
+        .map(|_| {
+            let ev = next();
+            (
+                ev["account"].as_str().unwrap().to_owned(),
+                ev["event"]["e"].as_str().unwrap().to_owned(),
+                ev["event"]["E"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let [a, b, d] = [a, b, d].map(|e| e["first_E"].as_i64().unwrap());
+    let kind = |k: &str| k.to_owned();
+    assert_eq!(
+        seen,
+        vec![
+            ("alpha".into(), kind("ORDER_TRADE_UPDATE"), a),
+            ("alpha".into(), kind("ORDER_TRADE_UPDATE"), a + 1),
+            ("beta".into(), kind("ACCOUNT_UPDATE"), b),
+            ("beta".into(), kind("ACCOUNT_UPDATE"), b + 1),
+            ("delta".into(), kind("TRADE_LITE"), d),
+        ]
+    );
+
+    // SIGINT ends the others; the status is gamma's (10 + CONNECT_FAILED).
+    let ok = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "binance-uds did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(12));
+    let rest: Vec<String> = stderr.iter().filter(|l| !l.starts_with('{')).collect();
+    for line in stdout.iter().chain(rest.iter().cloned()) {
+        assert_no_keys_in(&line);
+    }
+    assert_eq!(
+        rest,
+        vec!["binance-uds: 1 of 4 accounts failed: gamma".to_string()]
+    );
+}
+
+#[test]
+fn stream_accounts_refuses_a_bad_line_with_its_number_and_no_key() {
+    let ex = Exchange::start(&[]);
+    for (contents, says) in [
+        (
+            format!("# desk\nalpha key_env=UDS_KEY_A\nbeta key_env={API_KEY}\n"),
+            ":3: key_env: expected an upper-case environment variable name",
+        ),
+        (
+            format!("alpha key_env=UDS_KEY_A secret_env=UDS_SECRET_A {SECRET_A}\n"),
+            ":1: field 4: expected FIELD=VALUE",
+        ),
+        (
+            "alpha key_env=UDS_KEY_A\n\nbeta key_env=UDS_NOT_SET\n".to_string(),
+            ":3: account beta: UDS_NOT_SET is not set",
+        ),
+        (
+            "alpha key_env=UDS_KEY_A product=spot\n".to_string(),
+            ":1: product: expected usdm, coinm or pm",
+        ),
+    ] {
+        let file = AccountsFile::new("bad", &contents);
+        let out = command(&ex)
+            .env("UDS_KEY_A", KEY_A)
+            .env_remove("UDS_NOT_SET")
+            .args(["stream", "--accounts", file.path()])
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(out.stdout.is_empty());
+        assert!(
+            err.contains(&format!("{}{says}", file.path())),
+            "{err} does not say {says}"
+        );
+        assert_no_keys_in(&err);
+    }
+    // --testnet applies to every account: Portfolio Margin has none.
+    let file = AccountsFile::new("pm", "\n  pm1 key_env=UDS_KEY_A product=pm\n");
+    let out = command(&ex)
+        .env("UDS_KEY_A", KEY_A)
+        .args(["--testnet", "stream", "--accounts", file.path()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:2: account pm1: --testnet: Portfolio Margin has no testnet",
+            file.path()
+        )),
+        "{err}"
+    );
+    // Nothing connected.
+    assert_eq!(ex.stat("api_connections_open"), 0);
+    let missing = command(&ex)
+        .args(["stream", "--accounts", "/nonexistent/desk.conf"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("--accounts /nonexistent/desk.conf"));
+}
