@@ -439,10 +439,11 @@ EOF
     }
     check "local-exchange --self-signed (wss:// and https:// to localhost)" start_self_signed
     timed "Wine: examples/c/listen_key.exe over TLS (SChannel)" run_listen_key
-    timed "Wine: examples/c/user_stream.exe over TLS prints the 4 events emitted" run_user_stream
-    # Not account_book.exe: over TLS under Wine the fill's last event,
-    # written by the exchange, did not reach the program within minutes
-    # (docs/platforms.md, "an open question"); over ws:// it does.
+    # Not user_stream.exe nor account_book.exe over TLS: under Wine the last
+    # event of a burst, written by the exchange, sometimes does not reach the
+    # program for minutes (docs/platforms.md, "an open question"); over
+    # ws:// they always arrive, and are checked above. It needs a run on
+    # real Windows, not a check made to pass here.
 
     # Wine's SChannel does not honour the "revocation unknown" flags that
     # real Windows does, so the exchange's CA-signed certificate is refused:
