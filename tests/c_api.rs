@@ -528,13 +528,15 @@ fn c_account_book_example_follows_the_exchange() {
             && out.matches("book after binance.account_snapshot").count() >= 2
     });
 
-    // And the events after the resync apply on top of that snapshot.
+    // And the events after the resync apply on top of that snapshot. The
+    // output so far is measured before the trades: their events can be
+    // printed before the second control command returns.
+    let before = program.stdout_so_far().len();
     control(
         &ex,
         serde_json::json!({"cmd": "order_cancel", "order_id": e}),
     );
     control(&ex, serde_json::json!({"cmd": "order_fill", "order_id": d}));
-    let before = program.stdout_so_far().len();
     settle("events after the resync", &|out| {
         out.len() > before && out[before..].contains("book after ORDER_TRADE_UPDATE")
     });
