@@ -88,6 +88,18 @@ async def receives_intact(ex, product, handle, event):
     same({k: v for k, v in event.items() if k != "e"}, model_dict(msg), f"{product} event")
 
 
+async def subscription(ex, listen_key):
+    """The exchange's stream connection that `listen_key` is subscribed on,
+    once it is (within 5 s)."""
+    for _ in range(100):
+        conns = ex.control({"cmd": "stream_connections"})["connections"]
+        sub = next((c for c in conns if listen_key in c["keys"]), None)
+        if sub is not None:
+            return sub
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no stream connection subscribed to {listen_key[:8]}… within 5 s: {conns}")
+
+
 def trade(ex, product):
     """Some state on the product's account: a deposit and a resting order."""
     acct = {"api_key": API_KEY, "product": product}
@@ -120,13 +132,7 @@ async def coinm(ex, ctx):
     streams = sdk.websocket_streams
     await streams.create_connection()
     handle = await streams.user_data(listen_key)
-    conns = []
-    for _ in range(100):
-        conns = ex.control({"cmd": "stream_connections"})["connections"]
-        if any(listen_key in c["keys"] for c in conns):
-            break
-        await asyncio.sleep(0.05)
-    sub = next(c for c in conns if listen_key in c["keys"])
+    sub = await subscription(ex, listen_key)
     assert sub["path"] == "/coinm/stream" and sub["form"] == "subscribe", sub
     await receives_intact(ex, "coinm", handle, order_event())
     print("COIN-M SDK: /stream + SUBSCRIBE on dstream, the ORDER_TRADE_UPDATE arrived intact")
@@ -165,13 +171,7 @@ async def pm(ex, ctx):
     streams = sdk.websocket_streams
     await streams.create_connection()
     handle = await streams.user_data(listen_key)
-    conns = []
-    for _ in range(100):
-        conns = ex.control({"cmd": "stream_connections"})["connections"]
-        if any(listen_key in c["keys"] for c in conns):
-            break
-        await asyncio.sleep(0.05)
-    sub = next(c for c in conns if listen_key in c["keys"])
+    sub = await subscription(ex, listen_key)
     assert sub["path"] == "/pm/stream" and sub["form"] == "subscribe", sub
     await receives_intact(ex, "pm", handle, order_event("UM"))
     print("PM SDK: /pm/stream + SUBSCRIBE, the ORDER_TRADE_UPDATE (fs UM) arrived intact")
