@@ -12,10 +12,11 @@
 //! the queue is closed.
 
 use super::event::{now_ms, Event, STREAM_GAP};
+use super::net::lead::{Lead, Wakeup};
 use super::signal::{RawFd, Signal};
 use serde_json::json;
 use std::collections::VecDeque;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub struct Queue {
@@ -38,6 +39,9 @@ struct State {
     dropped: u64,
     /// For event loops: raised while `ready()`; none until asked for.
     signal: Option<Signal>,
+    /// A reader leading the stream's connection (`pop_leading`): it sleeps
+    /// in poll(2), not on the condition variable, so it is woken this way.
+    leader: Option<Arc<Wakeup>>,
 }
 
 struct Overflow {
@@ -68,6 +72,7 @@ impl Queue {
                 delivered: 0,
                 dropped: 0,
                 signal: None,
+                leader: None,
             }),
             ready: Condvar::new(),
         }
@@ -89,9 +94,13 @@ impl Queue {
     pub fn wake(&self) {
         let s = self.lock();
         let wake = s.waiting > 0 && !s.items.is_empty();
+        let leader = s.leader.clone().filter(|_| !s.items.is_empty());
         drop(s);
         if wake {
             self.ready.notify_one();
+        }
+        if let Some(l) = leader {
+            l.notify();
         }
     }
 
@@ -142,9 +151,13 @@ impl Queue {
         s.tail().push_back(ev);
         s.sync_signal();
         let wake = s.waiting > 0 && s.held.is_none();
+        let leader = s.leader.clone().filter(|_| s.held.is_none());
         drop(s);
         if wake {
             self.ready.notify_one();
+        }
+        if let Some(l) = leader {
+            l.notify();
         }
     }
 
@@ -171,9 +184,13 @@ impl Queue {
         s.items.extend(held);
         s.sync_signal();
         let wake = s.waiting > 0;
+        let leader = s.leader.clone();
         drop(s);
         if wake {
             self.ready.notify_all();
+        }
+        if let Some(l) = leader {
+            l.notify();
         }
     }
 
@@ -182,19 +199,8 @@ impl Queue {
         let deadline = Instant::now().checked_add(timeout);
         let mut s = self.lock();
         loop {
-            if s.closed {
-                return Popped::Closed;
-            }
-            if s.items.is_empty() {
-                s.flush_overflow();
-            }
-            if let Some(ev) = s.items.pop_front() {
-                if !ev.is_library() {
-                    s.stream_events -= 1;
-                }
-                s.delivered += 1;
-                s.sync_signal();
-                return Popped::Event(ev);
+            if let Some(p) = s.take() {
+                return p;
             }
             let now = Instant::now();
             let left = match deadline {
@@ -215,6 +221,56 @@ impl Queue {
         }
     }
 
+    /// What `pop` returns without waiting, if anything (no signal update
+    /// when nothing is there: nothing changed).
+    pub fn try_take(&self) -> Option<Popped> {
+        self.lock().take()
+    }
+
+    /// [`Queue::pop`] by a reader leading the stream's connection, until
+    /// `deadline`: while nothing is queued it polls the connection's task
+    /// itself (which queues what arrives) and sleeps on its socket.
+    ///
+    /// `None` when the reader should stop leading and wait as a follower
+    /// (`pop`): the connection's task ended, or what woke it from the
+    /// socket was for another stream on the connection. That stream's
+    /// reader, woken with its event, leads on its next call: the lead goes
+    /// to the stream that is receiving events.
+    pub fn pop_leading(&self, deadline: Option<Instant>, lead: &Lead) -> Option<Popped> {
+        let me = Wakeup::current();
+        struct Leader<'a>(&'a Queue);
+        impl Drop for Leader<'_> {
+            fn drop(&mut self) {
+                self.0.lock().leader = None;
+            }
+        }
+        self.lock().leader = Some(me.clone());
+        let _leader = Leader(self);
+        let mut by_socket = false;
+        loop {
+            me.reset();
+            if let Some(p) = self.lock().take() {
+                return Some(p);
+            }
+            if lead.step() {
+                return None;
+            }
+            let mut s = self.lock();
+            if let Some(p) = s.take() {
+                return Some(p);
+            }
+            if by_socket && !me.woken() {
+                return None;
+            }
+            if deadline.is_some_and(|d| d <= Instant::now()) {
+                s.sync_signal();
+                return Some(Popped::TimedOut);
+            }
+            drop(s);
+            by_socket = lead.sleep(deadline);
+        }
+    }
+
     /// Wakes every waiter with `Closed` and drops what is queued.
     pub fn close(&self) {
         let mut s = self.lock();
@@ -222,8 +278,12 @@ impl Queue {
         s.items.clear();
         s.held = None;
         s.sync_signal();
+        let leader = s.leader.clone();
         drop(s);
         self.ready.notify_all();
+        if let Some(l) = leader {
+            l.notify();
+        }
     }
 
     /// A descriptor readable exactly while `pop` has something to
@@ -248,6 +308,23 @@ impl Queue {
 }
 
 impl State {
+    /// What `pop` returns without waiting, if anything.
+    fn take(&mut self) -> Option<Popped> {
+        if self.closed {
+            return Some(Popped::Closed);
+        }
+        if self.items.is_empty() {
+            self.flush_overflow();
+        }
+        let ev = self.items.pop_front()?;
+        if !ev.is_library() {
+            self.stream_events -= 1;
+        }
+        self.delivered += 1;
+        self.sync_signal();
+        Some(Popped::Event(ev))
+    }
+
     /// Whether `pop` returns without waiting: an event to take (a pending
     /// overflow becomes its gap event when the queue drains), or closed.
     fn ready(&self) -> bool {

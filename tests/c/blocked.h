@@ -9,7 +9,8 @@
  * How: the thread announces its kernel thread id (blocked_self_id) just
  * before the call; the waiter (wait_blocked) reads the system call that
  * thread sleeps in from Linux's /proc/self/task/<tid>/syscall until it has
- * been futex (what a condition variable waits with) without a break for
+ * been futex (what a condition variable waits with) or poll (what a
+ * reader leading its connection sleeps in) without a break for
  * BLOCKED_STABLE_MS. The locks taken on the way into the call are
  * uncontended and held for microseconds, so a thread seen in futex that
  * long is waiting in the call itself. Linux only, like these tests.
@@ -74,6 +75,20 @@ static inline int blocked_is_futex(long nr)
 #endif
 #ifdef SYS_futex_wait
     if (nr == SYS_futex_wait)
+        return 1;
+#endif
+    /* A reader leading its stream's connection sleeps in poll(2) on the
+     * socket instead (src/engine/net/lead.rs). */
+#ifdef SYS_poll
+    if (nr == SYS_poll)
+        return 1;
+#endif
+#ifdef SYS_ppoll
+    if (nr == SYS_ppoll)
+        return 1;
+#endif
+#ifdef SYS_ppoll_time64
+    if (nr == SYS_ppoll_time64)
         return 1;
 #endif
     return 0;

@@ -19,6 +19,7 @@
 use super::answer::{self, Answer, Incoming};
 use crate::engine::error::{Error, Result, Status};
 use crate::engine::net::connect::{Dialer, Ws};
+use crate::engine::net::lead::{self, Cell};
 use crate::engine::net::url::Endpoint;
 use crate::engine::secret::Secret;
 use futures_util::stream::{SplitSink, SplitStream};
@@ -109,6 +110,9 @@ struct Conn {
     /// closes instead of lingering until the server ends it.
     killed: Notify,
     opened: std::time::Instant,
+    /// Its reader task, which a caller waiting for an answer on this
+    /// connection polls itself (`lead`).
+    reader: std::sync::OnceLock<Arc<Cell>>,
 }
 
 #[derive(Default)]
@@ -138,6 +142,11 @@ impl Conn {
     fn alive(&self) -> bool {
         let p = lock(&self.pending);
         p.dead.is_none() && !p.retired
+    }
+
+    /// How many requests on this connection wait for their answers.
+    fn waiting(&self) -> usize {
+        lock(&self.pending).waiters.len()
     }
 
     fn register(&self, id: u64, waiter: Waiter) -> std::result::Result<(), Error> {
@@ -511,7 +520,24 @@ impl Shared {
             return Err(Failed::Unsent(err));
         }
         let t = self.config.request_timeout;
-        match tokio::time::timeout(t, rx).await {
+        let answer = tokio::time::timeout(t, rx);
+        tokio::pin!(answer);
+        let answered = std::future::poll_fn(|cx| {
+            let polled = std::future::Future::poll(answer.as_mut(), cx);
+            // A blocking caller alone on the connection reads its answer
+            // itself. With others waiting too, the reader task serves
+            // them all: it takes every answer a read brings, where a
+            // caller leading would hand them over one by one, and callers
+            // taking turns at leading would contend for the CPU.
+            if polled.is_pending() && conn.waiting() <= 1 {
+                if let Some(reader) = conn.reader.get() {
+                    lead::offer(reader);
+                }
+            }
+            polled
+        })
+        .await;
+        match answered {
             Ok(Ok((outcome, rate_limits))) => {
                 Ok((outcome.map_err(|e| e.context(method)), rate_limits))
             }
@@ -577,9 +603,11 @@ impl Shared {
         self.config
             .budget
             .charge("WebSocket API handshake", HANDSHAKE_WEIGHT)?;
-        let ws = tokio::time::timeout_at(
+        let (ws, socket) = tokio::time::timeout_at(
             deadline,
-            self.config.dialer.connect_unbounded(&self.config.endpoint),
+            self.config
+                .dialer
+                .connect_unbounded_socket(&self.config.endpoint),
         )
         .await
         .map_err(|_| timed_out())??;
@@ -589,11 +617,13 @@ impl Shared {
             pending: Mutex::new(Pending::default()),
             killed: Notify::new(),
             opened: std::time::Instant::now(),
+            reader: std::sync::OnceLock::new(),
         });
         self.connections_opened.fetch_add(1, Ordering::Relaxed);
-        let reader = self
-            .rt
-            .spawn(read_loop(conn.clone(), stream, self.this.clone()));
+        let (cell, reader) =
+            Cell::spawn(&self.rt, read_loop(conn.clone(), stream, self.this.clone()));
+        cell.set_socket(socket);
+        let _ = conn.reader.set(cell);
         {
             let mut readers = lock(&self.readers);
             readers.retain(|r| !r.is_finished());

@@ -19,13 +19,19 @@
 //! wake-up grow together, so the decision is the same; on a distant server
 //! (round trips of milliseconds against wake-ups of microseconds) nothing
 //! is spun.
+//!
+//! When the future waits on a connection it offered (`lead::offer`: the
+//! WebSocket API session does), the caller does not wait for the hand-over
+//! at all: it leads that connection (`lead`), reading it on its own thread.
+//! Its spin then polls the socket rather than a flag, and its sleep is in
+//! `poll(2)` on the socket rather than a park, so the answer reaches it
+//! without the runtime worker's wake-up.
 
+use super::lead;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::Thread;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 
@@ -108,66 +114,86 @@ impl SpinPolicy {
 }
 
 /// Nanoseconds since the first call, for timestamps kept in atomics.
-fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let epoch = *EPOCH.get_or_init(Instant::now);
     epoch.elapsed().as_nanos().min(u64::MAX as u128) as u64
 }
 
-struct Flag {
-    woken: AtomicBool,
-    /// When the waker was last called (`now_ns`).
-    woken_at: AtomicU64,
-    thread: Thread,
-}
-
-impl Wake for Flag {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken_at.store(now_ns(), Ordering::Relaxed);
-        self.woken.store(true, Ordering::Release);
-        self.thread.unpark();
-    }
-}
-
 /// Polls `fut` on this thread (inside the runtime's context) until it is
-/// ready, spinning within the policy's budget before parking.
+/// ready. While it waits for a connection that it offered
+/// ([`lead::offer`]), this thread leads that connection (reads it itself,
+/// `lead`); otherwise it waits for the hand-over. Either way it spins
+/// within the policy's budget before it sleeps.
 pub fn block_on<F: Future>(handle: &Handle, policy: &SpinPolicy, fut: F) -> F::Output {
     let _context = handle.enter();
-    let flag = Arc::new(Flag {
-        woken: AtomicBool::new(false),
-        woken_at: AtomicU64::new(0),
-        thread: std::thread::current(),
-    });
-    let waker = Waker::from(flag.clone());
+    let _blocking = lead::blocking();
+    let me = lead::Wakeup::current();
+    let waker = Waker::from(me.clone());
     let mut cx = Context::from_waker(&waker);
     let mut fut = pin!(fut);
     let started = Instant::now();
     let budget = policy.budget();
     let counted = (!budget.is_zero()).then(|| Spinner::enter(policy));
     let spinning = counted.as_ref().is_some_and(|s| s.allowed);
+    let mut leading: Option<lead::Lead> = None;
+    let mut following: Option<lead::Follow> = None;
     let out = loop {
-        flag.woken.store(false, Ordering::Release);
+        me.reset();
         if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
             break out;
         }
-        let (mut parked, mut spun) = (false, false);
-        while !flag.woken.load(Ordering::Acquire) {
-            if spinning && started.elapsed() < budget {
-                std::thread::yield_now();
-                spun = true;
-            } else {
-                // unpark() before park() makes park() return at once: no
-                // wake-up is lost between the check and the park.
-                std::thread::park();
-                parked = true;
+        match lead::take_offer() {
+            Some(cell) if leading.as_ref().is_some_and(|l| l.of(&cell)) => {}
+            Some(cell) => {
+                drop(leading.take()); // steps down before leading another
+                leading = cell.lead();
+                if leading.is_none() && following.is_none() {
+                    following = Some(cell.follow());
+                }
+            }
+            None => drop(leading.take()),
+        }
+        let (mut parked, mut spun, mut led) = (false, false, false);
+        while !me.woken() {
+            let spin = spinning && started.elapsed() < budget;
+            match &leading {
+                Some(l) => {
+                    led = true;
+                    // Read what the socket holds; this may be the answer.
+                    if l.step() || l.followed() {
+                        // The connection's task ended, or others wait on
+                        // it too: the driver reads from here on.
+                        leading = None;
+                        continue;
+                    }
+                    if me.woken() {
+                        break;
+                    }
+                    if spin {
+                        std::thread::yield_now();
+                        spun = true;
+                    } else {
+                        l.sleep(None);
+                        parked = true;
+                    }
+                }
+                None if spin => {
+                    std::thread::yield_now();
+                    spun = true;
+                }
+                None => {
+                    // unpark() before park() makes park() return at once:
+                    // no wake-up is lost between the check and the park.
+                    std::thread::park();
+                    parked = true;
+                }
             }
         }
-        if parked || spun {
-            let at = flag.woken_at.load(Ordering::Relaxed);
+        // A leader notices its answer as it reads it: only the hand-over's
+        // wake-ups are measured.
+        if (parked || spun) && !led {
+            let at = me.woken_at.load(Ordering::Relaxed);
             let late = Duration::from_nanos(now_ns().saturating_sub(at));
             if parked {
                 policy.record_wake(late);
@@ -176,6 +202,8 @@ pub fn block_on<F: Future>(handle: &Handle, policy: &SpinPolicy, fut: F) -> F::O
             }
         }
     };
+    drop(leading);
+    drop(following);
     drop(counted);
     policy.record(started.elapsed());
     out

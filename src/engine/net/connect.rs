@@ -1,6 +1,7 @@
 //! Opening a WebSocket: TCP (through an HTTP CONNECT proxy when configured),
 //! TLS with certificate and host name verification, then the upgrade.
 
+use super::lead::{Direct, RawFd};
 use super::proxy::{self, Proxy};
 use super::url::{host_port, Endpoint};
 use crate::engine::error::{Error, Result, Status};
@@ -49,15 +50,26 @@ pub const API_READ_BUFFER: usize = 4 << 10;
 pub const STREAM_READ_BUFFER: usize = 16 << 10;
 
 impl Dialer {
-    /// Connects to `endpoint` within the connect timeout.
-    pub async fn connect(&self, endpoint: &Endpoint) -> Result<Ws> {
-        self.within_timeout(endpoint, self.connect_unbounded(endpoint))
+    /// Connects to `endpoint` within the connect timeout. Also returns the
+    /// connection's socket, for a reader leading it to sleep on (`lead`;
+    /// `None` where leading is not possible).
+    pub async fn connect_socket(&self, endpoint: &Endpoint) -> Result<(Ws, Option<RawFd>)> {
+        self.within_timeout(endpoint, self.connect_unbounded_socket(endpoint))
             .await
     }
 
-    /// Connects with no time limit of its own: the caller bounds it.
-    pub async fn connect_unbounded(&self, endpoint: &Endpoint) -> Result<Ws> {
+    /// [`Dialer::connect_socket`] with no time limit of its own: the
+    /// caller bounds it.
+    pub async fn connect_unbounded_socket(
+        &self,
+        endpoint: &Endpoint,
+    ) -> Result<(Ws, Option<RawFd>)> {
         let transport = self.transport_unbounded(endpoint).await?;
+        let socket = match &transport {
+            MaybeTlsStream::Plain(t) => t.socket(),
+            MaybeTlsStream::NativeTls(t) => t.get_ref().get_ref().get_ref().socket(),
+            _ => None,
+        };
         let request = endpoint.url().into_client_request().map_err(|e| {
             Error::invalid(format!(
                 "endpoint {} is not a valid request: {e}",
@@ -75,7 +87,7 @@ impl Dialer {
         )
         .await
         .map_err(|e| handshake_error(endpoint, e))?;
-        Ok(ws)
+        Ok((ws, socket))
     }
 
     /// Opens the byte stream to `endpoint` without the WebSocket upgrade:
@@ -84,10 +96,7 @@ impl Dialer {
     /// TLS) endpoint, using the cached connector. Within the connect
     /// timeout. For speaking another protocol (HTTP/1.1 REST) over the same
     /// path the WebSocket connections take.
-    pub async fn connect_transport(
-        &self,
-        endpoint: &Endpoint,
-    ) -> Result<MaybeTlsStream<TcpStream>> {
+    pub async fn connect_transport(&self, endpoint: &Endpoint) -> Result<MaybeTlsStream<Direct>> {
         self.within_timeout(endpoint, self.transport_unbounded(endpoint))
             .await
     }
@@ -107,7 +116,7 @@ impl Dialer {
         })
     }
 
-    async fn transport_unbounded(&self, endpoint: &Endpoint) -> Result<MaybeTlsStream<TcpStream>> {
+    async fn transport_unbounded(&self, endpoint: &Endpoint) -> Result<MaybeTlsStream<Direct>> {
         let tcp = match &self.proxy {
             Some(p) => {
                 let tcp = tcp_connect(&p.host, p.port, self.source)
@@ -118,6 +127,7 @@ impl Dialer {
             None => tcp_connect(&endpoint.host, endpoint.port, self.source).await?,
         };
         let _ = tcp.set_nodelay(true);
+        let tcp = Direct(tcp);
         if !endpoint.tls {
             return Ok(MaybeTlsStream::Plain(tcp));
         }

@@ -3,6 +3,7 @@
 
 pub mod block;
 pub mod connect;
+pub mod lead;
 pub mod proxy;
 pub mod runtime;
 pub mod tls;

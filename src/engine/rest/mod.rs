@@ -50,7 +50,6 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio_tungstenite::MaybeTlsStream;
@@ -865,7 +864,7 @@ fn host_header(base: &Endpoint) -> String {
 async fn connect_transport(
     dialer: &Dialer,
     endpoint: &Endpoint,
-) -> Result<MaybeTlsStream<TcpStream>> {
+) -> Result<MaybeTlsStream<crate::engine::net::lead::Direct>> {
     dialer.connect_transport(endpoint).await.map_err(|mut e| {
         e.message = e.message.replace(&endpoint.url(), &endpoint.http_url());
         e

@@ -209,7 +209,10 @@ impl UserStream {
         let task = runtime.handle().spawn(runner.run());
         let callback_mode = callback.is_some();
         let dispatcher = match callback {
-            Some(cb) => Some(spawn_dispatcher(shared.clone(), cb).inspect_err(|_| task.abort())?),
+            Some(cb) => Some(
+                spawn_dispatcher(shared.clone(), runtime.handle().clone(), cb)
+                    .inspect_err(|_| task.abort())?,
+            ),
             None => None,
         };
         Ok(UserStream {
@@ -234,7 +237,7 @@ impl UserStream {
             .gate
             .enter()
             .map_err(|_| Error::new(Status::StreamClosed, "the stream is closed"))?;
-        match self.shared.queue.pop(timeout) {
+        match self.shared.pop(self.runtime.handle(), timeout) {
             Popped::Event(ev) => Ok(Some(ev)),
             Popped::TimedOut => Ok(None),
             Popped::Closed => Err(Error::new(Status::StreamClosed, "the stream is closed")),
@@ -316,11 +319,15 @@ impl Drop for UserStream {
     }
 }
 
-fn spawn_dispatcher(shared: Arc<Shared>, mut cb: Callback) -> Result<std::thread::JoinHandle<()>> {
+fn spawn_dispatcher(
+    shared: Arc<Shared>,
+    rt: tokio::runtime::Handle,
+    mut cb: Callback,
+) -> Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("binance-uds-cb".into())
         .spawn(move || loop {
-            match shared.queue.pop(Duration::from_secs(3600)) {
+            match shared.pop(&rt, Duration::from_secs(3600)) {
                 Popped::Event(ev) => cb(ev),
                 Popped::TimedOut => {}
                 Popped::Closed => return,

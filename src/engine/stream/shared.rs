@@ -7,11 +7,14 @@ use super::conn::ConnStats;
 use super::sink::Resume;
 use super::Health;
 use crate::engine::event::{now_ms, Event, LISTEN_KEY_RENEWED, STREAM_GAP};
+use crate::engine::net::lead::Cell;
+use crate::engine::queue::Popped;
 use crate::engine::queue::Queue;
 use crate::engine::rest::budget::Budget;
 use serde_json::json;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// What the connection and the runner record for `health`.
@@ -34,6 +37,9 @@ pub(crate) struct Shared {
     info: Mutex<Info>,
     /// Written once per event, so kept out of the mutex.
     last_event_ms: AtomicI64,
+    /// The task of the connection the stream was last subscribed on, for
+    /// a reader waiting for an event to poll itself (`lead`).
+    reader: Mutex<Weak<Cell>>,
 }
 
 impl Shared {
@@ -53,6 +59,51 @@ impl Shared {
                 snapshot_waiting: None,
             }),
             last_event_ms: AtomicI64::new(0),
+            reader: Mutex::new(Weak::new()),
+        }
+    }
+
+    /// The stream is subscribed on the connection whose task `reader` is.
+    pub fn set_reader(&self, reader: &Arc<Cell>) {
+        *self.reader.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(reader);
+    }
+
+    /// The task of the stream's connection, if it still runs.
+    pub fn reader(&self) -> Option<Arc<Cell>> {
+        self.reader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .upgrade()
+    }
+
+    /// Waits up to `timeout` for the next event. A reader that waits leads
+    /// the stream's connection when nobody else does: it reads the socket
+    /// itself rather than waiting for the runtime's worker to hand the
+    /// event over (`lead`).
+    pub fn pop(&self, rt: &tokio::runtime::Handle, timeout: Duration) -> Popped {
+        if timeout.is_zero() {
+            return self.queue.pop(timeout);
+        }
+        // Already queued (a burst): no lead to take.
+        if let Some(p) = self.queue.try_take() {
+            return p;
+        }
+        let deadline = std::time::Instant::now().checked_add(timeout);
+        {
+            // Entered first: the lead's last poll, as it steps down, runs
+            // the task too, and its timers need the runtime.
+            let _context = rt.enter();
+            if let Some(lead) = self.reader().and_then(|cell| cell.lead()) {
+                if let Some(p) = self.queue.pop_leading(deadline, &lead) {
+                    return p;
+                }
+            }
+        }
+        match deadline {
+            Some(d) => self
+                .queue
+                .pop(d.saturating_duration_since(std::time::Instant::now())),
+            None => self.queue.pop(timeout),
         }
     }
 

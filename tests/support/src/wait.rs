@@ -40,6 +40,21 @@ const SYS_FUTEX: i64 = libc::SYS_futex;
 #[cfg(not(target_os = "linux"))]
 const SYS_FUTEX: i64 = -1;
 
+/// Where a thread that waits sleeps: futex (a condition variable, a
+/// parked thread) or poll(2) (a reader leading its stream's connection
+/// sleeps on the socket: src/engine/net/lead.rs).
+fn asleep_waiting(nr: i64) -> bool {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    if nr == libc::SYS_poll {
+        return true;
+    }
+    #[cfg(target_os = "linux")]
+    if nr == libc::SYS_ppoll {
+        return true;
+    }
+    nr == SYS_FUTEX
+}
+
 fn syscall_of(tid: u64) -> Option<i64> {
     let path = format!("/proc/self/task/{tid}/syscall");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -51,11 +66,12 @@ fn syscall_of(tid: u64) -> Option<i64> {
 /// for 100 ms without a break. The locks taken on the way into the call
 /// are uncontended and held for microseconds, so a thread seen there that
 /// long is waiting inside the call: a test that then wakes it tests the
-/// wake-up, not a refusal on the way in. Panics naming `what` after `limit`.
+/// wake-up, not a refusal on the way in. (Or asleep in poll(2): a reader
+/// leading its connection.) Panics naming `what` after `limit`.
 pub fn wait_blocked(what: &str, tid: u64, limit: Duration) {
     let mut since: Option<Instant> = None;
     wait_for(what, limit, || {
-        if syscall_of(tid) == Some(SYS_FUTEX) {
+        if syscall_of(tid).is_some_and(asleep_waiting) {
             since.get_or_insert_with(Instant::now).elapsed() >= BLOCKED_STABLE
         } else {
             since = None;

@@ -4,6 +4,7 @@
 use super::task::Task;
 use super::{ConnSettings, ConnStats};
 use crate::engine::error::{Error, Result, Status};
+use crate::engine::net::lead::Cell;
 use crate::engine::stream::sink::Sink;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -41,6 +42,9 @@ pub(super) struct Places {
 /// A connection as the pool and the streams hold it.
 pub struct ConnHandle {
     pub stats: Arc<ConnStats>,
+    /// The connection's task, which a stream's reader waiting for an
+    /// event may poll itself (`lead`).
+    reader: std::sync::OnceLock<Arc<Cell>>,
     tx: mpsc::UnboundedSender<Cmd>,
     places: Mutex<Places>,
 }
@@ -51,7 +55,8 @@ impl ConnHandle {
     pub fn spawn(settings: Arc<ConnSettings>, query_key: Option<String>) -> Arc<ConnHandle> {
         let (handle, rx) = ConnHandle::new();
         let task = Task::new(settings, handle.clone(), rx, query_key);
-        tokio::spawn(task.run());
+        let (cell, _driver) = Cell::spawn(&tokio::runtime::Handle::current(), task.run());
+        let _ = handle.reader.set(cell);
         handle
     }
 
@@ -65,10 +70,16 @@ impl ConnHandle {
         });
         let handle = Arc::new(ConnHandle {
             stats,
+            reader: std::sync::OnceLock::new(),
             tx,
             places: Mutex::new(Places::default()),
         });
         (handle, rx)
+    }
+
+    /// The connection's task, for a waiting reader to lead.
+    pub fn reader(&self) -> Option<&Arc<Cell>> {
+        self.reader.get()
     }
 
     pub(super) fn places(&self) -> MutexGuard<'_, Places> {

@@ -33,6 +33,7 @@ pub use handle::{Answer, ConnHandle, Membership};
 use crate::engine::config::StreamForm;
 use crate::engine::event::now_ms;
 use crate::engine::net::connect::{Dialer, Ws};
+use crate::engine::net::lead::SocketMark;
 use crate::engine::net::url::Endpoint;
 use std::sync::atomic::{AtomicI64, AtomicUsize};
 use std::time::Duration;
@@ -81,6 +82,9 @@ impl Lost {
 
 /// A live socket and what is known of it.
 struct Link {
+    /// Its socket, as the one a reader leading the connection sleeps on
+    /// (`lead`). Declared first: dropped before `ws` closes the socket.
+    _socket: Option<SocketMark>,
     ws: Ws,
     opened: Instant,
     last_frame: Instant,
@@ -88,8 +92,14 @@ struct Link {
 }
 
 impl Link {
+    #[cfg(test)]
     fn new(ws: Ws) -> Link {
+        Link::with_socket(ws, None)
+    }
+
+    fn with_socket(ws: Ws, socket: Option<SocketMark>) -> Link {
         Link {
+            _socket: socket,
             ws,
             opened: Instant::now(),
             last_frame: Instant::now(),

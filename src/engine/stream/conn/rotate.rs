@@ -147,12 +147,12 @@ impl Task {
         }
         // Phase 1: connect and subscribe beside the old one, serving it.
         let mut opening = Box::pin(async move {
-            let mut ws = settings.dialer.connect(&url).await?;
+            let (mut ws, socket) = settings.dialer.connect_socket(&url).await?;
             let mut held = Vec::new();
             subscribe_all(&mut ws, &mut pacer, &mut held).await?;
-            Ok::<_, Error>((ws, held))
+            Ok::<_, Error>(((ws, socket), held))
         });
-        let (ws, held_text) = loop {
+        let ((ws, socket), held_text) = loop {
             tokio::select! {
                 r = &mut opening => match r {
                     Ok(ok) => break ok,
@@ -161,7 +161,8 @@ impl Task {
                 msg = old.ws.next() => self.on_frames(&mut old, msg)?,
             }
         };
-        self.switch(old, Link::new(ws), held_text).await
+        let new = Link::with_socket(ws, self.mark(socket));
+        self.switch(old, new, held_text).await
     }
 
     /// Phase 2, both open: delivers from the old link and holds the new

@@ -9,6 +9,7 @@ use super::{far, query_url, ConnSettings, ConnStats, Link, Lost};
 use crate::engine::error::{Error, Result, Status};
 use crate::engine::event::{now_ms, Event};
 use crate::engine::net::connect::Ws;
+use crate::engine::net::lead::{RawFd, SocketMark};
 use crate::engine::net::url::Endpoint;
 use crate::engine::stream::sink::{Signal, Sink};
 use crate::engine::stream::wire::{self, Incoming};
@@ -100,10 +101,10 @@ impl Task {
         }
     }
 
-    async fn dial(&self) -> Result<Ws> {
+    async fn dial(&self) -> Result<(Ws, Option<RawFd>)> {
         self.settings
             .dialer
-            .connect(&self.url())
+            .connect_socket(&self.url())
             .await
             .map_err(|mut e| {
                 if let Some(key) = &self.query_key {
@@ -116,9 +117,14 @@ impl Task {
             })
     }
 
+    /// Makes `socket` the one a leading reader sleeps on.
+    pub(super) fn mark(&self, socket: Option<RawFd>) -> Option<SocketMark> {
+        self.handle.reader()?.mark_socket(socket)
+    }
+
     pub(super) async fn run(mut self) {
         let link = match self.dial().await {
-            Ok(ws) => Link::new(ws),
+            Ok((ws, socket)) => Link::with_socket(ws, self.mark(socket)),
             Err(e) => return self.fail_all(e),
         };
         self.run_on(link).await;
@@ -509,6 +515,9 @@ impl Task {
             .and_then(|v| v.iter().find(|s| s.id == sink))
         {
             s.shared.on_subscribed(self.stats.clone());
+            if let Some(reader) = self.handle.reader() {
+                s.shared.set_reader(reader);
+            }
             s.flush_resume();
         }
     }
