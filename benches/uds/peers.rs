@@ -54,14 +54,27 @@ impl Cmd {
                 self.program.display(),
                 args.first(),
                 out.status,
-                String::from_utf8_lossy(&out.stderr)
-                    .lines()
-                    .rev()
-                    .take(3)
-                    .collect::<Vec<_>>()
-                    .join(" / ")
+                why(&String::from_utf8_lossy(&out.stderr))
             )),
         }
+    }
+}
+
+/// What a failed peer's stderr says: from its last error line (Python's
+/// `...Error: ...`, Node's `Error: ...`, a Rust panic and its message),
+/// else its last three lines.
+fn why(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let error = lines
+        .iter()
+        .rposition(|l| l.contains("Error:") || l.contains("panicked at"));
+    match error {
+        Some(i) => lines[i..lines.len().min(i + 2)].join(" / "),
+        None => lines[lines.len().saturating_sub(3)..].join(" / "),
     }
 }
 
@@ -141,12 +154,7 @@ impl Cmd {
         drop(child);
         got.map_err(|e| {
             let stderr = errors.join().unwrap_or_default();
-            let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
-            format!(
-                "{} events: {e}: {}",
-                self.program.display(),
-                tail.join(" / ")
-            )
+            format!("{} events: {e}: {}", self.program.display(), why(&stderr))
         })
     }
 }
