@@ -1690,15 +1690,16 @@ subscribes its user stream as its documentation shows (Python SDK \
 callback gets the SDK's parsed event), or opens a binance-uds stream and reads it as that \
 language's user would: Python's blocking `next_event` and `binance_uds.aio`'s awaited \
 `next_event` on an asyncio loop, Node.js `binance_user_stream_next` through koffi \
-(synchronously; the JSON copied into a JS string and parsed), Rust \
-`binance_user_stream_next`. It prints `READY`; the benchmark then emits \
+(synchronously), Rust `binance_user_stream_next`; the Python and Node.js sides parse \
+the event's JSON (`json.loads`, `JSON.parse`) as their users would. It prints `READY`; the benchmark then emits \
 ORDER_TRADE_UPDATE events to its account from the control port, one every ~{egap} µs, \
 until {ewarm} unmeasured and then {en} measured ones have been delivered (an event emitted \
 before the subscription is live reaches nobody and is not counted). Each event carries the \
 exchange's CLOCK_REALTIME at the hand-over to the WebSocket writer as its client order id \
-`o.c` (a field every SDK's model keeps), subtracted from the program's wall clock when the \
-event is in its hands (Node.js: `performance.timeOrigin + performance.now()`, µs \
-precision, on both sides). {erounds} rounds, each SDK, then the library's faces, per peer. \
+`o.c` (a field every SDK's model keeps), subtracted from the program's wall clock taken as soon \
+as the event is in its hands, before it is read (Node.js: `performance.timeOrigin + performance.now()`, µs \
+precision, on both sides). {erounds} rounds; in each, per peer, the SDK's program, then \
+the library's. \
 Targets: Python ≥ 2× ahead of the SDK at p50 and p99 (ratio ≤ 0.5) for both faces, and \
 `binance_uds.aio` p50 ≤ blocking + 20 µs; Node.js and Rust ahead of their SDK. \
 `benches/aio.py` (run by `scripts/bench.sh` after this benchmark) also measures aio's \

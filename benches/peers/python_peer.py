@@ -170,8 +170,6 @@ def binding_events(ws_api, stream, ca_file, api_key, n, warmup):
 
 
 async def aio_events(ws_api, stream, ca_file, api_key, n, warmup):
-    import asyncio
-
     binding_module()
     from binance_uds import aio
 
@@ -180,7 +178,9 @@ async def aio_events(ws_api, stream, ca_file, api_key, n, warmup):
     async with aio.Client(config) as client, client.user_stream() as st:
         ready()
         while len(lat) < n + warmup:
-            ev = await asyncio.wait_for(st.next_event(), WAIT_S)
+            # No wait_for (a task per call, which the SDK's callback does
+            # not pay): the benchmark kills a peer whose events stop.
+            ev = await st.next_event()
             now = time.time_ns()
             got = event_latency(ev, now)
             if got is not None:
