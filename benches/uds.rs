@@ -1697,8 +1697,9 @@ until {ewarm} unmeasured and then {en} measured ones have been delivered (an eve
 before the subscription is live reaches nobody and is not counted). Each event carries the \
 exchange's CLOCK_REALTIME at the hand-over to the WebSocket writer as its client order id \
 `o.c` (a field every SDK's model keeps), subtracted from the program's wall clock taken as soon \
-as the event is in its hands, before it is read (Node.js: `performance.timeOrigin + performance.now()`, µs \
-precision, on both sides). {erounds} rounds; in each, per peer, the SDK's program, then \
+as the event is in its hands, before it is read (Node.js: `performance.timeOrigin + performance.now()`, \
+corrected at start by its offset from `clock_gettime(CLOCK_REALTIME)`, about 10 µs here, on \
+both sides). {erounds} rounds; in each, per peer, the SDK's program, then \
 the library's. \
 Targets: Python ≥ 2× ahead of the SDK at p50 and p99 (ratio ≤ 0.5) for both faces, and \
 `binance_uds.aio` p50 ≤ blocking + 20 µs; Node.js and Rust ahead of their SDK. \

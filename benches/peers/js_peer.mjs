@@ -17,10 +17,10 @@
 // each keepalive after 300 unmeasured ones; `events.samples` the latency of
 // each of N user-stream events after WARMUP unmeasured: the wall clock as
 // the event is in the program's hands (performance.timeOrigin +
-// performance.now(), µs precision) minus the exchange's send time, which
-// the benchmark's events carry as their client order id `o.c`. The program
-// prints `READY` once its stream is open; the benchmark then emits. `sdk`
-// subscribes as the connector's README shows (websocketStreams.connect,
+// performance.now(), corrected to CLOCK_REALTIME at start) minus the
+// exchange's send time, which the benchmark's events carry as their client
+// order id `o.c`. The program prints `READY` once its stream is open; the
+// benchmark then emits. `sdk` subscribes as the connector's README shows (websocketStreams.connect,
 // userData(listenKey), on('message')); `ffi` opens a stream with
 // binance_user_stream_open and reads it with binance_user_stream_next,
 // synchronously, each event's JSON copied into a JS string and parsed.
@@ -41,8 +41,29 @@ const [wsApi, stream, caFile, apiKey, nArg, warmArg] = events
 const n = Number(nArg ?? 0);
 const warmup = Number(warmArg ?? 0);
 
+// performance.timeOrigin + performance.now() is off CLOCK_REALTIME (which
+// the exchange stamps) by some µs, differently in each process: measured
+// once against clock_gettime (libc through koffi, off the timed path) and
+// corrected, on both sides alike.
+function realtimeOffsetUs() {
+    const koffi = require('koffi');
+    const timespec = koffi.struct('timespec', { tv_sec: 'int64_t', tv_nsec: 'int64_t' });
+    const clockGettime = koffi.load('libc.so.6').func('int clock_gettime(int clk, _Out_ timespec *ts)');
+    let best = { span: Infinity, offset: 0 };
+    for (let i = 0; i < 50; i++) {
+        const ts = {};
+        const a = (performance.timeOrigin + performance.now()) * 1e3;
+        clockGettime(0, ts); // CLOCK_REALTIME
+        const b = (performance.timeOrigin + performance.now()) * 1e3;
+        const real = Number(ts.tv_sec) * 1e6 + Number(ts.tv_nsec) / 1e3;
+        if (b - a < best.span) best = { span: b - a, offset: real - (a + b) / 2 };
+    }
+    return best.offset;
+}
+const OFFSET_US = events ? realtimeOffsetUs() : 0;
+
 // The wall clock in µs, and an event's latency from its send time in `o.c` (ns).
-const nowUs = () => (performance.timeOrigin + performance.now()) * 1e3;
+const nowUs = () => (performance.timeOrigin + performance.now()) * 1e3 + OFFSET_US;
 const latencyUs = (now, event) => now - Number(BigInt(event.o.c) / 1000n);
 const ready = () => console.log('READY');
 
