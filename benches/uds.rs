@@ -1001,7 +1001,7 @@ struct PeerRun {
     lib_warm: Vec<f64>,
     failed: Option<String>,
     /// Event latencies: the SDK's, then each of the library's faces'
-    /// (`Cmds::event_libs`, in order).
+    /// (`Peer::event_faces`, in order).
     sdk_events: Vec<f64>,
     lib_events: Vec<Vec<f64>>,
     events_failed: Option<String>,
@@ -1113,7 +1113,7 @@ fn peer_event_rounds(b: &Bench, plan: &Plan, runs: &mut [PeerRun]) {
             let Ok(c) = r.peer.cmds.as_ref() else {
                 continue;
             };
-            let sides = std::iter::once(&c.sdk).chain(c.event_libs.iter().map(|(_, cmd)| cmd));
+            let sides = std::iter::once(&c.sdk).chain(&c.event_libs);
             let mut got = Vec::new();
             for cmd in sides {
                 // A fresh account each time: no stream of an earlier
@@ -1546,10 +1546,7 @@ fn event_peer_rows(rows: &mut Vec<Row>, r: &PeerRun) {
         .events_failed
         .clone()
         .or_else(|| p.cmds.as_ref().err().cloned());
-    let faces: Vec<&str> = match &p.cmds {
-        Ok(c) => c.event_libs.iter().map(|(name, _)| *name).collect(),
-        Err(_) => vec![p.lib_name],
-    };
+    let faces = p.event_faces;
     // Python's target is twice the SDK's speed; the others', ahead of it.
     let target = if p.lang == "Python" {
         Target::RatioMax(0.5)
@@ -1558,8 +1555,10 @@ fn event_peer_rows(rows: &mut Vec<Row>, r: &PeerRun) {
     };
     let none = Vec::new();
     let lib = |i: usize| r.lib_events.get(i).unwrap_or(&none);
+    // A round that failed after others were measured keeps their figures.
     let note = |row: Row| match &why {
-        Some(w) => row.note(format!("not measured: {w}")),
+        Some(w) if r.sdk_events.is_empty() => row.note(format!("not measured: {w}")),
+        Some(w) => row.note(format!("a later round failed: {w}")),
         None => row,
     };
     for (i, face) in faces.iter().enumerate() {

@@ -164,9 +164,8 @@ pub struct Cmds {
     pub sdk: Cmd,
     /// binance-uds as the warm and cold rows call it.
     pub lib: Cmd,
-    /// binance-uds's faces for the event rows (name, command): the way
-    /// that language's user reads a stream (Python: blocking and asyncio).
-    pub event_libs: Vec<(&'static str, Cmd)>,
+    /// binance-uds for the event rows, one per `Peer::event_faces`.
+    pub event_libs: Vec<Cmd>,
 }
 
 /// An SDK and binance-uds in the same language.
@@ -176,6 +175,9 @@ pub struct Peer {
     pub lang: &'static str,
     pub sdk_name: &'static str,
     pub lib_name: &'static str,
+    /// binance-uds as that language's user reads a stream, for the event
+    /// rows (Python: blocking and asyncio).
+    pub event_faces: &'static [&'static str],
     /// Its commands, or why the peer cannot run here.
     pub cmds: Result<Cmds, String>,
 }
@@ -210,10 +212,7 @@ pub fn find(exe: &Path, so: &Path, ca_file: &Path) -> Vec<Peer> {
         Cmds {
             sdk: cmd("sdk"),
             lib: cmd("binding"),
-            event_libs: vec![
-                ("bindings/python blocking next_event", cmd("binding")),
-                ("binance_uds.aio (asyncio)", cmd("aio")),
-            ],
+            event_libs: vec![cmd("binding"), cmd("aio")],
         }
     });
     let node = env_path("UDS_PEER_NODE_PATH").map(|modules| {
@@ -234,7 +233,7 @@ pub fn find(exe: &Path, so: &Path, ca_file: &Path) -> Vec<Peer> {
         Cmds {
             sdk: cmd("sdk"),
             lib: cmd("ffi"),
-            event_libs: vec![("binance_user_stream_next through koffi", cmd("ffi"))],
+            event_libs: vec![cmd("ffi")],
         }
     });
     let rust = env_path("UDS_PEER_RUST_SDK").map(|bin| {
@@ -250,7 +249,7 @@ pub fn find(exe: &Path, so: &Path, ca_file: &Path) -> Vec<Peer> {
         };
         Cmds {
             sdk,
-            event_libs: vec![("binance_user_stream_next", lib.clone())],
+            event_libs: vec![lib.clone()],
             lib,
         }
     });
@@ -260,6 +259,10 @@ pub fn find(exe: &Path, so: &Path, ca_file: &Path) -> Vec<Peer> {
             lang: "Python",
             sdk_name: "binance-sdk-derivatives-trading-usds-futures 18.1.0",
             lib_name: "bindings/python (ctypes)",
+            event_faces: &[
+                "bindings/python blocking next_event",
+                "binance_uds.aio (asyncio)",
+            ],
             cmds: python,
         },
         Peer {
@@ -267,6 +270,7 @@ pub fn find(exe: &Path, so: &Path, ca_file: &Path) -> Vec<Peer> {
             lang: "Node.js",
             sdk_name: "@binance/derivatives-trading-usds-futures 38.1.1",
             lib_name: "the C API through koffi",
+            event_faces: &["binance_user_stream_next through koffi"],
             cmds: node,
         },
         Peer {
@@ -274,6 +278,7 @@ pub fn find(exe: &Path, so: &Path, ca_file: &Path) -> Vec<Peer> {
             lang: "Rust",
             sdk_name: "binance-sdk 77.2.0 (derivatives_trading_usds_futures)",
             lib_name: "the C API",
+            event_faces: &["binance_user_stream_next"],
             cmds: rust,
         },
     ]
