@@ -170,21 +170,28 @@ def binding_events(ws_api, stream, ca_file, api_key, n, warmup):
 
 
 async def aio_events(ws_api, stream, ca_file, api_key, n, warmup):
+    import asyncio
+
     binding_module()
     from binance_uds import aio
 
     config = binding_config(ws_api, ca_file, api_key, stream)
     lat = []
-    async with aio.Client(config) as client, client.user_stream() as st:
-        ready()
+
+    async def read(st):
         while len(lat) < n + warmup:
-            # No wait_for (a task per call, which the SDK's callback does
-            # not pay): the benchmark kills a peer whose events stop.
             ev = await st.next_event()
             now = time.time_ns()
             got = event_latency(ev, now)
             if got is not None:
                 lat.append(got)
+
+    async with aio.Client(config) as client, client.user_stream() as st:
+        ready()
+        # One deadline for them all, as the SDK's side has: wait_for on each
+        # next_event would cost a task per event, which the SDK's callback
+        # does not pay.
+        await asyncio.wait_for(read(st), WAIT_S)
     return {"samples": lat[warmup:]}
 
 
