@@ -55,6 +55,12 @@ const START: &str = "userDataStream.start";
 /// time (`{send_ns}`) early in the text, where both consumers find it.
 const EVENT: &str = r#"{"e":"ORDER_TRADE_UPDATE","E":{E},"send_ns":{send_ns},"T":{E},"o":{"s":"BTCUSDT","c":"TEST","S":"SELL","o":"TRAILING_STOP_MARKET","f":"GTC","q":"0.001","p":"0","ap":"0","sp":"7103.04","x":"NEW","X":"NEW","i":8886774,"l":"0","z":"0","L":"0","N":"USDT","n":"0","T":{E},"t":0,"b":"0","a":"9.91","m":false,"R":false,"wt":"CONTRACT_PRICE","ot":"TRAILING_STOP_MARKET","ps":"LONG","cp":false,"AP":"7476.89","cr":"5.0","pP":false,"si":0,"ss":0,"rp":"0","V":"EXPIRE_TAKER","pm":"OPPONENT","gtd":0,"er":"0"}}"#;
 
+/// The peers' event: `EVENT` with the send time also as its client order
+/// id `o.c`, a field every SDK's model keeps (they drop unknown ones).
+fn peer_event() -> String {
+    EVENT.replace(r#""c":"TEST""#, r#""c":"{send_ns}""#)
+}
+
 /// How many samples of each kind.
 struct Plan {
     cold_pairs: usize,
@@ -73,6 +79,10 @@ struct Plan {
     peer_cold_pairs: usize,
     peer_warm_rounds: usize,
     peer_warm_n: usize,
+    peer_event_rounds: usize,
+    peer_event_n: usize,
+    peer_event_warmup: usize,
+    peer_event_gap: Duration,
 }
 
 impl Plan {
@@ -94,6 +104,10 @@ impl Plan {
             peer_cold_pairs: 4,
             peer_warm_rounds: 3,
             peer_warm_n: 1000,
+            peer_event_rounds: 3,
+            peer_event_n: 300,
+            peer_event_warmup: 50,
+            peer_event_gap: Duration::from_millis(1),
         }
     }
 
@@ -113,6 +127,9 @@ impl Plan {
             peer_cold_pairs: 1,
             peer_warm_rounds: 1,
             peer_warm_n: 300,
+            peer_event_rounds: 1,
+            peer_event_n: 100,
+            peer_event_warmup: 20,
             ..Plan::full()
         }
     }
@@ -209,7 +226,13 @@ fn child(args: &[String]) {
         // ws_api stream ca_file accounts
         "scale-lib" => child_scale_lib(a(1), a(2), &ca_pem(), a(4).parse().expect("n")),
         "scale-raw" => child_scale_raw(a(1), a(2), &ca_pem(), a(4).parse().expect("n")),
-        // The peer protocol (uds/peers.rs): cold|warm ws_api ca_file key [n]
+        // The peer protocol (uds/peers.rs):
+        //   events ws_api stream ca_file key n warmup
+        "peer" if a(1) == "events" => {
+            let num = |i: usize| a(i).parse().expect("a count");
+            child_peer_events(a(2), a(3), a(4), a(5), num(6), num(7))
+        }
+        //   cold|warm ws_api ca_file key [n]
         "peer" => child_peer(a(1), a(2), a(3), a(4), a(5).parse().unwrap_or(0)),
         other => panic!("unknown child mode {other:?}"),
     };
@@ -239,6 +262,26 @@ fn child_peer(mode: &str, ws_api: &str, ca_file: &str, key: &str, n: usize) -> V
         })
         .collect();
     json!({ "samples": samples })
+}
+
+/// The library's side of the Rust peer's event rows: a user stream read
+/// with `binance_user_stream_next`, `READY` once open, then the latency of
+/// `n` events after `warmup`.
+fn child_peer_events(
+    ws_api: &str,
+    stream: &str,
+    ca_file: &str,
+    key: &str,
+    n: usize,
+    warmup: usize,
+) -> Value {
+    let pem = std::fs::read_to_string(ca_file).expect("read CA file");
+    let cfg = Config::new(&settings(ws_api, stream, &pem, key, None)).expect("cfg");
+    let client = Client::new(&cfg).expect("client");
+    let st = Stream::open(&client).expect("stream");
+    println!("READY");
+    let mut lat = consume(n + warmup, || st.next(60_000).expect("next")).lat;
+    json!({ "samples": lat.split_off(warmup) })
 }
 
 fn settings<'a>(
@@ -786,20 +829,50 @@ fn paced_emitter(
     gap: Duration,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let cmd = json!({"cmd": "emit", "api_key": api_key, "count": 1, "raw": EVENT});
-        let line = format!("{cmd}\n");
-        let mut s = std::net::TcpStream::connect(control).expect("control");
-        s.set_nodelay(true).ok();
-        let mut r = BufReader::new(s.try_clone().expect("clone"));
-        let mut answer = String::new();
-        for _ in 0..n {
-            s.write_all(line.as_bytes()).expect("write control");
-            answer.clear();
-            r.read_line(&mut answer).expect("read control");
-            assert!(answer.contains(r#""delivered":1"#), "{answer}");
-            std::thread::sleep(gap);
-        }
+        let all = Duration::from_secs(60);
+        emit_paced(control, api_key, EVENT, n, gap, all).expect("paced events");
     })
+}
+
+/// Emits `raw` to `api_key` one at a time, `gap` apart (one control
+/// connection, each emit answered before the next), until `n` have been
+/// delivered to exactly one connection each; one delivered to none (the
+/// stream not subscribed yet) is not counted. An error if that takes longer
+/// than `within`, or if an event reaches more than one connection.
+fn emit_paced(
+    control: SocketAddr,
+    api_key: &str,
+    raw: &str,
+    n: usize,
+    gap: Duration,
+    within: Duration,
+) -> Result<(), String> {
+    let cmd = json!({"cmd": "emit", "api_key": api_key, "count": 1, "raw": raw});
+    let line = format!("{cmd}\n");
+    let io = |e: std::io::Error| format!("control connection: {e}");
+    let mut s = std::net::TcpStream::connect(control).map_err(io)?;
+    s.set_nodelay(true).ok();
+    let mut r = BufReader::new(s.try_clone().map_err(io)?);
+    let mut answer = String::new();
+    let (deadline, mut delivered) = (Instant::now() + within, 0);
+    while delivered < n {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{delivered} of {n} events delivered in {} s",
+                within.as_secs()
+            ));
+        }
+        s.write_all(line.as_bytes()).map_err(io)?;
+        answer.clear();
+        r.read_line(&mut answer).map_err(io)?;
+        match serde_json::from_str::<Value>(&answer).map(|v| v["delivered"].as_u64()) {
+            Ok(Some(0)) => {}
+            Ok(Some(1)) => delivered += 1,
+            _ => return Err(format!("emit answered {answer:?}")),
+        }
+        std::thread::sleep(gap);
+    }
+    Ok(())
 }
 
 fn burst(control: SocketAddr, api_key: &str, n: usize) -> (std::net::TcpStream, Value) {
@@ -927,10 +1000,16 @@ struct PeerRun {
     sdk_warm: Vec<f64>,
     lib_warm: Vec<f64>,
     failed: Option<String>,
+    /// Event latencies: the SDK's, then each of the library's faces'
+    /// (`Peer::event_faces`, in order).
+    sdk_events: Vec<f64>,
+    lib_events: Vec<Vec<f64>>,
+    events_failed: Option<String>,
 }
 
 /// The SDK rows: every peer's SDK and binance-uds side, alternating (SDK,
-/// library, next peer ...), cold pairs first, then warm rounds.
+/// library, next peer ...), cold pairs first, then warm rounds, then
+/// event rounds.
 fn peer_runs(b: &Bench, plan: &Plan) -> Vec<PeerRun> {
     let release = b
         .exe
@@ -949,6 +1028,9 @@ fn peer_runs(b: &Bench, plan: &Plan) -> Vec<PeerRun> {
             lib_wall: Vec::new(),
             sdk_warm: Vec::new(),
             lib_warm: Vec::new(),
+            sdk_events: Vec::new(),
+            lib_events: Vec::new(),
+            events_failed: None,
         })
         .collect();
     let ws = b.ex.ws_api.as_str();
@@ -967,12 +1049,12 @@ fn peer_runs(b: &Bench, plan: &Plan) -> Vec<PeerRun> {
     for i in 0..plan.peer_cold_pairs {
         for r in runs.iter_mut().filter(|r| r.failed.is_none()) {
             let key = format!("benchPeerCold{}", r.peer.id);
-            let Ok((sdk, lib)) = r.peer.cmds.as_ref() else {
+            let Ok(c) = r.peer.cmds.as_ref() else {
                 continue;
             };
             let got = (|| {
-                let (s, sw) = sdk.run(&["cold", ws, &ca, &key])?;
-                let (l, lw) = lib.run(&["cold", ws, &ca, &key])?;
+                let (s, sw) = c.sdk.run(&["cold", ws, &ca, &key])?;
+                let (l, lw) = c.lib.run(&["cold", ws, &ca, &key])?;
                 Ok::<_, String>([us(&s)?, sw, us(&l)?, lw])
             })();
             match got {
@@ -991,12 +1073,12 @@ fn peer_runs(b: &Bench, plan: &Plan) -> Vec<PeerRun> {
     for i in 0..plan.peer_warm_rounds {
         for r in runs.iter_mut().filter(|r| r.failed.is_none()) {
             let key = format!("benchPeerWarm{}", r.peer.id);
-            let Ok((sdk, lib)) = r.peer.cmds.as_ref() else {
+            let Ok(c) = r.peer.cmds.as_ref() else {
                 continue;
             };
             let got = (|| {
-                let s = sdk.run(&["warm", ws, &ca, &key, &n])?.0;
-                let l = lib.run(&["warm", ws, &ca, &key, &n])?.0;
+                let s = c.sdk.run(&["warm", ws, &ca, &key, &n])?.0;
+                let l = c.lib.run(&["warm", ws, &ca, &key, &n])?.0;
                 Ok::<_, String>((f64s(&s["samples"]), f64s(&l["samples"])))
             })();
             match got {
@@ -1010,7 +1092,74 @@ fn peer_runs(b: &Bench, plan: &Plan) -> Vec<PeerRun> {
         eprint!("\r  peers warm: {}/{}", i + 1, plan.peer_warm_rounds);
     }
     eprintln!();
+    peer_event_rounds(b, plan, &mut runs);
     runs
+}
+
+/// The event rows: per round and peer, the SDK's program then each of the
+/// library's, each a fresh process on a fresh account; once it says READY,
+/// warm-up and measured events paced from the exchange's control port.
+/// A peer that fails once is left out of the remaining event rounds.
+fn peer_event_rounds(b: &Bench, plan: &Plan, runs: &mut [PeerRun]) {
+    let (ws, stream) = (b.ex.ws_api.as_str(), b.ex.stream.as_str());
+    let ca = b.ex.ca_file.to_string_lossy().into_owned();
+    let (n, warmup) = (plan.peer_event_n, plan.peer_event_warmup);
+    let (n_arg, warmup_arg) = (n.to_string(), warmup.to_string());
+    let raw = peer_event();
+    let within = Duration::from_secs(30) + plan.peer_event_gap * (4 * (n + warmup)) as u32;
+    let mut account = 0;
+    for i in 0..plan.peer_event_rounds {
+        for r in runs.iter_mut().filter(|r| r.events_failed.is_none()) {
+            let Ok(c) = r.peer.cmds.as_ref() else {
+                continue;
+            };
+            let sides = std::iter::once(&c.sdk).chain(&c.event_libs);
+            let mut got = Vec::new();
+            for cmd in sides {
+                // A fresh account each time: no stream of an earlier
+                // process can receive its events.
+                account += 1;
+                let key = format!("benchPeerEv{}n{account}", r.peer.id);
+                let samples = cmd
+                    .events(&[ws, stream, &ca, &key, &n_arg, &warmup_arg], || {
+                        emit_paced(
+                            b.ex.control,
+                            &key,
+                            &raw,
+                            n + warmup,
+                            plan.peer_event_gap,
+                            within,
+                        )
+                    })
+                    .map(|v| f64s(&v["samples"]))
+                    .and_then(|s| {
+                        if s.len() == n {
+                            Ok(s)
+                        } else {
+                            Err(format!("{} samples, not {n}", s.len()))
+                        }
+                    });
+                match samples {
+                    Ok(s) => got.push(s),
+                    Err(e) => {
+                        eprintln!("\n  {} events: {e}", r.peer.sdk_name);
+                        r.events_failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            if r.events_failed.is_none() {
+                let mut got = got.into_iter();
+                r.sdk_events.extend(got.next().unwrap_or_default());
+                r.lib_events.resize(got.len(), Vec::new());
+                for (all, s) in r.lib_events.iter_mut().zip(got) {
+                    all.extend(s);
+                }
+            }
+        }
+        eprint!("\r  peers events: {}/{}", i + 1, plan.peer_event_rounds);
+    }
+    eprintln!();
 }
 
 fn run() {
@@ -1351,10 +1500,6 @@ fn scale_rows(rows: &mut Vec<Row>, accounts: usize, s: &Scale) {
     }
 }
 
-const NEEDS_SUBSCRIBE: &str = "not measured yet: needs the SUBSCRIBE form on \
-    /private/stream in both the local exchange (on branch exchange) and the library's stream \
-    (being rewritten); the SDKs subscribe only that way";
-
 fn peer_rows(rows: &mut Vec<Row>, runs: &[PeerRun]) {
     for r in runs {
         let p = &r.peer;
@@ -1389,16 +1534,82 @@ fn peer_rows(rows: &mut Vec<Row>, runs: &[PeerRun]) {
             pct(&r.lib_warm, 99.0),
             pct(&r.sdk_warm, 99.0),
         ));
-        rows.push(
+        event_peer_rows(rows, r);
+    }
+}
+
+/// A peer's event rows: each of the library's faces against the SDK, p50
+/// and p99; for Python also asyncio against blocking.
+fn event_peer_rows(rows: &mut Vec<Row>, r: &PeerRun) {
+    let p = &r.peer;
+    let why = r
+        .events_failed
+        .clone()
+        .or_else(|| p.cmds.as_ref().err().cloned());
+    let faces = p.event_faces;
+    // Python's target is twice the SDK's speed; the others', ahead of it.
+    let target = if p.lang == "Python" {
+        Target::RatioMax(0.5)
+    } else {
+        Target::Ahead
+    };
+    let none = Vec::new();
+    let lib = |i: usize| r.lib_events.get(i).unwrap_or(&none);
+    // A round that failed after others were measured keeps their figures.
+    let note = |row: Row| match &why {
+        Some(w) if r.sdk_events.is_empty() => row.note(format!("not measured: {w}")),
+        Some(w) => row.note(format!("a later round failed: {w}")),
+        None => row,
+    };
+    for (i, face) in faces.iter().enumerate() {
+        let name = format!("{}: {face} vs {}", p.lang, p.sdk_name);
+        rows.push(note(
             Row::new(
                 p.id,
-                format!("{name}: user-stream event latency"),
-                f64::NAN,
-                f64::NAN,
+                format!(
+                    "{name}: user-stream event latency p50 (n = {} each)",
+                    lib(i).len()
+                ),
+                median(lib(i)),
+                median(&r.sdk_events),
                 Unit::Us,
             )
-            .note(NEEDS_SUBSCRIBE),
-        );
+            .target(target),
+        ));
+        rows.push(note(
+            Row::new(
+                p.id,
+                format!("{name}: user-stream event latency p99"),
+                pct(lib(i), 99.0),
+                pct(&r.sdk_events, 99.0),
+                Unit::Us,
+            )
+            .target(target),
+        ));
+    }
+    if faces.len() == 2 {
+        let name = format!("{}: {} vs {}", p.lang, faces[1], faces[0]);
+        rows.push(note(
+            Row::new(
+                p.id,
+                format!("{name}: event latency p50"),
+                median(lib(1)),
+                median(lib(0)),
+                Unit::Us,
+            )
+            .plus()
+            .target(Target::PlusMax(20.0)),
+        ));
+        rows.push(note(
+            Row::new(
+                p.id,
+                format!("{name}: event latency p99"),
+                pct(lib(1), 99.0),
+                pct(lib(0), 99.0),
+                Unit::Us,
+            )
+            .plus(),
+        ));
     }
 }
 
@@ -1467,7 +1678,32 @@ line, imports included, to the first key; and spawn to exit), {pwarm} warm round
 {pn} keepalives each after 300 unmeasured. The SDKs are pointed at loopback as their \
 documentation allows: Python `stream_url` and `https_agent` (an `ssl.SSLContext` with \
 the exchange's CA), JS `wsURL` and `NODE_EXTRA_CA_CERTS`, Rust `ws_url` and `agent` (a \
-native-tls connector with the CA).\n",
+native-tls connector with the CA).\n\n\
+P, event rows. **User-stream event latency against each SDK**, the exchange running with \
+`--stream-string-ids` (the SDKs' SUBSCRIBE ids are strings). Each side is a fresh process \
+(`events` in the peer protocol) on an account of its own: it starts its listenKey and \
+subscribes its user stream as its documentation shows (Python SDK \
+`websocket_streams.create_connection()`, `user_data(key)`, `on(\"message\")`; JS \
+`websocketStreams.connect()`, `userData(key)`, `on('message')`; Rust \
+`DerivativesTradingUsdsFuturesWsStreams`, `user_data(key, None)`, `on_message`: each \
+callback gets the SDK's parsed event), or opens a binance-uds stream and reads it as that \
+language's user would: Python's blocking `next_event` and `binance_uds.aio`'s awaited \
+`next_event` on an asyncio loop, Node.js `binance_user_stream_next` through koffi \
+(synchronously), Rust `binance_user_stream_next`; the Python and Node.js sides parse \
+the event's JSON (`json.loads`, `JSON.parse`) as their users would. It prints `READY`; the benchmark then emits \
+ORDER_TRADE_UPDATE events to its account from the control port, one every ~{egap} µs, \
+until {ewarm} unmeasured and then {en} measured ones have been delivered (an event emitted \
+before the subscription is live reaches nobody and is not counted). Each event carries the \
+exchange's CLOCK_REALTIME at the hand-over to the WebSocket writer as its client order id \
+`o.c` (a field every SDK's model keeps), subtracted from the program's wall clock taken as soon \
+as the event is in its hands, before it is read (Node.js: `performance.timeOrigin + performance.now()`, \
+corrected at start by its offset from `clock_gettime(CLOCK_REALTIME)`, about 10 µs here, on \
+both sides). {erounds} rounds; in each, per peer, the SDK's program, then \
+the library's. \
+Targets: Python ≥ 2× ahead of the SDK at p50 and p99 (ratio ≤ 0.5) for both faces, and \
+`binance_uds.aio` p50 ≤ blocking + 20 µs; Node.js and Rust ahead of their SDK. \
+`benches/aio.py` (run by `scripts/bench.sh` after this benchmark) also measures aio's \
+callback form against both.\n",
         n = plan.cold_pairs,
         blocks = plan.warm_blocks,
         block = plan.warm_block,
@@ -1483,6 +1719,10 @@ native-tls connector with the CA).\n",
         pcold = plan.peer_cold_pairs,
         pwarm = plan.peer_warm_rounds,
         pn = plan.peer_warm_n,
+        egap = plan.peer_event_gap.as_micros(),
+        ewarm = plan.peer_event_warmup,
+        en = plan.peer_event_n,
+        erounds = plan.peer_event_rounds,
     )
 }
 

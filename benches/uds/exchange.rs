@@ -21,7 +21,10 @@ impl Exchange {
     pub fn start() -> Exchange {
         // Benchmarks open hundreds of connections and run keepalives back
         // to back: far above Binance's per-IP limits, on purpose.
+        // String stream ids: the official SDKs send them (the peers' event
+        // rows); the library's integer ids are accepted either way.
         let ex = binance_uds_test_support::Exchange::start(&[
+            "--stream-string-ids",
             "--api-weight-per-min",
             "0",
             "--stream-connects-per-5min",
