@@ -73,14 +73,23 @@ fn config(ex: &Exchange, key: &str, wait: bool) -> Config {
     c
 }
 
-/// The library: opens `n` accounts one after another; (time until the
-/// last open returned, time until every stream was live).
-fn library_round(ex: &Exchange, round: usize, n: usize, wait: bool) -> (Duration, Duration) {
+/// The library: opens `n` accounts one after another; (time spent in
+/// `Client::new`, time until the last open returned, time until every
+/// stream was live).
+fn library_round(
+    ex: &Exchange,
+    round: usize,
+    n: usize,
+    wait: bool,
+) -> (Duration, Duration, Duration) {
     let side = if wait { "W" } else { "L" };
+    let mut clients = Duration::ZERO;
     let t0 = Instant::now();
     let streams: Vec<(Client, UserStream)> = (0..n)
         .map(|i| {
+            let t = Instant::now();
             let client = Client::new(&config(ex, &api_key(side, round, i), wait)).expect("client");
+            clients += t.elapsed();
             let stream = UserStream::open(&client, None).expect("open");
             (client, stream)
         })
@@ -98,7 +107,7 @@ fn library_round(ex: &Exchange, round: usize, n: usize, wait: bool) -> (Duration
         }
     }
     let live = t0.elapsed();
-    (opened, live)
+    (clients, opened, live)
 }
 
 /// The listenKeys as their answers come, each connection's handed over as
@@ -276,7 +285,7 @@ fn main() {
     for r in 0..rounds {
         let before = refusals(&ex);
         let mut waited = room_for(&ex, weight);
-        let (opened, live) = library_round(&ex, r, n, false);
+        let (clients, opened, live) = library_round(&ex, r, n, false);
         let mut by_hand = |side: &str, pipelined: bool| {
             waited += room_for(&ex, weight);
             let keys: Vec<String> = (0..n).map(|i| api_key(side, r, i)).collect();
@@ -291,10 +300,12 @@ fn main() {
         let after = refusals(&ex);
         let l = live.as_secs_f64();
         println!(
-            "  round {}: library {l:6.3} s (opens returned {:6.3} s, {:6.0} live a second), \
+            "  round {}: library {l:6.3} s (opens returned {:6.3} s, Client::new {:5.3} s of it; \
+             {:4.0} live a second), \
              floor {f:6.3} s, floor seq {q:6.3} s; library/floor {:6.2}x, library/floor seq {:5.2}x{}{}",
             r + 1,
             opened.as_secs_f64(),
+            clients.as_secs_f64(),
             n as f64 / l,
             l / f,
             l / q,
@@ -333,7 +344,7 @@ fn main() {
 
     if waiting > 0 {
         room_for(&ex, waiting as u64 + 20);
-        let (opened, live) = library_round(&ex, 0, waiting, true);
+        let (_, opened, live) = library_round(&ex, 0, waiting, true);
         println!(
             "  open waits for the subscription (the default), {waiting} accounts: \
              opens returned {:.2} s, all live {:.2} s ({:.1} live a second)",
