@@ -138,9 +138,10 @@ OPTIONS
         ORDER_TRADE_UPDATE,binance.stream_gap. May be given more than once.
     --health SECONDS
         stream: every SECONDS seconds, print the stream's health snapshot
-        on stderr as one JSON object (connected, reconnects, events
-        delivered, dropped and queued, gaps, key renewals, last event time,
-        key age, last keepalive's status and time; times in ms).
+        on stderr as one JSON object (connected, subscribed, reconnects,
+        events delivered, dropped and queued, gaps, key renewals, last
+        event time, key age, last keepalive's status and time; times in
+        ms).
     --no-wait-subscribed
         stream: return from opening the stream as soon as its subscription
         is sent, instead of waiting for the server's acknowledgement (the

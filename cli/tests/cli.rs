@@ -802,10 +802,18 @@ fn stream_no_wait_subscribed_says_when_live_and_a_refused_subscription_is_a_gap(
     let ex = Exchange::start(&[]);
     // Acknowledged: binance.stream_subscribed is the first line, then the
     // account's events.
-    let s = spawn_stream(command(&ex), &["--no-wait-subscribed"]);
+    let s = spawn_stream(command(&ex), &["--no-wait-subscribed", "--health", "1"]);
     let live = s.event();
     assert_eq!(live["e"], "binance.stream_subscribed", "{live}");
     assert!(live["from_ms"].as_i64().unwrap() > 0, "{live}");
+    // --health says so too.
+    loop {
+        let line = s.stderr.recv_timeout(WAIT).expect("a health line");
+        let health: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        if health["subscribed"] == true {
+            break;
+        }
+    }
     let emitted = ex.control(json!({"cmd": "emit", "api_key": API_KEY, "type": "TRADE_LITE"}));
     assert_eq!(emitted["delivered"], 1, "{emitted}");
     let ev = s.event();
