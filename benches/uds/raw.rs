@@ -50,13 +50,25 @@ pub async fn connect(cx: &TlsConnector, url: &str) -> Ws {
 /// Events then arrive wrapped as `{"stream":key,"data":{...}}`.
 pub async fn subscribe(cx: &TlsConnector, stream_base: &str, key: &str) -> Ws {
     let mut ws = connect(cx, &format!("{stream_base}/stream")).await;
-    let req = format!(r#"{{"method":"SUBSCRIBE","params":["{key}"],"id":1}}"#);
-    ws.send(Message::text(req)).await.expect("send SUBSCRIBE");
+    subscribe_keys(&mut ws, 1, &[key]).await;
+    ws
+}
+
+/// One SUBSCRIBE of `keys` (several streams in one message, as Binance
+/// allows up to 1024 streams a connection) with request `id`; returns once
+/// its answer arrived. Panics on an error answer, naming it.
+pub async fn subscribe_keys(ws: &mut Ws, id: u64, keys: &[impl AsRef<str>]) {
+    let params: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+    let req = serde_json::json!({"method": "SUBSCRIBE", "params": params, "id": id});
+    ws.send(Message::text(req.to_string()))
+        .await
+        .expect("send SUBSCRIBE");
     loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(t))) if t.as_str().contains(r#""id":1"#) => return ws,
-            Some(Ok(_)) => {}
-            other => panic!("no answer to SUBSCRIBE: {other:?}"),
+        let text = next_text(ws).await;
+        let v: Value = serde_json::from_str(&text).expect("answer is JSON");
+        if v["id"].as_u64() == Some(id) {
+            assert!(v.get("error").is_none(), "SUBSCRIBE refused: {text}");
+            return;
         }
     }
 }

@@ -38,7 +38,7 @@ NAME
 
 SYNOPSIS
     {NAME} [--testnet] [--product usdm|coinm|pm] listen-key start|keepalive|stop
-    {NAME} [--testnet] [--product usdm|coinm|pm] stream [--resync] [--events TYPE[,TYPE...]] [--health SECONDS]
+    {NAME} [--testnet] [--product usdm|coinm|pm] stream [--resync] [--events TYPE[,TYPE...]] [--health SECONDS] [--no-wait-subscribed]
     {NAME} [--testnet] [--product usdm|coinm|pm] stream --accounts FILE [--resync] [--events ...] [--health ...]
     {NAME} [--testnet] [--product usdm|coinm|pm] snapshot
     {NAME} --help | --version
@@ -64,13 +64,21 @@ DESCRIPTION
         own events are printed too, in order: binance.stream_gap (events
         may have been lost: with --resync the account snapshot follows,
         else take one), binance.listen_key_renewed,
-        binance.stream_disconnected. When stderr is a terminal, one status
+        binance.stream_disconnected, and with --no-wait-subscribed (always
+        with --accounts) binance.stream_subscribed. When stderr is a terminal, one status
         line there shows whether the stream is connected, the events
         delivered, the last event's age and the last keepalive.
 
     stream --accounts FILE
         Streams every account of FILE in one process, each with its own
         client and stream (accounts of one product share connections).
+        The accounts are opened without waiting for their subscriptions,
+        as with --no-wait-subscribed, so a thousand lines are open in
+        about a second: each account's binance.stream_subscribed comes
+        when it is live, before any event of it (unless --events leaves
+        it out), or, if the server refuses the subscription,
+        binance.stream_disconnected and then a binance.stream_gap with
+        reason subscribe_failed once it is live again.
         Every event is printed as one line
         {{\"account\":\"NAME\",\"event\":EVENT}}, EVENT exactly as received
         (jq: select(.account == \"a\") | .event); --health lines get an
@@ -130,9 +138,20 @@ OPTIONS
         ORDER_TRADE_UPDATE,binance.stream_gap. May be given more than once.
     --health SECONDS
         stream: every SECONDS seconds, print the stream's health snapshot
-        on stderr as one JSON object (connected, reconnects, events
-        delivered, dropped and queued, gaps, key renewals, last event time,
-        key age, last keepalive's status and time; times in ms).
+        on stderr as one JSON object (connected, subscribed, reconnects,
+        events delivered, dropped and queued, gaps, key renewals, last
+        event time, key age, last keepalive's status and time; times in
+        ms).
+    --no-wait-subscribed
+        stream: return from opening the stream as soon as its subscription
+        is sent, instead of waiting for the server's acknowledgement (the
+        default with --accounts). The library event
+        binance.stream_subscribed (from_ms: when it was asked) is then
+        printed when the stream is live, before any event of the account.
+        A subscription the server
+        refuses does not end the program: binance.stream_disconnected is
+        printed, and binance.stream_gap (reason subscribe_failed) once the
+        stream is live again.
     -h, --help
         Print this manual.
     -V, --version
@@ -239,6 +258,9 @@ enum Command {
         resync: bool,
         /// `--accounts FILE`: many accounts, each line tagged.
         accounts: Option<String>,
+        /// `--no-wait-subscribed`: the open returns once the subscription
+        /// is sent; `binance.stream_subscribed` says when it is live.
+        no_wait: bool,
     },
     Snapshot,
 }
@@ -263,6 +285,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String>
     let mut health = None;
     let mut resync = false;
     let mut accounts = None;
+    let mut no_wait = false;
     let mut words: Vec<String> = Vec::new();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
@@ -270,6 +293,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String>
             Short('V') | Long("version") => return Ok(Invocation::Version),
             Long("testnet") => testnet = true,
             Long("resync") => resync = true,
+            Long("no-wait-subscribed") => no_wait = true,
             Long("accounts") => {
                 let value = parser.value().map_err(|e| e.to_string())?;
                 accounts = Some(value.string().map_err(|e| e.to_string())?);
@@ -313,7 +337,8 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String>
             _ => return Err(arg.unexpected().to_string()),
         }
     }
-    let stream_options = !events.is_empty() || health.is_some() || resync || accounts.is_some();
+    let stream_options =
+        !events.is_empty() || health.is_some() || resync || no_wait || accounts.is_some();
     let command = match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["listen-key", op] => Command::ListenKey(match op {
             "start" => KeyOp::Start,
@@ -331,6 +356,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String>
             health,
             resync,
             accounts,
+            no_wait,
         },
         ["snapshot"] => Command::Snapshot,
         [] => return Err("no command: expected listen-key, stream or snapshot".into()),
@@ -342,7 +368,10 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String>
         _ => return Err(format!("unexpected argument {:?}", words.last().unwrap())),
     };
     if !matches!(command, Command::Stream { .. }) && stream_options {
-        return Err("--accounts, --events, --health and --resync go with stream".into());
+        return Err(
+            "--accounts, --events, --health, --no-wait-subscribed and --resync go with stream"
+                .into(),
+        );
     }
     if testnet && product == Product::PortfolioMargin {
         return Err("--testnet: Portfolio Margin has no testnet".into());
@@ -759,6 +788,11 @@ fn stream_accounts(
         if resync {
             cfg.set_account_resync(1).map_err(|e| at(e.into()))?;
         }
+        // Every open returns once its subscription is sent: the accounts
+        // sharing a connection go out together in a few SUBSCRIBEs, instead
+        // of each open waiting for its acknowledgement.
+        cfg.set_open_waits_for_subscription(0)
+            .map_err(|e| at(e.into()))?;
         configs.push(cfg);
     }
     let interrupts = Interrupts::install()?;
@@ -836,6 +870,7 @@ fn main() -> ExitCode {
                 health,
                 resync,
                 accounts: Some(file),
+                ..
             } => stream_accounts(&file, testnet, product, resync, &events, health),
             command => Source::environment()
                 .and_then(|source| config(testnet, product, &source))
@@ -846,10 +881,14 @@ fn main() -> ExitCode {
                         events,
                         health,
                         resync,
+                        no_wait,
                         ..
                     } => {
                         if resync {
                             cfg.set_account_resync(1)?;
+                        }
+                        if no_wait {
+                            cfg.set_open_waits_for_subscription(0)?;
                         }
                         let interrupts = Interrupts::install()?;
                         stream(&interrupts, None, &cfg, &events, health)
@@ -905,13 +944,20 @@ mod tests {
                     health: Some(Duration::from_secs(5)),
                     resync: false,
                     accounts: None,
+                    no_wait: false,
                 }
             })
         );
         assert_eq!(parse_words(&["stream", "-h"]), Ok(Invocation::Help));
         assert_eq!(parse_words(&["--version"]), Ok(Invocation::Version));
         assert_eq!(
-            parse_words(&["--product", "coinm", "stream", "--resync"]),
+            parse_words(&[
+                "--product",
+                "coinm",
+                "stream",
+                "--resync",
+                "--no-wait-subscribed"
+            ]),
             Ok(Invocation::Run {
                 testnet: false,
                 product: Product::CoinM,
@@ -920,6 +966,7 @@ mod tests {
                     health: None,
                     resync: true,
                     accounts: None,
+                    no_wait: true,
                 }
             })
         );
@@ -939,6 +986,7 @@ mod tests {
                     health: None,
                     resync: true,
                     accounts: Some("desk.conf".into()),
+                    no_wait: false,
                 }
             })
         );
@@ -970,6 +1018,10 @@ mod tests {
             (&["stream", "--verbose"][..], "--verbose"),
             (&["snapshot", "--resync"][..], "go with stream"),
             (&["snapshot", "--accounts", "f"][..], "go with stream"),
+            (
+                &["listen-key", "start", "--no-wait-subscribed"][..],
+                "go with stream",
+            ),
             (&["stream", "--accounts"][..], "--accounts"),
             (&["--product", "spot", "stream"][..], "--product \"spot\""),
             (

@@ -777,3 +777,165 @@ fn stream_accounts_refuses_a_bad_line_with_its_number_and_no_key() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(text(&missing.stderr).contains("--accounts /nonexistent/desk.conf"));
 }
+
+/// `Streaming` for a `stream` whose output is read from its first line
+/// (nothing waited for before).
+fn spawn_stream(mut cmd: Command, args: &[&str]) -> Streaming {
+    let mut child = cmd
+        .arg("stream")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn binance-uds stream");
+    let stdout = lines_of(child.stdout.take().unwrap());
+    let stderr = lines_of(child.stderr.take().unwrap());
+    Streaming {
+        child,
+        stdout,
+        stderr,
+    }
+}
+
+#[test]
+fn stream_no_wait_subscribed_says_when_live_and_a_refused_subscription_is_a_gap() {
+    let ex = Exchange::start(&[]);
+    // Acknowledged: binance.stream_subscribed is the first line, then the
+    // account's events.
+    let s = spawn_stream(command(&ex), &["--no-wait-subscribed", "--health", "1"]);
+    let live = s.event();
+    assert_eq!(live["e"], "binance.stream_subscribed", "{live}");
+    assert!(live["from_ms"].as_i64().unwrap() > 0, "{live}");
+    // --health says so too.
+    loop {
+        let line = s.stderr.recv_timeout(WAIT).expect("a health line");
+        let health: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        if health["subscribed"] == true {
+            break;
+        }
+    }
+    let emitted = ex.control(json!({"cmd": "emit", "api_key": API_KEY, "type": "TRADE_LITE"}));
+    assert_eq!(emitted["delivered"], 1, "{emitted}");
+    let ev = s.event();
+    assert_eq!(
+        (&ev["e"], &ev["E"]),
+        (&json!("TRADE_LITE"), &emitted["first_E"])
+    );
+    s.signal("INT");
+    let (status, stderr) = s.wait();
+    assert!(status.success(), "{status:?}: {stderr}");
+
+    // Refused after the open returned: the program goes on, and says so
+    // with a gap (never "subscribed" before it) once it is live again.
+    ex.control(json!({"cmd": "fail", "method": "SUBSCRIBE", "code": 2,
+                      "msg": "Invalid request", "count": 1}));
+    let s = spawn_stream(command(&ex), &["--no-wait-subscribed"]);
+    let mut before = Vec::new();
+    let gap = loop {
+        let ev = s.event();
+        if ev["e"] == "binance.stream_gap" {
+            break ev;
+        }
+        before.push(ev["e"].as_str().unwrap_or("?").to_owned());
+    };
+    assert_eq!(gap["reason"], "subscribe_failed", "{gap}");
+    assert!(
+        !before.iter().any(|e| e == "binance.stream_subscribed"),
+        "{before:?}"
+    );
+    assert!(
+        before.iter().any(|e| e == "binance.stream_disconnected"),
+        "{before:?}"
+    );
+    let emitted = ex.control(json!({"cmd": "emit", "api_key": API_KEY, "type": "TRADE_LITE"}));
+    let ev = s.event();
+    assert_eq!(
+        (&ev["e"], &ev["E"]),
+        (&json!("TRADE_LITE"), &emitted["first_E"])
+    );
+    s.signal("TERM");
+    let (status, stderr) = s.wait();
+    assert!(status.success(), "{status:?}: {stderr}");
+}
+
+#[test]
+fn stream_accounts_opens_many_without_waiting_and_each_says_when_it_is_live() {
+    const N: usize = 300;
+    let ex = Exchange::start(&[]);
+    let key = |i: usize| format!("cliMANY{i:04}KEY0123456789");
+    let lines: String = (0..N)
+        .map(|i| format!("acct{i} key_env=UDS_MANY_{i}\n"))
+        .collect();
+    let file = AccountsFile::new("many", &lines);
+    let mut cmd = command(&ex);
+    for i in 0..N {
+        cmd.env(format!("UDS_MANY_{i}"), key(i));
+    }
+    let s = spawn_stream(cmd, &["--accounts", file.path()]);
+    let next = || -> (usize, Value) {
+        let line = s.stdout.recv_timeout(WAIT).expect("an event line");
+        assert!(!line.contains("cliMANY"), "a key was printed: {line}");
+        let v: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"));
+        let name = v["account"].as_str().expect("tagged");
+        let i = name.strip_prefix("acct").and_then(|n| n.parse().ok());
+        (i.unwrap_or_else(|| panic!("{line}")), v["event"].clone())
+    };
+    // Events are emitted to every account from the start, each until one
+    // reaches it: one that comes right after the acknowledgement must
+    // still follow the account's binance.stream_subscribed line.
+    let first_e = std::thread::scope(|scope| {
+        let emitter = scope.spawn(|| {
+            let mut first_e = vec![Value::Null; N];
+            let mut pending: Vec<usize> = (0..N).collect();
+            let deadline = Instant::now() + WAIT;
+            while !pending.is_empty() {
+                assert!(
+                    Instant::now() < deadline,
+                    "{} accounts never got an event",
+                    pending.len()
+                );
+                pending.retain(|&i| {
+                    let emitted = ex.control(
+                        json!({"cmd": "emit", "api_key": key(i), "type": "ORDER_TRADE_UPDATE"}),
+                    );
+                    first_e[i] = emitted["first_E"].clone();
+                    emitted["delivered"] != 1
+                });
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            first_e
+        });
+        // Every account prints two lines: it is live, then its event.
+        let mut lines: Vec<Vec<Value>> = vec![Vec::new(); N];
+        for _ in 0..2 * N {
+            let (i, ev) = next();
+            assert!(lines[i].len() < 2, "acct{i}: a third line {ev}");
+            lines[i].push(ev);
+        }
+        let first_e = emitter.join().expect("the emitting thread");
+        for (i, l) in lines.iter().enumerate() {
+            assert_eq!(l[0]["e"], "binance.stream_subscribed", "acct{i}: {l:?}");
+            assert_eq!(l[1]["e"], "ORDER_TRADE_UPDATE", "acct{i}: {l:?}");
+        }
+        lines
+            .iter()
+            .map(|l| l[1]["E"].clone())
+            .zip(first_e)
+            .collect::<Vec<_>>()
+    });
+    for (i, (got, sent)) in first_e.iter().enumerate() {
+        assert_eq!(got, sent, "acct{i}: the event delivered");
+    }
+    // Sharing connections: 200 accounts a connection.
+    let conns = ex.control(json!({"cmd": "stream_connections"}));
+    let conns = conns["connections"].as_array().unwrap();
+    let keys: usize = conns
+        .iter()
+        .map(|c| c["keys"].as_array().unwrap().len())
+        .sum();
+    assert_eq!((conns.len(), keys), (2, N), "{conns:?}");
+    s.signal("INT");
+    let (status, stderr) = s.wait();
+    assert!(status.success(), "{status:?}: {stderr}");
+}
