@@ -347,9 +347,23 @@ fn child_scale_lib(ws_api: &str, stream: &str, ca_pem: &str, n: usize) -> Value 
     for i in 0..n {
         let key = format!("benchScale{i}");
         let cfg = Config::new(&settings(ws_api, stream, ca_pem, &key, None)).expect("cfg");
+        // As the README says to open many: without waiting for each
+        // subscription, then until every stream says it is live.
+        cfg.open_without_waiting().expect("no-wait open");
         let c = Client::new(&cfg).expect("client");
         streams.push(Stream::open(&c).expect("stream"));
         clients.push(c);
+    }
+    for st in &streams {
+        loop {
+            let ev = st
+                .next(10_000)
+                .expect("next")
+                .expect("subscribed within 10 s");
+            if ev.kind().to_bytes() == b"binance.stream_subscribed" {
+                break;
+            }
+        }
     }
     let open_ms = since_us(t) / 1000.0;
     std::thread::sleep(Duration::from_millis(300));
@@ -1664,8 +1678,9 @@ the frame to the WebSocket writer (`send_ns`), subtracted from the consumer's cl
 the event is in its hands.\n\
 6. **Scale.** Fresh processes (`child scale-lib` / `child scale-raw`), {pairs} \
 alternating pairs: {accounts} distinct API keys, each a client with an open user stream \
-(library), or an API connection with its key and a stream connection, each with a reader \
-task, on a two-worker runtime (floor). Threads from /proc/self/task, VmRSS with all open \
+(library: opened one after another without waiting for the subscription, then until every \
+stream has said `binance.stream_subscribed`), or an API connection with its key and a stream \
+connection subscribed, each with a reader task, on a two-worker runtime (floor). Threads from /proc/self/task, VmRSS with all open \
 (worst of the runs). The .so is stripped from a copy.\n\
 P. **Official SDKs** (`benches/uds/peers.rs`; installed by `scripts/bench.sh`, pinned: \
 the Python SDK into a throwaway venv, the JS connector and koffi with npm, the Rust SDK \

@@ -6,7 +6,8 @@ use binance_uds::client::{binance_client, binance_client_free, binance_client_ne
 use binance_uds::config::{
     binance_config, binance_config_add_root_certificate_pem, binance_config_free,
     binance_config_new, binance_config_set_api_key, binance_config_set_endpoint,
-    binance_config_set_event_queue_capacity, binance_config_set_stream_endpoint,
+    binance_config_set_event_queue_capacity, binance_config_set_open_waits_for_subscription,
+    binance_config_set_stream_endpoint,
 };
 use binance_uds::error::{binance_error, binance_error_free, binance_error_message};
 use binance_uds::event::{
@@ -91,6 +92,18 @@ impl Config {
             )?;
         }
         Ok(cfg)
+    }
+
+    /// `binance_config_set_open_waits_for_subscription(cfg, 0)`: an open
+    /// returns once its subscription is sent; the stream says
+    /// `binance.stream_subscribed` when it is live.
+    pub fn open_without_waiting(&self) -> Result<(), String> {
+        let mut err = null_mut();
+        check(
+            binance_config_set_open_waits_for_subscription(self.0, 0, &mut err),
+            err,
+            "open waits",
+        )
     }
 }
 
