@@ -240,6 +240,34 @@ fn the_pacer_keeps_under_eight_requests_a_second() {
     assert_eq!(p.next_request(at), None);
 }
 
+/// Many accounts opened at once: a connection's whole default share of
+/// keys, queued while the pacer waits for its next slot, goes out in that
+/// slot's one message; a key more waits for the slot after.
+#[test]
+fn a_connections_share_of_keys_goes_in_one_message() {
+    use crate::engine::config::DEFAULT_STREAMS_PER_CONNECTION as SHARE;
+    let now = Instant::now();
+    let mut p = Pacer::new(TIMEOUT);
+    for k in ["a", "b"] {
+        p.subscribe(k.into(), None);
+        let at = p.next_request_at(now).unwrap();
+        assert!(p.next_request(at).is_some());
+    }
+    for n in 0..=SHARE {
+        p.subscribe(format!("k{n}"), None);
+    }
+    let at = p.next_request_at(now).unwrap();
+    assert_eq!(at, now + REQUEST_SPACING);
+    let text = p.next_request(at).unwrap();
+    let sent: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(sent["params"].as_array().unwrap().len(), SHARE, "{text}");
+    assert_eq!(p.next_request_at(at), Some(at + REQUEST_SPACING));
+    assert!(p
+        .next_request(at)
+        .unwrap()
+        .contains(&format!("\"k{SHARE}\"")));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_silent_server_loses_the_connection_after_the_silence_timeout() {
     let (handle, mut server) = serving().await;
@@ -316,7 +344,7 @@ async fn a_rotation_switches_links_without_loss_or_repeat() {
 }
 
 /// A rotation's new link subscribes every key with the serve loop's pacer:
-/// 100 keys a message, paced, events before the answers held, every
+/// `MAX_PARAMS` keys a message, paced, events before the answers held, every
 /// answer waited for.
 #[tokio::test(start_paused = true)]
 async fn a_rotation_subscribes_the_new_link_paced_and_holds_early_events() {
