@@ -20,6 +20,12 @@ pub(super) const MAX_REQUESTS_PER_SEC: usize = 8;
 pub(super) const REQUEST_BURST: usize = 2;
 pub(super) const REQUEST_SPACING: Duration =
     Duration::from_millis(1000 / MAX_REQUESTS_PER_SEC as u64);
+/// The burst's later requests wait until no key has been queued for this
+/// long (or until `REQUEST_SPACING` after the request before, at the
+/// latest): a loop opening many accounts queues a key every fraction of a
+/// millisecond, and the second request then carries all the loop's keys as
+/// soon as it ends, not one key at once and the rest a spacing later.
+pub(super) const BURST_QUIET: Duration = Duration::from_millis(10);
 /// ListenKeys per SUBSCRIBE or UNSUBSCRIBE message: a connection's default
 /// share of streams (`stream_subscriptions_per_connection`), so that the
 /// keys of many accounts opened at once, queued while the connection waits
@@ -50,6 +56,8 @@ pub(super) struct Pacer {
     to_unsubscribe: Vec<String>,
     /// When our recent requests were sent.
     sent: VecDeque<Instant>,
+    /// When a key was last queued.
+    last_queued: Instant,
     requests: HashMap<u64, Request>,
 }
 
@@ -62,6 +70,7 @@ impl Pacer {
             to_subscribe: Vec::new(),
             to_unsubscribe: Vec::new(),
             sent: VecDeque::new(),
+            last_queued: Instant::now(),
             requests: HashMap::new(),
         }
     }
@@ -70,12 +79,14 @@ impl Pacer {
     pub fn subscribe(&mut self, key: String, waiter: Option<Waiter>) {
         self.to_unsubscribe.retain(|k| *k != key);
         self.to_subscribe.push((key, waiter));
+        self.last_queued = Instant::now();
     }
 
     /// Queues `key` for an UNSUBSCRIBE, once.
     pub fn unsubscribe(&mut self, key: &str) {
         if !self.to_unsubscribe.iter().any(|k| k == key) {
             self.to_unsubscribe.push(key.to_owned());
+            self.last_queued = Instant::now();
         }
     }
 
@@ -109,7 +120,8 @@ impl Pacer {
         };
         let spaced = match self.sent.back() {
             Some(last) if self.sent.len() >= REQUEST_BURST => *last + REQUEST_SPACING,
-            _ => now,
+            Some(last) => (self.last_queued + BURST_QUIET).min(*last + REQUEST_SPACING),
+            None => now,
         };
         window.map(|w| w.max(spaced))
     }
