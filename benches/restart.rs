@@ -73,9 +73,9 @@ fn config(ex: &Exchange, key: &str, wait: bool) -> Config {
     c
 }
 
-/// The library: opens `n` accounts one after another; (time spent in
-/// `Client::new`, time until the last open returned, time until every
-/// stream was live).
+/// The library: opens `n` accounts one after another; (time spent
+/// building each account's config and in `Client::new`, time until the
+/// last open returned, time until every stream was live).
 fn library_round(
     ex: &Exchange,
     round: usize,
@@ -300,7 +300,7 @@ fn main() {
         let after = refusals(&ex);
         let l = live.as_secs_f64();
         println!(
-            "  round {}: library {l:6.3} s (opens returned {:6.3} s, Client::new {:5.3} s of it; \
+            "  round {}: library {l:6.3} s (opens returned {:6.3} s, config + Client::new {:5.3} s of it; \
              {:4.0} live a second), \
              floor {f:6.3} s, floor seq {q:6.3} s; library/floor {:6.2}x, library/floor seq {:5.2}x{}{}",
             r + 1,

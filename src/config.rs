@@ -420,7 +420,7 @@ pub extern "C" fn binance_config_set_account_resync(
 /// as soon as the listenKey is obtained and the subscription is sent (or
 /// queued in the connection's pacing), so that a program opening many
 /// accounts from one thread is not paced by the acknowledgements:
-/// subscriptions queued meanwhile go out together, up to 100 keys a
+/// subscriptions queued meanwhile go out together, up to 200 keys a
 /// message within Binance's 10 messages a second per connection. The
 /// stream then delivers the library event `binance.stream_subscribed`
 /// (`from_ms`: when it was asked) as the subscription is acknowledged,

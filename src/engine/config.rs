@@ -98,6 +98,10 @@ pub const MAX_RECV_WINDOW_MS: u32 = 60_000;
 
 /// The longest API key accepted (Binance's are 64 characters).
 pub const MAX_API_KEY_LEN: usize = 256;
+/// Streams on one stream connection unless the config says otherwise.
+pub const DEFAULT_STREAMS_PER_CONNECTION: usize = 200;
+/// Root certificates a config may add.
+const MAX_EXTRA_ROOTS: usize = 256;
 /// The longest timeout accepted, in ms (one hour).
 pub const MAX_TIMEOUT_MS: u32 = 3_600_000;
 /// The largest event queue accepted.
@@ -193,7 +197,7 @@ impl Default for Config {
             connection_sharing: true,
             // Well under Binance's 1024: a lost connection is a gap for
             // every stream on it, and 1000 accounts still fit on 5.
-            stream_subscriptions_per_connection: 200,
+            stream_subscriptions_per_connection: DEFAULT_STREAMS_PER_CONNECTION,
             signing_key: None,
             rest_endpoint: Endpoint::parse_http(PRODUCTION_REST, "url").expect("valid default"),
             recv_window_ms: DEFAULT_RECV_WINDOW_MS,
@@ -361,14 +365,19 @@ impl Config {
     }
 
     pub fn add_root_certificate_pem(&mut self, pem: &str) -> Result<()> {
-        let certs = tls::parse_pem_bundle(pem, "pem")?;
+        let certs = tls::parse_pem_bundle_cached(pem, "pem")?;
+        if self.extra_roots.is_empty() && certs.len() <= MAX_EXTRA_ROOTS {
+            // The cached set itself: no copy per config.
+            self.extra_roots = certs;
+            return Ok(());
+        }
         let mut all: Vec<String> = self.extra_roots.to_vec();
-        for c in certs {
+        for c in certs.iter().cloned() {
             if !all.contains(&c) {
                 all.push(c);
             }
         }
-        if all.len() > 256 {
+        if all.len() > MAX_EXTRA_ROOTS {
             return Err(Error::invalid("pem: more than 256 extra root certificates"));
         }
         self.extra_roots = Arc::from(all);

@@ -48,6 +48,40 @@ pub fn parse_pem_bundle(pem: &str, what: &str) -> Result<Vec<String>> {
     Ok(certs)
 }
 
+/// Bundles already parsed, most recently used last: a program opening many
+/// accounts builds a config per account with the same roots, and parsing
+/// a bundle costs OpenSSL tens of microseconds a certificate.
+static PARSED: Mutex<Vec<(String, Arc<[String]>)>> = Mutex::new(Vec::new());
+/// How many distinct bundles stay parsed (each up to `MAX_PEM_LEN`, kept
+/// twice: as given and split).
+const PARSED_SLOTS: usize = 4;
+
+/// [`parse_pem_bundle`], without repeats (a certificate given twice is
+/// kept once), remembered process-wide: the same bundle again is not
+/// parsed again.
+pub fn parse_pem_bundle_cached(pem: &str, what: &str) -> Result<Arc<[String]>> {
+    let mut parsed = PARSED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(pos) = parsed.iter().position(|(k, _)| k == pem) {
+        let slot = parsed.remove(pos);
+        let certs = slot.1.clone();
+        parsed.push(slot);
+        return Ok(certs);
+    }
+    drop(parsed); // not held while OpenSSL parses
+    let mut certs = parse_pem_bundle(pem, what)?;
+    let mut seen = std::collections::HashSet::new();
+    certs.retain(|c| seen.insert(c.clone()));
+    let certs: Arc<[String]> = Arc::from(certs);
+    let mut parsed = PARSED.lock().unwrap_or_else(|p| p.into_inner());
+    if !parsed.iter().any(|(k, _)| k == pem) {
+        if parsed.len() >= PARSED_SLOTS {
+            parsed.remove(0);
+        }
+        parsed.push((pem.to_owned(), certs.clone()));
+    }
+    Ok(certs)
+}
+
 type Slot = (Arc<[String]>, tokio_native_tls::TlsConnector);
 
 static CACHE: Mutex<Vec<Slot>> = Mutex::new(Vec::new());
@@ -316,6 +350,29 @@ mod tests {
         .unwrap_err();
         assert!(e.message.contains("does not parse"), "{}", e.message);
         assert!(parse_pem_bundle("-----BEGIN CERTIFICATE-----\nAAAA", "pem").is_err());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_bundle_is_parsed_once() {
+        let (cert, _) = binance_uds_test_support::cert::self_signed();
+        let bundle = format!("{cert}{cert}");
+        let first = parse_pem_bundle_cached(&bundle, "pem").unwrap();
+        assert_eq!(first.len(), 1, "a certificate given twice is kept once");
+        let again = parse_pem_bundle_cached(&bundle, "pem").unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the same bundle is not parsed again"
+        );
+        // A bundle that does not parse is refused every time, never kept.
+        let bad = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        for _ in 0..2 {
+            let e = parse_pem_bundle_cached(bad, "pem").unwrap_err();
+            assert!(e.message.contains("does not parse"), "{}", e.message);
+        }
+        let parsed = PARSED.lock().unwrap_or_else(|p| p.into_inner());
+        assert!(parsed.iter().all(|(k, _)| k != bad));
+        assert!(parsed.len() <= PARSED_SLOTS);
     }
 
     #[test]

@@ -20,8 +20,20 @@ pub(super) const MAX_REQUESTS_PER_SEC: usize = 8;
 pub(super) const REQUEST_BURST: usize = 2;
 pub(super) const REQUEST_SPACING: Duration =
     Duration::from_millis(1000 / MAX_REQUESTS_PER_SEC as u64);
-/// ListenKeys per SUBSCRIBE or UNSUBSCRIBE message.
-pub(super) const MAX_PARAMS: usize = 100;
+/// The burst's later requests wait until no key has been queued for this
+/// long (or until `REQUEST_SPACING` after the request before, at the
+/// latest): a loop opening many accounts queues a key every fraction of a
+/// millisecond, and the second request then carries all the loop's keys as
+/// soon as it ends, not one key at once and the rest a spacing later.
+pub(super) const BURST_QUIET: Duration = Duration::from_millis(10);
+/// ListenKeys per SUBSCRIBE or UNSUBSCRIBE message: a connection's default
+/// share of streams (`stream_subscriptions_per_connection`), so that the
+/// keys of many accounts opened at once, queued while the connection waits
+/// for its next slot, go out in one message rather than one slot (125 ms)
+/// later. Binance documents no limit on a message's params (only 10
+/// messages a second and 1024 streams a connection); 200 keys of 64
+/// characters make a 13.4 KB message (docs/local-exchange.md, "Limits").
+pub(super) const MAX_PARAMS: usize = crate::engine::config::DEFAULT_STREAMS_PER_CONNECTION;
 
 /// A stream waiting for its key's subscription to be answered: the sink's
 /// id and where the answer goes.
@@ -44,6 +56,8 @@ pub(super) struct Pacer {
     to_unsubscribe: Vec<String>,
     /// When our recent requests were sent.
     sent: VecDeque<Instant>,
+    /// When a key was last queued.
+    last_queued: Instant,
     requests: HashMap<u64, Request>,
 }
 
@@ -56,6 +70,7 @@ impl Pacer {
             to_subscribe: Vec::new(),
             to_unsubscribe: Vec::new(),
             sent: VecDeque::new(),
+            last_queued: Instant::now(),
             requests: HashMap::new(),
         }
     }
@@ -64,12 +79,14 @@ impl Pacer {
     pub fn subscribe(&mut self, key: String, waiter: Option<Waiter>) {
         self.to_unsubscribe.retain(|k| *k != key);
         self.to_subscribe.push((key, waiter));
+        self.last_queued = Instant::now();
     }
 
     /// Queues `key` for an UNSUBSCRIBE, once.
     pub fn unsubscribe(&mut self, key: &str) {
         if !self.to_unsubscribe.iter().any(|k| k == key) {
             self.to_unsubscribe.push(key.to_owned());
+            self.last_queued = Instant::now();
         }
     }
 
@@ -103,7 +120,8 @@ impl Pacer {
         };
         let spaced = match self.sent.back() {
             Some(last) if self.sent.len() >= REQUEST_BURST => *last + REQUEST_SPACING,
-            _ => now,
+            Some(last) => (self.last_queued + BURST_QUIET).min(*last + REQUEST_SPACING),
+            None => now,
         };
         window.map(|w| w.max(spaced))
     }

@@ -3,7 +3,7 @@
 //! nothing touches the network.
 
 use super::handle::{Cmd, ConnHandle};
-use super::pacer::{Pacer, REQUEST_SPACING};
+use super::pacer::{Pacer, BURST_QUIET, REQUEST_SPACING};
 use super::rotate::Dedup;
 use super::task::Task;
 use super::{ConnSettings, Link, Membership};
@@ -210,8 +210,9 @@ async fn subscriptions_past_the_burst_are_spaced() {
         });
         members.push(member.unwrap());
     }
-    // Two at once, then one per spacing.
-    assert_eq!(sent_at[1], sent_at[0]);
+    // The first at once, the second once no key came for the burst's quiet
+    // time, then one per spacing.
+    assert_eq!(sent_at[1] - sent_at[0], BURST_QUIET);
     assert_eq!(sent_at[2] - sent_at[1], REQUEST_SPACING);
     assert_eq!(sent_at[3] - sent_at[2], REQUEST_SPACING);
 }
@@ -238,6 +239,81 @@ fn the_pacer_keeps_under_eight_requests_a_second() {
     let text = p.next_request(at).unwrap();
     assert!(text.contains(r#"["x","y"]"#), "{text}");
     assert_eq!(p.next_request(at), None);
+}
+
+/// A loop of opens: the burst's second request waits while keys keep
+/// coming, and goes with all of them once they stop, or a spacing after the
+/// first at the latest.
+#[tokio::test(start_paused = true)]
+async fn the_bursts_second_request_waits_for_the_keys_to_stop_coming() {
+    let step = Duration::from_millis(1);
+    for keys_for in [Duration::from_millis(20), REQUEST_SPACING * 2] {
+        let mut p = Pacer::new(TIMEOUT);
+        p.subscribe("first".into(), None);
+        let t0 = Instant::now();
+        assert_eq!(p.next_request_at(t0), Some(t0));
+        assert!(p.next_request(t0).unwrap().contains("first"));
+        let mut queued = Vec::new();
+        let at = loop {
+            let now = Instant::now();
+            let at = p.next_request_at(now).unwrap_or(now + BURST_QUIET);
+            if at <= now {
+                break at;
+            }
+            if now - t0 < keys_for {
+                let key = format!("k{}", queued.len());
+                p.subscribe(key.clone(), None);
+                queued.push(key);
+            }
+            tokio::time::advance(step).await;
+        };
+        let last_key = t0 + step * (queued.len() as u32 - 1);
+        assert_eq!(at, (last_key + BURST_QUIET).min(t0 + REQUEST_SPACING));
+        let text = p.next_request(at).unwrap();
+        let sent: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let sent: Vec<&str> = sent["params"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        assert_eq!(sent, queued[..sent.len()]);
+        if keys_for < REQUEST_SPACING {
+            assert_eq!(
+                sent.len(),
+                queued.len(),
+                "every key of the loop in one request"
+            );
+        }
+    }
+}
+
+/// Many accounts opened at once: a connection's whole default share of
+/// keys, queued while the pacer waits for its next slot, goes out in that
+/// slot's one message; a key more waits for the slot after.
+#[test]
+fn a_connections_share_of_keys_goes_in_one_message() {
+    use crate::engine::config::DEFAULT_STREAMS_PER_CONNECTION as SHARE;
+    let mut now = Instant::now();
+    let mut p = Pacer::new(TIMEOUT);
+    for k in ["a", "b"] {
+        p.subscribe(k.into(), None);
+        now = p.next_request_at(now).unwrap();
+        assert!(p.next_request(now).is_some());
+    }
+    for n in 0..=SHARE {
+        p.subscribe(format!("k{n}"), None);
+    }
+    let at = p.next_request_at(now).unwrap();
+    assert_eq!(at, now + REQUEST_SPACING);
+    let text = p.next_request(at).unwrap();
+    let sent: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(sent["params"].as_array().unwrap().len(), SHARE, "{text}");
+    assert_eq!(p.next_request_at(at), Some(at + REQUEST_SPACING));
+    assert!(p
+        .next_request(at)
+        .unwrap()
+        .contains(&format!("\"k{SHARE}\"")));
 }
 
 #[tokio::test(start_paused = true)]
@@ -316,7 +392,7 @@ async fn a_rotation_switches_links_without_loss_or_repeat() {
 }
 
 /// A rotation's new link subscribes every key with the serve loop's pacer:
-/// 100 keys a message, paced, events before the answers held, every
+/// `MAX_PARAMS` keys a message, paced, events before the answers held, every
 /// answer waited for.
 #[tokio::test(start_paused = true)]
 async fn a_rotation_subscribes_the_new_link_paced_and_holds_early_events() {
@@ -353,7 +429,7 @@ async fn a_rotation_subscribes_the_new_link_paced_and_holds_early_events() {
         tokio::join!(subscribe_all(&mut ours, &mut pacer, &mut held), server);
     r.unwrap();
     assert_eq!(seen, keys);
-    assert_eq!(at[1], at[0]);
+    assert_eq!(at[1] - at[0], BURST_QUIET);
     assert_eq!(at[2] - at[1], REQUEST_SPACING);
     assert_eq!(held.len(), 1);
     assert!(held[0].contains(r#""stream":"k0""#), "{held:?}");
