@@ -12,9 +12,7 @@ use crate::engine::backoff::{jitter, Backoff};
 use crate::engine::client::Keys;
 use crate::engine::config::StreamForm;
 use crate::engine::error::{Error, Result};
-use crate::engine::event::{
-    now_ms, Event, ACCOUNT_SNAPSHOT_FAILED, STREAM_DISCONNECTED, STREAM_SUBSCRIBED,
-};
+use crate::engine::event::{now_ms, Event, ACCOUNT_SNAPSHOT_FAILED, STREAM_DISCONNECTED};
 use crate::engine::rest::{refused_unsent, Rest};
 use crate::engine::retry::retry_wait;
 use serde_json::json;
@@ -87,6 +85,8 @@ pub async fn establish_later(
 ) -> Result<(String, Membership, Joined)> {
     let key = keys.start().await?;
     let conn = pool::acquire(&settings.conn, &key);
+    // Before the subscription is sent: its answer may come at once.
+    sink.set_joining(now_ms());
     let (member, joined) = Membership::join_later(conn, sink, &key)?;
     Ok((key, member, joined))
 }
@@ -171,19 +171,20 @@ impl Runner {
     fn on_joined(&mut self, r: Result<()>, since_ms: i64) -> Option<Trouble> {
         match r {
             Ok(()) => {
-                self.sink.shared.queue.push_library(Event::library(
-                    STREAM_SUBSCRIBED,
-                    now_ms(),
-                    json!({ "from_ms": since_ms }),
-                ));
+                // Queued by the connection task as the answer came, before
+                // any event of the subscription; this only if it had not.
+                self.sink.flush_joined();
                 None
             }
-            Err(e) => Some(Trouble {
-                reason: "subscribe_failed",
-                message: e.message.replace(&self.key, &mask(&self.key)),
-                from_ms: since_ms,
-                disconnected: true,
-            }),
+            Err(e) => {
+                self.sink.clear_joining();
+                Some(Trouble {
+                    reason: "subscribe_failed",
+                    message: e.message.replace(&self.key, &mask(&self.key)),
+                    from_ms: since_ms,
+                    disconnected: true,
+                })
+            }
         }
     }
 

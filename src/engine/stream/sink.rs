@@ -3,8 +3,10 @@
 //! tell its runner something happened.
 
 use super::Shared;
+use crate::engine::event::STREAM_SUBSCRIBED;
 use crate::engine::event::{now_ms, Event};
-use std::sync::atomic::{AtomicU64, Ordering};
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -18,6 +20,13 @@ pub struct Sink {
     /// subscription is acknowledged: queued by the connection task itself,
     /// so it goes before every event of the new subscription.
     resume: Mutex<Option<Resume>>,
+    /// For a stream opened without waiting for its subscription: since
+    /// when it waits (ms), until `binance.stream_subscribed` is queued, by
+    /// the connection task too, for the same reason.
+    joining: Mutex<Option<i64>>,
+    /// Whether `resume` or `joining` may hold something: an event checks
+    /// this, not the locks.
+    notices: AtomicBool,
 }
 
 /// What a stream reports when its subscription is live again.
@@ -62,13 +71,61 @@ impl Sink {
             shared,
             signals: tx,
             resume: Mutex::new(None),
+            joining: Mutex::new(None),
+            notices: AtomicBool::new(false),
         };
         (Arc::new(sink), rx)
     }
 
     /// Sets (or clears) what to report once the next subscription is live.
     pub fn set_resume(&self, r: Option<Resume>) {
+        let some = r.is_some();
         *self.resume.lock().unwrap_or_else(|p| p.into_inner()) = r;
+        if some {
+            self.notices.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// The stream's open returns before its subscription is acknowledged
+    /// (since `since_ms`): `binance.stream_subscribed` is queued when it is.
+    pub fn set_joining(&self, since_ms: i64) {
+        *self.joining.lock().unwrap_or_else(|p| p.into_inner()) = Some(since_ms);
+        self.notices.store(true, Ordering::SeqCst);
+    }
+
+    /// The subscription was refused: no `binance.stream_subscribed` (the
+    /// stream reports the refusal and recovers as from a lost connection).
+    pub fn clear_joining(&self) {
+        self.joining
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+
+    /// Queues `binance.stream_subscribed` if the stream waits for it.
+    pub fn flush_joined(&self) {
+        let since = self
+            .joining
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(from_ms) = since {
+            self.shared.queue.push_library(Event::library(
+                STREAM_SUBSCRIBED,
+                now_ms(),
+                json!({ "from_ms": from_ms }),
+            ));
+        }
+    }
+
+    /// The subscription is live (acknowledged, or an event of it came
+    /// first, which a server may send before its answer): what the stream
+    /// reports then goes before any of its events.
+    pub fn on_live(&self) {
+        if self.notices.swap(false, Ordering::SeqCst) {
+            self.flush_resume();
+            self.flush_joined();
+        }
     }
 
     /// Reports it now, if the connection has not (a fallback).

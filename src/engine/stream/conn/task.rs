@@ -370,6 +370,8 @@ impl Task {
             if e.time_ms() > self.last_event_ms {
                 self.last_event_ms = e.time_ms();
             }
+            // An event before the subscription's answer: it is live.
+            sink.on_live();
             sink.push(e);
             if !self.touched.iter().any(|s| s.id == sink.id) {
                 self.touched.push(sink.clone());
@@ -519,6 +521,7 @@ impl Task {
                 s.shared.set_reader(reader);
             }
             s.flush_resume();
+            s.flush_joined();
         }
     }
 

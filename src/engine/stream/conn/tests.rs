@@ -456,3 +456,37 @@ async fn a_rotation_whose_subscribe_is_refused_fails() {
     let e = r.unwrap_err();
     assert!(e.message.contains("Invalid request"), "{}", e.message);
 }
+
+/// A stream opened without waiting for its subscription says
+/// `binance.stream_subscribed` before any of its events: also when an
+/// event comes right behind the answer, before the stream's runner has
+/// seen the answer, and when the server sends an event before its answer.
+#[tokio::test(start_paused = true)]
+async fn a_no_wait_stream_says_it_is_subscribed_before_any_of_its_events() {
+    let kinds = |evs: Vec<Event>| evs.iter().map(|e| e.kind().to_owned()).collect::<Vec<_>>();
+    for event_first in [false, true] {
+        let (handle, mut server) = serving().await;
+        let (a, sink, _signals) = stream();
+        assert!(handle.reserve(100));
+        sink.set_joining(1);
+        let (_member, _answer) = Membership::join_later(handle.clone(), &sink, "keyA").unwrap();
+        let req = read_json(&mut server).await;
+        assert_eq!(req["method"], "SUBSCRIBE", "{req}");
+        let answer =
+            Message::text(serde_json::json!({ "result": null, "id": req["id"] }).to_string());
+        let ev = event("keyA", "ORDER_TRADE_UPDATE", 5);
+        let frames = if event_first {
+            [ev, answer]
+        } else {
+            [answer, ev]
+        };
+        for f in frames {
+            server.send(f).await.unwrap();
+        }
+        assert_eq!(
+            kinds(queued(&a).await),
+            ["binance.stream_subscribed", "ORDER_TRADE_UPDATE"],
+            "event first: {event_first}"
+        );
+    }
+}
