@@ -90,18 +90,30 @@ impl Queue {
         }
     }
 
-    /// Wakes a waiting reader if anything is queued (after `push_deferred`).
-    pub fn wake(&self) {
-        let s = self.lock();
-        let wake = s.waiting > 0 && !s.items.is_empty();
-        let leader = s.leader.clone().filter(|_| !s.items.is_empty());
+    /// Unlocks `s`, then, if `ready`, wakes the readers: one waiting on the
+    /// condition variable (or `all` of them), and a reader leading the
+    /// stream's connection, which sleeps in poll(2) instead.
+    fn wake_readers(&self, s: MutexGuard<'_, State>, ready: bool, all: bool) {
+        let waiting = ready && s.waiting > 0;
+        let leader = s.leader.clone().filter(|_| ready);
         drop(s);
-        if wake {
-            self.ready.notify_one();
+        if waiting {
+            if all {
+                self.ready.notify_all();
+            } else {
+                self.ready.notify_one();
+            }
         }
         if let Some(l) = leader {
             l.notify();
         }
+    }
+
+    /// Wakes a waiting reader if anything is queued (after `push_deferred`).
+    pub fn wake(&self) {
+        let s = self.lock();
+        let ready = !s.items.is_empty();
+        self.wake_readers(s, ready, false);
     }
 
     /// Like `push` but wakes nobody; says whether a reader waits. The caller
@@ -150,15 +162,8 @@ impl Queue {
         s.flush_overflow();
         s.tail().push_back(ev);
         s.sync_signal();
-        let wake = s.waiting > 0 && s.held.is_none();
-        let leader = s.leader.clone().filter(|_| s.held.is_none());
-        drop(s);
-        if wake {
-            self.ready.notify_one();
-        }
-        if let Some(l) = leader {
-            l.notify();
-        }
+        let ready = s.held.is_none();
+        self.wake_readers(s, ready, false);
     }
 
     /// Keeps back everything queued from now on (stream and library events,
@@ -183,15 +188,7 @@ impl Queue {
         s.items.push_back(first);
         s.items.extend(held);
         s.sync_signal();
-        let wake = s.waiting > 0;
-        let leader = s.leader.clone();
-        drop(s);
-        if wake {
-            self.ready.notify_all();
-        }
-        if let Some(l) = leader {
-            l.notify();
-        }
+        self.wake_readers(s, true, true);
     }
 
     /// Waits up to `timeout` for the next event.
@@ -278,12 +275,7 @@ impl Queue {
         s.items.clear();
         s.held = None;
         s.sync_signal();
-        let leader = s.leader.clone();
-        drop(s);
-        self.ready.notify_all();
-        if let Some(l) = leader {
-            l.notify();
-        }
+        self.wake_readers(s, true, true);
     }
 
     /// A descriptor readable exactly while `pop` has something to

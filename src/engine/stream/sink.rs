@@ -122,7 +122,9 @@ impl Sink {
     /// first, which a server may send before its answer): what the stream
     /// reports then goes before any of its events.
     pub fn on_live(&self) {
-        if self.notices.swap(false, Ordering::SeqCst) {
+        // A load first: every event passes here, and a swap would write
+        // the flag's cache line each time.
+        if self.notices.load(Ordering::Relaxed) && self.notices.swap(false, Ordering::SeqCst) {
             self.flush_resume();
             self.flush_joined();
         }
