@@ -85,7 +85,7 @@ summary() {
 }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/binance-uds-platforms.XXXXXX")
-exchange_pid=
+. scripts/exchange.sh
 cleanup() {
     stop_exchange
     if [ -n "${WINEPREFIX:-}" ] && command -v wineserver >/dev/null; then
@@ -170,38 +170,14 @@ wheel_is() {
 
 # --- the local exchange (native) ---------------------------------------------
 
-# start_exchange [OPTIONS...]: a local exchange on loopback, its ready lines
-# in $tmp/exchange.out; sets ws_api, stream, rest, control, ca_file.
+# start_exchange [OPTIONS...]: a local exchange on loopback (scripts/exchange.sh);
+# sets ws_api, stream, rest, control, ca_file.
 start_exchange() {
-    local i
-    stop_exchange
-    rm -f "$tmp/exchange.stdin"
-    mkfifo "$tmp/exchange.stdin"
-    target/release/local-exchange --die-with-stdin "$@" \
-        <"$tmp/exchange.stdin" >"$tmp/exchange.out" 2>"$tmp/exchange.err" &
-    exchange_pid=$!
-    # Holding the fifo open keeps the exchange up; when this script ends,
-    # however it ends, the exchange reads end of file and exits.
-    exec 3>"$tmp/exchange.stdin"
-    for i in $(seq 300); do
-        grep -q '^rest=' "$tmp/exchange.out" && break
-        kill -0 "$exchange_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    ws_api=$(sed -n 's/^ws_api=//p' "$tmp/exchange.out")
-    stream=$(sed -n 's/^stream=//p' "$tmp/exchange.out")
-    rest=$(sed -n 's/^rest=//p' "$tmp/exchange.out")
-    control=$(sed -n 's/^control=//p' "$tmp/exchange.out")
-    ca_file=$(sed -n 's/^ca_file=//p' "$tmp/exchange.out")
-    [ -n "$rest" ] || { cat "$tmp/exchange.out" "$tmp/exchange.err"; return 1; }
+    exchange_start "$tmp" "$@" || return 1
     echo "local exchange: $ws_api"
 }
 stop_exchange() {
-    if [ -n "$exchange_pid" ]; then
-        exec 3>&-
-        wait "$exchange_pid" || true
-        exchange_pid=
-    fi
+    exchange_stop || true
 }
 # ctl JSON: one control command; prints the answer line.
 ctl() {

@@ -50,7 +50,7 @@ check() {
 }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/binance-uds-packaging.XXXXXX")
-exchange_pid=
+. scripts/exchange.sh
 cleanup() {
     if [ -n "$exchange_pid" ]; then
         exec 3>&- || true
@@ -160,27 +160,12 @@ check "a program linked against target/release/libbinance_uds.so runs" in_tree
 # --- the local exchange for the programs below ------------------------------
 
 start_exchange() {
-    local i
-    mkfifo "$tmp/exchange.stdin"
-    target/release/local-exchange --die-with-stdin --ca-out "$tmp/ca.pem" \
-        <"$tmp/exchange.stdin" >"$tmp/exchange.out" 2>"$tmp/exchange.err" &
-    exchange_pid=$!
-    # Holding the fifo open keeps the exchange up; when this script ends,
-    # however it ends, the exchange reads end of file and exits.
-    exec 3>"$tmp/exchange.stdin"
-    for i in $(seq 300); do
-        grep -q '^ca_file=' "$tmp/exchange.out" && break
-        kill -0 "$exchange_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    BINANCE_WS_API_URL=$(sed -n 's/^ws_api=//p' "$tmp/exchange.out")
-    [ -n "$BINANCE_WS_API_URL" ] || { cat "$tmp/exchange.out" "$tmp/exchange.err"; return 1; }
-    echo "local exchange at $BINANCE_WS_API_URL (after ${i}00 ms at most)"
+    exchange_start "$tmp" --ca-out "$tmp/ca.pem" || return 1
+    BINANCE_WS_API_URL=$ws_api
+    echo "local exchange at $BINANCE_WS_API_URL"
 }
 stop_exchange() {
-    exec 3>&-
-    wait "$exchange_pid"
-    exchange_pid=
+    exchange_stop
 }
 if start_exchange >"$tmp/start.log" 2>&1; then
     pass "local-exchange started: $(tail -n 1 "$tmp/start.log")"
