@@ -227,6 +227,15 @@ impl Streaming {
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"))
     }
 
+    /// Emits one `kind` event to the account and checks that it is the
+    /// next event printed, as sent; returns the exchange's answer.
+    fn prints_emitted(&self, ex: &Exchange, kind: &str) -> Value {
+        let emitted = ex.control(json!({"cmd": "emit", "api_key": API_KEY, "type": kind}));
+        let ev = self.event();
+        assert_eq!((&ev["e"], &ev["E"]), (&json!(kind), &emitted["first_E"]));
+        emitted
+    }
+
     fn signal(&self, name: &str) {
         let ok = Command::new("kill")
             .args([&format!("-{name}"), &self.child.id().to_string()])
@@ -289,12 +298,7 @@ fn stream_prints_events_and_the_gap_of_a_dropped_connection_until_ctrl_c() {
     assert_eq!(gap["reason"], "disconnected");
     assert!(gap["from_ms"].as_i64().unwrap() <= gap["to_ms"].as_i64().unwrap());
     // Events flow again on the new connection.
-    let again = ex.control(json!({"cmd": "emit", "api_key": API_KEY, "type": "ACCOUNT_UPDATE"}));
-    let ev = s.event();
-    assert_eq!(
-        (&ev["e"], &ev["E"]),
-        (&json!("ACCOUNT_UPDATE"), &again["first_E"])
-    );
+    s.prints_emitted(&ex, "ACCOUNT_UPDATE");
 
     s.signal("INT");
     let (status, stderr) = s.wait();
@@ -814,13 +818,8 @@ fn stream_no_wait_subscribed_says_when_live_and_a_refused_subscription_is_a_gap(
             break;
         }
     }
-    let emitted = ex.control(json!({"cmd": "emit", "api_key": API_KEY, "type": "TRADE_LITE"}));
+    let emitted = s.prints_emitted(&ex, "TRADE_LITE");
     assert_eq!(emitted["delivered"], 1, "{emitted}");
-    let ev = s.event();
-    assert_eq!(
-        (&ev["e"], &ev["E"]),
-        (&json!("TRADE_LITE"), &emitted["first_E"])
-    );
     s.signal("INT");
     let (status, stderr) = s.wait();
     assert!(status.success(), "{status:?}: {stderr}");
@@ -847,12 +846,7 @@ fn stream_no_wait_subscribed_says_when_live_and_a_refused_subscription_is_a_gap(
         before.iter().any(|e| e == "binance.stream_disconnected"),
         "{before:?}"
     );
-    let emitted = ex.control(json!({"cmd": "emit", "api_key": API_KEY, "type": "TRADE_LITE"}));
-    let ev = s.event();
-    assert_eq!(
-        (&ev["e"], &ev["E"]),
-        (&json!("TRADE_LITE"), &emitted["first_E"])
-    );
+    s.prints_emitted(&ex, "TRADE_LITE");
     s.signal("TERM");
     let (status, stderr) = s.wait();
     assert!(status.success(), "{status:?}: {stderr}");
