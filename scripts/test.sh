@@ -18,6 +18,11 @@ cargo clippy --workspace --exclude binance-uds-peer-rust-sdk --all-targets -- -D
 step "Rust and C tests (cargo test)"
 cargo test --workspace --exclude binance-uds-peer-rust-sdk --all-targets -- --skip under_random_faults
 
+# The fault tests run on their own (their faults and heal times are wall
+# clock): the soaks below, and this one, which the skip above also caught.
+step "many accounts with resync under random drops and 429s: no 418, no ban, every stream heals"
+cargo test --test budget -- many_accounts_under_random_faults --nocapture
+
 step "the core stream tests again, on the query form (<base>/ws?listenKey=)"
 BINANCE_UDS_TEST_STREAM_FORM=query cargo test --test user_stream
 
